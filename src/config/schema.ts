@@ -1,0 +1,118 @@
+import { z } from 'zod';
+import { parseCidr, parseIp } from '../net/ip.js';
+import { checkDomain, checkInterface } from './names.js';
+
+export type Proto = 'tcp' | 'udp';
+export interface Port {
+  port: number;
+  proto: Proto;
+}
+
+/** "300ms", "30s", "5m", "1h", "1d" or a number of seconds -> seconds. */
+const duration = (what: string) =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const m = /^([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?$/.exec(String(v).trim());
+    const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[(m?.[2] ?? 's') as 's'];
+    const n = m ? Number(m[1]) * unit : NaN;
+    if (!Number.isFinite(n) || n < 0 || n > 30 * 86400) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be a duration like 30, "300ms", "30s", "5m" or "1h" (at most 30 days)` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const port = z.union([z.number(), z.string()]).transform((v, ctx): Port => {
+  const m = /^([0-9]{1,5})(?:\/(tcp|udp))?$/.exec(String(v).trim().toLowerCase());
+  const n = m ? Number(m[1]) : NaN;
+  if (!m || !(n >= 1 && n <= 65535)) {
+    ctx.addIssue({ code: 'custom', message: `port must be 1-65535, optionally with "/tcp" or "/udp" (got ${JSON.stringify(v)})` });
+    return z.NEVER;
+  }
+  return { port: n, proto: (m[2] as Proto | undefined) ?? 'tcp' };
+});
+
+const domain = z.string().transform((v, ctx) => {
+  const r = checkDomain(v);
+  if (!r.ok) {
+    ctx.addIssue({ code: 'custom', message: r.problem });
+    return z.NEVER;
+  }
+  return r.name;
+});
+
+const cidr = z.string().transform((v, ctx) => {
+  const c = parseCidr(v.trim());
+  if (!c) {
+    ctx.addIssue({ code: 'custom', message: `not an IPv4/IPv6 address or network: ${JSON.stringify(v)} (e.g. 192.0.2.0/24, 2001:db8::/48)` });
+    return z.NEVER;
+  }
+  return c.text;
+});
+
+const ip = z.string().transform((v, ctx) => {
+  const a = parseIp(v.trim());
+  if (!a) {
+    ctx.addIssue({ code: 'custom', message: `not an IP address: ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return a.text;
+});
+
+const iface = z.string().superRefine((v, ctx) => {
+  const p = checkInterface(v);
+  if (p) ctx.addIssue({ code: 'custom', message: p });
+});
+
+const entry = z
+  .object({
+    domain: domain.optional(),
+    cidr: cidr.optional(),
+    ports: z.array(port).min(1, 'give at least one port, or leave ports out for [443]').default([{ port: 443, proto: 'tcp' }]),
+    allowPrivate: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((e, ctx) => {
+    if ((e.domain === undefined) === (e.cidr === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'each allow entry needs exactly one of `domain` or `cidr`' });
+    }
+  });
+
+export const configSchema = z
+  .object({
+    allow: z.array(entry).default([]),
+    dns: z
+      .object({
+        servers: z.array(ip).min(1).optional(),
+        timeout: duration('dns.timeout').default(2),
+        attempts: z.number().int().min(1).max(10).default(2),
+        concurrency: z.number().int().min(1).max(256).default(32),
+        minTtl: duration('dns.minTtl').default(30),
+        maxTtl: duration('dns.maxTtl').default(86400),
+        /** port of the DNS servers (53; tests and local resolvers may differ) */
+        port: z.number().int().min(1).max(65535).default(53),
+      })
+      .strict()
+      .prefault({}),
+    staleGrace: duration('staleGrace').default(300),
+    containers: z
+      .object({
+        enabled: z.boolean().default(true),
+        bridges: z.array(iface).min(1).default(['docker0', 'br-+']),
+      })
+      .strict()
+      .prefault({}),
+    host: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** ufw inactive: enable it ourselves only when the operator opted in (it denies incoming by default). */
+        enableUfw: z.boolean().default(false),
+        /** reject (default): blocked host connections fail at once; deny: they are dropped silently and time out */
+        outgoing: z.enum(['reject', 'deny']).default('reject'),
+      })
+      .strict()
+      .prefault({}),
+    ipv6: z.boolean().default(true),
+  })
+  .strict();
+
+export type RawConfig = z.output<typeof configSchema>;

@@ -1,0 +1,122 @@
+import type { Config } from '../config/load.js';
+import type { Port } from '../config/schema.js';
+import { compareIp, parseCidr, type Family } from '../net/ip.js';
+import type { AllowedDomain } from '../resolve/merge.js';
+import { CHAIN, DOCKER_USER, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './names.js';
+
+/** The kernel state one sync aims for, per family. Rule lines are in iptables-save's own canonical form. */
+export interface Desired {
+  sets: Record<Family, string[]>;
+  /** EGRESSFW rules (containers), or null when containers are not managed */
+  containerRules: Record<Family, string[]> | null;
+  /** The jump line into EGRESSFW (placed first in DOCKER-USER, or FORWARD where Docker made no DOCKER-USER) */
+  jumpRule: string;
+  /** EGRESSFW-HOST rules (host output), or null when the host is not managed */
+  hostRules: Record<Family, string[]> | null;
+  /** ufw: outgoing policy and the marked block for before.rules/before6.rules */
+  ufw: { outgoing: 'deny' | 'reject'; blocks: Record<Family, string>; enable: boolean } | null;
+}
+
+const c = (text: string) => (/\s/.test(text) ? `"${text}"` : text);
+const comment = (what: string) => `-m comment --comment ${c(`egressfw ${what}`)}`;
+
+/** ipset member text: "203.0.113.7,tcp:443" (host) or "192.0.2.0/24,udp:53" (network). */
+export function setEntry(cidrOrIp: string, port: Port): string {
+  const parsed = parseCidr(cidrOrIp)!;
+  const full = parsed.family === 4 ? 32 : 128;
+  const addr = parsed.prefix === full ? parsed.text.split('/')[0]! : parsed.text;
+  return `${addr},${port.proto}:${port.port}`;
+}
+
+export function compareEntry(a: string, b: string): number {
+  const [ia, pa] = a.split(',') as [string, string];
+  const [ib, pb] = b.split(',') as [string, string];
+  const byIp = compareIp(ia, ib);
+  if (byIp !== 0) return byIp;
+  const la = ia.includes('/') ? Number(ia.split('/')[1]) : 999;
+  const lb = ib.includes('/') ? Number(ib.split('/')[1]) : 999;
+  if (la !== lb) return la - lb;
+  const [xa, na] = pa.split(':');
+  const [xb, nb] = pb.split(':');
+  return xa === xb ? Number(na) - Number(nb) : xa! < xb! ? -1 : 1;
+}
+
+export interface DnsServer {
+  host: string;
+  port: number;
+}
+
+const DNS_PORTS = (port: number): Port[] => [
+  { port, proto: 'tcp' },
+  { port, proto: 'udp' },
+];
+
+export function desiredSets(config: Config, allowed: AllowedDomain[], dns: DnsServer[]): Record<Family, string[]> {
+  const sets: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() };
+  const ports = new Map(config.domains.map((d) => [d.name, d.ports]));
+  for (const d of allowed) for (const ip of d.ips) for (const p of ports.get(d.name) ?? []) sets[ip.family].add(setEntry(ip.ip, p));
+  for (const r of config.cidrs) for (const p of r.ports) sets[r.family].add(setEntry(r.cidr, p));
+  // The resolvers must stay reachable for the host (egressfw itself) and for containers (Docker's DNS forwards from their netns).
+  for (const s of dns) {
+    const fam = parseCidr(s.host)?.family;
+    if (fam) for (const p of DNS_PORTS(s.port)) sets[fam].add(setEntry(s.host, p));
+  }
+  return { 4: [...sets[4]].sort(compareEntry), 6: [...sets[6]].sort(compareEntry) };
+}
+
+function containerRules(family: Family, bridges: string[]): string[] {
+  const reject = family === 4 ? 'icmp-admin-prohibited' : 'icmp6-adm-prohibited';
+  return [
+    `-A ${CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED ${comment('replies')} -j RETURN`,
+    // Into a bridge: container-to-container, or inbound to a published port. Not ours to judge.
+    ...bridges.map((b) => `-A ${CHAIN} -o ${b} ${comment('to-bridge')} -j RETURN`),
+    `-A ${CHAIN} -m set --match-set ${SET[family]} dst,dst ${comment('allowed')} -j RETURN`,
+    // Out of a container bridge to anywhere else and not allowed: fail fast (RST / ICMP), never hang.
+    ...bridges.flatMap((b) => [
+      `-A ${CHAIN} -i ${b} -p tcp ${comment('reject')} -j REJECT --reject-with tcp-reset`,
+      `-A ${CHAIN} -i ${b} ${comment('reject')} -j REJECT --reject-with ${reject}`,
+    ]),
+  ];
+}
+
+function dnsRule(chain: string, s: DnsServer, proto: 'tcp' | 'udp'): string {
+  const full = parseCidr(s.host)!;
+  return `-A ${chain} -d ${full.text} -p ${proto} -m ${proto} --dport ${s.port} ${comment('dns')} -j ACCEPT`;
+}
+
+function hostDnsRules(family: Family, dns: DnsServer[]): string[] {
+  return dns.filter((s) => parseCidr(s.host)?.family === family).flatMap((s) => [dnsRule(HOST_CHAIN, s, 'udp'), dnsRule(HOST_CHAIN, s, 'tcp')]);
+}
+
+function hostRules(family: Family, dns: DnsServer[]): string[] {
+  return [...hostDnsRules(family, dns), `-A ${HOST_CHAIN} -m set --match-set ${SET[family]} dst,dst ${comment('allowed')} -j ACCEPT`];
+}
+
+/**
+ * The marked block for before.rules. It only declares EGRESSFW-HOST, lets DNS
+ * through and hooks the chain: it references no ipset, so ufw always loads it
+ * (at boot before egressfw ran, too) and the host is closed, not open, until
+ * egressfw fills the chain.
+ */
+export function ufwBlock(family: Family, dns: DnsServer[]): string {
+  return [
+    `${BLOCK_BEGIN} (written by egressfw: change the egressfw config and run \`egressfw sync\`, not this block)`,
+    `:${HOST_CHAIN} - [0:0]`,
+    ...hostDnsRules(family, dns),
+    `-A ${UFW_OUTPUT[family]} ${comment('host')} -j ${HOST_CHAIN}`,
+    BLOCK_END,
+  ].join('\n');
+}
+
+export const JUMP_RULE_SPEC = `${comment('jump')} -j ${CHAIN}`;
+
+export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsServer[]): Desired {
+  const per = <T>(f: (fam: Family) => T): Record<Family, T> => ({ 4: f(4), 6: f(6) });
+  return {
+    sets: desiredSets(config, allowed, dns),
+    containerRules: config.containers.enabled ? per((f) => containerRules(f, config.containers.bridges)) : null,
+    jumpRule: `-A ${DOCKER_USER} ${JUMP_RULE_SPEC}`,
+    hostRules: config.host.enabled ? per((f) => hostRules(f, dns)) : null,
+    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dns)), enable: config.host.enableUfw } : null,
+  };
+}

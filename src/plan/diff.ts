@@ -1,0 +1,140 @@
+import type { Family } from '../net/ip.js';
+import type { Desired } from './desired.js';
+import { JUMP_RULE_SPEC } from './desired.js';
+import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, UFW_FILE } from './names.js';
+import type { FilterTable, Observed } from './observed.js';
+import { extractBlock } from './observed.js';
+import { upsertBlock } from './ufw-file.js';
+
+export type Op =
+  | { kind: 'set'; family: Family; name: string; exists: boolean; tmpExists: boolean; entries: string[]; added: string[]; removed: string[] }
+  | { kind: 'chain'; family: Family; chain: string; rules: string[]; reason: string }
+  | { kind: 'jump'; family: Family; parent: string; createParent: boolean; deleteRules: string[]; insert: boolean }
+  | { kind: 'ufw-block'; family: Family; file: string; before: string | null; after: string; text: string }
+  | { kind: 'ufw-outgoing'; from: string; to: 'deny' | 'reject' }
+  | { kind: 'ufw-enable' }
+  | { kind: 'ufw-reload' };
+
+export interface Plan {
+  ops: Op[];
+  /** conditions that stop `sync` before any change (the plan still shows what it would do) */
+  blockers: string[];
+}
+
+const POLICY = { deny: 'DROP', reject: 'REJECT' } as const;
+
+function diffSets(desired: Desired, observed: Observed): Op[] {
+  const ops: Op[] = [];
+  for (const family of FAMILIES) {
+    const want = desired.sets[family];
+    const have = observed.sets[family];
+    const haveSet = new Set(have.entries);
+    const wantSet = new Set(want);
+    const added = want.filter((e) => !haveSet.has(e));
+    const removed = have.entries.filter((e) => !wantSet.has(e));
+    if (!have.exists || added.length > 0 || removed.length > 0) {
+      ops.push({ kind: 'set', family, name: SET[family], exists: have.exists, tmpExists: have.tmpExists, entries: want, added, removed });
+    }
+  }
+  return ops;
+}
+
+const sameRules = (a: string[] | undefined, b: string[]) => a !== undefined && a.length === b.length && a.every((r, i) => r === b[i]);
+
+const isOurJump = (rule: string) => rule.endsWith(` ${JUMP_RULE_SPEC}`);
+
+/**
+ * Where the jump goes: first in DOCKER-USER always (created if Docker has not
+ * yet: Docker keeps an existing one); and also first in FORWARD when FORWARD
+ * does not lead to DOCKER-USER (Docker 20.10 makes no DOCKER-USER for IPv6).
+ */
+function diffJumps(family: Family, table: FilterTable): Op[] {
+  const ops: Op[] = [];
+  const forward = table.chains.get('FORWARD') ?? [];
+  const forwardHasDockerUser = forward.some((r) => r === `-A FORWARD -j ${DOCKER_USER}`);
+  const wanted: [string, boolean][] = [
+    [DOCKER_USER, true],
+    ['FORWARD', !forwardHasDockerUser],
+  ];
+  for (const [parent, want] of wanted) {
+    const rules = table.chains.get(parent);
+    const ours = (rules ?? []).filter(isOurJump);
+    const firstIsOurs = rules !== undefined && rules.length > 0 && isOurJump(rules[0]!);
+    const correct = want ? firstIsOurs && ours.length === 1 : ours.length === 0;
+    if (correct) continue;
+    ops.push({
+      kind: 'jump',
+      family,
+      parent,
+      createParent: rules === undefined && want,
+      deleteRules: ours.map((r) => r.replace(/^-A /, '-D ')),
+      insert: want,
+    });
+  }
+  return ops;
+}
+
+function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw: Op[]; reloads: boolean } {
+  const ufw: Op[] = [];
+  const want = desired.ufw;
+  if (!want) return { ufw, reloads: false };
+  const have = observed.ufw;
+  if (!have) {
+    if (observed.readable) blockers.push('ufw is not installed: `apt-get install ufw`, or set `host.enabled: false` in the config to manage containers only');
+    return { ufw, reloads: false };
+  }
+  let blockChanged = false;
+  for (const family of FAMILIES) {
+    const text = have.files[family];
+    const before = extractBlock(text);
+    if (before === want.blocks[family]) continue;
+    const next = upsertBlock(text, want.blocks[family]);
+    if (next === null) {
+      blockers.push(`${UFW_FILE[family]} has no "*filter ... COMMIT" section to hook into; restore it from the ufw package (/usr/share/ufw/iptables/) and retry`);
+      continue;
+    }
+    blockChanged = true;
+    ufw.push({ kind: 'ufw-block', family, file: UFW_FILE[family], before, after: want.blocks[family], text: next });
+  }
+  const policyChanged = have.outputPolicy !== POLICY[want.outgoing];
+  if (policyChanged) ufw.push({ kind: 'ufw-outgoing', from: have.outputPolicy, to: want.outgoing });
+  if (!have.enabled) {
+    if (want.enable) ufw.push({ kind: 'ufw-enable' });
+    else {
+      blockers.push(
+        'ufw is installed but not active, so the host would not be restricted. Enabling ufw also denies incoming connections by default: ' +
+          'first allow what you need (e.g. `ufw allow OpenSSH`), then `ufw enable`; or set `host.enableUfw: true` to let egressfw enable it; ' +
+          'or set `host.enabled: false` to manage containers only',
+      );
+    }
+    return { ufw, reloads: want.enable };
+  }
+  if (blockChanged) ufw.push({ kind: 'ufw-reload' });
+  return { ufw, reloads: blockChanged || policyChanged };
+}
+
+/** Pure: what must change to go from `observed` to `desired`. An empty ops list means nothing to do. */
+export function diff(desired: Desired, observed: Observed): Plan {
+  const blockers: string[] = [];
+  const ops: Op[] = [...diffSets(desired, observed)];
+  const { ufw, reloads } = ufwOps(desired, observed, blockers);
+  ops.push(...ufw);
+  for (const family of FAMILIES) {
+    const table = observed.tables[family];
+    if (desired.containerRules) {
+      const want = desired.containerRules[family];
+      const have = table.chains.get(CHAIN);
+      if (!sameRules(have, want)) ops.push({ kind: 'chain', family, chain: CHAIN, rules: want, reason: have ? 'rules differ' : 'missing' });
+      ops.push(...diffJumps(family, table));
+    }
+    if (desired.hostRules) {
+      const want = desired.hostRules[family];
+      const have = table.chains.get(HOST_CHAIN);
+      // A ufw reload re-declares EGRESSFW-HOST from the block (DNS only): refill it after.
+      if (reloads || !sameRules(have, want)) {
+        ops.push({ kind: 'chain', family, chain: HOST_CHAIN, rules: want, reason: reloads ? 'refill after ufw reload' : have ? 'rules differ' : 'missing' });
+      }
+    }
+  }
+  return { ops, blockers };
+}

@@ -1,0 +1,15 @@
+import type { Family } from '../net/ip.js';
+
+/** Every kernel object egressfw owns. Nothing else is ever flushed or declared. */
+export const SET = { 4: 'egressfw-v4', 6: 'egressfw-v6' } as const satisfies Record<Family, string>;
+/** Temporary set filled by `ipset restore`, then swapped with the live one (atomic for packets). */
+export const TMP_SET = { 4: 'egressfw-v4-new', 6: 'egressfw-v6-new' } as const satisfies Record<Family, string>;
+export const CHAIN = 'EGRESSFW';
+export const HOST_CHAIN = 'EGRESSFW-HOST';
+export const DOCKER_USER = 'DOCKER-USER';
+export const UFW_OUTPUT = { 4: 'ufw-before-output', 6: 'ufw6-before-output' } as const satisfies Record<Family, string>;
+export const UFW_FILE = { 4: '/etc/ufw/before.rules', 6: '/etc/ufw/before6.rules' } as const satisfies Record<Family, string>;
+export const BLOCK_BEGIN = '# BEGIN EGRESSFW';
+export const BLOCK_END = '# END EGRESSFW';
+export const COMMENT_PREFIX = 'egressfw';
+export const FAMILIES: Family[] = [4, 6];

@@ -1,0 +1,106 @@
+import type { Family } from '../net/ip.js';
+import { JUMP_RULE_SPEC } from './desired.js';
+import type { Op, Plan } from './diff.js';
+import { TMP_SET } from './names.js';
+
+const INET = { 4: 'inet', 6: 'inet6' } as const;
+
+/** Room to grow: at least ipset's default 65536, else the next power of two above twice the entries. */
+export function maxelemFor(n: number): number {
+  let m = 65536;
+  while (m < n * 2) m *= 2;
+  return m;
+}
+
+function createLine(name: string, family: Family, n: number): string {
+  return `create ${name} hash:net,port family ${INET[family]} hashsize 1024 maxelem ${maxelemFor(n)}`;
+}
+
+/**
+ * `ipset restore` text. An existing set is never edited in place: the new
+ * members go into a temporary set that is then swapped in, so packets see
+ * either the old list or the new one, never a half-written one.
+ */
+export function renderIpset(plan: Plan): string | null {
+  const lines: string[] = [];
+  for (const op of plan.ops) {
+    if (op.kind !== 'set') continue;
+    const target = op.exists ? TMP_SET[op.family] : op.name;
+    if (op.exists && op.tmpExists) lines.push(`destroy ${TMP_SET[op.family]}`);
+    lines.push(createLine(target, op.family, op.entries.length));
+    for (const e of op.entries) lines.push(`add ${target} ${e}`);
+    if (op.exists) lines.push(`swap ${TMP_SET[op.family]} ${op.name}`, `destroy ${TMP_SET[op.family]}`);
+  }
+  return lines.length ? `${lines.join('\n')}\n` : null;
+}
+
+/** One `iptables-restore --noflush` transaction per family: all or nothing. */
+export function renderIptables(plan: Plan, family: Family): string | null {
+  const decls: string[] = [];
+  const rules: string[] = [];
+  for (const op of plan.ops) {
+    if ('family' in op && op.family !== family) continue;
+    if (op.kind === 'chain') {
+      // Declaring a chain under --noflush creates it, or empties it if it exists: then refill.
+      decls.push(`:${op.chain} - [0:0]`);
+      rules.push(...op.rules);
+    } else if (op.kind === 'jump') {
+      if (op.createParent) decls.push(`:${op.parent} - [0:0]`);
+      rules.push(...op.deleteRules);
+      if (op.insert) rules.push(`-I ${op.parent} 1 ${JUMP_RULE_SPEC}`);
+    }
+  }
+  if (!decls.length && !rules.length) return null;
+  return ['*filter', ...decls, ...rules, 'COMMIT', ''].join('\n');
+}
+
+export interface UfwStep {
+  say: string;
+  argv?: string[];
+  /** for file writes: the lines removed/added, diff style */
+  diff?: string[];
+}
+
+export function ufwSteps(plan: Plan): UfwStep[] {
+  const steps: UfwStep[] = [];
+  for (const op of plan.ops) {
+    switch (op.kind) {
+      case 'ufw-block':
+        steps.push({
+          say: `${op.before ? 'update' : 'add'} the egressfw block in ${op.file} (backup kept as ${op.file}.egressfw-backup)`,
+          diff: [...(op.before ?? '').split('\n').filter(Boolean).map((l) => `- ${l}`), ...op.after.split('\n').map((l) => `+ ${l}`)],
+        });
+        break;
+      case 'ufw-outgoing':
+        steps.push({ say: `outgoing policy ${op.from} -> ${op.to} (previous value recorded for uninstall)`, argv: ['ufw', 'default', op.to, 'outgoing'] });
+        break;
+      case 'ufw-enable':
+        steps.push({ say: 'enable ufw (host.enableUfw is set)', argv: ['ufw', '--force', 'enable'] });
+        break;
+      case 'ufw-reload':
+        steps.push({ say: 'reload ufw so it loads the new block', argv: ['ufw', 'reload'] });
+        break;
+    }
+  }
+  return steps;
+}
+
+/** One line per operation, for people. */
+export function describeOp(op: Op): string {
+  switch (op.kind) {
+    case 'set':
+      return `${op.exists ? 'replace' : 'create'} ipset ${op.name}: ${op.entries.length} entries (+${op.added.length} -${op.removed.length})`;
+    case 'chain':
+      return `${op.family === 4 ? 'iptables' : 'ip6tables'}: write chain ${op.chain} (${op.rules.length} rules; ${op.reason})`;
+    case 'jump':
+      return `${op.family === 4 ? 'iptables' : 'ip6tables'}: ${op.insert ? `put the jump to EGRESSFW first in ${op.parent}` : `remove the jump to EGRESSFW from ${op.parent}`}${op.createParent ? ` (create ${op.parent}: Docker has not yet)` : ''}${op.deleteRules.length ? ` (remove ${op.deleteRules.length} misplaced)` : ''}`;
+    case 'ufw-block':
+      return `ufw: ${op.before ? 'update' : 'add'} the egressfw block in ${op.file}`;
+    case 'ufw-outgoing':
+      return `ufw: default outgoing ${op.from} -> ${op.to}`;
+    case 'ufw-enable':
+      return 'ufw: enable';
+    case 'ufw-reload':
+      return 'ufw: reload';
+  }
+}

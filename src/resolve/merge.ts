@@ -1,0 +1,107 @@
+import { compareIp, parseIp, type Family } from '../net/ip.js';
+import type { DomainResolution, FamilyResult } from './resolver.js';
+
+/** What egressfw remembers between syncs (saved as JSON). Times are unix seconds. */
+export interface State {
+  version: 1;
+  domains: Record<string, DomainState>;
+  lastSync?: { at: number; ok: boolean; message: string };
+}
+export interface DomainState {
+  ips: Record<string, IpState>;
+  /** last resolution status word (ok, nxdomain, timeout, ...) */
+  status: string;
+  lastOk?: number;
+}
+export interface IpState {
+  firstSeen: number;
+  lastSeen: number;
+  ttl: number;
+}
+
+export const emptyState = (): State => ({ version: 1, domains: {} });
+
+export type IpSource = 'answer' | 'stale' | 'last-known-good';
+export interface AllowedIp {
+  ip: string;
+  family: Family;
+  source: IpSource;
+  /** unix seconds after which a stale IP is dropped (answers: when the TTL expires) */
+  until: number;
+}
+export interface AllowedDomain {
+  name: string;
+  status: string;
+  detail: string;
+  ips: AllowedIp[];
+}
+
+function familyOf(ip: string): Family {
+  return parseIp(ip)?.family ?? 4;
+}
+
+/**
+ * Pure: previous state + this round's answers -> new state and the allowed IPs.
+ * - a family whose lookup failed keeps every IP it had (last-known-good: a DNS
+ *   outage must not become an outage of the apps);
+ * - an IP missing from a good answer stays allowed until lastSeen + max(ttl, staleGrace)
+ *   (round-robin DNS, clients that cached it, long-lived connections);
+ * - names no longer in the config are forgotten.
+ */
+export function mergeResolutions(
+  prev: State,
+  resolutions: DomainResolution[],
+  now: number,
+  staleGrace: number,
+  status: (r: DomainResolution) => string,
+): { state: State; allowed: AllowedDomain[] } {
+  const state: State = { version: 1, domains: {}, ...(prev.lastSync ? { lastSync: prev.lastSync } : {}) };
+  const allowed: AllowedDomain[] = [];
+  for (const r of resolutions) {
+    const before = prev.domains[r.name]?.ips ?? {};
+    const ips: Record<string, IpState> = {};
+    const out: AllowedIp[] = [];
+    const word = status(r);
+    const details: string[] = [];
+    for (const [family, result] of [
+      [4, r.v4],
+      [6, r.v6],
+    ] as [Family, FamilyResult | null][]) {
+      const old = Object.entries(before).filter(([ip]) => familyOf(ip) === family);
+      if (result === null) continue; // family turned off: its IPs go
+      if (!result.ok) {
+        details.push(`${family === 4 ? 'A' : 'AAAA'}: ${result.detail}`);
+        for (const [ip, s] of old) {
+          ips[ip] = s;
+          out.push({ ip, family, source: 'last-known-good', until: s.lastSeen + Math.max(s.ttl, staleGrace) });
+        }
+        continue;
+      }
+      for (const a of result.addresses) {
+        ips[a.ip] = { firstSeen: before[a.ip]?.firstSeen ?? now, lastSeen: now, ttl: a.ttl };
+        out.push({ ip: a.ip, family, source: 'answer', until: now + a.ttl });
+      }
+      for (const [ip, s] of old) {
+        if (ips[ip]) continue;
+        const until = s.lastSeen + Math.max(s.ttl, staleGrace);
+        if (now < until) {
+          ips[ip] = s;
+          out.push({ ip, family, source: 'stale', until });
+        }
+      }
+    }
+    const hadOk = word === 'ok' || word === 'nodata';
+    const lastOk = hadOk ? now : prev.domains[r.name]?.lastOk;
+    state.domains[r.name] = { ips, status: word, ...(lastOk !== undefined ? { lastOk } : {}) };
+    out.sort((a, b) => compareIp(a.ip, b.ip));
+    allowed.push({ name: r.name, status: word, detail: details.join('; '), ips: out });
+  }
+  return { state, allowed };
+}
+
+/** Earliest moment an answer's TTL runs out or a stale IP should be dropped: when to refresh next. */
+export function nextRefreshAt(allowed: AllowedDomain[]): number | undefined {
+  let at: number | undefined;
+  for (const d of allowed) for (const ip of d.ips) if (at === undefined || ip.until < at) at = ip.until;
+  return at;
+}

@@ -1,0 +1,158 @@
+import { forbiddenReason, parseIp, compareIp, type Family } from '../net/ip.js';
+import { QueryError, type QueryFn, type QueryResult, type RecordType, type Server } from './dns-client.js';
+
+export type FailureKind = 'nxdomain' | 'servfail' | 'refused' | 'timeout' | 'malformed' | 'network' | 'cname-loop' | 'cname-too-long';
+
+export interface Address {
+  ip: string;
+  family: Family;
+  /** seconds, already raised to minTtl / lowered to maxTtl */
+  ttl: number;
+}
+
+/** One family of one name: addresses (possibly none: NODATA) or a typed failure. */
+export type FamilyResult =
+  | { ok: true; addresses: Address[]; cnames: string[] }
+  | { ok: false; kind: FailureKind; detail: string };
+
+export interface DomainResolution {
+  name: string;
+  v4: FamilyResult;
+  /** null when IPv6 resolution is turned off in the config */
+  v6: FamilyResult | null;
+  /** answers dropped as DNS rebinding (private, loopback, metadata, ...) */
+  refused: { ip: string; reason: string }[];
+}
+
+export interface ResolverOptions {
+  query: QueryFn;
+  servers: Server[];
+  timeoutMs: number;
+  attempts: number;
+  concurrency: number;
+  minTtl: number;
+  maxTtl: number;
+  ipv6: boolean;
+}
+
+const MAX_CNAME_HOPS = 8;
+
+class ResolveFailure extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Ask each server in turn, `attempts` rounds; NOERROR and NXDOMAIN are final answers, the rest moves on. */
+async function ask(opts: ResolverOptions, name: string, type: RecordType): Promise<QueryResult> {
+  let last: ResolveFailure = new ResolveFailure('network', 'no DNS servers configured');
+  for (let round = 0; round < opts.attempts; round++) {
+    for (const server of opts.servers) {
+      const where = `${server.host}${server.port === 53 ? '' : `:${server.port}`}`;
+      try {
+        const r = await opts.query(server, name, type, opts.timeoutMs);
+        if (r.rcode === 'NOERROR' || r.rcode === 'NXDOMAIN') return r;
+        const kind: FailureKind = r.rcode === 'REFUSED' ? 'refused' : 'servfail';
+        last = new ResolveFailure(kind, `${where} answered ${r.rcode}`);
+      } catch (e) {
+        const kind: FailureKind = e instanceof QueryError ? e.kind : 'network';
+        last = new ResolveFailure(kind, `${where}: ${(e as Error).message}`);
+      }
+    }
+  }
+  throw last;
+}
+
+/** Resolve one type for one name, following CNAME chains (bounded, loop-safe). */
+async function resolveType(opts: ResolverOptions, name: string, type: RecordType): Promise<{ records: { data: string; ttl: number }[]; cnames: string[] }> {
+  const cnames: string[] = [];
+  const visited = new Set([name]);
+  let target = name;
+  let chainTtl = Infinity;
+  for (let hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
+    const r = await ask(opts, target, type);
+    if (r.rcode === 'NXDOMAIN') {
+      throw new ResolveFailure('nxdomain', target === name ? 'no such domain (NXDOMAIN)' : `CNAME target ${target} does not exist (NXDOMAIN)`);
+    }
+    // Walk the chain the server sent, starting at the name we asked for.
+    let cur = target;
+    for (;;) {
+      const records = r.answers.filter((a) => a.type === type && a.name === cur);
+      if (records.length > 0) {
+        return { records: records.map((a) => ({ data: a.data, ttl: Math.min(a.ttl, chainTtl) })), cnames };
+      }
+      const c = r.answers.find((a) => a.type === 'CNAME' && a.name === cur);
+      if (!c) break;
+      const next = c.data.toLowerCase().replace(/\.$/, '');
+      if (visited.has(next)) throw new ResolveFailure('cname-loop', `CNAME loop: ${[...cnames, next].join(' -> ')}`);
+      if (cnames.length >= MAX_CNAME_HOPS) throw new ResolveFailure('cname-too-long', `CNAME chain longer than ${MAX_CNAME_HOPS}`);
+      visited.add(next);
+      cnames.push(next);
+      chainTtl = Math.min(chainTtl, c.ttl);
+      cur = next;
+    }
+    if (cur === target) return { records: [], cnames }; // NODATA
+    target = cur; // chain ends in a name without data in this answer: ask for it
+  }
+  throw new ResolveFailure('cname-too-long', `CNAME chain longer than ${MAX_CNAME_HOPS}`);
+}
+
+async function resolveFamily(opts: ResolverOptions, name: string, family: Family, refused: DomainResolution['refused'], allowPrivate: boolean): Promise<FamilyResult> {
+  const type: RecordType = family === 4 ? 'A' : 'AAAA';
+  try {
+    const { records, cnames } = await resolveType(opts, name, type);
+    const byIp = new Map<string, Address>();
+    for (const rec of records) {
+      const ip = parseIp(rec.data);
+      if (!ip || ip.family !== family) throw new ResolveFailure('malformed', `bad ${type} record data ${JSON.stringify(rec.data)}`);
+      const why = forbiddenReason(ip);
+      if (why && !allowPrivate) {
+        refused.push({ ip: ip.text, reason: why });
+        continue;
+      }
+      const ttl = Math.min(opts.maxTtl, Math.max(opts.minTtl, rec.ttl));
+      const prev = byIp.get(ip.text);
+      byIp.set(ip.text, { ip: ip.text, family, ttl: prev ? Math.min(prev.ttl, ttl) : ttl });
+    }
+    return { ok: true, addresses: [...byIp.values()].sort((a, b) => compareIp(a.ip, b.ip)), cnames };
+  } catch (e) {
+    if (e instanceof ResolveFailure) return { ok: false, kind: e.kind, detail: e.message };
+    throw e;
+  }
+}
+
+export async function resolveDomain(opts: ResolverOptions, name: string, allowPrivate: boolean): Promise<DomainResolution> {
+  const refused: DomainResolution['refused'] = [];
+  const [v4, v6] = await Promise.all([
+    resolveFamily(opts, name, 4, refused, allowPrivate),
+    opts.ipv6 ? resolveFamily(opts, name, 6, refused, allowPrivate) : Promise.resolve(null),
+  ]);
+  refused.sort((a, b) => compareIp(a.ip, b.ip));
+  return { name, v4, v6, refused };
+}
+
+/** Resolve every name with at most `concurrency` names in flight; results keep the input order. */
+export async function resolveAll(opts: ResolverOptions, names: { name: string; allowPrivate: boolean }[]): Promise<DomainResolution[]> {
+  const out: DomainResolution[] = new Array(names.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length) {
+      const i = next++;
+      out[i] = await resolveDomain(opts, names[i]!.name, names[i]!.allowPrivate);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency, names.length) }, worker));
+  return out;
+}
+
+/** A short status word for people: ok, nodata, or the first failure. */
+export function domainStatus(r: DomainResolution): string {
+  const fams = [r.v4, r.v6].filter((f): f is FamilyResult => f !== null);
+  const failed = fams.find((f) => !f.ok);
+  if (failed && !failed.ok) return failed.kind;
+  const n = fams.reduce((s, f) => s + (f.ok ? f.addresses.length : 0), 0);
+  return n > 0 ? 'ok' : r.refused.length > 0 ? 'refused-private' : 'nodata';
+}

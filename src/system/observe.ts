@@ -1,0 +1,55 @@
+import type { Family } from '../net/ip.js';
+import { FAMILIES, SET, UFW_FILE } from '../plan/names.js';
+import { nothingInstalled, parseIpsetNames, parseIptablesSave, parseUfwDefaults, parseUfwEnabled, setState, type Observed } from '../plan/observed.js';
+import { CommandError } from '../errors.js';
+import type { Exec } from './exec.js';
+
+export interface ObserveDeps {
+  exec: Exec;
+  readText: (file: string) => Promise<string | null>;
+  onPath: (cmd: string) => Promise<boolean>;
+  isRoot: boolean;
+}
+
+export interface Observation {
+  observed: Observed;
+  missingTools: string[];
+}
+
+const SAVE = { 4: 'iptables-save', 6: 'ip6tables-save' } as const;
+
+async function must(exec: Exec, argv: string[]): Promise<string> {
+  const r = await exec(argv);
+  if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr);
+  return r.stdout;
+}
+
+/** Read-only: what is in the kernel and the ufw files now. Without root it assumes nothing is installed. */
+export async function observe(deps: ObserveDeps, wantUfw: boolean): Promise<Observation> {
+  const tools = ['ipset', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', ...(wantUfw ? ['ufw'] : [])];
+  const present = await Promise.all(tools.map((t) => deps.onPath(t)));
+  const missingTools = tools.filter((_, i) => !present[i]);
+  if (!deps.isRoot || missingTools.some((t) => t !== 'ufw')) return { observed: nothingInstalled(), missingTools };
+
+  const names = parseIpsetNames(await must(deps.exec, ['ipset', 'list', '-n']));
+  const saves: Record<Family, string> = { 4: '', 6: '' };
+  for (const f of FAMILIES) if (names.has(SET[f])) saves[f] = await must(deps.exec, ['ipset', 'save', SET[f]]);
+  const [t4, t6] = await Promise.all(FAMILIES.map((f) => must(deps.exec, [SAVE[f], '-t', 'filter'])));
+
+  let ufw: Observed['ufw'] = null;
+  if (wantUfw && !missingTools.includes('ufw')) {
+    const [conf, defaults, b4, b6] = await Promise.all([
+      deps.readText('/etc/ufw/ufw.conf'),
+      deps.readText('/etc/default/ufw'),
+      deps.readText(UFW_FILE[4]),
+      deps.readText(UFW_FILE[6]),
+    ]);
+    if (conf !== null && defaults !== null && b4 !== null && b6 !== null) {
+      ufw = { enabled: parseUfwEnabled(conf), outputPolicy: parseUfwDefaults(defaults), files: { 4: b4, 6: b6 } };
+    }
+  }
+  return {
+    observed: { readable: true, sets: setState(names, saves), tables: { 4: parseIptablesSave(t4!), 6: parseIptablesSave(t6!) }, ufw },
+    missingTools,
+  };
+}
