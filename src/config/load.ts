@@ -59,12 +59,10 @@ export function sortPorts(ports: Port[]): Port[] {
 
 /** Pure: text of a YAML or JSON file -> validated, normalised Config. Throws ConfigError listing every problem. */
 export function parseConfig(text: string, file: string): Config {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      file,
-      doc.errors.map((e) => `line ${(e.linePos?.[0]?.line ?? '?').toString()}: ${e.message.split('\n')[0]}`),
-    );
+    // yaml's pretty messages say "... at line N, column M:" then quote the source: keep the first line.
+    throw new ConfigError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]!.replace(/:$/, '')}`));
   }
   const data: unknown = doc.toJS() ?? {};
   const parsed = configSchema.safeParse(data);

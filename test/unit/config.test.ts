@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig, parseResolvConf } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+
+function problems(yaml: string): string[] {
+  try {
+    parseConfig(yaml, 'test.yml');
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('parses the documented shape with defaults', () => {
+    const c = parseConfig(
+      `allow:
+  - domain: API.Example.com.
+    ports: [443, "8443/tcp", "53/udp"]
+  - domain: registry.npmjs.org
+  - cidr: 192.0.2.7/24
+    ports: [443]
+  - cidr: 2001:DB8::/48
+dns:
+  servers: [1.1.1.1, "2606:4700:4700::1111"]
+`,
+      'x.yml',
+    );
+    expect(c.domains).toEqual([
+      { name: 'api.example.com', allowPrivate: false, ports: [{ port: 443, proto: 'tcp' }, { port: 8443, proto: 'tcp' }, { port: 53, proto: 'udp' }] },
+      { name: 'registry.npmjs.org', allowPrivate: false, ports: [{ port: 443, proto: 'tcp' }] },
+    ]);
+    expect(c.cidrs).toEqual([
+      { cidr: '192.0.2.0/24', family: 4, ports: [{ port: 443, proto: 'tcp' }] },
+      { cidr: '2001:db8::/48', family: 6, ports: [{ port: 443, proto: 'tcp' }] },
+    ]);
+    expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400 });
+    expect(c.staleGrace).toBe(300);
+    expect(c.containers).toEqual({ enabled: true, bridges: ['docker0', 'br-+'] });
+    expect(c.host).toEqual({ enabled: true, enableUfw: false, outgoing: 'reject' });
+  });
+
+  it('accepts JSON and durations', () => {
+    const c = parseConfig('{"allow":[{"domain":"a.example.com"}],"dns":{"timeout":"300ms","minTtl":"1m"},"staleGrace":"1h"}', 'x.json');
+    expect(c.dns.timeoutMs).toBe(300);
+    expect(c.dns.minTtl).toBe(60);
+    expect(c.staleGrace).toBe(3600);
+  });
+
+  it('merges duplicate names (and networks), case and trailing dot ignored', () => {
+    const c = parseConfig(
+      `allow:
+  - { domain: a.example.com, ports: [443] }
+  - { domain: A.EXAMPLE.COM., ports: [80, 443] }
+  - { cidr: 192.0.2.1/24, ports: [22] }
+  - { cidr: 192.0.2.0/24, ports: [443] }`,
+      'x.yml',
+    );
+    expect(c.domains).toEqual([{ name: 'a.example.com', allowPrivate: false, ports: [{ port: 80, proto: 'tcp' }, { port: 443, proto: 'tcp' }] }]);
+    expect(c.cidrs).toEqual([{ cidr: '192.0.2.0/24', family: 4, ports: [{ port: 22, proto: 'tcp' }, { port: 443, proto: 'tcp' }] }]);
+  });
+
+  it('lists every problem with its path', () => {
+    const p = problems(`allow:
+  - domain: ok.example.com
+    ports: [443, 0, "70000", "53/icmp"]
+  - cidr: 10.0.0.0/33
+  - domain: a.example.com
+    cidr: 192.0.2.0/24
+  - ports: [443]
+dns:
+  servers: [not-an-ip]
+  atempts: 3
+`);
+    expect(p).toEqual([
+      'allow[0].ports[1]: port must be 1-65535, optionally with "/tcp" or "/udp" (got 0)',
+      'allow[0].ports[2]: port must be 1-65535, optionally with "/tcp" or "/udp" (got "70000")',
+      'allow[0].ports[3]: port must be 1-65535, optionally with "/tcp" or "/udp" (got "53/icmp")',
+      'allow[1].cidr: not an IPv4/IPv6 address or network: "10.0.0.0/33" (e.g. 192.0.2.0/24, 2001:db8::/48)',
+      'allow[2]: each allow entry needs exactly one of `domain` or `cidr`',
+      'allow[3]: each allow entry needs exactly one of `domain` or `cidr`',
+      'dns.servers[0]: not an IP address: "not-an-ip"',
+      'dns: unknown key "atempts" (check the spelling; see examples/egressfw.yml)',
+    ]);
+  });
+
+  it('refuses wildcards and points to the proxy mode', () => {
+    expect(problems('allow: [{ domain: "*.example.com" }]')[0]).toMatch(/^allow\[0\]\.domain: wildcards .*egressfw proxy --mode sni/);
+  });
+
+  it.each([
+    ['shell metacharacters', 'a.example.com; rm -rf /'],
+    ['command substitution', '$(reboot).example.com'],
+    ['backticks', '`id`.example.com'],
+    ['iptables option injection', '-j ACCEPT'],
+    ['leading dash', '-a.example.com'],
+    ['embedded space', 'a.example.com -j ACCEPT'],
+    ['newline', 'a.example.com\n-A INPUT -j ACCEPT'],
+    ['quote', 'a"b.example.com'],
+    ['underscore', 'a_b.example.com'],
+    ['empty label', 'a..example.com'],
+    ['label ending in hyphen', 'a-.example.com'],
+    ['single label', 'localhost'],
+    ['an IP address', '203.0.113.5'],
+    ['a 64-char label', `${'a'.repeat(64)}.example.com`],
+    ['254+ chars', `${Array.from({ length: 5 }, () => 'b'.repeat(60)).join('.')}.com`],
+  ])('refuses a hostile or invalid name: %s', (_what, name) => {
+    const p = problems(`allow: [{ domain: ${JSON.stringify(name)} }]`);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/^allow\[0\]\.domain: /);
+  });
+
+  it('accepts punycode and converts Unicode names to punycode', () => {
+    const c = parseConfig('allow: [{ domain: "xn--bcher-kva.example" }, { domain: "münchen.example" }]', 'x.yml');
+    expect(c.domains.map((d) => d.name)).toEqual(['xn--bcher-kva.example', 'xn--mnchen-3ya.example']);
+  });
+
+  it('accepts a 253-char name', () => {
+    const name = `${Array.from({ length: 3 }, () => 'c'.repeat(63)).join('.')}.${'d'.repeat(57)}`;
+    expect(name.length).toBe(249);
+    expect(parseConfig(`allow: [{ domain: ${name}.com }]`, 'x.yml').domains[0]!.name).toBe(`${name}.com`);
+  });
+
+  it('refuses hostile interface names and odd IP spellings', () => {
+    expect(problems('containers: { bridges: ["docker0 -j ACCEPT"] }')[0]).toMatch(/^containers\.bridges\[0\]: not an interface name/);
+    expect(problems('containers: { bridges: ["-i"] }')[0]).toMatch(/^containers\.bridges\[0\]/);
+    expect(problems('dns: { servers: ["0x7f.0.0.1"] }')[0]).toMatch(/^dns\.servers\[0\]: not an IP/);
+    expect(problems('dns: { servers: ["fe80::1%eth0"] }')[0]).toMatch(/^dns\.servers\[0\]: not an IP/);
+    expect(problems('allow: [{ cidr: "010.0.0.1" }]')[0]).toMatch(/^allow\[0\]\.cidr/);
+  });
+
+  it('reports YAML syntax errors and duplicate keys with a line', () => {
+    expect(problems('allow: [\n')[0]).toMatch(/^YAML: .* at line \d+, column \d+$/);
+    expect(problems('allow: []\nallow: []\n')[0]).toMatch(/^YAML: Map keys must be unique at line 2, column 1$/);
+  });
+
+  it('refuses minTtl above maxTtl and bad durations', () => {
+    expect(problems('dns: { minTtl: 2h, maxTtl: 1h }')).toEqual(['dns.minTtl: must not be greater than dns.maxTtl']);
+    expect(problems('staleGrace: soon')[0]).toMatch(/^staleGrace: staleGrace must be a duration/);
+  });
+
+  it('an empty file is a valid config that allows nothing', () => {
+    expect(parseConfig('', 'x.yml').domains).toEqual([]);
+  });
+
+  it('reads nameservers from resolv.conf', () => {
+    expect(parseResolvConf('# c\nnameserver 10.255.255.53\nnameserver fe80::1%eth0\nsearch x\nnameserver 2001:db8::53\nnameserver bogus\n')).toEqual(['10.255.255.53', '2001:db8::53']);
+  });
+});
