@@ -49,8 +49,8 @@ describe.skipIf(!isRoot)('lab', () => {
       s.write(p.streamEncode({ type: 'query', id: 7, flags: p.RECURSION_DESIRED, questions: [{ type: 'A', name: 'blocked.test' }] })));
       s.on('data', (d) => { console.log(p.streamDecode(d).answers.map((a) => a.data).join()); s.end(); });`;
     const [tcp4, tcp6] = await Promise.all([ADDR.dns4, ADDR.dns6].map((srv) => lab.host([process.execPath, '-e', q, srv], { timeoutMs: 5000 })));
-    expect(tcp4.stdout).toBe('203.0.113.20\n');
-    expect(tcp6.stdout).toBe('203.0.113.20\n');
+    expect(tcp4?.stdout).toBe('203.0.113.20\n');
+    expect(tcp6?.stdout).toBe('203.0.113.20\n');
   });
 
   it('HTTPS with the lab CA: curl verifies it on the host, busybox wget works from a container', async () => {

@@ -161,6 +161,10 @@ async function must(argv: string[], opts: ExecOpts = {}): Promise<string> {
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
+/** EFW_LAB_DEBUG=1 prints how long each setup step took */
+function phase(t0: number, what: string): void {
+  if (process.env.EFW_LAB_DEBUG) console.error(`lab: ${what} +${Date.now() - t0} ms`);
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** /proc/PID/stat starttime: with the pid it identifies a process (pids get reused) */
@@ -605,8 +609,8 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     return child.pid;
   };
 
-  const resolve = async (name: string, type: 'A' | 'AAAA'): Promise<string[]> => {
-    const r = await run(inetArgv(['busybox', 'nslookup', `-type=${type.toLowerCase()}`, name, ADDR.dns4]), { timeoutMs: 5000 });
+  const resolve = async (name: string, type: 'A' | 'AAAA', timeoutMs = 5000): Promise<string[]> => {
+    const r = await run(inetArgv(['busybox', 'nslookup', `-type=${type.toLowerCase()}`, name, ADDR.dns4]), { timeoutMs });
     // answers follow the "Name:" line of the answer section; the server's own address is in the header
     const ans = r.stdout.split(/\n\s*\n/).filter((b) => /^Name:/m.test(b)).join('\n');
     return [...ans.matchAll(/^Address:\s*(\S+)/gm)].map((m) => m[1]!).sort();
@@ -624,7 +628,8 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     ]), path.join(dir, 'dnsmasq.out'));
     dnsPid = track(child, 'dnsmasq');
     for (let i = 0; ; i++) {
-      if ((await resolve(SITES[0]!.name, 'A')).length) return;
+      // short timeout: a query sent before dnsmasq bound its socket would wait out nslookup's own (~2.5 s)
+      if ((await resolve(SITES[0]!.name, 'A', 300)).length) return;
       if (!procAlive(dnsPid) || i > 100) throw new Error(`lab: dnsmasq not ready: ${fs.readFileSync(path.join(dir, 'dnsmasq.out'), 'utf8')}`);
       await sleep(50);
     }
@@ -687,7 +692,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
       for (const [n, r] of defaultRecords()) records.set(n, r);
       await writeRecords([...names]);
     },
-    resolve,
+    resolve: (name, type) => resolve(name, type),
     async fetch(url, o = {}) {
       const t = String(o.timeoutSec ?? 3);
       const wget = ['wget', '-q', '-O', '-', ...(url.startsWith('https:') ? ['--no-check-certificate'] : []), url];
@@ -704,6 +709,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     },
   };
 
+  const t0 = Date.now();
   try {
     // cached artefacts first (cold: a few seconds of openssl)
     const tls = await ensureTls();
@@ -711,6 +717,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     const busyboxTar = withDocker ? ensureBusyboxTarball(tls.ca) : undefined;
     busyboxTar?.catch(() => {}); // awaited below
 
+    phase(t0, 'tls');
     // namespaces and links
     st.netns.push(inetNs, hostNs);
     saveState(st);
@@ -748,6 +755,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     ];
     await must(['ip', '-n', hostNs, '-batch', '-'], { input: hostBatch.join('\n') + '\n' });
 
+    phase(t0, 'netns');
     // fake internet: DNS + web, and the host's private mount namespace, in parallel
     fs.mkdirSync(`${dir}/dns`);
     fs.writeFileSync(`${dir}/dns/hosts`, hostsFile(records));
@@ -757,8 +765,9 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     track(web, 'fake-internet');
     const webReady = waitForLine(web, /^ready$/m, 15_000, 'fake-internet', `${dir}/web.log`);
     const holderReady = startHolder(st, hostNs, tls.ca, ipv6);
-    await Promise.all([dnsReady, webReady, holderReady]);
+    await Promise.all([dnsReady.then(() => phase(t0, 'dns')), webReady.then(() => phase(t0, 'web')), holderReady.then(() => phase(t0, 'holder'))]);
 
+    phase(t0, 'dns+web+holder');
     if (withDocker) {
       const dockerd = spawnDaemon(hostArgv([
         'dockerd', '--host', 'unix:///run/docker.sock', '--pidfile', '/run/docker.pid',
@@ -778,8 +787,10 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
         }
         await sleep(100);
       }
+    phase(t0, 'dockerd');
       await dockerImport(lab, (await busyboxTar)!, BUSYBOX_IMAGE, ['CMD ["sh"]']);
     }
+    phase(t0, 'ready');
     return lab;
   } catch (e) {
     stopped = true;
