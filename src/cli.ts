@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
 import { runPlan } from './commands/plan.js';
+import { runSync } from './commands/sync.js';
 import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { EgressfwError } from './errors.js';
 import { query } from './resolve/dns-client.js';
 import { realExec, onPath } from './system/exec.js';
-import { readText } from './system/files.js';
+import { backupOnce, readText, writeFileAtomic } from './system/files.js';
+import { acquireLock } from './system/lock.js';
 import { observe } from './system/observe.js';
 import { DEFAULT_STATE_DIR } from './system/state.js';
 
@@ -28,17 +30,41 @@ function program(): Command {
     .option('--json', 'print one machine-readable JSON document', false)
     .option('--detailed-exitcode', 'exit 3 when changes are pending, 0 when none', false)
     .action(async (o: { config: string; stateDir: string; json: boolean; detailedExitcode: boolean }) => {
-      process.exitCode = await runPlan(o, {
-        query,
-        readText,
-        observe: (wantUfw) => observe({ exec: realExec, readText, onPath, isRoot }, wantUfw),
-        now: () => Math.floor(Date.now() / 1000),
-        isRoot,
-        out,
-        warn,
+      process.exitCode = await runPlan(o, planDeps());
+    });
+  p.command('sync')
+    .description('resolve, plan and apply the allowlist to the kernel (root): all or nothing, verified, state saved')
+    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
+    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .option('--dry-run', 'print the plan and change nothing (same as `egressfw plan`)', false)
+    .option('-q, --quiet', 'print only warnings and errors', false)
+    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean }) => {
+      if (o.dryRun) {
+        process.exitCode = await runPlan({ ...o, json: false, detailedExitcode: false }, planDeps());
+        return;
+      }
+      process.exitCode = await runSync(o, {
+        ...planDeps(),
+        exec: realExec,
+        writeFileAtomic,
+        backupOnce,
+        onPath,
+        acquireLock: () => acquireLock(),
       });
     });
   return p;
+}
+
+function planDeps() {
+  return {
+    query,
+    readText,
+    observe: (wantUfw: boolean) => observe({ exec: realExec, readText, onPath, isRoot }, wantUfw),
+    now: () => Math.floor(Date.now() / 1000),
+    isRoot,
+    out,
+    warn,
+  };
 }
 
 /** The one place errors become exit codes: 0 ok, 1 error, 2 bad usage or config, 3 changes pending. */

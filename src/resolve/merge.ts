@@ -6,6 +6,8 @@ export interface State {
   version: 1;
   domains: Record<string, DomainState>;
   lastSync?: { at: number; ok: boolean; message: string };
+  /** what egressfw found before its first change, for `uninstall` */
+  original?: { ufwOutputPolicy?: string; ufwEnabled?: boolean };
 }
 export interface DomainState {
   ips: Record<string, IpState>;
@@ -55,7 +57,7 @@ export function mergeResolutions(
   staleGrace: number,
   status: (r: DomainResolution) => string,
 ): { state: State; allowed: AllowedDomain[] } {
-  const state: State = { version: 1, domains: {}, ...(prev.lastSync ? { lastSync: prev.lastSync } : {}) };
+  const state: State = { ...prev, version: 1, domains: {} };
   const allowed: AllowedDomain[] = [];
   for (const r of resolutions) {
     const before = prev.domains[r.name]?.ips ?? {};

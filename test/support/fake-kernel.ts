@@ -45,13 +45,25 @@ export class FakeKernel {
         t.set(decl[1]!, []);
         continue;
       }
-      const m = /^(-A|-D|-I) (\S+)(?: 1)? (.*)$/.exec(line)!;
+      const fx = /^(-F|-X) (\S+)$/.exec(line);
+      if (fx) {
+        if (!t.has(fx[2]!)) throw new Error(`iptables: no chain ${fx[2]}`);
+        if (fx[1] === '-F') t.set(fx[2]!, []);
+        else if (t.get(fx[2]!)!.length) throw new Error(`iptables: chain ${fx[2]} busy`);
+        else if ([...t.values()].some((rules) => rules.some((r) => r.endsWith(`-j ${fx[2]}`)))) throw new Error(`iptables: chain ${fx[2]} referenced`);
+        else t.delete(fx[2]!);
+        continue;
+      }
+      const m = /^(-A|-D|-I) (\S+)(?: ([0-9]+))? (-.*)$/.exec(line)!;
       const chain = t.get(m[2]!);
       if (!chain) throw new Error(`iptables: no chain ${m[2]}`);
-      const rule = `-A ${m[2]} ${m[3]}`;
+      const rule = `-A ${m[2]} ${m[4]}`;
       if (m[1] === '-A') chain.push(rule);
-      else if (m[1] === '-I') chain.unshift(rule);
-      else {
+      else if (m[1] === '-I') {
+        const at = Number(m[3] ?? 1) - 1;
+        if (at > chain.length) throw new Error('iptables: Index of insertion too big');
+        chain.splice(at, 0, rule);
+      } else {
         const i = chain.indexOf(rule);
         if (i < 0) throw new Error(`iptables: no rule ${rule}`);
         chain.splice(i, 1);

@@ -1,0 +1,88 @@
+import type { Family } from '../net/ip.js';
+import { JUMP_RULE_SPEC } from './desired.js';
+import type { Plan } from './diff.js';
+import { FAMILIES, HOST_CHAIN, TMP_SET } from './names.js';
+import type { Observed } from './observed.js';
+import { maxelemFor } from './render.js';
+
+const INET = { 4: 'inet', 6: 'inet6' } as const;
+
+/**
+ * Pure: per touched set, what puts it back as it was: an ipset restore text
+ * (old members via temp set + swap) or null, meaning "destroy it" (it did not
+ * exist before). Run after the iptables rollback, which drops the references.
+ */
+export function rollbackIpset(plan: Plan, before: Observed): { family: Family; name: string; restore: string | null }[] {
+  const out: { family: Family; name: string; restore: string | null }[] = [];
+  for (const op of plan.ops) {
+    if (op.kind !== 'set') continue;
+    const old = before.sets[op.family];
+    if (!old.exists) {
+      out.push({ family: op.family, name: op.name, restore: null });
+      continue;
+    }
+    const tmp = TMP_SET[op.family];
+    const lines = [`create ${tmp} hash:net,port family ${INET[op.family]} hashsize 1024 maxelem ${maxelemFor(old.entries.length)}`];
+    for (const e of old.entries) lines.push(`add ${tmp} ${e}`);
+    lines.push(`swap ${tmp} ${op.name}`, `destroy ${tmp}`);
+    out.push({ family: op.family, name: op.name, restore: `${lines.join('\n')}\n` });
+  }
+  return out;
+}
+
+/**
+ * Pure: one iptables-restore transaction that undoes a family's chain and
+ * jump operations: old rules back, jumps back at their old positions, chains
+ * this plan created removed (EGRESSFW-HOST is only emptied: ufw may hook it).
+ */
+export function rollbackIptables(plan: Plan, before: Observed, family: Family): string | null {
+  const table = before.tables[family];
+  const decls: string[] = [];
+  const rules: string[] = [];
+  const drop: string[] = [];
+  for (const op of plan.ops) {
+    if (!('family' in op) || op.family !== family) continue;
+    if (op.kind === 'chain') {
+      const old = table.chains.get(op.chain);
+      decls.push(`:${op.chain} - [0:0]`);
+      if (old) rules.push(...old);
+      else if (op.chain !== HOST_CHAIN) drop.push(op.chain);
+    } else if (op.kind === 'jump') {
+      if (op.insert) rules.push(`-D ${op.parent} ${JUMP_RULE_SPEC}`);
+      const old = table.chains.get(op.parent) ?? [];
+      old.forEach((r, i) => {
+        if (op.deleteRules.includes(r.replace(/^-A /, '-D '))) rules.push(`-I ${op.parent} ${i + 1} ${JUMP_RULE_SPEC}`);
+      });
+      if (op.createParent) drop.push(op.parent);
+    }
+  }
+  for (const chain of drop) rules.push(`-F ${chain}`, `-X ${chain}`);
+  if (!decls.length && !rules.length) return null;
+  return ['*filter', ...decls, ...rules, 'COMMIT', ''].join('\n');
+}
+
+export interface UfwRollback {
+  files: { file: string; text: string }[];
+  /** argv lists, in order */
+  commands: string[][];
+}
+
+const POLICY_WORD: Record<string, string> = { ACCEPT: 'allow', DROP: 'deny', REJECT: 'reject' };
+
+/** Pure: how to put ufw back: old file texts, old policy, disable if we enabled it, reload. */
+export function rollbackUfw(plan: Plan, before: Observed): UfwRollback | null {
+  const ufw = before.ufw;
+  const ops = plan.ops.filter((o) => o.kind.startsWith('ufw-'));
+  if (!ufw || ops.length === 0) return null;
+  const files: UfwRollback['files'] = [];
+  const commands: string[][] = [];
+  for (const op of ops) {
+    if (op.kind === 'ufw-block') files.push({ file: op.file, text: ufw.files[op.family] });
+    if (op.kind === 'ufw-outgoing') commands.push(['ufw', 'default', POLICY_WORD[ufw.outputPolicy] ?? 'allow', 'outgoing']);
+    if (op.kind === 'ufw-enable') commands.push(['ufw', '--force', 'disable']);
+  }
+  if (ufw.enabled) commands.push(['ufw', 'reload']);
+  return { files, commands };
+}
+
+export const ROLLBACK_FAMILIES = [...FAMILIES].reverse();
