@@ -505,6 +505,7 @@ export async function ensureBusyboxTarball(caPath: string): Promise<string> {
     fs.copyFileSync(caPath, path.join(root, 'etc/ssl/certs/ca-certificates.crt'));
     await must(['tar', '--numeric-owner', '--owner=0', '--group=0', '-C', root, '-cf', `${tmp}/img.tar`, '.']);
     fs.renameSync(`${tmp}/img.tar`, out);
+    for (const f of fs.readdirSync(CACHE_DIR)) if (/^busybox-[0-9a-f]+\.tar$/.test(f) && path.join(CACHE_DIR, f) !== out) fs.rmSync(path.join(CACHE_DIR, f), { force: true });
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -525,8 +526,13 @@ export async function ensureNginxTarball(): Promise<string> {
         '--include=nginx,libnginx-mod-stream,ca-certificates', 'bookworm', root, 'http://deb.debian.org/debian'],
       { timeoutMs: 600_000 },
     );
+    // smaller tarball = faster `docker import` in every lab
     for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
       for (const f of fs.readdirSync(path.join(root, d))) if (f.endsWith('.deb') || f.includes('_dists_')) fs.rmSync(path.join(root, d, f), { force: true });
+    }
+    for (const d of ['usr/share/doc', 'usr/share/man', 'usr/share/info', 'usr/share/locale']) {
+      fs.rmSync(path.join(root, d), { recursive: true, force: true });
+      fs.mkdirSync(path.join(root, d));
     }
     // logs to the container's stdout/stderr, like the official image
     fs.rmSync(path.join(root, 'var/log/nginx/access.log'), { force: true });
@@ -868,8 +874,10 @@ export async function snapshotMachineNetwork(): Promise<string> {
     ['ip6tables-save'],
     ['ipset', 'list', '-n'],
     ['sysctl', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding', 'net.ipv6.conf.all.accept_dad', 'net.ipv6.conf.default.accept_dad'],
-    ['findmnt', '-rn', '-o', 'TARGET,FSTYPE'],
-    ['sh', '-c', 'cat /etc/ufw/ufw.conf /etc/default/ufw /etc/resolv.conf | sha256sum; ls -a /etc/ufw /etc/docker'],
+    // mounts where a lab's private ones could leak (other mounts of the machine may come and go)
+    ['sh', '-c', "findmnt -rn -o TARGET,FSTYPE | grep -E '^/(run|etc|var|usr/local)' || true"],
+    ['sh', '-c', 'cat /etc/ufw/*.rules /etc/ufw/ufw.conf /etc/default/ufw /etc/resolv.conf /etc/ssl/certs/ca-certificates.crt | sha256sum; ls -a /etc/ufw /etc/docker /etc/egressfw /var/lib/egressfw 2>&1'],
+    ['find', '/sys/fs/cgroup', '-maxdepth', '4', '-name', 'efw-*'],
   ];
   const outs = await Promise.all(cmds.map((c) => run(c, { timeoutMs: 30_000 })));
   return outs
