@@ -1,0 +1,65 @@
+// Run the real, built egressfw CLI inside the lab's Docker host, and read its kernel state.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ExecOpts, ExecResult, Lab } from './lab.js';
+
+export const CLI = path.resolve('dist/cli.js');
+
+/**
+ * `egressfw ARGS` inside the lab host (its netns + private /etc/ufw, /run, ...).
+ * `path` replaces PATH for egressfw only (not for the lab's own nsenter).
+ */
+export function efw(lab: Lab, args: string[], opts: ExecOpts & { path?: string } = {}): Promise<ExecResult> {
+  const { path: p, ...rest } = opts;
+  const argv = [process.execPath, CLI, ...args];
+  return lab.host(p ? ['env', `PATH=${p}`, ...argv] : argv, { timeoutMs: 60_000, ...rest });
+}
+
+/** Write a config file into the lab dir and return its path. */
+export function writeConfig(lab: Lab, name: string, yaml: string): string {
+  const file = path.join(lab.dir, name);
+  fs.writeFileSync(file, yaml);
+  return file;
+}
+
+/** iptables-save, ip6tables-save and ipset save of the lab host, without counters, timestamps or set hash seeds. */
+export async function kernelState(lab: Lab): Promise<string> {
+  const parts = await Promise.all([
+    lab.host(['iptables-save']),
+    lab.host(['ip6tables-save']),
+    lab.host(['ipset', 'save']),
+  ]);
+  return parts
+    .map((p) => p.stdout)
+    .join('\n')
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]').replace(/ initval 0x[0-9a-f]+/, ''))
+    .join('\n');
+}
+
+/** ipset save prints members in hash order: sort the add lines of each set for comparisons. */
+export function canonical(state: string): string {
+  const lines = state.split('\n');
+  const adds = lines.filter((l) => l.startsWith('add ')).sort();
+  return [...lines.filter((l) => !l.startsWith('add ')), ...adds].join('\n');
+}
+
+/** A directory with a fake `tool` that always fails, to put first on PATH (failure injection). */
+export function brokenTool(lab: Lab, tool: string): string {
+  const dir = path.join(lab.dir, `broken-${tool}`);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\necho "${tool}: injected failure" >&2\nexit 1\n`, { mode: 0o755 });
+  return dir;
+}
+
+/** A PATH directory with symlinks to the given tools only (to make another tool "missing"). */
+export function onlyTools(lab: Lab, tools: string[]): string {
+  const dir = path.join(lab.dir, `only-${tools.length}-${Date.now()}`);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const t of tools) {
+    const real = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map((d) => path.join(d, t)).find((p) => fs.existsSync(p));
+    if (real) fs.symlinkSync(real, path.join(dir, t));
+  }
+  return dir;
+}

@@ -1,0 +1,204 @@
+// `egressfw sync` against a real kernel, ufw and dockerd, inside the namespaced lab.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
+import { brokenTool, canonical, efw, kernelState, onlyTools, writeConfig } from './efw.js';
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.warn('lab tests need root (network namespaces, iptables, dockerd): skipped');
+
+const ALLOWED_V4 = '203.0.113.10';
+const ALLOWED_V6 = '2001:db8:10::10';
+const BLOCKED_V4 = '203.0.113.20';
+const BLOCKED_V6 = '2001:db8:20::20';
+
+describe.skipIf(!isRoot)('egressfw sync (real kernel, ufw, dockerd)', () => {
+  let lab: Lab;
+  let machineBefore: string;
+  let config: string;
+  let stateDir: string;
+  const sync = (args: string[] = []) => efw(lab, ['sync', '--config', config, '--state-dir', stateDir, ...args]);
+
+  beforeAll(async () => {
+    machineBefore = await snapshotMachineNetwork();
+    lab = await startLab({ docker: true, ipv6: true });
+    stateDir = `${lab.dir}/state`;
+    config = writeConfig(
+      lab,
+      'egressfw.yml',
+      `allow:
+  - domain: allowed.test
+    ports: [80, 443]
+dns:
+  servers: [${lab.dnsServer}, "${lab.dnsServer6}"]
+  timeout: 1s
+  minTtl: 5s
+staleGrace: 30s
+`,
+    );
+    const up = await Promise.all([
+      lab.host(['ufw', '--force', 'enable']),
+      lab.docker(['network', 'create', '--ipv6', '--subnet', '2001:db8:1:1::/64', 'appnet']),
+    ]);
+    for (const r of up) expect(r.exitCode, r.stderr).toBe(0);
+    await Promise.all([
+      lab.runContainer({ name: 'c-default' }),
+      lab.runContainer({ name: 'c-user', network: 'appnet' }),
+      lab.runContainer({
+        name: 'c-web',
+        network: 'appnet',
+        args: ['-p', '8000:80'],
+        cmd: ['sh', '-c', 'mkdir -p /www && echo web-ok > /www/index.html && exec httpd -f -p 80 -h /www'],
+      }),
+    ]);
+  });
+
+  afterAll(async () => {
+    await lab?.stop();
+    if (isRoot) expect(await snapshotMachineNetwork()).toBe(machineBefore);
+  });
+
+  it('before sync: ufw deny outgoing stops the host, but containers bypass it', async () => {
+    expect((await lab.host(['ufw', 'default', 'deny', 'outgoing'])).exitCode).toBe(0);
+    const [host, fromDefault, fromUser] = await Promise.all([
+      lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
+      lab.fetch('http://blocked.test/', { container: 'c-default' }),
+      lab.fetch('http://blocked.test/', { container: 'c-user' }),
+    ]);
+    expect(host.ok).toBe(false);
+    expect(fromDefault.body).toMatch(/name=blocked\.test/);
+    expect(fromUser.body).toMatch(/name=blocked\.test/);
+    expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
+  });
+
+  it('sync applies, verifies and saves state; the second sync changes nothing', async () => {
+    const first = await sync();
+    expect(first.stderr).toBe('');
+    expect(first.exitCode).toBe(0);
+    expect(first.stdout).toMatch(/applied \d+ changes; verified against the kernel/);
+    const after1 = canonical(await kernelState(lab));
+
+    const second = await sync();
+    expect(second.exitCode).toBe(0);
+    expect(second.stdout).toMatch(/no changes/);
+    expect(canonical(await kernelState(lab))).toBe(after1);
+    const plan = await efw(lab, ['plan', '--config', config, '--state-dir', stateDir, '--detailed-exitcode']);
+    expect(plan.exitCode, plan.stdout + plan.stderr).toBe(0);
+
+    const state = JSON.parse((await lab.host(['cat', `${stateDir}/state.json`])).stdout);
+    expect(Object.keys(state.domains['allowed.test'].ips).sort()).toEqual([ALLOWED_V6, ALLOWED_V4]);
+    expect(state.lastSync.ok).toBe(true);
+    expect(state.original).toEqual({ ufwOutputPolicy: 'ACCEPT', ufwEnabled: true });
+    // the jump is first in DOCKER-USER for both families
+    expect((await lab.host(['iptables', '-S', 'DOCKER-USER'])).stdout.split('\n')[1]).toMatch(/-j EGRESSFW$/);
+    const fwd6 = (await lab.host(['ip6tables', '-S', 'FORWARD'])).stdout.split('\n');
+    expect(fwd6[1]).toMatch(/egressfw jump.*-j EGRESSFW$/);
+  });
+
+  it('after sync: host and containers reach the allowed domain on allowed ports, IPv4 and IPv6', async () => {
+    const checks = await Promise.all([
+      lab.fetch('http://allowed.test/'),
+      lab.fetch(`http://[${ALLOWED_V6}]/`),
+      lab.fetch('https://allowed.test/'),
+      lab.fetch('http://allowed.test/', { container: 'c-default' }),
+      lab.fetch(`http://${ALLOWED_V4}/`, { container: 'c-default' }),
+      lab.fetch('http://allowed.test/', { container: 'c-user' }),
+      lab.fetch(`http://[${ALLOWED_V6}]/`, { container: 'c-user' }),
+      lab.fetch('https://allowed.test/', { container: 'c-user' }),
+    ]);
+    for (const c of checks) expect(c.body, c.stderr).toMatch(/name=allowed\.test/);
+  });
+
+  it('after sync: blocked domain, blocked port and direct IPs fail fast, from the host and from containers', async () => {
+    const blocked = await Promise.all([
+      lab.fetch('http://blocked.test/'),
+      lab.fetch('http://allowed.test:8080/'),
+      lab.fetch(`http://${BLOCKED_V4}/`),
+      lab.fetch(`http://[${BLOCKED_V6}]/`),
+      lab.fetch('http://blocked.test/', { container: 'c-default' }),
+      lab.fetch('http://allowed.test:8080/', { container: 'c-default' }),
+      lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-default' }),
+      lab.fetch('http://blocked.test/', { container: 'c-user' }),
+      lab.fetch(`http://${ALLOWED_V4}:8080/`, { container: 'c-user' }),
+      lab.fetch(`http://[${BLOCKED_V6}]/`, { container: 'c-user' }),
+    ]);
+    for (const b of blocked) {
+      expect(b.ok).toBe(false);
+      // refused (TCP reset / ICMP reject), not a timeout: clients fail at once
+      expect(b.exitCode, b.stderr).not.toBe(124);
+      expect(b.stderr).toMatch(/refused|unreachable|reset/i);
+    }
+  });
+
+  it('DNS still works for the host and in both kinds of container', async () => {
+    const [host, def, user] = await Promise.all([
+      lab.host(['busybox', 'nslookup', 'blocked.test']),
+      lab.docker(['exec', 'c-default', 'nslookup', 'blocked.test']),
+      lab.docker(['exec', 'c-user', 'nslookup', 'blocked.test']),
+    ]);
+    for (const r of [host, def, user]) expect(r.stdout, r.stderr).toContain(BLOCKED_V4);
+  });
+
+  it('a network created after the sync is covered; container-to-container and published ports still work', async () => {
+    expect((await lab.docker(['network', 'create', 'latenet'])).exitCode).toBe(0);
+    await lab.runContainer({ name: 'c-late', network: 'latenet' });
+    const [lateOk, lateBlocked, c2c, published] = await Promise.all([
+      lab.fetch('http://allowed.test/', { container: 'c-late' }),
+      lab.fetch('http://blocked.test/', { container: 'c-late' }),
+      lab.fetch('http://c-web/', { container: 'c-user' }),
+      lab.inet(['timeout', '3', 'busybox', 'wget', '-q', '-O', '-', `http://${ADDR.hostUplink4}:8000/`]),
+    ]);
+    expect(lateOk.body).toMatch(/name=allowed\.test/);
+    expect(lateBlocked.ok).toBe(false);
+    expect(lateBlocked.exitCode).not.toBe(124);
+    expect(c2c.body).toBe('web-ok\n');
+    expect(published.stdout).toBe('web-ok\n');
+  });
+
+  it('a failure injected mid-apply leaves the previous rules in force', async () => {
+    const before = canonical(await kernelState(lab));
+    // Next sync would change the set (new IP) and both chains (new bridge): three steps.
+    await lab.setRecords('allowed.test', { A: ['203.0.113.11'], AAAA: [ALLOWED_V6] });
+    const changed = writeConfig(
+      lab,
+      'changed.yml',
+      `allow:
+  - domain: allowed.test
+    ports: [80, 443]
+dns:
+  servers: [${lab.dnsServer}, "${lab.dnsServer6}"]
+  timeout: 1s
+containers:
+  bridges: [docker0, "br-+", "veth-extra+"]
+`,
+    );
+    const broken = brokenTool(lab, 'ip6tables-restore');
+    const r = await efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${broken}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/ip6tables-restore failed: .*injected failure/);
+    expect(r.stderr).toMatch(/rolled back; the previous rules are in force/);
+    expect(canonical(await kernelState(lab))).toBe(before);
+    const state = JSON.parse((await lab.host(['cat', `${stateDir}/state.json`])).stdout);
+    expect(state.lastSync.ok).toBe(false);
+    // last-known-good history kept as it was
+    expect(Object.keys(state.domains['allowed.test'].ips).sort()).toEqual([ALLOWED_V6, ALLOWED_V4]);
+    await lab.resetRecords();
+  });
+
+  it('not root, bad config, missing tool: a clear error and no change', async () => {
+    const before = canonical(await kernelState(lab));
+    const notRoot = await lab.host(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, (await import('./efw.js')).CLI, 'sync', '--config', config]);
+    expect(notRoot.exitCode).toBe(1);
+    expect(notRoot.stderr).toMatch(/needs root: run `sudo egressfw sync`/);
+
+    const bad = writeConfig(lab, 'bad.yml', 'allow:\n  - domain: "-j ACCEPT"\n    ports: [0]\n');
+    const badRun = await efw(lab, ['sync', '--config', bad, '--state-dir', stateDir]);
+    expect(badRun.exitCode).toBe(2);
+    expect(badRun.stderr).toMatch(/allow\[0\]\.domain: .*\n.*allow\[0\]\.ports\[0\]: port must be 1-65535/);
+
+    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'ufw', 'cat']);
+    const noIpset = await efw(lab, ['sync', '--config', config, '--state-dir', stateDir], { path });
+    expect(noIpset.exitCode).toBe(1);
+    expect(noIpset.stderr).toMatch(/missing tools: ipset\. Install them \(`apt-get install ipset`\)/);
+    expect(canonical(await kernelState(lab))).toBe(before);
+  });
+});
