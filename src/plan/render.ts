@@ -93,7 +93,7 @@ export function describeOp(op: Op): string {
     case 'chain':
       return `${op.family === 4 ? 'iptables' : 'ip6tables'}: write chain ${op.chain} (${op.rules.length} rules; ${op.reason})`;
     case 'jump':
-      return `${op.family === 4 ? 'iptables' : 'ip6tables'}: ${op.insert ? `put the jump to EGRESSFW first in ${op.parent}` : `remove the jump to EGRESSFW from ${op.parent}`}${op.createParent ? ` (create ${op.parent}: Docker has not yet)` : ''}${op.deleteRules.length ? ` (remove ${op.deleteRules.length} misplaced)` : ''}`;
+      return `${op.family === 4 ? 'iptables' : 'ip6tables'}: ${op.insert ? `put the jump to EGRESSFW first in ${op.parent}` : `remove the jump to EGRESSFW from ${op.parent}`}${op.createParent ? ` (create ${op.parent}: it does not exist yet)` : ''}${op.deleteRules.length ? ` (remove ${op.deleteRules.length} misplaced)` : ''}`;
     case 'ufw-block':
       return `ufw: ${op.before ? 'update' : 'add'} the egressfw block in ${op.file}`;
     case 'ufw-outgoing':

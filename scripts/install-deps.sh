@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the system packages egressfw's lab tests, demo and benchmarks need (Debian/Ubuntu, as root).
+# No package may start a service on the machine itself: dockerd would write the host's own iptables.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+need=(iptables ipset ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux)
+missing=()
+for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+created_policy=no
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  created_policy=yes
+fi
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ "$created_policy" = yes ]; then rm -f /usr/sbin/policy-rc.d; fi
