@@ -2,6 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { runPlan } from './commands/plan.js';
 import { runSync } from './commands/sync.js';
+import { runDaemon } from './commands/daemon.js';
 import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { EgressfwError } from './errors.js';
 import { query } from './resolve/dns-client.js';
@@ -38,21 +39,27 @@ function program(): Command {
     .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
     .option('--dry-run', 'print the plan and change nothing (same as `egressfw plan`)', false)
     .option('-q, --quiet', 'print only warnings and errors', false)
-    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean }) => {
+    .option('--offline', 'no DNS: re-apply the saved IPs (used at boot, before the network is up)', false)
+    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean }) => {
       if (o.dryRun) {
         process.exitCode = await runPlan({ ...o, json: false, detailedExitcode: false }, planDeps());
         return;
       }
-      process.exitCode = await runSync(o, {
-        ...planDeps(),
-        exec: realExec,
-        writeFileAtomic,
-        backupOnce,
-        onPath,
-        acquireLock: () => acquireLock(),
-      });
+      process.exitCode = await runSync(o, syncDeps());
+    });
+  p.command('daemon')
+    .description('foreground scheduler (for systemd): refresh on a schedule and at TTL expiry, repair drift between refreshes')
+    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
+    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .option('--json', 'log one JSON object per line', false)
+    .action(async (o: { config: string; stateDir: string; json: boolean }) => {
+      process.exitCode = await runDaemon(o, syncDeps(), process);
     });
   return p;
+}
+
+function syncDeps() {
+  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock() };
 }
 
 function planDeps() {

@@ -6,7 +6,7 @@ import { diff, type Plan } from './plan/diff.js';
 import type { Observed } from './plan/observed.js';
 import type { QueryFn } from './resolve/dns-client.js';
 import { mergeResolutions, type AllowedDomain, type State } from './resolve/merge.js';
-import { domainStatus, resolveAll, type DomainResolution } from './resolve/resolver.js';
+import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import type { Observation } from './system/observe.js';
 
 /** Everything one round computes, from config to plan. Shared by `plan` and `sync`. */
@@ -27,6 +27,8 @@ export interface RoundDeps {
   readText: (file: string) => Promise<string | null>;
   observe: (wantUfw: boolean) => Promise<Observation>;
   now: number;
+  /** false: no DNS, use the saved IPs (drift repair, boot, status) */
+  resolve?: boolean;
 }
 
 export async function dnsServers(config: Config, readText: RoundDeps['readText']): Promise<DnsServer[]> {
@@ -41,7 +43,9 @@ export async function dnsServers(config: Config, readText: RoundDeps['readText']
 export async function computeRound(config: Config, prev: State, deps: RoundDeps): Promise<Round> {
   const dns = await dnsServers(config, deps.readText);
   const [resolutions, observation] = await Promise.all([
-    resolveAll(
+    deps.resolve === false
+      ? Promise.resolve(config.domains.map((d) => notAsked(d.name, config.ipv6)))
+      : resolveAll(
       {
         query: deps.query,
         servers: dns,
@@ -56,7 +60,10 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
     ),
     deps.observe(config.host.enabled),
   ]);
-  const { state, allowed } = mergeResolutions(prev, resolutions, deps.now, config.staleGrace, domainStatus);
+  const merged = mergeResolutions(prev, resolutions, deps.now, config.staleGrace, domainStatus);
+  const allowed = merged.allowed;
+  // Without DNS nothing was learned: keep the saved per-name status and history as they are.
+  const state = deps.resolve === false ? { ...prev, domains: Object.fromEntries(config.domains.filter((d) => prev.domains[d.name]).map((d) => [d.name, prev.domains[d.name]!])) } : merged.state;
   const desired = buildDesired(config, allowed, dns);
   const plan = diff(desired, observation.observed);
   const blocking = observation.missingTools.filter((t) => t !== 'ufw' || config.host.enabled);

@@ -1,4 +1,4 @@
-import { loadConfig } from '../config/load.js';
+import { loadConfig, type Config } from '../config/load.js';
 import { computeRound, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError } from '../errors.js';
 import { diff } from '../plan/diff.js';
@@ -15,6 +15,8 @@ export interface SyncOptions {
   config: string;
   stateDir: string;
   quiet: boolean;
+  /** no DNS: re-apply the saved IPs (boot, drift repair) */
+  offline?: boolean;
 }
 
 export interface SyncDeps {
@@ -32,6 +34,14 @@ export interface SyncDeps {
   warn: (text: string) => void;
 }
 
+export interface SyncResult {
+  round: Round;
+  /** what was applied (empty: the kernel already matched) */
+  applied: string[];
+  /** names that failed to resolve, with what is kept for them */
+  warnings: string[];
+}
+
 const PKG: Record<string, string> = { ipset: 'ipset', ufw: 'ufw' };
 
 /** Everything that must hold before the first change; throws with the fix. */
@@ -47,63 +57,68 @@ async function preflight(round: Round, deps: SyncDeps): Promise<void> {
   }
 }
 
-/** `egressfw sync`: resolve, merge with saved state, plan, apply (all or nothing), verify, save state. */
-export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number> {
-  if (!deps.isRoot) throw new PreconditionError('sync changes the firewall and needs root: run `sudo egressfw sync` (or `egressfw plan` to see what it would do)');
-  const config = await loadConfig(opts.config);
-  const release = await deps.acquireLock();
-  try {
-    return await syncLocked(config, opts, deps);
-  } finally {
-    await release();
-  }
-}
-
-async function syncLocked(config: Awaited<ReturnType<typeof loadConfig>>, opts: SyncOptions, deps: SyncDeps): Promise<number> {
+/**
+ * One sync, the caller holding the lock: resolve (unless offline), merge with
+ * the saved state, plan, apply all or nothing, read back and verify, save state.
+ * Shared by `sync` and the daemon.
+ */
+export async function syncOnce(config: Config, opts: { stateDir: string; offline?: boolean }, deps: SyncDeps): Promise<SyncResult> {
   const file = stateFile(opts.stateDir);
   const { state: prev, warning } = parseState(await deps.readText(file));
-  if (warning) deps.warn(`warning: ${file}: ${warning}`);
+  const warnings = warning ? [`${file}: ${warning}`] : [];
   const now = deps.now();
-  const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now });
-  await preflight(round, deps);
-
-  for (const d of round.allowed) {
-    if (d.status !== 'ok') {
-      const kept = d.ips.filter((i) => i.source === 'last-known-good').length;
-      deps.warn(`warning: ${d.name}: ${d.status}${d.detail ? ` (${d.detail})` : ''}${kept ? `; keeping ${kept} last-known-good IPs` : '; nothing allowed for it'}`);
-    }
-  }
-
-  const state: State = { ...round.state };
-  const ufwBefore = round.observed.ufw;
-  if (!state.original && ufwBefore && round.plan.ops.some((o) => o.kind.startsWith('ufw-'))) {
-    state.original = { ufwOutputPolicy: ufwBefore.outputPolicy, ufwEnabled: ufwBefore.enabled };
-  }
-
-  const say = (t: string) => {
-    if (!opts.quiet) deps.out(`${t}\n`);
-  };
+  const save = (s: State) => deps.writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
+  let round: Round | undefined;
+  let state: State = prev;
   try {
-    if (round.plan.ops.length === 0) say('egressfw sync: no changes; the kernel already matches the allowlist');
-    else {
-      // Save what we found before the first change (uninstall restores it), then change.
-      if (state.original && !prev.original) await deps.writeFileAtomic(file, `${JSON.stringify({ ...prev, original: state.original }, null, 2)}\n`);
+    round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: !opts.offline });
+    await preflight(round, deps);
+    for (const d of round.allowed) {
+      if (d.status !== 'ok' && d.status !== 'not-asked') {
+        const kept = d.ips.filter((i) => i.source === 'last-known-good').length;
+        warnings.push(`${d.name}: ${d.status}${d.detail ? ` (${d.detail})` : ''}${kept ? `; keeping ${kept} last-known-good IPs` : '; nothing allowed for it'}`);
+      }
+    }
+    state = { ...round.state };
+    const ufwBefore = round.observed.ufw;
+    if (!state.original && ufwBefore && round.plan.ops.some((o) => o.kind.startsWith('ufw-'))) {
+      state.original = { ufwOutputPolicy: ufwBefore.outputPolicy, ufwEnabled: ufwBefore.enabled };
+      // Recorded before the first change, so uninstall can restore it even if this sync dies midway.
+      await save({ ...prev, original: state.original });
+    }
+    if (round.plan.ops.length) {
       await applyPlan(round.plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce, log: () => {} });
-      for (const op of round.plan.ops) say(`  ${describeOp(op)}`);
       const after = await deps.observe(config.host.enabled);
       const left = diff(round.desired, after.observed).ops;
       if (left.length) {
         throw new EgressfwError(`applied, but reading the kernel back shows it differs from the plan (something else changed it meanwhile?):\n${left.map((o) => `  - ${describeOp(o)}`).join('\n')}\nRun \`egressfw sync\` again.`);
       }
-      say(`egressfw sync: applied ${round.plan.ops.length} changes; verified against the kernel`);
     }
-    state.lastSync = { at: now, ok: true, message: `${round.plan.ops.length} changes` };
-    await deps.writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
-    return 0;
+    const applied = round.plan.ops.map(describeOp);
+    await save({ ...state, lastSync: { at: now, ok: true, message: `${applied.length} changes${opts.offline ? ' (offline: saved IPs)' : ''}` } });
+    return { round, applied, warnings };
   } catch (e) {
-    // Record the failure, keeping the previous IP history (last-known-good) as it was.
+    // Record the failure; the IP history (last-known-good) stays as it was.
     const failed: State = { ...prev, ...(state.original ? { original: state.original } : {}), lastSync: { at: now, ok: false, message: (e as Error).message.split('\n')[0]! } };
-    await deps.writeFileAtomic(file, `${JSON.stringify(failed, null, 2)}\n`).catch(() => {});
+    await save(failed).catch(() => {});
     throw e;
+  }
+}
+
+/** `egressfw sync`. */
+export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number> {
+  if (!deps.isRoot) throw new PreconditionError('sync changes the firewall and needs root: run `sudo egressfw sync` (or `egressfw plan` to see what it would do)');
+  const config = await loadConfig(opts.config);
+  const release = await deps.acquireLock();
+  try {
+    const r = await syncOnce(config, opts, deps);
+    for (const w of r.warnings) deps.warn(`warning: ${w}`);
+    if (!opts.quiet) {
+      if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
+      else deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);
+    }
+    return 0;
+  } finally {
+    await release();
   }
 }

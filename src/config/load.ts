@@ -34,6 +34,7 @@ export interface Config {
   containers: { enabled: boolean; bridges: string[] };
   host: { enabled: boolean; enableUfw: boolean; outgoing: 'deny' | 'reject' };
   ipv6: boolean;
+  schedule: { refresh: string; driftCheck: number; retryMax: number };
 }
 
 /** `allow[2].ports[0]` from zod's path array. */
@@ -102,6 +103,7 @@ export function parseConfig(text: string, file: string): Config {
     containers: raw.containers,
     host: raw.host,
     ipv6: raw.ipv6,
+    schedule: raw.schedule,
   };
 }
 

@@ -1,3 +1,4 @@
+import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import { parseCidr, parseIp } from '../net/ip.js';
 import { checkDomain, checkInterface } from './names.js';
@@ -112,6 +113,20 @@ export const configSchema = z
       .strict()
       .prefault({}),
     ipv6: z.boolean().default(true),
+    schedule: z
+      .object({
+        /** cron expression for a full refresh (DNS + apply); earlier when a TTL runs out */
+        refresh: z
+          .string()
+          .refine((v) => validCron(v), 'not a cron expression (e.g. "*/5 * * * *": every 5 minutes; 6 fields allow seconds)')
+          .default('*/5 * * * *'),
+        /** how often the daemon reads the kernel for drift (no DNS, no writes unless something drifted) */
+        driftCheck: duration('schedule.driftCheck').refine((n) => n >= 1, 'schedule.driftCheck must be at least 1s').default(30),
+        /** longest wait between retries of a failing refresh (it backs off from 5s) */
+        retryMax: duration('schedule.retryMax').default(300),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

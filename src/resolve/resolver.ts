@@ -1,7 +1,7 @@
 import { forbiddenReason, parseIp, compareIp, type Family } from '../net/ip.js';
 import { QueryError, type QueryFn, type QueryResult, type RecordType, type Server } from './dns-client.js';
 
-export type FailureKind = 'nxdomain' | 'servfail' | 'refused' | 'timeout' | 'malformed' | 'network' | 'cname-loop' | 'cname-too-long';
+export type FailureKind = 'nxdomain' | 'servfail' | 'refused' | 'timeout' | 'malformed' | 'network' | 'cname-loop' | 'cname-too-long' | 'not-asked';
 
 export interface Address {
   ip: string;
@@ -146,6 +146,12 @@ export async function resolveAll(opts: ResolverOptions, names: { name: string; a
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency, names.length) }, worker));
   return out;
+}
+
+/** No DNS this round (drift repair, boot): every name keeps its saved IPs, as after a failed lookup. */
+export function notAsked(name: string, ipv6: boolean): DomainResolution {
+  const f: FamilyResult = { ok: false, kind: 'not-asked', detail: 'not resolved this round (saved IPs used)' };
+  return { name, v4: f, v6: ipv6 ? f : null, refused: [] };
 }
 
 /** A short status word for people: ok, nodata, or the first failure. */

@@ -1,0 +1,88 @@
+import { loadConfig, type Config } from '../config/load.js';
+import { computeRound } from '../engine.js';
+import { PreconditionError } from '../errors.js';
+import { describeOp } from '../plan/render.js';
+import { nextRefreshAt } from '../resolve/merge.js';
+import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
+import { parseState, stateFile } from '../system/state.js';
+import { syncOnce, type SyncDeps } from './sync.js';
+
+export interface DaemonOptions {
+  config: string;
+  stateDir: string;
+  json: boolean;
+}
+
+export interface DaemonProcess {
+  on(signal: 'SIGHUP' | 'SIGTERM' | 'SIGINT', fn: () => void): void;
+}
+
+const scheduleOf = (c: Config): DaemonSchedule => ({
+  refresh: c.schedule.refresh,
+  driftCheckSec: c.schedule.driftCheck,
+  retryMaxSec: c.schedule.retryMax,
+  minTtlSec: c.dns.minTtl,
+});
+
+/**
+ * `egressfw daemon`: a foreground scheduler for systemd. Refreshes on the
+ * cron schedule and when a TTL runs out; between refreshes it reads the
+ * kernel for drift and re-applies the saved state at once when it finds any.
+ */
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess): Promise<number> {
+  if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
+  let config = await loadConfig(opts.config);
+  const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
+  const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const release = await deps.acquireLock();
+    try {
+      return await fn();
+    } finally {
+      await release();
+    }
+  };
+
+  const daemon = new Daemon(scheduleOf(config), {
+    refresh: () =>
+      locked(async () => {
+        const r = await syncOnce(config, { stateDir: opts.stateDir }, deps);
+        const next = nextRefreshAt(r.round.allowed);
+        return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
+      }),
+    detectDrift: async () => {
+      const { state } = parseState(await deps.readText(stateFile(opts.stateDir)));
+      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now: deps.now(), resolve: false });
+      return round.plan.ops.map(describeOp);
+    },
+    repair: () => locked(async () => (await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps)).applied),
+    log,
+    now: deps.now,
+  });
+
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log('stopping', { signal });
+      void daemon.stop().then(() => {
+        log('stopped');
+        resolve();
+      });
+    };
+    proc.on('SIGTERM', () => stop('SIGTERM'));
+    proc.on('SIGINT', () => stop('SIGINT'));
+  });
+  proc.on('SIGHUP', () => {
+    loadConfig(opts.config).then(
+      (c) => {
+        config = c;
+        daemon.reschedule(scheduleOf(c));
+        log('config-reloaded', { domains: c.domains.length });
+      },
+      (e: Error) => log('error', { job: 'reload', error: e.message.replace(/\n\s*/g, ' '), kept: 'previous config' }),
+    );
+  });
+
+  log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length });
+  daemon.start();
+  await stopped;
+  return 0;
+}

@@ -1,0 +1,137 @@
+import { schedule as cronSchedule, type ScheduledTask } from 'node-cron';
+
+export interface RefreshOutcome {
+  changes: string[];
+  warnings: string[];
+  /** unix seconds: earliest TTL or stale-grace expiry among the allowed IPs */
+  nextRefreshAt?: number;
+}
+
+export interface DaemonSchedule {
+  refresh: string;
+  driftCheckSec: number;
+  retryMaxSec: number;
+  minTtlSec: number;
+  /** first retry delay of a failing refresh; doubles up to retryMaxSec */
+  retryFirstSec?: number;
+}
+
+export interface DaemonDeps {
+  /** full sync: DNS, merge, apply (takes the sync lock itself) */
+  refresh: () => Promise<RefreshOutcome>;
+  /** reads only: what differs between the kernel and the saved state (empty: no drift) */
+  detectDrift: () => Promise<string[]>;
+  /** re-apply the saved state without DNS (takes the sync lock itself) */
+  repair: () => Promise<string[]>;
+  log: (event: string, fields?: Record<string, unknown>) => void;
+  now: () => number;
+}
+
+/**
+ * The scheduler behind `egressfw daemon`. Jobs (refresh, drift check, repair)
+ * run one at a time, in order; a drift check is skipped while another job is
+ * queued. A failing refresh is retried with backoff and never removes
+ * anything: the kernel keeps what the last good sync put there.
+ */
+export class Daemon {
+  private chain: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private cron: ScheduledTask | undefined;
+  private driftTimer: NodeJS.Timeout | undefined;
+  private earlyTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private stopped = false;
+
+  constructor(
+    private sched: DaemonSchedule,
+    private deps: DaemonDeps,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.cron = cronSchedule(this.sched.refresh, () => this.enqueue('refresh'), { noOverlap: true, name: 'egressfw-refresh' });
+    this.driftTimer = setInterval(() => {
+      if (this.pending === 0) this.enqueue('drift');
+    }, this.sched.driftCheckSec * 1000);
+    this.enqueue('refresh');
+  }
+
+  /** New schedule (SIGHUP): timers restarted, the queue kept. */
+  reschedule(sched: DaemonSchedule): void {
+    this.clearTimers();
+    this.sched = sched;
+    this.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.clearTimers();
+    await this.chain;
+  }
+
+  /** Resolves when every queued job has run (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  private clearTimers(): void {
+    void this.cron?.destroy();
+    this.cron = undefined;
+    clearInterval(this.driftTimer);
+    clearTimeout(this.earlyTimer);
+  }
+
+  enqueue(job: 'refresh' | 'drift'): void {
+    this.pending++;
+    this.chain = this.chain.then(async () => {
+      this.pending--;
+      if (this.stopped) return;
+      if (job === 'refresh') await this.refresh();
+      else await this.driftCheck();
+    });
+  }
+
+  private async refresh(): Promise<void> {
+    const t0 = Date.now();
+    try {
+      const r = await this.deps.refresh();
+      this.failures = 0;
+      this.deps.log('refresh', { changes: r.changes.length, ms: Date.now() - t0, ...(r.changes.length ? { applied: r.changes } : {}), ...(r.warnings.length ? { warnings: r.warnings } : {}) });
+      if (r.nextRefreshAt !== undefined) this.scheduleEarly(r.nextRefreshAt - this.deps.now());
+    } catch (e) {
+      this.failures++;
+      const wait = Math.min(this.sched.retryMaxSec, (this.sched.retryFirstSec ?? 5) * 2 ** (this.failures - 1));
+      this.deps.log('error', { job: 'refresh', error: (e as Error).message.split('\n')[0], attempt: this.failures, retryInSec: wait });
+      this.scheduleEarly(wait);
+    }
+  }
+
+  /** A TTL runs out (or a retry is due) before the next cron tick: refresh then. */
+  private scheduleEarly(inSec: number): void {
+    clearTimeout(this.earlyTimer);
+    if (this.stopped) return;
+    const sec = Math.max(this.failures ? 0 : this.sched.minTtlSec, inSec);
+    const next = this.cron?.msToNext();
+    if (next != null && sec * 1000 >= next) return; // the cron tick comes first
+    this.earlyTimer = setTimeout(() => this.enqueue('refresh'), sec * 1000);
+  }
+
+  private async driftCheck(): Promise<void> {
+    try {
+      const drift = await this.deps.detectDrift();
+      if (!drift.length) return;
+      const t0 = Date.now();
+      const repaired = await this.deps.repair();
+      this.deps.log('drift-repaired', { drift, applied: repaired, ms: Date.now() - t0 });
+    } catch (e) {
+      this.deps.log('error', { job: 'drift-check', error: (e as Error).message.split('\n')[0] });
+    }
+  }
+}
+
+/** One line per event: text for people and syslog, or JSON. */
+export function formatLog(json: boolean, at: Date, event: string, fields: Record<string, unknown> = {}): string {
+  if (json) return JSON.stringify({ time: at.toISOString(), event, ...fields });
+  const parts = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : Array.isArray(v) ? JSON.stringify(v.join('; ')) : String(v)}`);
+  return [at.toISOString(), event, ...parts].join(' ');
+}
