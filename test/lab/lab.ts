@@ -3,12 +3,14 @@
  * its own network namespace, so tests can run the real ufw/iptables/ipset/dockerd
  * without touching the machine they run on.
  *
- *   efw-<id>-inet  "the internet": DNS (dnsmasq) + HTTP/HTTPS sites on `lo`
- *        up0 198.51.100.1/30, 2001:db8:ff::1/64
- *         |  (veth, created inside the namespaces: the machine never sees it)
- *        eth0 198.51.100.2/30, 2001:db8:ff::2/64
- *   efw-<id>-host  "the Docker host": dockerd, ufw, iptables, egressfw; its
- *        processes also run in a private mount namespace (see startHolder).
+ *   inet   "the internet": DNS (dnsmasq) + HTTP/HTTPS sites on `lo`
+ *          up0 198.51.100.1/30, 2001:db8:ff::1/64
+ *           |  (veth, created inside the namespaces: the machine never sees it)
+ *          eth0 198.51.100.2/30, 2001:db8:ff::2/64
+ *   host   "the Docker host": dockerd, ufw, iptables, egressfw; also a private
+ *          mount namespace (see startHolder).
+ * Both are unnamed namespaces held by a `sleep` each (no `ip netns add`), so they
+ * vanish with their processes; names and cgroups use a random lab id (efw-<id>).
  *
  * Must run as root. Every test file that calls startLab() must call stop() in
  * afterAll; an 'exit'/signal handler and a stale-lab sweep in startLab() are
@@ -95,6 +97,7 @@ export interface Lab {
   id: string;
   /** lab temp dir, visible from the machine and from host(): a place to put config files */
   dir: string;
+  /** the namespaces' paths (/proc/PID/ns/net of their holder), for `nsenter --net=PATH`; valid until stop() */
   hostNetns: string;
   inetNetns: string;
   dnsServer: string;
@@ -239,12 +242,11 @@ interface LabState {
   dir: string;
   ownerPid: number;
   ownerStart: string;
-  netns: string[];
   /** daemons we spawned, identified by pid + start time */
   procs: { pid: number; start: string; what: string }[];
+  /** `sleep`s holding the namespaces: inet (net ns), host (net + mount ns) */
+  inet?: { pid: number; start: string };
   holder?: { pid: number; start: string };
-  /** /run/netns did not exist before this lab: remove it again when nothing else uses it */
-  createdRunNetns: boolean;
 }
 
 const live = new Set<LabState>();
@@ -287,15 +289,15 @@ function labCgroupDirs(id: string): string[] {
 function labPids(st: LabState): Set<number> {
   const pids = new Set<number>();
   const mine = { net: nsOf('self', 'net'), mnt: nsOf('self', 'mnt') };
+  // Namespace ids only while their holder lives (with the recorded start time): a freed
+  // namespace's inode number can be reused by an unrelated one.
   const nets = new Set<string>();
-  for (const ns of st.netns) {
-    try {
-      nets.add(`net:[${fs.statSync(`/run/netns/${ns}`).ino}]`);
-    } catch {
-      /* gone */
-    }
-  }
   const mnts = new Set<string>();
+  for (const h of [st.inet, st.holder]) {
+    if (!h || !recorded(h)) continue;
+    const n = nsOf(h.pid, 'net');
+    if (n) nets.add(n);
+  }
   if (st.holder && recorded(st.holder)) {
     const m = nsOf(st.holder.pid, 'mnt');
     if (m) mnts.add(m);
@@ -304,7 +306,7 @@ function labPids(st: LabState): Set<number> {
   if (mine.net) nets.delete(mine.net);
   if (mine.mnt) mnts.delete(mine.mnt);
   for (const p of st.procs) if (recorded(p)) pids.add(p.pid);
-  if (st.holder && recorded(st.holder)) pids.add(st.holder.pid);
+  for (const h of [st.inet, st.holder]) if (h && recorded(h)) pids.add(h.pid);
   if (nets.size || mnts.size) {
     for (const ent of fs.readdirSync('/proc')) {
       const pid = Number(ent);
@@ -361,23 +363,9 @@ function teardownSync(st: LabState): void {
     }
     sleepSync(20);
   }
-  // 3. namespaces. The private mount namespace (and its mounts) died with its last process.
-  for (const ns of st.netns) {
-    if (fs.existsSync(`/run/netns/${ns}`)) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore', env: { PATH: ENV_PATH } });
-  }
+  // 3. The namespaces (and the private mounts) died with their last process: nothing named to remove.
   // 4. files: no mount of ours was ever made in the machine's mount namespace, so this stays on this fs
   fs.rmSync(st.dir, { recursive: true, force: true });
-  // 5. `ip netns add` turned /run/netns into a mount point; undo that if we were the one and nothing uses it
-  if (st.createdRunNetns && !otherLabDirs(st).length) {
-    try {
-      if (fs.readdirSync('/run/netns').length === 0) {
-        spawnSync('umount', ['/run/netns'], { stdio: 'ignore', env: { PATH: ENV_PATH } }); // fails (harmlessly) if busy
-        fs.rmdirSync('/run/netns');
-      }
-    } catch {
-      /* in use */
-    }
-  }
   live.delete(st);
 }
 
@@ -592,16 +580,12 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     dir,
     ownerPid: process.pid,
     ownerStart: procStart(process.pid)!,
-    netns: [],
     procs: [],
-    createdRunNetns: !fs.existsSync('/run/netns'),
   };
   live.add(st);
   saveState(st);
-  const inetNs = `efw-${id}-inet`;
-  const hostNs = `efw-${id}-host`;
   const hostArgv = (argv: string[]) => ['nsenter', '-t', String(st.holder!.pid), '-m', '-n', '--', ...argv];
-  const inetArgv = (argv: string[]) => ['nsenter', `--net=/run/netns/${inetNs}`, '--', ...argv];
+  const inetArgv = (argv: string[]) => ['nsenter', '-t', String(st.inet!.pid), '-n', '--', ...argv];
   const records = defaultRecords();
   const cnameKey = () => JSON.stringify([...records].filter(([, r]) => r.CNAME).map(([n, r]) => [n, r.CNAME]));
   let dnsCnames = '';
@@ -670,8 +654,8 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
   const lab: Lab = {
     id,
     dir,
-    hostNetns: hostNs,
-    inetNetns: inetNs,
+    hostNetns: '',
+    inetNetns: '',
     dnsServer: ADDR.dns4,
     dnsServer6: ADDR.dns6,
     caCert: '',
@@ -724,21 +708,22 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     busyboxTar?.catch(() => {}); // awaited below
 
     phase(t0, 'tls');
-    // namespaces and links
-    st.netns.push(inetNs, hostNs);
-    saveState(st);
-    await must(['ip', 'netns', 'add', inetNs]);
-    await must(['ip', 'netns', 'add', hostNs]);
-    // `ip netns exec` + sysctl touches only that namespace: every key written here is per-netns (net.ipv6.conf.*).
+    // Namespaces are held by processes, not named with `ip netns add` (whose /run/netns mount is
+    // machine-wide state shared with anything else using it): they vanish with their last process.
+    await Promise.all([startHolder(st, 'inet', ipv6), startHolder(st, 'host', ipv6, tls.ca)]);
+    lab.inetNetns = `/proc/${st.inet!.pid}/ns/net`;
+    lab.hostNetns = `/proc/${st.holder!.pid}/ns/net`;
+    // sysctl inside a namespace touches only it: every key written here is per-netns (net.ipv6.conf.*).
     // No DAD: else new addresses stay "tentative" ~2 s and servers cannot bind them. Forwarding is left to dockerd,
     // as on a real host (it then also sets FORWARD's policy to DROP).
     const dad = ['net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'];
-    await must(['ip', 'netns', 'exec', inetNs, 'sysctl', '-q', '-w', ...dad]);
-    await must(['ip', 'netns', 'exec', hostNs, 'sysctl', '-q', '-w', ...dad,
-      ...(ipv6 ? [] : ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'])]);
+    await must(inetArgv(['sysctl', '-q', '-w', ...dad]));
+    await must(hostArgv(['sysctl', '-q', '-w', ...dad,
+      ...(ipv6 ? [] : ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'])]));
     const inetBatch = [
       'link set lo up',
-      `link add up0 type veth peer name eth0 netns ${hostNs}`,
+      // created inside the inet namespace with its peer moved straight into the host's: the machine never sees it
+      `link add up0 type veth peer name eth0 netns ${st.holder!.pid}`,
       `addr add ${ADDR.inetUplink4}/${ADDR.uplink4Len} dev up0`,
       `addr add ${ADDR.inetUplink6}/${ADDR.uplink6Len} dev up0 nodad`,
       'link set up0 up',
@@ -750,7 +735,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
       `route add ${ADDR.dockerPool} via ${ADDR.hostUplink4}`,
       `route add ${ADDR.dockerV6Routed} via ${ADDR.hostUplink6}`,
     ];
-    await must(['ip', '-n', inetNs, '-batch', '-'], { input: inetBatch.join('\n') + '\n' });
+    await must(inetArgv(['ip', '-batch', '-']), { input: inetBatch.join('\n') + '\n' });
     const hostBatch = [
       'link set lo up',
       `addr add ${ADDR.hostUplink4}/${ADDR.uplink4Len} dev eth0`,
@@ -759,7 +744,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
       `route add default via ${ADDR.inetUplink4}`,
       ...(ipv6 ? [`route add ::/0 via ${ADDR.inetUplink6}`] : []),
     ];
-    await must(['ip', '-n', hostNs, '-batch', '-'], { input: hostBatch.join('\n') + '\n' });
+    await must(hostArgv(['ip', '-batch', '-']), { input: hostBatch.join('\n') + '\n' });
 
     phase(t0, 'netns');
     // fake internet: DNS + web, and the host's private mount namespace, in parallel
@@ -770,10 +755,9 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     const web = spawnDaemon(inetArgv([process.execPath, path.join(HERE, 'fake-internet.mjs'), `${dir}/web.json`]), `${dir}/web.log`, 'pipe');
     track(web, 'fake-internet');
     const webReady = waitForLine(web, /^ready$/m, 15_000, 'fake-internet', `${dir}/web.log`);
-    const holderReady = startHolder(st, hostNs, tls.ca, ipv6);
-    await Promise.all([dnsReady.then(() => phase(t0, 'dns')), webReady.then(() => phase(t0, 'web')), holderReady.then(() => phase(t0, 'holder'))]);
+    await Promise.all([dnsReady.then(() => phase(t0, 'dns')), webReady.then(() => phase(t0, 'web'))]);
 
-    phase(t0, 'dns+web+holder');
+    phase(t0, 'dns+web');
     if (withDocker) {
       const dockerd = spawnDaemon(hostArgv([
         'dockerd', '--host', 'unix:///run/docker.sock', '--pidfile', '/run/docker.pid',
@@ -806,8 +790,9 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
 }
 
 /**
- * The host's private mount namespace, held open by a `sleep` (whose pid host() nsenters).
- * Writes there never reach the machine:
+ * A `sleep` holding the lab's namespaces open; host()/inet() nsenter its pid.
+ * inet: a new network namespace. host: a new network namespace and a private mount namespace
+ * where writes never reach the machine:
  *   /run            tmpfs (ufw.lock, xtables.lock, docker.sock, containerd: dockerd starts its own)
  *   /etc /var/lib /var/log /var/spool /usr/local
  *                   overlays (reads see the machine's files, writes land in <lab dir>/overlay): covers
@@ -816,11 +801,9 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
  *   /etc/resolv.conf  the lab DNS server;  /etc/ssl/certs/ca-certificates.crt  + lab CA
  *   /var/lib/docker   bind of <lab dir>/docker (overlay2 cannot stack on an overlay)
  */
-async function startHolder(st: LabState, hostNs: string, ca: string, ipv6: boolean): Promise<void> {
+async function startHolder(st: LabState, which: 'inet' | 'host', ipv6: boolean, ca = ''): Promise<void> {
   const dir = st.dir;
-  fs.mkdirSync(`${dir}/docker`);
-  const resolv = `nameserver ${ADDR.dns4}\n${ipv6 ? `nameserver ${ADDR.dns6}\n` : ''}`;
-  const script = `set -eu
+  const hostScript = `set -eu
 T="$EFW_LAB_DIR"
 mount -t tmpfs -o mode=0755 efw-run /run
 for d in /etc /var/lib /var/log /var/spool /usr/local; do
@@ -830,38 +813,55 @@ for d in /etc /var/lib /var/log /var/spool /usr/local; do
   mount -t overlay efw-overlay -o "lowerdir=$d,upperdir=$T/overlay/$n/upper,workdir=$T/overlay/$n/work" "$d"
 done
 rm -rf /etc/egressfw /var/lib/egressfw /etc/docker
-mkdir -p /etc/egressfw /var/lib/egressfw /etc/docker /var/lib/docker
+mkdir -p /etc/egressfw /var/lib/egressfw /etc/docker /var/lib/docker "$T/docker"
 mount --bind "$T/docker" /var/lib/docker
 rm -f /etc/resolv.conf
 printf '%s' "$EFW_RESOLV" > /etc/resolv.conf
 sed -i 's/^ENABLED=.*/ENABLED=no/' /etc/ufw/ufw.conf
 cat "$EFW_CA" >> /etc/ssl/certs/ca-certificates.crt
-echo "ready $$"
-exec sleep infinity
 `;
-  const log = `${dir}/holder.log`;
-  const child = spawn('nsenter', [`--net=/run/netns/${hostNs}`, 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', script], {
+  const script = `${which === 'host' ? hostScript : ''}echo "ready $$"\nexec sleep infinity\n`;
+  const flags = which === 'host' ? ['--net', '--mount', '--propagation', 'private'] : ['--net'];
+  const log = `${dir}/holder-${which}.log`;
+  const child = spawn('unshare', [...flags, '--', 'sh', '-c', script], {
     detached: true,
     stdio: ['ignore', 'pipe', fs.openSync(log, 'a')],
-    env: { PATH: ENV_PATH, EFW_LAB_DIR: dir, EFW_CA: ca, EFW_RESOLV: resolv },
+    env: { PATH: ENV_PATH, EFW_LAB_DIR: dir, EFW_CA: ca, EFW_RESOLV: `nameserver ${ADDR.dns4}\n${ipv6 ? `nameserver ${ADDR.dns6}\n` : ''}` },
   });
   child.on('error', () => {});
   child.unref();
-  if (!child.pid) throw new Error('lab: could not start the mount-namespace holder');
-  st.holder = { pid: child.pid, start: procStart(child.pid) ?? '' };
+  if (!child.pid) throw new Error(`lab: could not start the ${which} namespace holder`);
+  const rec = { pid: child.pid, start: procStart(child.pid) ?? '' };
+  if (which === 'host') st.holder = rec;
+  else st.inet = rec;
   saveState(st);
-  const m = await waitForLine(child, /^ready (\d+)$/m, 15_000, 'mount-namespace holder', log);
-  // nsenter and unshare exec (no fork): the shell's pid must be the one we spawned.
-  if (Number(m[1]) !== child.pid) throw new Error(`lab: holder pid mismatch (${m[1]} vs ${child.pid})`);
-  // Safety: host() must never run in the machine's own mount or network namespace.
-  if (nsOf(child.pid, 'mnt') === nsOf('self', 'mnt') || nsOf(child.pid, 'net') === nsOf('self', 'net')) {
-    throw new Error('lab: holder is not in private namespaces');
+  const m = await waitForLine(child, /^ready (\d+)$/m, 15_000, `${which} namespace holder`, log);
+  // unshare execs (no fork): the shell's pid must be the one we spawned.
+  if (Number(m[1]) !== child.pid) throw new Error(`lab: ${which} holder pid mismatch (${m[1]} vs ${child.pid})`);
+  // Safety: host()/inet() must never run in the machine's own network (or, for host, mount) namespace.
+  if (nsOf(child.pid, 'net') === nsOf('self', 'net') || (which === 'host' && nsOf(child.pid, 'mnt') === nsOf('self', 'mnt'))) {
+    throw new Error(`lab: ${which} holder is not in private namespaces`);
   }
+}
+
+/** ids of labs of other processes (another test run on the same machine; or stale, until the next startLab) */
+function foreignLabIds(): string[] {
+  const ids: string[] = [];
+  for (const dir of otherLabDirs(undefined)) {
+    try {
+      const st = JSON.parse(fs.readFileSync(path.join(dir, 'lab.json'), 'utf8')) as LabState;
+      if (st.ownerPid !== process.pid) ids.push(st.id);
+    } catch {
+      ids.push(path.basename(dir).replace('efw-lab-', '')); // being created
+    }
+  }
+  return ids;
 }
 
 /**
  * The machine's own network state (read only), to assert a lab left nothing behind.
- * Counters, lifetimes and timestamps are stripped.
+ * Counters, lifetimes and timestamps are stripped, and so are traces of labs that other
+ * processes run at the same time (their cgroups).
  */
 export async function snapshotMachineNetwork(): Promise<string> {
   const cmds: string[][] = [
@@ -880,9 +880,14 @@ export async function snapshotMachineNetwork(): Promise<string> {
     ['find', '/sys/fs/cgroup', '-maxdepth', '4', '-name', 'efw-*'],
   ];
   const outs = await Promise.all(cmds.map((c) => run(c, { timeoutMs: 30_000 })));
+  const foreign = foreignLabIds();
+  const keep = (line: string) => !foreign.some((id) => line.includes(`efw-${id}`));
   return outs
     .map((r, i) => {
       const text = (r.stdout + r.stderr)
+        .split('\n')
+        .filter(keep)
+        .join('\n')
         .replace(/^#.*$/gm, '') // iptables-save timestamps
         .replace(/\[\d+:\d+\]/g, '[0:0]') // counters
         .replace(/(valid_lft|preferred_lft) \S+/g, '$1 -')
