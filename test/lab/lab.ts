@@ -226,7 +226,7 @@ function waitForLine(child: ChildProcess, re: RegExp, ms: number, what: string, 
       if (m) {
         clearTimeout(timer);
         child.stdout!.removeAllListeners('data');
-        (child.stdout as NodeJS.ReadableStream & { unref?: () => void }).unref?.();
+        child.stdout!.destroy(); // the daemon writes nothing more there; frees our end
         resolve(m);
       }
     });
@@ -823,11 +823,13 @@ cat "$EFW_CA" >> /etc/ssl/certs/ca-certificates.crt
   const script = `${which === 'host' ? hostScript : ''}echo "ready $$"\nexec sleep infinity\n`;
   const flags = which === 'host' ? ['--net', '--mount', '--propagation', 'private'] : ['--net'];
   const log = `${dir}/holder-${which}.log`;
+  const logFd = fs.openSync(log, 'a');
   const child = spawn('unshare', [...flags, '--', 'sh', '-c', script], {
     detached: true,
-    stdio: ['ignore', 'pipe', fs.openSync(log, 'a')],
+    stdio: ['ignore', 'pipe', logFd],
     env: { PATH: ENV_PATH, EFW_LAB_DIR: dir, EFW_CA: ca, EFW_RESOLV: `nameserver ${ADDR.dns4}\n${ipv6 ? `nameserver ${ADDR.dns6}\n` : ''}` },
   });
+  fs.closeSync(logFd);
   child.on('error', () => {});
   child.unref();
   if (!child.pid) throw new Error(`lab: could not start the ${which} namespace holder`);
