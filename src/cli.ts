@@ -3,6 +3,11 @@ import { Command, CommanderError, Option } from 'commander';
 import { runPlan } from './commands/plan.js';
 import { runSync } from './commands/sync.js';
 import { runDaemon } from './commands/daemon.js';
+import { runInstall } from './commands/install.js';
+import { runStatus } from './commands/status.js';
+import { runUninstall } from './commands/uninstall.js';
+import { fileURLToPath } from 'node:url';
+import { access } from 'node:fs/promises';
 import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { EgressfwError } from './errors.js';
 import { query } from './resolve/dns-client.js';
@@ -55,7 +60,48 @@ function program(): Command {
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       process.exitCode = await runDaemon(o, syncDeps(), process);
     });
+  p.command('status')
+    .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')
+    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
+    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .option('--json', 'print one machine-readable JSON document', false)
+    .action(async (o: { config: string; stateDir: string; json: boolean }) => {
+      process.exitCode = await runStatus(o, planDeps());
+    });
+
+  p.command('install')
+    .description('schedule egressfw: a cron file (--cron) or systemd units (--systemd); --remove takes them out')
+    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
+    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .option('--cron', 'write /etc/cron.d/egressfw', false)
+    .option('--systemd', 'write and enable egressfw.service (daemon) and egressfw-boot.service (fail closed at boot)', false)
+    .option('--remove', 'remove the cron file and units egressfw wrote', false)
+    .option('--dry-run', 'print the files, write nothing', false)
+    .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dryRun: boolean }) => {
+      process.exitCode = await runInstall(o, installDeps());
+    });
+
+  p.command('uninstall')
+    .description('remove every set, chain, jump, ufw block, unit and cron file egressfw created; restore the ufw policy it found')
+    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .option('--dry-run', 'print what would be removed, change nothing', false)
+    .action(async (o: { stateDir: string; dryRun: boolean }) => {
+      process.exitCode = await runUninstall(o, syncDeps(), installDeps());
+    });
   return p;
+}
+
+function installDeps() {
+  return {
+    exec: realExec,
+    readText,
+    writeFileAtomic,
+    isRoot,
+    systemdRunning: () => access('/run/systemd/system').then(() => true, () => false),
+    node: process.execPath,
+    cli: fileURLToPath(import.meta.url),
+    out,
+  };
 }
 
 function syncDeps() {

@@ -80,11 +80,19 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       }
     }
     state = { ...round.state };
+    // What egressfw found before changing it (uninstall restores it). Saved before the change,
+    // so it is known even if this sync dies midway.
+    const original = { ...(prev.original ?? {}) };
     const ufwBefore = round.observed.ufw;
-    if (!state.original && ufwBefore && round.plan.ops.some((o) => o.kind.startsWith('ufw-'))) {
-      state.original = { ufwOutputPolicy: ufwBefore.outputPolicy, ufwEnabled: ufwBefore.enabled };
-      // Recorded before the first change, so uninstall can restore it even if this sync dies midway.
-      await save({ ...prev, original: state.original });
+    if (original.ufwOutputPolicy === undefined && ufwBefore && round.plan.ops.some((o) => o.kind.startsWith('ufw-'))) {
+      original.ufwOutputPolicy = ufwBefore.outputPolicy;
+      original.ufwEnabled = ufwBefore.enabled;
+    }
+    const created = round.plan.ops.flatMap((o) => (o.kind === 'jump' && o.createParent ? [`${o.parent}/${o.family}`] : []));
+    if (created.length) original.createdChains = [...new Set([...(original.createdChains ?? []), ...created])];
+    if (JSON.stringify(original) !== JSON.stringify(prev.original ?? {})) {
+      state.original = original;
+      await save({ ...prev, original });
     }
     if (round.plan.ops.length) {
       await applyPlan(round.plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce, log: () => {} });

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseCidr, compareIp, type Family } from '../net/ip.js';
 import { configSchema, type Port } from './schema.js';
+import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/egressfw/egressfw.yml';
 
@@ -35,6 +36,8 @@ export interface Config {
   host: { enabled: boolean; enableUfw: boolean; outgoing: 'deny' | 'reject' };
   ipv6: boolean;
   schedule: { refresh: string; driftCheck: number; retryMax: number };
+  /** `egressfw proxy` (and the one firewall rule SNI wildcards need) */
+  proxy: ProxyConfig;
 }
 
 /** `allow[2].ports[0]` from zod's path array. */
@@ -70,6 +73,8 @@ export function parseConfig(text: string, file: string): Config {
   if (!parsed.success) throw new ConfigError(file, formatIssues(parsed.error.issues));
   const raw = parsed.data;
   if (raw.dns.minTtl > raw.dns.maxTtl) throw new ConfigError(file, ['dns.minTtl: must not be greater than dns.maxTtl']);
+  const { proxy, problems } = normaliseProxy(raw);
+  if (problems.length > 0) throw new ConfigError(file, problems);
 
   // Duplicates merge: the same name (or network) listed twice allows the union of its ports.
   const domains = new Map<string, DomainRule>();
@@ -104,6 +109,7 @@ export function parseConfig(text: string, file: string): Config {
     host: raw.host,
     ipv6: raw.ipv6,
     schedule: raw.schedule,
+    proxy,
   };
 }
 

@@ -2,6 +2,7 @@ import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import { parseCidr, parseIp } from '../net/ip.js';
 import { checkDomain, checkInterface } from './names.js';
+import { checkComposeName, checkImageRef, checkWildcard } from '../proxy/validate.js';
 
 export type Proto = 'tcp' | 'udp';
 export interface Port {
@@ -78,6 +79,71 @@ const entry = z
     }
   });
 
+const composeName = (what: 'service' | 'network') =>
+  z.string().superRefine((v, ctx) => {
+    const p = checkComposeName(v, what);
+    if (p) ctx.addIssue({ code: 'custom', message: p });
+  });
+
+const tcpPort = z.number().int().min(1, 'port must be 1-65535').max(65535, 'port must be 1-65535');
+
+/** `egressfw proxy`: generated compose override + nginx configs (src/proxy). */
+const proxySection = z
+  .object({
+    /** per-domain: one nginx stream pass-through per allowed domain; sni: one nginx routing by TLS SNI / HTTP Host */
+    mode: z.enum(['per-domain', 'sni']).default('per-domain'),
+    /** compose services to protect: moved onto the internal network, no route out */
+    services: z.array(composeName('service')).default([]),
+    /** compose services the protected ones must still reach (db, cache): added to the internal network, keeping their own */
+    peers: z.array(composeName('service')).default([]),
+    image: z
+      .string()
+      .superRefine((v, ctx) => {
+        const p = checkImageRef(v);
+        if (p) ctx.addIssue({ code: 'custom', message: p });
+      })
+      .default('nginx:1.28.0-bookworm'),
+    internalNetwork: composeName('network').default('egressfw-internal'),
+    egressNetwork: composeName('network').default('egressfw-egress'),
+    /** IPv4 subnet for the internal network; gives the sni proxy a fixed address (for extra_hosts of wildcard names) */
+    internalSubnet: z
+      .string()
+      .transform((v, ctx) => {
+        const c = parseCidr(v.trim());
+        if (!c || c.family !== 4 || c.prefix > 29 || !v.includes('/')) {
+          ctx.addIssue({ code: 'custom', message: `not an IPv4 network of /29 or larger: ${JSON.stringify(v)} (e.g. 172.31.250.0/24)` });
+          return z.NEVER;
+        }
+        return c.text;
+      })
+      .optional(),
+    /** sni mode: "*.example.com" names (any depth below example.com, not example.com itself) */
+    wildcards: z
+      .array(
+        z.string().transform((v, ctx) => {
+          const r = checkWildcard(v);
+          if (!r.ok) {
+            ctx.addIssue({ code: 'custom', message: r.problem });
+            return z.NEVER;
+          }
+          return r.name;
+        }),
+      )
+      .default([]),
+    /** bridge interface of the egress network when wildcards are used: the one extra firewall rule matches it */
+    egressBridge: iface
+      .refine((v) => !v.endsWith('+'), 'a bridge name, not a pattern')
+      .default('br-egressfw'),
+    /** sni mode: ports routed by the TLS SNI name */
+    tlsPorts: z.array(tcpPort).default([443]),
+    /** sni mode: ports routed by the HTTP Host header */
+    httpPorts: z.array(tcpPort).default([80]),
+    /** local port of the proxies' health check listener (127.0.0.1 inside each proxy) */
+    healthPort: tcpPort.default(8999),
+  })
+  .strict()
+  .prefault({});
+
 export const configSchema = z
   .object({
     allow: z.array(entry).default([]),
@@ -127,6 +193,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    proxy: proxySection,
   })
   .strict();
 

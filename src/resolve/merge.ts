@@ -7,7 +7,7 @@ export interface State {
   domains: Record<string, DomainState>;
   lastSync?: { at: number; ok: boolean; message: string };
   /** what egressfw found before its first change, for `uninstall` */
-  original?: { ufwOutputPolicy?: string; ufwEnabled?: boolean };
+  original?: { ufwOutputPolicy?: string; ufwEnabled?: boolean; createdChains?: string[] };
 }
 export interface DomainState {
   ips: Record<string, IpState>;

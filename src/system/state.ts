@@ -10,7 +10,7 @@ const stateSchema = z.object({
   version: z.literal(1),
   domains: z.record(z.string(), z.object({ ips: z.record(z.string(), ipState), status: z.string(), lastOk: z.number().optional() })),
   lastSync: z.object({ at: z.number(), ok: z.boolean(), message: z.string() }).optional(),
-  original: z.object({ ufwOutputPolicy: z.string().optional(), ufwEnabled: z.boolean().optional() }).optional(),
+  original: z.object({ ufwOutputPolicy: z.string().optional(), ufwEnabled: z.boolean().optional(), createdChains: z.array(z.string()).optional() }).optional(),
 });
 
 /** Pure: saved text -> State. A missing file is a first run; a damaged one is reported and ignored. */

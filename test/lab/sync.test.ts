@@ -87,7 +87,7 @@ staleGrace: 30s
     const state = JSON.parse((await lab.host(['cat', `${stateDir}/state.json`])).stdout);
     expect(Object.keys(state.domains['allowed.test'].ips).sort()).toEqual([ALLOWED_V6, ALLOWED_V4]);
     expect(state.lastSync.ok).toBe(true);
-    expect(state.original).toEqual({ ufwOutputPolicy: 'ACCEPT', ufwEnabled: true });
+    expect(state.original).toMatchObject({ ufwOutputPolicy: 'ACCEPT', ufwEnabled: true, createdChains: ['DOCKER-USER/6'] });
     // the jump is first in DOCKER-USER for both families
     expect((await lab.host(['iptables', '-S', 'DOCKER-USER'])).stdout.split('\n')[1]).toMatch(/-j EGRESSFW$/);
     const fwd6 = (await lab.host(['ip6tables', '-S', 'FORWARD'])).stdout.split('\n');
