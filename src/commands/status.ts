@@ -33,7 +33,9 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       const rules = observed.tables[f].chains.get(DOCKER_USER) ?? [];
       const fwd = observed.tables[f].chains.get('FORWARD') ?? [];
       const first = (r: string[]) => r[0]?.endsWith(` ${JUMP_RULE_SPEC}`) ?? false;
-      return [`v${f}`, first(rules) ? 'first in DOCKER-USER' : first(fwd) ? 'first in FORWARD' : 'MISSING'];
+      // FORWARD first: where Docker does not hook DOCKER-USER (20.10, IPv6) that jump is the one that counts.
+      const hooked = fwd.includes(`-A FORWARD -j ${DOCKER_USER}`);
+      return [`v${f}`, first(fwd) ? 'first in FORWARD' : hooked && first(rules) ? 'first in DOCKER-USER' : 'MISSING'];
     }),
   );
   const domains = config.domains.map((d) => {

@@ -63,3 +63,14 @@ export function onlyTools(lab: Lab, tools: string[]): string {
   }
   return dir;
 }
+
+/**
+ * Rules sorted within each table: for comparisons across a dockerd restart,
+ * after which Docker re-creates its own FORWARD rules in another order.
+ */
+export function orderInsensitive(state: string): string {
+  return state
+    .split(/^(?=\*)/m)
+    .map((section) => section.split('\n').sort().join('\n'))
+    .join('\n');
+}

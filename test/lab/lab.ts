@@ -128,6 +128,10 @@ export interface Lab {
   resolve(name: string, type: 'A' | 'AAAA'): Promise<string[]>;
   /** busybox `wget -q -O - URL` wrapped in `timeout`, from the host or from a running container */
   fetch(url: string, opts?: { container?: string; timeoutSec?: number }): Promise<FetchResult>;
+  /** stop (false) or start again (true) the lab DNS server: "DNS is down" */
+  setDnsUp(up: boolean): Promise<void>;
+  /** stop dockerd (SIGTERM, by pid) and start it again with the same flags, as `systemctl restart docker` would */
+  restartDocker(): Promise<void>;
   /** tear everything down; idempotent */
   stop(): Promise<void>;
 }
@@ -625,6 +629,28 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     }
   };
 
+  let dockerPid = 0;
+  const startDockerd = async () => {
+    const dockerd = spawnDaemon(hostArgv([
+      'dockerd', '--host', 'unix:///run/docker.sock', '--pidfile', '/run/docker.pid',
+      '--data-root', '/var/lib/docker', '--exec-root', '/run/docker',
+      // relative: runc nests it under its own cgroup; lets teardown find and remove container cgroups
+      '--cgroup-parent', `efw-${id}`,
+      '--bip', ADDR.dockerBip, '--default-address-pool', `base=${ADDR.dockerPool},size=${ADDR.dockerPoolSize}`,
+      '--shutdown-timeout', '1',
+      ...(ipv6 ? ['--ipv6', '--fixed-cidr-v6', ADDR.dockerV6, '--experimental', '--ip6tables'] : []),
+    ]), `${dir}/dockerd.log`);
+    dockerPid = track(dockerd, 'dockerd');
+    for (let i = 0; ; i++) {
+      const r = await lab.docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 5000 });
+      if (r.exitCode === 0) break;
+      if (!procAlive(dockerPid) || i > 300) {
+        throw new Error(`lab: dockerd not ready: ${r.stderr}\n${fs.readFileSync(`${dir}/dockerd.log`, 'utf8').slice(-3000)}`);
+      }
+      await sleep(100);
+    }
+  };
+
   const expectAnswers = async (name: string) => {
     let r = records.get(name);
     if (r?.CNAME) r = records.get(r.CNAME);
@@ -691,6 +717,19 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
         ? await lab.docker(['exec', o.container, 'timeout', t, ...wget], { timeoutMs: 30_000 })
         : await lab.host(['timeout', t, 'busybox', ...wget], { timeoutMs: 30_000 });
       return { ...r, ok: r.exitCode === 0, body: r.exitCode === 0 ? r.stdout : '', ms: Date.now() - t0 };
+    },
+    async setDnsUp(up) {
+      if (!up) {
+        process.kill(dnsPid, 'SIGTERM');
+        for (let i = 0; i < 100 && procAlive(dnsPid); i++) await sleep(20);
+      } else if (!procAlive(dnsPid)) await startDns();
+    },
+    async restartDocker() {
+      if (!withDocker) throw new Error('lab: started without docker');
+      process.kill(dockerPid, 'SIGTERM');
+      for (let i = 0; i < 300 && procAlive(dockerPid); i++) await sleep(50);
+      if (procAlive(dockerPid)) throw new Error('lab: dockerd did not stop');
+      await startDockerd();
     },
     async stop() {
       if (stopped) return;
@@ -759,24 +798,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
 
     phase(t0, 'dns+web');
     if (withDocker) {
-      const dockerd = spawnDaemon(hostArgv([
-        'dockerd', '--host', 'unix:///run/docker.sock', '--pidfile', '/run/docker.pid',
-        '--data-root', '/var/lib/docker', '--exec-root', '/run/docker',
-        // relative: runc nests it under its own cgroup; lets teardown find and remove container cgroups
-        '--cgroup-parent', `efw-${id}`,
-        '--bip', ADDR.dockerBip, '--default-address-pool', `base=${ADDR.dockerPool},size=${ADDR.dockerPoolSize}`,
-        '--shutdown-timeout', '1',
-        ...(ipv6 ? ['--ipv6', '--fixed-cidr-v6', ADDR.dockerV6, '--experimental', '--ip6tables'] : []),
-      ]), `${dir}/dockerd.log`);
-      const dpid = track(dockerd, 'dockerd');
-      for (let i = 0; ; i++) {
-        const r = await lab.docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 5000 });
-        if (r.exitCode === 0) break;
-        if (!procAlive(dpid) || i > 300) {
-          throw new Error(`lab: dockerd not ready: ${r.stderr}\n${fs.readFileSync(`${dir}/dockerd.log`, 'utf8').slice(-3000)}`);
-        }
-        await sleep(100);
-      }
+      await startDockerd();
     phase(t0, 'dockerd');
       await dockerImport(lab, (await busyboxTar)!, BUSYBOX_IMAGE, ['CMD ["sh"]']);
     }
