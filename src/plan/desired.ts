@@ -64,13 +64,26 @@ export function desiredSets(config: Config, allowed: AllowedDomain[], dns: DnsSe
   return { 4: [...sets[4]].sort(compareEntry), 6: [...sets[6]].sort(compareEntry) };
 }
 
-function containerRules(family: Family, bridges: string[]): string[] {
+/**
+ * `egressfw proxy --mode sni` with wildcard names: there is no IP list for them, so the proxy's
+ * egress bridge (only the proxy is on it; it enforces the names) may reach any IPv4 address on
+ * the proxied TCP ports. Nothing else gains anything.
+ */
+export function proxyWildcardRules(config: Config): string[] {
+  const p = config.proxy;
+  if (p.wildcards.length === 0) return [];
+  const ports = [...new Set([...p.tlsPorts, ...p.httpPorts])].sort((a, b) => a - b).join(',');
+  return [`-A ${CHAIN} -i ${p.egressBridge} -p tcp -m multiport --dports ${ports} ${comment('proxy-wildcards')} -j RETURN`];
+}
+
+function containerRules(family: Family, bridges: string[], extra: string[] = []): string[] {
   const reject = family === 4 ? 'icmp-admin-prohibited' : 'icmp6-adm-prohibited';
   return [
     `-A ${CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED ${comment('replies')} -j RETURN`,
     // Into a bridge: container-to-container, or inbound to a published port. Not ours to judge.
     ...bridges.map((b) => `-A ${CHAIN} -o ${b} ${comment('to-bridge')} -j RETURN`),
     `-A ${CHAIN} -m set --match-set ${SET[family]} dst,dst ${comment('allowed')} -j RETURN`,
+    ...extra,
     // Out of a container bridge to anywhere else and not allowed: fail fast (RST / ICMP), never hang.
     ...bridges.flatMap((b) => [
       `-A ${CHAIN} -i ${b} -p tcp ${comment('reject')} -j REJECT --reject-with tcp-reset`,
@@ -114,7 +127,7 @@ export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsS
   const per = <T>(f: (fam: Family) => T): Record<Family, T> => ({ 4: f(4), 6: f(6) });
   return {
     sets: desiredSets(config, allowed, dns),
-    containerRules: config.containers.enabled ? per((f) => containerRules(f, config.containers.bridges)) : null,
+    containerRules: config.containers.enabled ? per((f) => containerRules(f, config.containers.bridges, f === 4 ? proxyWildcardRules(config) : [])) : null,
     jumpRule: `-A ${DOCKER_USER} ${JUMP_RULE_SPEC}`,
     hostRules: config.host.enabled ? per((f) => hostRules(f, dns)) : null,
     ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dns)), enable: config.host.enableUfw } : null,
