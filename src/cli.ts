@@ -6,8 +6,9 @@ import { runDaemon } from './commands/daemon.js';
 import { runInstall } from './commands/install.js';
 import { runStatus } from './commands/status.js';
 import { runUninstall } from './commands/uninstall.js';
+import { DEFAULT_PROXY_OUT, runProxy } from './commands/proxy.js';
 import { fileURLToPath } from 'node:url';
-import { access } from 'node:fs/promises';
+import { access, readdir, rm } from 'node:fs/promises';
 import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { EgressfwError } from './errors.js';
 import { query } from './resolve/dns-client.js';
@@ -87,6 +88,26 @@ function program(): Command {
     .option('--dry-run', 'print what would be removed, change nothing', false)
     .action(async (o: { stateDir: string; dryRun: boolean }) => {
       process.exitCode = await runUninstall(o, syncDeps(), installDeps());
+    });
+
+  p.command('proxy')
+    .description('write a compose override (compose.egress.yml) + nginx configs: listed services lose their route out and reach allowed domains only through proxies')
+    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
+    .addOption(new Option('-o, --out <dir>', 'directory for the generated files (nothing is written elsewhere)').default(DEFAULT_PROXY_OUT))
+    .addOption(new Option('--mode <mode>', 'per-domain (one stream proxy per domain) or sni (one proxy, routes by TLS SNI / HTTP Host); default proxy.mode').choices(['per-domain', 'sni']))
+    .option('--services <list>', 'comma-separated compose services to protect (default proxy.services)')
+    .option('--compose <file>', 'your compose file, checked so the override can isolate the services (default: compose.yaml/compose.yml/docker-compose.yml here)')
+    .option('--force', 'overwrite files in the out dir that egressfw did not generate', false)
+    .action(async (o: { config: string; out: string; mode?: string; services?: string; compose?: string; force: boolean }) => {
+      process.exitCode = await runProxy(o, {
+        readText,
+        writeText: (file, text) => writeFileAtomic(file, text),
+        removeFile: (file) => rm(file, { force: true }),
+        listDir: (dir) => readdir(dir).catch(() => []),
+        cwd: process.cwd(),
+        out,
+        warn,
+      });
     });
   return p;
 }
