@@ -91,14 +91,25 @@ describe.skipIf(!isRoot)('egressfw proxy (real containers, docker-compose 1.29)'
         }
       });
 
-      it('proxies run as nobody with no capabilities, read-only, healthy', async () => {
+      it('protected services are on the internal network only; proxies run as nobody with no capabilities, read-only, healthy', async () => {
         const svc = mode === 'sni' ? 'egressfw-sni' : 'egressfw-allowed.test';
-        const [id, caps, ro, health] = await Promise.all([
+        const nets = (c: string) => lab.docker(['inspect', '-f', '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}', project.container(c)]);
+        const [client, tlsclient, db, proxy, internal, id, caps, ro, health] = await Promise.all([
+          nets('client'),
+          nets('tlsclient'),
+          nets('db'),
+          nets(svc),
+          lab.docker(['network', 'inspect', '-f', '{{.Internal}}', 'efwp_egressfw-internal']),
           project.exec(svc, ['id', '-u']),
           project.exec(svc, ['grep', '^CapEff', '/proc/1/status']),
           project.exec(svc, ['sh', '-c', 'touch /etc/x 2>&1; echo rc=$?']),
           lab.docker(['inspect', '-f', '{{.State.Health.Status}}', project.container(svc)]),
         ]);
+        expect(client.stdout.trim()).toBe('efwp_egressfw-internal');
+        expect(tlsclient.stdout.trim()).toBe('efwp_egressfw-internal');
+        expect(db.stdout.trim()).toBe('efwp_default efwp_egressfw-internal');
+        expect(proxy.stdout.trim()).toBe('efwp_egressfw-egress efwp_egressfw-internal');
+        expect(internal.stdout.trim()).toBe('true');
         expect(id.stdout.trim()).toBe('65534');
         expect(caps.stdout).toMatch(/CapEff:\s+0+\n/);
         expect(ro.stdout).toMatch(/Read-only file system/);

@@ -68,6 +68,25 @@ describe('egressfw proxy (command)', () => {
     golden('proxy-example.txt', `${f.out.join('')}\n${written}`);
   });
 
+  it('docs/proxy.md shows exactly what the example renders (per-domain and sni)', async () => {
+    const rendered = new Map<string, string>();
+    for (const mode of ['per-domain', 'sni'] as const) {
+      const f = fakeFs('/srv/app', {
+        '/etc/resolv.conf': 'nameserver 192.0.2.53\n',
+        'compose.yml': readFileSync(path.join(repo, 'examples/compose.yml'), 'utf8'),
+      });
+      expect(await runProxy(opts({ config: path.join(repo, 'examples/egressfw.yml'), services: 'app', mode }), f.deps)).toBe(0);
+      for (const w of f.writes) rendered.set(`${mode} ${path.relative('/srv/app', w)}`, f.fs.get(w)!);
+    }
+    const docs = readFileSync(path.join(repo, 'docs/proxy.md'), 'utf8');
+    const shown = [...docs.matchAll(/<!-- generated: (\S+ \S+) -->\n```\w*\n([\s\S]*?)```\n/g)];
+    expect(shown.length).toBeGreaterThanOrEqual(3);
+    for (const [, key, text] of shown) {
+      expect(rendered.has(key!), `docs/proxy.md shows ${key}, which the example does not render`).toBe(true);
+      expect(text, `docs/proxy.md: ${key} is stale; paste the output of the command shown there`).toBe(rendered.get(key!));
+    }
+  });
+
   it('writes only inside the out dir and refuses to overwrite files it did not generate, unless --force', async () => {
     const f = fakeFs('/p', { 'compose.yml': BASE, 'egress-proxy/compose.egress.yml': 'services: {}  # mine\n' });
     const config = configFile(CONFIG);
