@@ -2,12 +2,12 @@ import type { Config } from './config/load.js';
 import { parseResolvConf } from './config/load.js';
 import { PreconditionError } from './errors.js';
 import { buildDesired, type Desired, type DnsServer } from './plan/desired.js';
-import { diff, type Plan } from './plan/diff.js';
+import { diff, UFW_UNREADABLE, type Plan } from './plan/diff.js';
 import type { Observed } from './plan/observed.js';
 import type { QueryFn } from './resolve/dns-client.js';
 import { mergeResolutions, type AllowedDomain, type State } from './resolve/merge.js';
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
-import type { Observation } from './system/observe.js';
+import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
 
 /** Everything one round computes, from config to plan. Shared by `plan` and `sync`. */
 export interface Round {
@@ -25,7 +25,7 @@ export interface Round {
 export interface RoundDeps {
   query: QueryFn;
   readText: (file: string) => Promise<string | null>;
-  observe: (wantUfw: boolean) => Promise<Observation>;
+  observe: (want: Wanted) => Promise<Observation>;
   now: number;
   /** false: no DNS, use the saved IPs (drift repair, boot, status) */
   resolve?: boolean;
@@ -58,7 +58,7 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
       },
       config.domains.map((d) => ({ name: d.name, allowPrivate: d.allowPrivate })),
     ),
-    deps.observe(config.host.enabled),
+    deps.observe(wanted(config)),
   ]);
   const merged = mergeResolutions(prev, resolutions, deps.now, config.staleGrace, domainStatus);
   const allowed = merged.allowed;
@@ -66,13 +66,17 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
   const state = deps.resolve === false ? { ...prev, domains: Object.fromEntries(config.domains.filter((d) => prev.domains[d.name]).map((d) => [d.name, prev.domains[d.name]!])) } : merged.state;
   const desired = buildDesired(config, allowed, dns);
   const plan = diff(desired, observation.observed);
-  const blocking = observation.missingTools.filter((t) => t !== 'ufw' || config.host.enabled);
-  if (observation.observed.readable === false && blocking.length) {
-    plan.blockers.unshift(`missing tools: ${blocking.join(', ')}: \`apt-get install ${[...new Set(blocking.map(pkgOf))].join(' ')}\``);
+  if (observation.missingTools.length) {
+    if (observation.missingTools.includes('ufw')) plan.blockers = plan.blockers.filter((b) => b !== UFW_UNREADABLE);
+    const pkgs = [...new Set(observation.missingTools.map((t) => PACKAGE_OF[t] ?? 'iptables'))];
+    plan.blockers.unshift(
+      `missing: ${observation.missingTools.join(', ')}. Install with \`apt-get install ${pkgs.join(' ')}\`` +
+        (observation.missingTools.includes('ufw') ? ', or set `host.enabled: false` to manage containers only' : '') +
+        (observation.missingTools.includes('dockerd') ? ', or set `containers.enabled: false` to manage the host only' : ''),
+    );
   }
   return { config, dns, resolutions, allowed, state, desired, observed: observation.observed, missingTools: observation.missingTools, plan };
 }
 
-function pkgOf(tool: string): string {
-  return tool.startsWith('ip') && tool.includes('tables') ? 'iptables' : tool;
-}
+/** Which tools this config needs besides iptables and ipset. */
+export const wanted = (config: Config): Wanted => ({ ufw: config.host.enabled, docker: config.containers.enabled });

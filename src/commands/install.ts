@@ -71,7 +71,7 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
     for (const [file, text] of files) deps.out(`--- ${file}\n${text}`);
     return 0;
   }
-  for (const [file, text] of files) {
+  for (const [file] of files) {
     const old = await deps.readText(file);
     if (old !== null && !old.includes(HEADER)) throw new PreconditionError(`${file} exists and was not written by egressfw; move it away and retry. Nothing was changed.`);
   }

@@ -4,7 +4,7 @@ import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
 import { parseState, stateFile } from '../system/state.js';
-import type { Observation } from '../system/observe.js';
+import type { Observation, Wanted } from '../system/observe.js';
 
 export interface PlanOptions {
   config: string;
@@ -16,7 +16,7 @@ export interface PlanOptions {
 export interface PlanDeps {
   query: QueryFn;
   readText: (file: string) => Promise<string | null>;
-  observe: (wantUfw: boolean) => Promise<Observation>;
+  observe: (want: Wanted) => Promise<Observation>;
   now: () => number;
   isRoot: boolean;
   out: (text: string) => void;

@@ -1,5 +1,5 @@
 import { loadConfig, type Config } from '../config/load.js';
-import { computeRound, type Round } from '../engine.js';
+import { computeRound, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError } from '../errors.js';
 import { diff } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
@@ -8,7 +8,7 @@ import type { State } from '../resolve/merge.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
 import type { Exec } from '../system/exec.js';
-import type { Observation } from '../system/observe.js';
+import type { Observation, Wanted } from '../system/observe.js';
 import { parseState, stateFile } from '../system/state.js';
 
 export interface SyncOptions {
@@ -26,7 +26,7 @@ export interface SyncDeps {
   writeFileAtomic: ApplyDeps['writeFileAtomic'];
   backupOnce: ApplyDeps['backupOnce'];
   onPath: (cmd: string) => Promise<boolean>;
-  observe: (wantUfw: boolean) => Promise<Observation>;
+  observe: (want: Wanted) => Promise<Observation>;
   acquireLock: () => Promise<() => Promise<void>>;
   now: () => number;
   isRoot: boolean;
@@ -42,19 +42,10 @@ export interface SyncResult {
   warnings: string[];
 }
 
-const PKG: Record<string, string> = { ipset: 'ipset', ufw: 'ufw' };
-
 /** Everything that must hold before the first change; throws with the fix. */
 async function preflight(round: Round, deps: SyncDeps): Promise<void> {
-  const missing = round.missingTools.filter((t) => t !== 'ufw' || round.config.host.enabled);
-  if (missing.length) {
-    const pkgs = [...new Set(missing.map((t) => PKG[t] ?? 'iptables'))];
-    throw new PreconditionError(`missing tools: ${missing.join(', ')}. Install them (\`apt-get install ${pkgs.join(' ')}\`) and retry. Nothing was changed.`);
-  }
+  if (round.plan.blockers.length) throw new PreconditionError(`${round.plan.blockers.join('\n')}\nNothing was changed.`);
   await checkBackend(deps.exec, deps.onPath, round.observed.tables[4].chains.keys());
-  if (round.plan.blockers.length) {
-    throw new PreconditionError(`${round.plan.blockers.join('\n')}\nNothing was changed.`);
-  }
 }
 
 /**
@@ -95,8 +86,8 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       await save({ ...prev, original });
     }
     if (round.plan.ops.length) {
-      await applyPlan(round.plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce, log: () => {} });
-      const after = await deps.observe(config.host.enabled);
+      await applyPlan(round.plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce });
+      const after = await deps.observe(wanted(config));
       const left = diff(round.desired, after.observed).ops;
       if (left.length) {
         throw new EgressfwError(`applied, but reading the kernel back shows it differs from the plan (something else changed it meanwhile?):\n${left.map((o) => `  - ${describeOp(o)}`).join('\n')}\nRun \`egressfw sync\` again.`);

@@ -24,7 +24,7 @@ export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, insta
   const release = await deps.acquireLock();
   try {
     const { state } = parseState(await deps.readText(stateFile(opts.stateDir)));
-    const { observed, missingTools } = await deps.observe(true);
+    const { observed, missingTools } = await deps.observe({ ufw: true, docker: false });
     if (!observed.readable) throw new PreconditionError(`cannot read the firewall (missing: ${missingTools.join(', ')}); install them and retry. Nothing was changed.`);
     const plan = planUninstall(observed, state.original);
     const units = await removeInstalled(install, true);

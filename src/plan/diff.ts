@@ -23,6 +23,10 @@ export interface Plan {
 
 const POLICY = { deny: 'DROP', reject: 'REJECT' } as const;
 
+export const UFW_UNREADABLE =
+  "ufw's state could not be read (is ufw installed? are /etc/ufw/ufw.conf, /etc/default/ufw, /etc/ufw/before.rules and before6.rules there?): " +
+  '`apt-get install ufw`, or set `host.enabled: false` to manage containers only';
+
 function diffSets(desired: Desired, observed: Observed): Op[] {
   const ops: Op[] = [];
   for (const family of FAMILIES) {
@@ -80,7 +84,7 @@ function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw
   if (!want) return { ufw, reloads: false };
   const have = observed.ufw;
   if (!have) {
-    if (observed.readable) blockers.push('ufw is not installed: `apt-get install ufw`, or set `host.enabled: false` in the config to manage containers only');
+    if (observed.readable) blockers.push(UFW_UNREADABLE);
     return { ufw, reloads: false };
   }
   let blockChanged = false;

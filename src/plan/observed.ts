@@ -1,6 +1,6 @@
 import { parseCidr, type Family } from '../net/ip.js';
 import { setEntry, compareEntry } from './desired.js';
-import { BLOCK_BEGIN, BLOCK_END, CHAIN, DOCKER_USER, SET, TMP_SET } from './names.js';
+import { BLOCK_BEGIN, BLOCK_END, DOCKER_USER, SET, TMP_SET } from './names.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
 export interface Observed {
@@ -87,5 +87,3 @@ export function setState(names: Set<string>, saves: Record<Family, string>): Obs
   const one = (f: Family) => ({ exists: names.has(SET[f]), entries: parseIpsetSave(saves[f], SET[f]), tmpExists: names.has(TMP_SET[f]) });
   return { 4: one(4), 6: one(6) };
 }
-
-export const ownsChain = (name: string) => name === CHAIN;

@@ -1,7 +1,7 @@
 import type { Family } from '../net/ip.js';
 import { JUMP_RULE_SPEC } from './desired.js';
 import type { Plan } from './diff.js';
-import { FAMILIES, HOST_CHAIN, TMP_SET } from './names.js';
+import { HOST_CHAIN, TMP_SET } from './names.js';
 import type { Observed } from './observed.js';
 import { maxelemFor } from './render.js';
 
@@ -84,5 +84,3 @@ export function rollbackUfw(plan: Plan, before: Observed): UfwRollback | null {
   if (ufw.enabled) commands.push(['ufw', 'reload']);
   return { files, commands };
 }
-
-export const ROLLBACK_FAMILIES = [...FAMILIES].reverse();

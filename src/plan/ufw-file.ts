@@ -1,4 +1,3 @@
-import { BLOCK_BEGIN, BLOCK_END } from './names.js';
 import { extractBlock } from './observed.js';
 
 /**
@@ -25,5 +24,3 @@ export function removeBlock(text: string): string {
   if (old === null) return text;
   return text.replace(`${old}\n\n`, '').replace(`${old}\n`, '').replace(old, '');
 }
-
-export const isOurBlockLine = (line: string) => line.startsWith(BLOCK_BEGIN) || line === BLOCK_END;

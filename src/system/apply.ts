@@ -11,7 +11,6 @@ export interface ApplyDeps {
   exec: Exec;
   writeFileAtomic: (file: string, text: string) => Promise<void>;
   backupOnce: (file: string, backup: string) => Promise<void>;
-  log: (line: string) => void;
 }
 
 export class ApplyError extends EgressfwError {}
@@ -124,5 +123,4 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
       );
     }
   }
-  deps.log(`applied: ${steps.map((s) => s.name).join(', ') || 'nothing'}`);
 }

@@ -24,12 +24,23 @@ async function must(exec: Exec, argv: string[]): Promise<string> {
   return r.stdout;
 }
 
+export interface Wanted {
+  /** the host part is managed: ufw is needed */
+  ufw: boolean;
+  /** containers are managed: Docker is expected */
+  docker: boolean;
+}
+
+/** Debian package that brings each tool egressfw needs. */
+export const PACKAGE_OF: Record<string, string> = { ipset: 'ipset', ufw: 'ufw', dockerd: 'docker.io' };
+const KERNEL_TOOLS = ['ipset', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore'];
+
 /** Read-only: what is in the kernel and the ufw files now. Without root it assumes nothing is installed. */
-export async function observe(deps: ObserveDeps, wantUfw: boolean): Promise<Observation> {
-  const tools = ['ipset', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', ...(wantUfw ? ['ufw'] : [])];
+export async function observe(deps: ObserveDeps, want: Wanted): Promise<Observation> {
+  const tools = [...KERNEL_TOOLS, ...(want.ufw ? ['ufw'] : []), ...(want.docker ? ['dockerd'] : [])];
   const present = await Promise.all(tools.map((t) => deps.onPath(t)));
   const missingTools = tools.filter((_, i) => !present[i]);
-  if (!deps.isRoot || missingTools.some((t) => t !== 'ufw')) return { observed: nothingInstalled(), missingTools };
+  if (!deps.isRoot || missingTools.some((t) => KERNEL_TOOLS.includes(t))) return { observed: nothingInstalled(), missingTools };
 
   const names = parseIpsetNames(await must(deps.exec, ['ipset', 'list', '-n']));
   const saves: Record<Family, string> = { 4: '', 6: '' };
@@ -37,7 +48,7 @@ export async function observe(deps: ObserveDeps, wantUfw: boolean): Promise<Obse
   const [t4, t6] = await Promise.all(FAMILIES.map((f) => must(deps.exec, [SAVE[f], '-t', 'filter'])));
 
   let ufw: Observed['ufw'] = null;
-  if (wantUfw && !missingTools.includes('ufw')) {
+  if (want.ufw && !missingTools.includes('ufw')) {
     const [conf, defaults, b4, b6] = await Promise.all([
       deps.readText('/etc/ufw/ufw.conf'),
       deps.readText('/etc/default/ufw'),

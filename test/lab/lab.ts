@@ -16,7 +16,7 @@
  * afterAll; an 'exit'/signal handler and a stale-lab sweep in startLab() are
  * only safety nets.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';

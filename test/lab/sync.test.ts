@@ -195,10 +195,10 @@ containers:
     expect(badRun.exitCode).toBe(2);
     expect(badRun.stderr).toMatch(/allow\[0\]\.domain: .*\n.*allow\[0\]\.ports\[0\]: port must be 1-65535/);
 
-    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'ufw', 'cat']);
+    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'ufw', 'dockerd']);
     const noIpset = await efw(lab, ['sync', '--config', config, '--state-dir', stateDir], { path });
     expect(noIpset.exitCode).toBe(1);
-    expect(noIpset.stderr).toMatch(/missing tools: ipset\. Install them \(`apt-get install ipset`\)/);
+    expect(noIpset.stderr).toMatch(/missing: ipset\. Install with `apt-get install ipset`/);
     expect(canonical(await kernelState(lab))).toBe(before);
   });
 });

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { computeRound } from '../../src/engine.js';
+import { nothingInstalled } from '../../src/plan/observed.js';
+import { emptyState } from '../../src/resolve/merge.js';
+import type { QueryFn } from '../../src/resolve/dns-client.js';
+
+const query: QueryFn = async (_s, name, type) => ({ rcode: 'NOERROR', answers: type === 'A' ? [{ name, type: 'A', ttl: 60, data: '203.0.113.5' }] : [] });
+const deps = (missingTools: string[], readText: (f: string) => Promise<string | null> = async () => null) => ({
+  query,
+  readText,
+  observe: async () => ({ observed: nothingInstalled(), missingTools }),
+  now: 1000,
+});
+
+describe('computeRound', () => {
+  const config = parseConfig('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }', 'x');
+
+  it('names every missing tool with the package and the config way out', async () => {
+    const r = await computeRound(config, emptyState(), deps(['ipset', 'ufw', 'dockerd']));
+    expect(r.plan.blockers).toEqual([
+      'missing: ipset, ufw, dockerd. Install with `apt-get install ipset ufw docker.io`, or set `host.enabled: false` to manage containers only, or set `containers.enabled: false` to manage the host only',
+    ]);
+  });
+
+  it('without DNS (offline) keeps the saved IPs and the saved per-name status', async () => {
+    const first = await computeRound(config, emptyState(), deps([]));
+    expect(first.allowed[0]!.ips.map((i) => i.ip)).toEqual(['203.0.113.5']);
+    const failing: QueryFn = async () => {
+      throw new Error('must not be asked');
+    };
+    const offline = await computeRound(config, first.state, { ...deps([]), query: failing, resolve: false, now: 99999 });
+    expect(offline.allowed[0]!.ips).toMatchObject([{ ip: '203.0.113.5', source: 'last-known-good' }]);
+    expect(offline.state.domains).toEqual(first.state.domains);
+  });
+
+  it('takes the resolvers from /etc/resolv.conf when the config names none', async () => {
+    const c = parseConfig('allow: []', 'x');
+    const r = await computeRound(c, emptyState(), deps([], async (f) => (f === '/etc/resolv.conf' ? 'nameserver 198.51.100.9\n' : null)));
+    expect(r.dns).toEqual([{ host: '198.51.100.9', port: 53 }]);
+    await expect(computeRound(c, emptyState(), deps([]))).rejects.toThrow(/no DNS servers: .*set `dns.servers`/);
+  });
+});
