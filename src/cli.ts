@@ -15,7 +15,7 @@ import { query } from './resolve/dns-client.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, readText, writeFileAtomic } from './system/files.js';
 import { acquireLock } from './system/lock.js';
-import { observe } from './system/observe.js';
+import { observe, type Wanted } from './system/observe.js';
 import { DEFAULT_STATE_DIR } from './system/state.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -133,7 +133,7 @@ function planDeps() {
   return {
     query,
     readText,
-    observe: (wantUfw: boolean) => observe({ exec: realExec, readText, onPath, isRoot }, wantUfw),
+    observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
     now: () => Math.floor(Date.now() / 1000),
     isRoot,
     out,
