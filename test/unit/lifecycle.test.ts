@@ -1,5 +1,3 @@
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
@@ -7,14 +5,7 @@ import { diff } from '../../src/plan/diff.js';
 import { planUninstall } from '../../src/plan/uninstall.js';
 import { renderBootService, renderCron, renderService, unsafePath } from '../../src/schedule/units.js';
 import { FakeKernel } from '../support/fake-kernel.js';
-
-const here = path.dirname(new URL(import.meta.url).pathname);
-const fixture = (f: string) => readFileSync(path.join(here, 'fixtures', f), 'utf8');
-function golden(name: string, actual: string): void {
-  const file = path.join(here, 'golden', name);
-  if (process.env.UPDATE_GOLDEN || !existsSync(file)) writeFileSync(file, actual);
-  expect(actual).toBe(readFileSync(file, 'utf8'));
-}
+import { fixture, golden } from '../support/files.js';
 
 const paths = { node: '/usr/bin/node', cli: '/opt/egressfw/dist/cli.js', config: '/etc/egressfw/egressfw.yml', stateDir: '/var/lib/egressfw' };
 

@@ -1,5 +1,3 @@
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
@@ -9,16 +7,7 @@ import { renderIpset, renderIptables, ufwSteps } from '../../src/plan/render.js'
 import { removeBlock, upsertBlock } from '../../src/plan/ufw-file.js';
 import type { AllowedDomain } from '../../src/resolve/merge.js';
 import { FakeKernel } from '../support/fake-kernel.js';
-
-const here = path.dirname(new URL(import.meta.url).pathname);
-const fixture = (f: string) => readFileSync(path.join(here, 'fixtures', f), 'utf8');
-
-/** Golden files: set UPDATE_GOLDEN=1 to rewrite them, then review the diff before committing. */
-function golden(name: string, actual: string): void {
-  const file = path.join(here, 'golden', name);
-  if (process.env.UPDATE_GOLDEN || !existsSync(file)) writeFileSync(file, actual);
-  expect(actual).toBe(readFileSync(file, 'utf8'));
-}
+import { fixture, golden } from '../support/files.js';
 
 const config = parseConfig(
   `allow:

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
@@ -8,9 +6,8 @@ import { rollbackIpset, rollbackIptables, rollbackUfw } from '../../src/plan/rol
 import type { Observed } from '../../src/plan/observed.js';
 import type { AllowedDomain } from '../../src/resolve/merge.js';
 import { FakeKernel } from '../support/fake-kernel.js';
+import { fixture } from '../support/files.js';
 
-const here = path.dirname(new URL(import.meta.url).pathname);
-const fixture = (f: string) => readFileSync(path.join(here, 'fixtures', f), 'utf8');
 const config = parseConfig('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }', 'x');
 const dns = [{ host: '198.51.100.53', port: 53 }];
 const allowed = (ip: string): AllowedDomain[] => [{ name: 'api.example.com', status: 'ok', detail: '', ips: [{ ip, family: 4, source: 'answer', until: 0 }] }];
