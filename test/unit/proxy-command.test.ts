@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runProxy, type ProxyDeps, type ProxyOptions } from '../../src/commands/proxy.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -41,8 +41,14 @@ function fakeFs(cwd: string, files: Record<string, string> = {}) {
   return { fs, writes, removed, out, warn, deps };
 }
 
+const tmpDirs: string[] = [];
+afterAll(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+
 function configFile(yaml: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'efw-proxy-'));
+  tmpDirs.push(dir);
   const f = path.join(dir, 'egressfw.yml');
   writeFileSync(f, yaml);
   return f;
