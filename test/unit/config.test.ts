@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, parseResolvConf } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
-
-function problems(yaml: string): string[] {
-  try {
-    parseConfig(yaml, 'test.yml');
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { problems } from '../support/config.js';
 
 describe('config', () => {
   it('parses the documented shape with defaults', () => {

@@ -1,19 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runProxy, type ProxyDeps, type ProxyOptions } from '../../src/commands/proxy.js';
 import { UsageError } from '../../src/errors.js';
+import { golden } from '../support/files.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const repo = path.resolve(here, '../..');
-
-/** Golden files: set UPDATE_GOLDEN=1 to rewrite them, then review the diff before committing. */
-function golden(name: string, actual: string): void {
-  const file = path.join(here, 'golden', name);
-  if (process.env.UPDATE_GOLDEN || !existsSync(file)) writeFileSync(file, actual);
-  expect(actual).toBe(readFileSync(file, 'utf8'));
-}
 
 /** An in-memory file system for everything runProxy reads and writes through deps (the config is read from disk). */
 function fakeFs(cwd: string, files: Record<string, string> = {}) {

@@ -1,32 +1,13 @@
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
 import { buildDesired, proxyWildcardRules } from '../../src/plan/desired.js';
 import { checkBaseCompose, parseBaseCompose } from '../../src/proxy/base.js';
 import { checkMountDir, GENERATED_MARKER, lastHost, renderProxy, type ProxyRenderInput } from '../../src/proxy/render.js';
 import { checkImageRef, checkWildcard } from '../../src/proxy/validate.js';
+import { problems } from '../support/config.js';
+import { golden } from '../support/files.js';
 
-const here = path.dirname(new URL(import.meta.url).pathname);
-
-/** Golden files: set UPDATE_GOLDEN=1 to rewrite them, then review the diff before committing. */
-function golden(name: string, actual: string): void {
-  const file = path.join(here, 'golden', name);
-  if (process.env.UPDATE_GOLDEN || !existsSync(file)) writeFileSync(file, actual);
-  expect(actual).toBe(readFileSync(file, 'utf8'));
-}
-
-function problems(yaml: string): string[] {
-  try {
-    parseConfig(yaml, 'test.yml');
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 const ALLOW = `allow:
   - domain: api.example.com
