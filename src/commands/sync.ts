@@ -45,7 +45,7 @@ export interface SyncResult {
 /** Everything that must hold before the first change; throws with the fix. */
 async function preflight(round: Round, deps: SyncDeps): Promise<void> {
   if (round.plan.blockers.length) throw new PreconditionError(`${round.plan.blockers.join('\n')}\nNothing was changed.`);
-  await checkBackend(deps.exec, deps.onPath, round.observed.tables[4].chains.keys());
+  await checkBackend(deps.exec, deps.onPath, deps.readText, round.observed.tables[4].chains.keys());
 }
 
 /**

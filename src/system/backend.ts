@@ -1,6 +1,5 @@
 import { PreconditionError } from '../errors.js';
 import type { Exec } from './exec.js';
-import { readText } from './files.js';
 
 /**
  * Docker and ufw must use the same iptables backend as egressfw, or our
@@ -8,7 +7,12 @@ import { readText } from './files.js';
  * which one `iptables` is; the other backend is checked for Docker or ufw
  * chains. Reading legacy state goes through /proc, which never loads a module.
  */
-export async function checkBackend(exec: Exec, onPath: (cmd: string) => Promise<boolean>, ourChains: Iterable<string>): Promise<string> {
+export async function checkBackend(
+  exec: Exec,
+  onPath: (cmd: string) => Promise<boolean>,
+  readText: (file: string) => Promise<string | null>,
+  ourChains: Iterable<string>,
+): Promise<string> {
   const v = await exec(['iptables', '-V']);
   const backend = /nf_tables/.test(v.stdout) ? 'nf_tables' : /legacy/.test(v.stdout) ? 'legacy' : 'unknown';
   const ours = [...ourChains].some((c) => c.startsWith('DOCKER') || c.startsWith('ufw-'));
