@@ -16,21 +16,40 @@ export interface Cidr {
 }
 
 /**
+ * Pure functions of one string, called for every address of every sync (thousands
+ * per round, and again inside every sort comparison): remember their answers.
+ * Bounded, so a long-running daemon never grows it without limit. Cached objects
+ * are frozen: callers share them.
+ */
+function memo<T>(fn: (s: string) => T, max = 200_000): (s: string) => T {
+  const cache = new Map<string, T>();
+  return (s) => {
+    const hit = cache.get(s);
+    if (hit !== undefined || cache.has(s)) return hit as T;
+    if (cache.size >= max) cache.clear();
+    const v = fn(s);
+    cache.set(s, v !== null && typeof v === 'object' ? Object.freeze(v) : v);
+    return v;
+  };
+}
+
+/**
  * Strict IP parse: only plain dotted-quad IPv4 (no hex, octal or short forms
  * that inet_aton would accept) and IPv6 without zone ids. Returns the
  * canonical form or null.
  */
-export function parseIp(input: string): Ip | null {
-  if (ipaddr.IPv4.isValidFourPartDecimal(input)) {
-    return { text: ipaddr.IPv4.parse(input).toString(), family: 4 };
+export const parseIp: (input: string) => Ip | null = memo((input) => {
+  // One family check per input: ipaddr's validators throw (slowly) on the other family's text.
+  if (!input.includes(':')) {
+    return ipaddr.IPv4.isValidFourPartDecimal(input) ? { text: ipaddr.IPv4.parse(input).toString(), family: 4 } : null;
   }
   if (!input.includes('%') && ipaddr.IPv6.isValid(input)) {
     return { text: ipaddr.IPv6.parse(input).toString(), family: 6 };
   }
   return null;
-}
+});
 
-export function parseCidr(input: string): Cidr | null {
+export const parseCidr: (input: string) => Cidr | null = memo((input) => {
   const slash = input.indexOf('/');
   const ip = parseIp(slash < 0 ? input : input.slice(0, slash));
   if (!ip) return null;
@@ -47,7 +66,7 @@ export function parseCidr(input: string): Cidr | null {
       ? ipaddr.IPv4.networkAddressFromCIDR(`${ip.text}/${prefix}`)
       : ipaddr.IPv6.networkAddressFromCIDR(`${ip.text}/${prefix}`);
   return { text: `${network.toString()}/${prefix}`, family: ip.family, prefix };
-}
+});
 
 type Range = [string, string];
 // Answers in these ranges are refused unless the entry sets allowPrivate:
@@ -77,6 +96,12 @@ const parsedV6 = FORBIDDEN_V6.map(([c, why]) => [ipaddr.IPv6.parseCIDR(c), why] 
 
 /** Why an answer address is refused (a short reason), or null if it is public. */
 export function forbiddenReason(ip: Ip): string | null {
+  return forbiddenMemo(ip.text);
+}
+
+const forbiddenMemo = memo((text: string) => forbiddenUncached({ text, family: text.includes(':') ? 6 : 4 }));
+
+function forbiddenUncached(ip: Ip): string | null {
   if (ip.family === 4) {
     const a = ipaddr.IPv4.parse(ip.text);
     for (const [range, why] of parsedV4) if (a.match(range)) return why;
@@ -97,10 +122,12 @@ export function forbiddenReason(ip: Ip): string | null {
   return null;
 }
 
+const bytesOf = memo((ip: string) => ipaddr.parse(ip.split('/')[0]!).toByteArray());
+
 /** Sort key: family first, then numeric order (stable, byte-identical output). */
 export function compareIp(a: string, b: string): number {
-  const pa = ipaddr.parse(a.split('/')[0]!).toByteArray();
-  const pb = ipaddr.parse(b.split('/')[0]!).toByteArray();
+  const pa = bytesOf(a);
+  const pb = bytesOf(b);
   if (pa.length !== pb.length) return pa.length - pb.length;
   for (let i = 0; i < pa.length; i++) if (pa[i] !== pb[i]) return pa[i]! - pb[i]!;
   return a < b ? -1 : a > b ? 1 : 0;
