@@ -113,7 +113,8 @@ function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw
     }
     return { ufw, reloads: want.enable };
   }
-  if (blockChanged) ufw.push({ kind: 'ufw-reload' });
+  // `ufw default ... outgoing` reloads everything itself (the new block too): reload only when it is not run.
+  if (blockChanged && !policyChanged) ufw.push({ kind: 'ufw-reload' });
   return { ufw, reloads: blockChanged || policyChanged };
 }
 

@@ -74,7 +74,7 @@ export function planUninstall(observed: Observed, original: State['original']): 
     if (original?.ufwEnabled === false && u.enabled) {
       commands.push(['ufw', '--force', 'disable']);
       steps.push('ufw: disable again (egressfw enabled it)');
-    } else if (u.enabled && (files.length || commands.length)) commands.push(['ufw', 'reload']);
+    } else if (u.enabled && files.length && !commands.length) commands.push(['ufw', 'reload']); // `ufw default` reloads itself
     if (files.length || commands.length) ufw = { files, commands };
   }
 

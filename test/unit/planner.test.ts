@@ -87,6 +87,8 @@ describe('planner', () => {
   it('renders the first sync on a Docker host with stock ufw (golden)', () => {
     const plan = diff(desired, freshKernel().observe());
     expect(plan.blockers).toEqual([]);
+    // `ufw default` reloads ufw (and so loads the new block): no second, slow reload
+    expect(plan.ops.filter((o) => o.kind.startsWith('ufw-')).map((o) => o.kind)).toEqual(['ufw-block', 'ufw-block', 'ufw-outgoing']);
     golden('first-sync.txt', renderAll(plan));
   });
 
