@@ -1,0 +1,154 @@
+// `npm run bench` (root): what egressfw costs, measured in throwaway network namespaces, side by side with the
+// alternatives. Prints a table and writes docs/benchmarks.md. Nothing outside the namespaces is touched.
+//
+//   tsx scripts/bench.ts [--quick] [--only sync,packet,daemon] [--no-write]
+//
+// --quick: fewer sizes and repetitions (a smoke run, a few minutes); it never overwrites docs/benchmarks.md.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startLab, type Lab } from '../test/lab/lab.js';
+import { BenchDns } from './bench/dns.js';
+import { daemonSection, type DaemonResult } from './bench/daemon.js';
+import { dockerSkeleton } from './bench/kernel.js';
+import { packetPath, type PacketResult } from './bench/packet.js';
+import { renderReport, type Machine } from './bench/report.js';
+import { syncSection, type SyncResult } from './bench/sync.js';
+import { must, progress, run } from './bench/util.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : 'sync,packet,daemon';
+const only = new Set(onlyArg.split(','));
+const write = !args.includes('--no-write') && !quick && only.size === 3;
+
+async function preflight(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root (sudo npm run bench)');
+  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: \`npm run build\` first (npm run bench does it)`);
+  const need = ['gcc', 'strace', 'dnsmasq', 'ufw', 'ipset', 'iptables-restore', 'busybox', 'unshare', 'nsenter'];
+  const missing: string[] = [];
+  for (const t of need) if ((await run(['sh', '-c', `command -v ${t}`])).exitCode !== 0) missing.push(t);
+  if (!fs.existsSync('/usr/bin/time')) missing.push('/usr/bin/time');
+  if (missing.length) throw new Error(`missing: ${missing.join(', ')}: run \`bash scripts/install-deps.sh\` first`);
+}
+
+async function machine(): Promise<Machine> {
+  const first = async (argv: string[]) => {
+    const r = await run(argv);
+    return (r.stdout || r.stderr).split('\n')[0]!.trim();
+  };
+  const cpu = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  return {
+    date: new Date().toISOString(),
+    nproc: Number((await first(['nproc'])) || os.cpus().length),
+    cpu,
+    memGiB: os.totalmem() / 2 ** 30,
+    kernel: os.release(),
+    node: process.version,
+    iptables: await first(['iptables', '-V']),
+    ipset: await first(['ipset', '-v']),
+    ufw: await first(['ufw', 'version']),
+    dnsmasq: await first(['dnsmasq', '--version']),
+    loadStart: os.loadavg(),
+    loadEnd: [],
+  };
+}
+
+/** The machine's own namespace must show nothing of ours (read only). */
+async function leftovers(): Promise<string[]> {
+  const problems: string[] = [];
+  // (`ip netns list` is not checked: the bench names no namespaces, and other processes may)
+  for (const t of ['iptables-save', 'ip6tables-save']) {
+    const s = (await run([t])).stdout;
+    if (/egressfw|EGRESSFW|EFW-LINEAR/.test(s)) problems.push(`${t} shows egressfw rules in the machine's own namespace`);
+  }
+  const sets = (await run(['ipset', 'list', '-n'])).stdout;
+  if (/egressfw/.test(sets)) problems.push("ipset shows egressfw sets in the machine's own namespace");
+  return problems;
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  await preflight();
+  const m = await machine();
+  progress(`${quick ? 'quick run' : 'full run'}: ${[...only].join(', ')}; ${m.nproc} cores, ${m.memGiB.toFixed(1)} GiB, kernel ${m.kernel}, node ${m.node}`);
+  let sync: SyncResult | undefined;
+  let daemon: DaemonResult | undefined;
+  let packet: PacketResult | undefined;
+
+  if (only.has('sync') || only.has('daemon')) {
+    const sizes = quick ? [10, 100, 1000] : [10, 100, 1000, 5000];
+    let lab: Lab | undefined;
+    try {
+      lab = await startLab({ docker: false });
+      progress(`lab ${lab.id} up (sync, daemon)`);
+      const dns = new BenchDns(lab, Math.max(...sizes));
+      await dns.start(3600);
+      // a Docker host's FORWARD chains, then ufw on (stock config: outgoing allowed), as on a real host
+      await must(lab.hostArgv(['iptables-restore']), { input: dockerSkeleton() });
+      await must(lab.hostArgv(['ip6tables-restore']), { input: dockerSkeleton() });
+      await must(lab.hostArgv(['ufw', '--force', 'enable']));
+      if (only.has('sync')) {
+        sync = await syncSection(lab, CLI, dns, {
+          sizes,
+          reps: (n) => (quick ? 2 : n >= 5000 ? 3 : 5),
+          firstEverN: 1000,
+          firstEverReps: quick ? 1 : 3,
+          ufwSizes: quick ? [10] : [10, 100],
+          ufwReps: (n) => (quick ? 1 : n >= 100 ? 1 : 3),
+          applyReps: quick ? 2 : 5,
+        });
+      }
+      if (only.has('daemon')) {
+        daemon = await daemonSection(lab, CLI, dns, { n: 1000, idleSeconds: quick ? 20 : 60, refreshSamples: 3, changeSamples: 3, ttl: 5 });
+      }
+      await dns.stop();
+    } finally {
+      await lab?.stop();
+    }
+  }
+
+  if (only.has('packet')) {
+    let lab: Lab | undefined;
+    try {
+      lab = await startLab({ docker: false });
+      progress(`lab ${lab.id} up (packet path)`);
+      const bin = path.join(lab.dir, 'tcpbench');
+      await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(HERE, 'bench', 'tcpbench.c')]);
+      packet = await packetPath(lab, CLI, bin, {
+        rounds: quick ? 2 : 5,
+        crrSeconds: quick ? 1 : 1.5,
+        latSeconds: quick ? 0.5 : 0.75,
+        streamSeconds: quick ? 0.5 : 0.75,
+        crrThreads: 2,
+        sizes: [1000, 10000],
+      });
+    } finally {
+      await lab?.stop();
+    }
+  }
+
+  m.loadEnd = os.loadavg();
+  const left = await leftovers();
+  const totalSec = (Date.now() - t0) / 1000;
+  const report = renderReport({ machine: m, sync, packet, daemon, totalSec, quick, leftovers: left });
+  process.stdout.write(`${report.tables}\n`);
+  if (write) {
+    fs.mkdirSync(path.dirname(DOC), { recursive: true });
+    fs.writeFileSync(DOC, report.markdown);
+    progress(`wrote ${path.relative(process.cwd(), DOC)}`);
+  }
+  progress(`done in ${totalSec.toFixed(0)} s; left behind: ${left.length ? left.join('; ') : 'nothing'}`);
+  if (left.length) process.exitCode = 1;
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench: ${e.stack ?? e.message}\n`);
+  process.exitCode = 1;
+});

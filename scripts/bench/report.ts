@@ -1,0 +1,327 @@
+// Tables for the terminal and docs/benchmarks.md, from the sections' raw results.
+import { uniqueIps } from './allowlist.js';
+import type { DaemonResult } from './daemon.js';
+import type { PacketResult, ScenarioResult } from './packet.js';
+import { ufwEstimate, type SyncResult } from './sync.js';
+import { fmtMs, fmtNum, fmtPct, fmtRatio, max, median, table } from './util.js';
+
+export interface Machine {
+  date: string;
+  nproc: number;
+  cpu: string;
+  memGiB: number;
+  kernel: string;
+  node: string;
+  iptables: string;
+  ipset: string;
+  ufw: string;
+  dnsmasq: string;
+  loadStart: number[];
+  loadEnd: number[];
+}
+
+export interface ReportInput {
+  machine: Machine;
+  sync: SyncResult | undefined;
+  packet: PacketResult | undefined;
+  daemon: DaemonResult | undefined;
+  totalSec: number;
+  quick: boolean;
+  leftovers: string[];
+}
+
+interface Target {
+  what: string;
+  measured: string;
+  met: boolean | undefined;
+}
+
+const mb = (kb: number) => `${(kb / 1024).toFixed(0)} MB`;
+const names = (n: number) => fmtNum(n);
+
+/** Median over rounds of (scenario / baseline) measured in the same round. */
+function ratio(s: ScenarioResult, base: ScenarioResult, key: 'cps' | 'gbit'): number {
+  return median(s[key].map((v, i) => v / base[key][i]!));
+}
+
+function syncTables(s: SyncResult): { text: string[]; targets: Target[] } {
+  const text: string[] = [];
+  const targets: Target[] = [];
+  const rows = s.rows.map((r) => [
+    names(r.n),
+    `${fmtNum(r.entries.v4)} / ${fmtNum(r.entries.v6)}`,
+    fmtMs(median(r.first.ms)),
+    fmtMs(median(r.refresh.ms)),
+    fmtMs(median(r.refresh5.ms)),
+    mb(max([...r.first.rssKb, ...r.refresh.rssKb, ...r.refresh5.rssKb])),
+    `${r.spawns.first.direct} / ${r.spawns.refresh.direct} / ${r.spawns.refresh5.direct}`,
+    `${r.spawns.first.writes} / ${r.spawns.refresh.writes} / ${r.spawns.refresh5.writes}`,
+  ]);
+  text.push(
+    '### 1. `egressfw sync` against allowlist size',
+    '',
+    'Wall time of the whole command (`node dist/cli.js sync`, Node start-up included), median of ' +
+      `${s.rows.map((r) => r.first.ms.length).join('/')} runs; ufw already hooked (its one-time reload is below). ` +
+      'Spawns and kernel writes are counted with strace in a separate, untimed run: first / refresh / refresh with 5 % changed.',
+    '',
+    table(['names', 'set entries v4 / v6', 'first sync', 'refresh, no DNS change', 'refresh, 5 % of names changed', 'peak RSS', 'processes spawned', 'kernel writes'], rows),
+    '',
+  );
+  const w = s.rows.find((r) => r.n === 1000);
+  if (w) {
+    text.push(
+      `Kernel writes at ${names(w.n)} names: first sync: ${w.spawns.first.writeCmds.join(', ') || 'none'}; refresh without change: ${w.spawns.refresh.writeCmds.join(', ') || 'none'}; refresh with 5 % changed: ${w.spawns.refresh5.writeCmds.join(', ') || 'none'}.`,
+      '',
+    );
+  }
+  const fe = s.firstEver;
+  const hooked = s.rows.find((r) => r.n === fe.n);
+  if (fe.ms.length) {
+    const once = hooked ? median(fe.ms) - median(hooked.first.ms) : NaN;
+    text.push(
+      `**ufw's one-time part.** The very first sync (${names(fe.n)} names) also writes the hook into \`before.rules\`/\`before6.rules\`, ` +
+        `runs \`ufw default reject outgoing\` and \`ufw reload\`: ${fmtMs(median(fe.ms))} (median of ${fe.ms.length}), against ${hooked ? fmtMs(median(hooked.first.ms)) : '–'} ` +
+        `once the hook is in place, so ufw's one-time share is about ${fmtMs(once)}. It spawned ${fe.spawns.direct} processes itself and ${fe.spawns.total} in all ` +
+        `(ufw runs iptables many times); ${fe.spawns.writes} of egressfw's own spawns wrote (${fe.spawns.writeCmds.join(', ')}).`,
+      '',
+    );
+  }
+
+  // side by side
+  const ufwBySize = new Map(s.ufw.map((u) => [u.n, u]));
+  const side = s.rows.map((r) => {
+    const ips = uniqueIps(r.n);
+    const rules = ips.v4.length + ips.v6.length;
+    const u = ufwBySize.get(r.n);
+    const ufwMs = u ? median(u.totalMs) : ufwEstimate(s.ufwFit, rules);
+    const sync = median(r.first.ms);
+    return {
+      r,
+      rules,
+      ufwMs,
+      measured: !!u,
+      cells: [
+        names(r.n),
+        fmtNum(rules),
+        fmtMs(sync),
+        fmtMs(median(r.apply.egressfw)),
+        `${fmtMs(median(r.apply.linearCreate))} / ${fmtMs(median(r.apply.linearReplace))}`,
+        u ? `${fmtMs(ufwMs)} (${u.totalMs.length} run${u.totalMs.length > 1 ? 's' : ''})` : `≈ ${fmtMs(ufwMs)} (extrapolated)`,
+        fmtRatio(ufwMs / sync),
+      ],
+    };
+  });
+  const fit = s.ufwFit;
+  const biggestUfw = s.ufw.at(-1);
+  text.push(
+    '### Side by side: the same allowlist as per-IP ufw rules and as linear iptables rules',
+    '',
+    'One rule per distinct IP (port 443). "egressfw sync" is the whole first sync above (DNS and Node start-up included); the other columns are ' +
+      'kernel work only: egressfw\'s own `ipset restore` + `iptables-restore` texts (from `plan --json`), the same IPs as one ' +
+      '`-A CHAIN -d IP -p tcp --dport 443 -j ACCEPT` rule each through `iptables-restore --noflush` (create, then replace with the same text), ' +
+      'and one `ufw allow out to IP port 443 proto tcp` per IP.',
+    '',
+    table(['names', 'distinct IPs', 'egressfw sync', 'egressfw kernel apply', 'linear iptables-restore (create / replace)', 'per-IP ufw', 'per-IP ufw ÷ egressfw sync'], side.map((x) => x.cells)),
+    '',
+    biggestUfw
+      ? `Per-IP ufw was measured at ${s.ufw.map((u) => `${names(u.n)} names (${fmtNum(u.rules)} rules)`).join(' and ')}; each \`ufw allow\` rewrites and reloads all of ufw's user rules, so a rule costs more the more there are. ` +
+          `A least-squares fit over the ${fmtNum(biggestUfw.perRule.length)} rules of the largest measured size gives ${fit.a.toFixed(0)} ms + ${fit.b.toFixed(3)} ms × (rules already there) per rule; ` +
+          'larger sizes are extrapolated with it (not measured: at 5,000 names that would take hours).'
+      : '',
+    '',
+  );
+  const f = s.floor;
+  if (f.nodeMs.length) {
+    text.push(
+      `**What a run costs before any work** (at ${names(f.n)} names, medians): \`node -e 0\` ${fmtMs(median(f.nodeMs))}; \`egressfw --version\` (Node + loading the CLI's modules) ${fmtMs(median(f.cliMs))}; ` +
+        `\`egressfw sync --offline\` (everything but DNS: config, state, kernel reads, compare) ${fmtMs(median(f.offlineMs))}. The rest of a refresh is DNS: ` +
+        `${fmtNum(f.n * 2)} queries (A and AAAA per name). Each run is timed around \`nsenter\`, which adds ${fmtMs(s.nsenterMs)}.`,
+      '',
+    );
+  }
+
+  const t1000 = s.rows.find((r) => r.n === 1000);
+  const side1000 = side.find((x) => x.r.n === 1000);
+  if (t1000) {
+    const first = median(t1000.first.ms);
+    const refresh = median(t1000.refresh.ms);
+    targets.push({ what: 'sync of 1,000 names within 1.5 s wall (Node start-up included, ufw hook already written)', measured: fmtMs(first), met: first <= 1500 });
+    if (side1000) {
+      targets.push({
+        what: 'at least 100x faster than per-IP ufw rules (1,000 names)',
+        measured: `${fmtRatio(side1000.ufwMs / first)} (${side1000.measured ? 'measured' : 'ufw extrapolated'}: ${fmtMs(side1000.ufwMs)} vs ${fmtMs(first)})`,
+        met: side1000.ufwMs / first >= 100,
+      });
+    }
+    targets.push({ what: 'refresh with no change within 0.5 s (1,000 names)', measured: fmtMs(refresh), met: refresh <= 500 });
+    targets.push({ what: 'refresh with no change: zero kernel writes', measured: `${t1000.spawns.refresh.writes} writes`, met: t1000.spawns.refresh.writes === 0 });
+  }
+  return { text, targets };
+}
+
+function packetTables(p: PacketResult): { text: string[]; targets: Target[] } {
+  const base = p.scenarios.find((s) => s.name === 'none')!;
+  const docker = p.scenarios.find((s) => s.name === 'docker')!;
+  const rows = p.scenarios.map((s) => [
+    s.label,
+    fmtNum(median(s.cps)),
+    s === base ? '1.00' : ratio(s, base, 'cps').toFixed(2),
+    s === base || s === docker ? '–' : ratio(s, docker, 'cps').toFixed(2),
+    `${median(s.latP50).toFixed(0)} / ${median(s.latP99).toFixed(0)} µs`,
+    median(s.gbit).toFixed(1),
+    s === base ? '1.00' : ratio(s, base, 'gbit').toFixed(2),
+    s.enforced.startsWith('yes') ? (s.name === 'none' || s.name === 'docker' ? 'open (both pass)' : 'yes (other: reset)') : 'NO',
+  ]);
+  const o = p.opts;
+  const text = [
+    '### 2. Packet path: client → router (FORWARD → DOCKER-USER → EGRESSFW) → server',
+    '',
+    `${p.family}, ${o.rounds} rounds; in each round every setup is applied and measured in turn (the order rotates), and ratios are taken within the round, then the median. ` +
+      `New connections/s: ${o.crrThreads} client threads for ${o.crrSeconds} s, each connection = connect, 1-byte request, 1-byte reply, close (RST). ` +
+      `Connect latency: one client, sequential, ${o.latSeconds} s, median of each run's p50 / p99. Throughput: one TCP connection, ${o.streamSeconds} s. ` +
+      'The allowed server address is the last of the allowed IPs (the worst case for linear rules).',
+    '',
+    table(['rules on the router', 'new conn/s', 'ratio to no rules', 'ratio to Docker chains', 'connect latency p50 / p99', 'Gbit/s', 'ratio', 'enforcing'], rows),
+    '',
+    ...(p.notes.length ? [`Notes: ${p.notes.join('; ')}.`, ''] : []),
+  ];
+  const e10 = p.scenarios.find((s) => s.name === 'egressfw-10000');
+  const targets: Target[] = [];
+  if (e10) {
+    const r = ratio(e10, base, 'cps');
+    targets.push({ what: 'with 10,000 allowed IPs, new connections/s at least 90 % of the no-rule baseline', measured: `${fmtPct(r)} (${fmtPct(ratio(e10, docker, 'cps'))} of Docker's chains alone)`, met: r >= 0.9 });
+  }
+  return { text, targets };
+}
+
+function daemonTables(d: DaemonResult): { text: string[]; targets: Target[] } {
+  const idleRss = median(d.rssKb);
+  const perHourIdle = (d.idleCpuSec / d.idleSeconds) * 3600;
+  const perRefresh = median(d.refreshCpuSec);
+  const perHour = perHourIdle + d.defaultRefreshPerHour * perRefresh;
+  const text = [
+    `### 3. The daemon (${names(d.n)} names)`,
+    '',
+    table(
+      ['what', 'measured'],
+      [
+        [`RSS while idle (median of ${d.rssKb.length} samples, 1/s)`, mb(idleRss)],
+        ['peak RSS (VmHWM, refreshes included)', mb(d.hwmKb)],
+        [`CPU while idle, ${d.idleSeconds} s window (${d.driftChecks} drift checks of the kernel)`, `${d.idleCpuSec.toFixed(2)} s → ${perHourIdle.toFixed(1)} s per hour (extrapolated)`],
+        [`CPU of one refresh (DNS for all names, compare, no change; median of ${d.refreshCpuSec.length})`, `${perRefresh.toFixed(2)} s (wall ${fmtMs(median(d.refreshMs))})`],
+        [`CPU per hour with the default schedule (idle + ${d.defaultRefreshPerHour} refreshes)`, `${perHour.toFixed(0)} s (${((perHour / 3600) * 100).toFixed(2)} % of one core)`],
+        [`DNS change → new IP enforced (TTL ${d.ttl} s, dns.minTtl ${d.ttl}s; ${d.changeMs.length} changes)`, `median ${fmtMs(median(d.changeMs))} (${d.changeMs.map((m) => fmtMs(m)).join(', ')})`],
+      ],
+    ),
+    '',
+    `The daemon refreshes when the shortest TTL runs out (never sooner than \`dns.minTtl\`, 30 s by default) and on its cron schedule (\`*/5 * * * *\`), so a DNS change is enforced within TTL + one refresh (${fmtMs(median(d.refreshMs))} here). ` +
+      `The idle window had the cron refresh moved out of it; CPU per hour adds ${d.defaultRefreshPerHour} measured refreshes back. CPU includes the processes the daemon spawns (from /proc/PID/stat, children included).`,
+    '',
+  ];
+  return { text, targets: [{ what: 'idle daemon under 100 MB RSS (1,000 names)', measured: `${mb(idleRss)} (peak ${mb(d.hwmKb)})`, met: idleRss < 100 * 1024 }] };
+}
+
+export function renderReport(input: ReportInput): { tables: string; markdown: string } {
+  const parts: string[] = [];
+  const targets: Target[] = [];
+  for (const [r, f] of [
+    [input.sync, syncTables],
+    [input.packet, packetTables],
+    [input.daemon, daemonTables],
+  ] as const) {
+    if (!r) continue;
+    const out = (f as (x: typeof r) => { text: string[]; targets: Target[] })(r);
+    parts.push(...out.text);
+    targets.push(...out.targets);
+  }
+  const m = input.machine;
+  const targetTable = table(
+    ['target', 'measured', 'met'],
+    targets.map((t) => [t.what, t.measured, t.met === undefined ? '–' : t.met ? 'yes' : '**no**']),
+  );
+  const machineLine = `${m.nproc} cores (${m.cpu}), ${m.memGiB.toFixed(1)} GiB, kernel ${m.kernel}, Node ${m.node}, ${m.iptables}, ipset ${m.ipset.replace(/^ipset /, '')}, ${m.ufw.replace(/\n.*/s, '')}; ` +
+    `load average ${m.loadStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${m.loadEnd.map((l) => l.toFixed(2)).join(' ')} at the end`;
+  const tables = [
+    `egressfw benchmarks, ${m.date}${input.quick ? ' (QUICK run: fewer sizes and repetitions)' : ''}`,
+    machineLine,
+    '',
+    '## Targets',
+    '',
+    targetTable,
+    '',
+    ...parts,
+    `Total run time: ${input.totalSec.toFixed(0)} s. Left behind in the machine's own namespace: ${input.leftovers.length ? input.leftovers.join('; ') : 'nothing'}.`,
+  ].join('\n');
+  const markdown = [
+    '# Benchmarks',
+    '',
+    '<!-- Written by `npm run bench` (scripts/bench.ts); do not edit by hand: the next run replaces it. -->',
+    '',
+    `Latest run: ${m.date}, on ${m.nproc} cores (${m.cpu}), ${m.memGiB.toFixed(1)} GiB of memory, Linux ${m.kernel}, Node ${m.node}; ` +
+      `${m.iptables}; ipset ${m.ipset.replace(/^ipset /, '')}; ${m.ufw.replace(/\n.*/s, '')}; ${m.dnsmasq}. ` +
+      `Load average ${m.loadStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${m.loadEnd.map((l) => l.toFixed(2)).join(' ')} at the end ` +
+      `(other jobs share this machine: absolute times are noisy, ratios measured side by side less so). The whole run took ${input.totalSec.toFixed(0)} s.`,
+    '',
+    'Run it yourself, as root on a Debian/Ubuntu machine (namespaces only: nothing outside them is touched):',
+    '',
+    '```sh',
+    'sudo bash scripts/install-deps.sh && npm ci && sudo npm run bench',
+    '```',
+    '',
+    '## Targets',
+    '',
+    targetTable,
+    '',
+    '## Results',
+    '',
+    ...parts,
+    METHOD,
+  ].join('\n');
+  return { tables, markdown: `${markdown.trimEnd()}\n` };
+}
+
+const METHOD = `## Method
+
+Everything runs inside network namespaces that the benchmark creates and removes, with the test lab
+(\`test/lab/lab.ts\`): unnamed namespaces held by processes, veths created inside them, a private mount
+namespace for the Docker host (\`/run\` on tmpfs, overlays on \`/etc\`, \`/var/lib\`, ...), so ufw, iptables,
+ipset and egressfw write nothing outside. All addresses are documentation ranges (198.51.100.0/24,
+203.0.113.0/24, 192.0.2.0/24, 2001:db8::/32). Random data comes from a fixed seed: every run uses the same
+allowlist. Every figure is a median of several runs; comparisons are ratios measured in the same run.
+
+**Sync cost.** A lab with a "Docker host" namespace (Docker's FORWARD chains loaded with
+\`iptables-restore\`, ufw enabled with its stock config) and an "internet" namespace running dnsmasq with a
+generated hosts file: names \`dNNNNN.bench.test\`, each with 1–4 A records (from the 762 IPv4 documentation
+addresses, so names share IPv4 addresses, as on CDNs) and 1–4 AAAA records (distinct), TTL 1 h. The real CLI
+(\`node dist/cli.js sync\`) runs in the host namespace under \`/usr/bin/time\` (peak RSS); wall time is taken
+around the whole process. Before each "first sync", egressfw's sets, chains, jump and state are removed, but
+its ufw hook stays (the hook's one-time cost is measured separately: the ufw files are put back from
+egressfw's backups, \`ufw default allow outgoing\`, \`ufw reload\`, then a first sync). "5 % changed": 5 % of
+the names (seeded choice) get new A and AAAA answers, dnsmasq re-reads its hosts file (SIGHUP), then the sync
+runs. Process spawns and kernel writes are counted with \`strace -f -e trace=execve,clone,...\` in a separate
+warm-up run (strace slows the run down, so it is not timed); a kernel write is an invocation of
+\`ipset\` (not list/save/test), \`*-restore\`, \`iptables -A/-I/-D/...\` or a ufw command other than status.
+Per-IP ufw: \`ufw allow out to IP port 443 proto tcp\` once per distinct IP of the allowlist, timed one by one;
+ufw's user rules are put back and ufw reloaded between runs. Linear iptables: the same IPs as one rule each
+in one chain, applied with \`iptables-restore --noflush\` and \`ip6tables-restore --noflush\`.
+
+**Packet path.** Three namespaces: client, router, server. The router is the lab's Docker-host namespace with
+forwarding on; the client's veth is called \`docker0\` on the router, so egressfw's rules judge its traffic
+exactly as a container's (in from a container bridge, out to a non-bridge interface). Setups, each applied
+from scratch with \`iptables-restore\`: no rules at all (FORWARD policy ACCEPT, no conntrack); Docker's FORWARD
+chains only (policy DROP, DOCKER-USER, DOCKER-ISOLATION-*, conntrack); Docker's chains plus egressfw's real rules
+and sets, written by the real CLI (\`egressfw sync\`, containers only, a config listing the allowed IPs as
+\`cidr\` entries); Docker's chains plus a chain shaped like egressfw's (replies first, reject at the end) with one
+\`-d IP -p tcp --dport PORT -j RETURN\` rule per allowed IP instead of the set. The load generator is a small C
+program (\`scripts/bench/tcpbench.c\`, compiled at run time) with bounded run times; its server runs in the
+server namespace. Each setup is checked first: the allowed address connects, and (with egressfw or linear
+rules) a second, not-allowed server address gets a TCP reset. The test is IPv6, so that 10,000 distinct
+allowed addresses fit in a documentation range (2001:db8::/32).
+
+**Daemon.** \`egressfw daemon --json\` with 1,000 names in the same lab. Idle: RSS sampled once a second for the
+window, CPU from \`/proc/PID/stat\` (utime + stime + its reaped children) at both ends, with the cron refresh
+moved out of the window (its cost is measured on its own: SIGHUP makes the daemon reload and refresh at once,
+and the CPU of that refresh is added 12 times per hour, the default \`*/5 * * * *\`). DNS change to enforcement:
+dnsmasq restarted with TTL 5 s and the config's \`dns.minTtl\` set to 5 s; a name gets a new AAAA answer and
+\`ipset test\` is polled every 50 ms until the new address is in the set.
+`;
