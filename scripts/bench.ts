@@ -122,7 +122,7 @@ async function main(): Promise<void> {
       const bin = path.join(lab.dir, 'tcpbench');
       await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(HERE, 'bench', 'tcpbench.c')]);
       packet = await packetPath(lab, CLI, bin, {
-        rounds: quick ? 2 : 5,
+        rounds: quick ? 2 : 6,
         crrSeconds: quick ? 1 : 1.5,
         latSeconds: quick ? 0.5 : 0.75,
         streamSeconds: quick ? 0.5 : 0.75,

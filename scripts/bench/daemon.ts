@@ -19,6 +19,8 @@ export interface DaemonOpts {
 
 export interface DaemonResult {
   n: number;
+  /** how it was started (from the systemd unit) */
+  command: string;
   idleSeconds: number;
   /** VmRSS samples (kB), one a second during the idle window */
   rssKb: number[];
@@ -49,6 +51,15 @@ function status(pid: number, key: string): number {
   return Number(m?.[1] ?? NaN);
 }
 
+/** Environment= and ExecStart= of egressfw.service, from `egressfw install --systemd --dry-run`. */
+async function unitCommand(lab: Lab, cli: string, cfg: string, stateDir: string): Promise<{ env: string[]; argv: string[] }> {
+  const r = await must(lab.hostArgv([process.execPath, cli, 'install', '--systemd', '--dry-run', '--config', cfg, '--state-dir', stateDir]));
+  const unit = r.stdout.split(/^--- /m).find((s) => s.startsWith('/etc/systemd/system/egressfw.service'));
+  const exec = unit && /^ExecStart=(.*)$/m.exec(unit);
+  if (!unit || !exec) throw new Error(`no ExecStart in egressfw.service:\n${r.stdout}`);
+  return { env: [...unit.matchAll(/^Environment=(.*)$/gm)].map((m) => m[1]!), argv: exec[1]!.trim().split(/\s+/) };
+}
+
 export async function daemonSection(lab: Lab, cli: string, dns: BenchDns, opts: DaemonOpts): Promise<DaemonResult> {
   const stateDir = path.join(lab.dir, 'daemon-state');
   const cfg = path.join(lab.dir, 'daemon.yml');
@@ -70,7 +81,9 @@ export async function daemonSection(lab: Lab, cli: string, dns: BenchDns, opts: 
     return refreshes()[count - 1]!;
   };
 
-  const child = spawnLogged(lab.hostArgv([process.execPath, cli, 'daemon', '--json', '--config', cfg, '--state-dir', stateDir]), log);
+  // Started exactly as the systemd unit that `egressfw install --systemd` writes would start it (its Environment= and ExecStart=).
+  const unit = await unitCommand(lab, cli, cfg, stateDir);
+  const child = spawnLogged(lab.hostArgv(['env', ...unit.env, ...unit.argv, '--json']), log);
   const pid = child.pid!;
   try {
     // nsenter execs (no fork): the pid is node's
@@ -112,8 +125,8 @@ export async function daemonSection(lab: Lab, cli: string, dns: BenchDns, opts: 
     const pool = [...changedNames(opts.n)];
     const changed = new Set<number>();
     for (let k = 0; k < opts.changeSamples; k++) {
-      // let the change land at a different point of the refresh cycle each time
-      await sleep(700 * k);
+      // changes land at evenly spread points of the refresh cycle (just after a refresh + k/n of the TTL)
+      await sleep(Math.round((k / opts.changeSamples) * opts.ttl * 1000));
       const i = pool[k % pool.length]!;
       changed.add(i);
       const newIp = recordsOf(i, 1).AAAA[0]!;
@@ -132,6 +145,7 @@ export async function daemonSection(lab: Lab, cli: string, dns: BenchDns, opts: 
     const hwmKb = status(pid, 'VmHWM');
     return {
       n: opts.n,
+      command: [...unit.env, ...unit.argv.map((a) => a.replace(lab.dir, '<lab>'))].join(' '),
       idleSeconds: opts.idleSeconds,
       rssKb,
       hwmKb,

@@ -5,7 +5,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Lab } from '../../test/lab/lab.js';
 import { dockerSkeleton, EMPTY_FILTER as EMPTY } from './kernel.js';
-import { must, progress, run, spawnLogged, waitForLine, killPid, alive, type RunResult } from './util.js';
+import { SEED } from './allowlist.js';
+import { must, prng, progress, run, sleep, spawnLogged, waitForLine, killPid, alive, type RunResult } from './util.js';
+
+function shuffled<T>(xs: T[], rand: () => number): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
 
 export interface PacketOpts {
   rounds: number;
@@ -180,9 +190,11 @@ export async function packetPath(lab: Lab, cli: string, bin: string, opts: Packe
       if (r.exitCode !== 0) throw new Error(`${what} exited ${r.exitCode}: ${r.stderr}`);
       return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number>;
     };
+    const rand = prng(SEED);
     for (let round = 0; round < opts.rounds; round++) {
       // rotate the order each round, so slow drifts of the machine's load spread over all scenarios
-      const order = scenarios.map((_, i) => scenarios[(i + round) % scenarios.length]!);
+      // a seeded shuffle per round: no setup always follows the same one (teardown work, caches)
+      const order = shuffled(scenarios, rand);
       for (const s of order) {
         const res = results.get(s.name)!;
         const t0 = Date.now();
@@ -196,6 +208,9 @@ export async function packetPath(lab: Lab, cli: string, bin: string, opts: Packe
           res.enforced = `${good ? 'yes' : 'NO'} (allowed: ${o}, other: ${b})`;
           if (!good) throw new Error(`scenario ${s.name}: expected ${s.enforce ? 'allowed ok, other refused' : 'both ok'}, got allowed ${o}, other ${b}`);
         }
+        // settle, then a short warm-up load that is not counted
+        await sleep(300);
+        await client([bin, 'crr', TARGET, PORT, '0.25', String(opts.crrThreads)], { timeoutMs: 20_000 });
         const crr = json(await client([bin, 'crr', TARGET, PORT, String(opts.crrSeconds), String(opts.crrThreads)], { timeoutMs: (opts.crrSeconds + 20) * 1000 }), `crr ${s.name}`);
         if (crr.errors! > 0) notes.push(`${s.name} round ${round + 1}: ${crr.errors} failed connections`);
         res.cps.push(crr.rate!);
