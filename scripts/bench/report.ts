@@ -278,8 +278,8 @@ const CHANGES = `## What these measurements changed
 
 - \`src/net/ip.ts\`: a refresh of 1,000 names spent about 500 ms of 1.3 s in ipaddr.js: \`parseIp\` ran the IPv4
   validator on every IPv6 address (it throws, slowly) and \`compareIp\` parsed both sides again in every sort
-  comparison. Bounded caches and a family check first: 1.30 s → 0.91 s for that refresh (same machine, same run of
-  the benchmark, before/after).
+  comparison. Bounded caches and a family check first: 1.30 s → 0.91 s for that refresh (medians, measured back to
+  back on the same machine before and after the change).
 - \`egressfw install --systemd\`: the unit runs the daemon with \`NODE_OPTIONS=--max-semi-space-size=1\`. V8 grows
   the young generation to 16 MB semispaces during a refresh and keeps them while idle; capped at 1 MB, the idle
   daemon with 1,000 names holds about 81–90 MB instead of 119 MB, for a little more GC work per refresh.
