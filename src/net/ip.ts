@@ -122,6 +122,25 @@ function forbiddenUncached(ip: Ip): string | null {
   return null;
 }
 
+/**
+ * A string that sorts like compareIp (family, then numeric): computed once per
+ * item, so sorting thousands of entries does not re-parse on every comparison.
+ */
+export function ipSortKey(ip: string): string {
+  const bytes = bytesOf(ip);
+  let hex = bytes.length === 4 ? '4' : '6';
+  for (const b of bytes) hex += (b < 16 ? '0' : '') + b.toString(16);
+  return hex;
+}
+
+/** Sort by a key computed once per item (decorate, sort, undecorate). */
+export function sortByKey<T>(items: Iterable<T>, key: (item: T) => string): T[] {
+  return [...items]
+    .map((item) => [key(item), item] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([, item]) => item);
+}
+
 const bytesOf = memo((ip: string) => ipaddr.parse(ip.split('/')[0]!).toByteArray());
 
 /** Sort key: family first, then numeric order (stable, byte-identical output). */

@@ -1,6 +1,6 @@
 import type { Config } from '../config/load.js';
 import type { Port } from '../config/schema.js';
-import { compareIp, parseCidr, type Family } from '../net/ip.js';
+import { ipSortKey, parseCidr, sortByKey, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
 import { CHAIN, DOCKER_USER, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './names.js';
 
@@ -28,17 +28,16 @@ export function setEntry(cidrOrIp: string, port: Port): string {
   return `${addr},${port.proto}:${port.port}`;
 }
 
-export function compareEntry(a: string, b: string): number {
-  const [ia, pa] = a.split(',') as [string, string];
-  const [ib, pb] = b.split(',') as [string, string];
-  const byIp = compareIp(ia, ib);
-  if (byIp !== 0) return byIp;
-  const la = ia.includes('/') ? Number(ia.split('/')[1]) : 999;
-  const lb = ib.includes('/') ? Number(ib.split('/')[1]) : 999;
-  if (la !== lb) return la - lb;
-  const [xa, na] = pa.split(':');
-  const [xb, nb] = pb.split(':');
-  return xa === xb ? Number(na) - Number(nb) : xa! < xb! ? -1 : 1;
+/** Set members in a stable order: address (family, numeric), networks before hosts, then proto, port. */
+export function sortEntries(entries: Iterable<string>): string[] {
+  return sortByKey(entries, (e) => {
+    const comma = e.indexOf(',');
+    const addr = e.slice(0, comma);
+    const [proto, port] = e.slice(comma + 1).split(':') as [string, string];
+    const slash = addr.indexOf('/');
+    const prefix = slash < 0 ? '999' : addr.slice(slash + 1).padStart(3, '0');
+    return `${ipSortKey(slash < 0 ? addr : addr.slice(0, slash))}${prefix}${proto}${port.padStart(5, '0')}`;
+  });
 }
 
 export interface DnsServer {
@@ -61,7 +60,7 @@ export function desiredSets(config: Config, allowed: AllowedDomain[], dns: DnsSe
     const fam = parseCidr(s.host)?.family;
     if (fam) for (const p of DNS_PORTS(s.port)) sets[fam].add(setEntry(s.host, p));
   }
-  return { 4: [...sets[4]].sort(compareEntry), 6: [...sets[6]].sort(compareEntry) };
+  return { 4: sortEntries(sets[4]), 6: sortEntries(sets[6]) };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { parseCidr, type Family } from '../net/ip.js';
-import { setEntry, compareEntry } from './desired.js';
+import { setEntry, sortEntries } from './desired.js';
 import { BLOCK_BEGIN, BLOCK_END, DOCKER_USER, SET, TMP_SET } from './names.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
@@ -51,7 +51,7 @@ export function parseIpsetSave(text: string, name: string): string[] {
     const cidr = parseCidr(m[2]!);
     if (cidr) out.push(setEntry(cidr.text, { proto: m[3] as 'tcp' | 'udp', port: Number(m[4]) }));
   }
-  return out.sort(compareEntry);
+  return sortEntries(out);
 }
 
 /** Names of all sets from `ipset list -n`. */

@@ -48,7 +48,8 @@ class ResolveFailure extends Error {
 
 /** Ask each server in turn, `attempts` rounds; NOERROR and NXDOMAIN are final answers, the rest moves on. */
 async function ask(opts: ResolverOptions, name: string, type: RecordType): Promise<QueryResult> {
-  let last: ResolveFailure = new ResolveFailure('network', 'no DNS servers configured');
+  // An Error captures a stack trace: build one only when a query actually fails.
+  let last: ResolveFailure | undefined;
   for (let round = 0; round < opts.attempts; round++) {
     for (const server of opts.servers) {
       const where = `${server.host}${server.port === 53 ? '' : `:${server.port}`}`;
@@ -63,7 +64,7 @@ async function ask(opts: ResolverOptions, name: string, type: RecordType): Promi
       }
     }
   }
-  throw last;
+  throw last ?? new ResolveFailure('network', 'no DNS servers configured');
 }
 
 /** Resolve one type for one name, following CNAME chains (bounded, loop-safe). */
