@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { execa } from 'execa';
+import { procAlive as alive, waitForLine } from '../../test/lab/lab.js';
 
 export const ENV_PATH = [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'])].join(':');
 
@@ -49,14 +50,7 @@ export function spawnLogged(argv: string[], log: string, stdoutPipe = false): Ch
   return child;
 }
 
-/** Killed processes can linger as zombies: those count as gone. */
-export function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+[ZX]/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
+export { alive, waitForLine };
 
 /** Kill one process we started, by pid, and wait (bounded) until it is gone. */
 export async function killPid(pid: number | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -78,27 +72,6 @@ export async function killPid(pid: number | undefined, signal: NodeJS.Signals = 
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Resolves with the first stdout line matching re. */
-export function waitForLine(child: ChildProcess, re: RegExp, ms: number, what: string): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${ms} ms`)), ms);
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = buf.match(re);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.removeAllListeners('data');
-        child.stdout!.destroy();
-        resolve(m);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what}: exited (${code}) before it was ready`));
-    });
-  });
-}
 
 export function median(xs: number[]): number {
   if (!xs.length) return NaN;

@@ -184,7 +184,8 @@ function procStart(pid: number): string | undefined {
   }
 }
 /** Killed processes can stay zombies (nobody reaps them): those count as gone. */
-function procAlive(pid: number): boolean {
+/** Killed processes can linger as zombies: those count as gone. */
+export function procAlive(pid: number): boolean {
   try {
     return !/^State:\s+[ZX]/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
@@ -215,12 +216,13 @@ function spawnDaemon(argv: string[], log: string, stdout: 'pipe' | 'log' = 'log'
 }
 
 /** Resolves with the first stdout line matching re (child keeps running). */
-function waitForLine(child: ChildProcess, re: RegExp, ms: number, what: string, log: string): Promise<RegExpMatchArray> {
+/** Resolves with the first stdout line of `child` matching re; fails (with the log's tail) on timeout or exit. */
+export function waitForLine(child: ChildProcess, re: RegExp, ms: number, what: string, log?: string): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
     let buf = '';
     const fail = (why: string) => {
       clearTimeout(timer);
-      const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').slice(-2000) : '';
+      const tail = log && fs.existsSync(log) ? fs.readFileSync(log, 'utf8').slice(-2000) : '';
       reject(new Error(`lab: ${what} ${why}\n${tail}`));
     };
     const timer = setTimeout(() => fail(`not ready after ${ms} ms`), ms);
