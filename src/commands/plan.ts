@@ -33,6 +33,7 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const portText = (p: { port: number; proto: string }) => `${p.port}/${p.proto}`;
 
 export function planJson(round: Round, configPath: string) {
@@ -66,7 +67,7 @@ export function planJson(round: Round, configPath: string) {
 function planText(round: Round, configPath: string, isRoot: boolean): string {
   const out: string[] = [];
   const { config, plan } = round;
-  out.push(`egressfw plan: ${configPath} (${config.domains.length} domains, ${config.cidrs.length} networks); DNS ${round.dns.map((s) => s.host).join(', ')}`);
+  out.push(`egressfw plan: ${configPath} (${plural(config.domains.length, 'domain')}, ${plural(config.cidrs.length, 'network')}); DNS ${round.dns.map((s) => s.host).join(', ')}`);
   if (!round.observed.readable) {
     out.push(
       isRoot
