@@ -22,6 +22,9 @@ const isRoot = process.getuid?.() === 0;
 const out = (t: string) => process.stdout.write(t);
 const warn = (t: string) => process.stderr.write(`${t}\n`);
 
+const configOption = () => new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH);
+const stateDirOption = (what = 'where sync keeps its state') => new Option('--state-dir <dir>', what).default(DEFAULT_STATE_DIR);
+
 function program(): Command {
   const p = new Command('egressfw')
     .description("Keep a Docker host's outbound traffic (host and containers) to an allowlist of domains.")
@@ -32,8 +35,8 @@ function program(): Command {
 
   p.command('plan')
     .description('dry run: resolve the allowlist, compare with the kernel, print exactly what sync would change (writes nothing)')
-    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
-    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state (read only here)').default(DEFAULT_STATE_DIR))
+    .addOption(configOption())
+    .addOption(stateDirOption('where sync keeps its state (read only here)'))
     .option('--json', 'print one machine-readable JSON document', false)
     .option('--detailed-exitcode', 'exit 3 when changes are pending, 0 when none', false)
     .action(async (o: { config: string; stateDir: string; json: boolean; detailedExitcode: boolean }) => {
@@ -41,8 +44,8 @@ function program(): Command {
     });
   p.command('sync')
     .description('resolve, plan and apply the allowlist to the kernel (root): all or nothing, verified, state saved')
-    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
-    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .addOption(configOption())
+    .addOption(stateDirOption())
     .option('--dry-run', 'print the plan and change nothing (same as `egressfw plan`)', false)
     .option('-q, --quiet', 'print only warnings and errors', false)
     .option('--offline', 'no DNS: re-apply the saved IPs (used at boot, before the network is up)', false)
@@ -55,16 +58,16 @@ function program(): Command {
     });
   p.command('daemon')
     .description('foreground scheduler (for systemd): refresh on a schedule and at TTL expiry, repair drift between refreshes')
-    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
-    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .addOption(configOption())
+    .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       process.exitCode = await runDaemon(o, syncDeps(), process);
     });
   p.command('status')
     .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')
-    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
-    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .addOption(configOption())
+    .addOption(stateDirOption())
     .option('--json', 'print one machine-readable JSON document', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       process.exitCode = await runStatus(o, planDeps());
@@ -72,8 +75,8 @@ function program(): Command {
 
   p.command('install')
     .description('schedule egressfw: a cron file (--cron) or systemd units (--systemd); --remove takes them out')
-    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
-    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .addOption(configOption())
+    .addOption(stateDirOption())
     .option('--cron', 'write /etc/cron.d/egressfw', false)
     .option('--systemd', 'write and enable egressfw.service (daemon) and egressfw-boot.service (fail closed at boot)', false)
     .option('--remove', 'remove the cron file and units egressfw wrote', false)
@@ -84,7 +87,7 @@ function program(): Command {
 
   p.command('uninstall')
     .description('remove every set, chain, jump, ufw block, unit and cron file egressfw created; restore the ufw policy it found')
-    .addOption(new Option('--state-dir <dir>', 'where sync keeps its state').default(DEFAULT_STATE_DIR))
+    .addOption(stateDirOption())
     .option('--dry-run', 'print what would be removed, change nothing', false)
     .action(async (o: { stateDir: string; dryRun: boolean }) => {
       process.exitCode = await runUninstall(o, syncDeps(), installDeps());
@@ -92,7 +95,7 @@ function program(): Command {
 
   p.command('proxy')
     .description('write a compose override (compose.egress.yml) + nginx configs: listed services lose their route out and reach allowed domains only through proxies')
-    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH))
+    .addOption(configOption())
     .addOption(new Option('-o, --out <dir>', 'directory for the generated files (nothing is written elsewhere)').default(DEFAULT_PROXY_OUT))
     .addOption(new Option('--mode <mode>', 'per-domain (one stream proxy per domain) or sni (one proxy, routes by TLS SNI / HTTP Host); default proxy.mode').choices(['per-domain', 'sni']))
     .option('--services <list>', 'comma-separated compose services to protect (default proxy.services)')
