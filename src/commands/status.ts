@@ -48,7 +48,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     };
   });
   const doc = {
-    enforced: installed && drift.length === 0,
+    enforced: installed && drift.length === 0 && round.plan.blockers.length === 0,
     lastSync: state.lastSync ?? null,
     sets: { v4: observed.sets[4].entries.length, v6: observed.sets[6].entries.length },
     jumps,
@@ -60,7 +60,14 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
   if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
   else {
     const out: string[] = [];
-    out.push(`egressfw status: ${!installed ? 'NOT SYNCED YET (run `sudo egressfw sync`)' : drift.length ? `DRIFT (${drift.length}: the kernel differs from the saved state)` : 'ENFORCED'}`);
+    const word = !installed
+      ? 'NOT SYNCED YET (run `sudo egressfw sync`)'
+      : drift.length
+        ? `DRIFT (${drift.length}: the kernel differs from the saved state)`
+        : round.plan.blockers.length
+          ? 'PARTIAL (see the warnings below)'
+          : 'ENFORCED';
+    out.push(`egressfw status: ${word}`);
     if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${state.lastSync.message}`);
     out.push(`kernel: egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries; jump v4 ${jumps.v4}, v6 ${jumps.v6}`);
     if (doc.ufw) out.push(`ufw: ${doc.ufw.enabled ? 'active' : 'INACTIVE'}, outgoing ${doc.ufw.outgoing}, egressfw block ${doc.ufw.hooked ? 'present' : 'MISSING'}`);

@@ -1,7 +1,7 @@
 import { loadConfig, type Config } from '../config/load.js';
 import { computeRound, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError } from '../errors.js';
-import { diff } from '../plan/diff.js';
+import { diff, UFW_INACTIVE, withoutHost, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
 import type { State } from '../resolve/merge.js';
@@ -43,9 +43,9 @@ export interface SyncResult {
 }
 
 /** Everything that must hold before the first change; throws with the fix. */
-async function preflight(round: Round, deps: SyncDeps): Promise<void> {
-  if (round.plan.blockers.length) throw new PreconditionError(`${round.plan.blockers.join('\n')}\nNothing was changed.`);
-  await checkBackend(deps.exec, deps.onPath, deps.readText, round.observed.tables[4].chains.keys());
+async function preflight(round: Round, plan: Plan, deps: SyncDeps): Promise<void> {
+  if (plan.blockers.length) throw new PreconditionError(`${plan.blockers.join('\n')}\nNothing was changed.`);
+  if (plan.ops.length) await checkBackend(deps.exec, deps.onPath, deps.readText, round.observed.tables[4].chains.keys());
 }
 
 /**
@@ -63,7 +63,12 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   let state: State = prev;
   try {
     round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: !opts.offline });
-    await preflight(round, deps);
+    // ufw switched off after egressfw had been enforcing: keep the containers enforced meanwhile.
+    const ufwOff = prev.enforcedSince !== undefined && round.plan.blockers.includes(UFW_INACTIVE);
+    const plan = ufwOff ? withoutHost(round.plan) : round.plan;
+    const scope = ufwOff ? withoutHost : (p: Plan) => p;
+    if (ufwOff) warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
+    await preflight(round, plan, deps);
     for (const d of round.allowed) {
       if (d.status !== 'ok' && d.status !== 'not-asked') {
         const kept = d.ips.filter((i) => i.source === 'last-known-good').length;
@@ -75,26 +80,26 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
     // so it is known even if this sync dies midway.
     const original = { ...(prev.original ?? {}) };
     const ufwBefore = round.observed.ufw;
-    if (original.ufwOutputPolicy === undefined && ufwBefore && round.plan.ops.some((o) => o.kind.startsWith('ufw-'))) {
+    if (original.ufwOutputPolicy === undefined && ufwBefore && plan.ops.some((o) => o.kind.startsWith('ufw-'))) {
       original.ufwOutputPolicy = ufwBefore.outputPolicy;
       original.ufwEnabled = ufwBefore.enabled;
     }
-    const created = round.plan.ops.flatMap((o) => (o.kind === 'jump' && o.createParent ? [`${o.parent}/${o.family}`] : []));
+    const created = plan.ops.flatMap((o) => (o.kind === 'jump' && o.createParent ? [`${o.parent}/${o.family}`] : []));
     if (created.length) original.createdChains = [...new Set([...(original.createdChains ?? []), ...created])];
     if (JSON.stringify(original) !== JSON.stringify(prev.original ?? {})) {
       state.original = original;
       await save({ ...prev, original });
     }
-    if (round.plan.ops.length) {
-      await applyPlan(round.plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce });
+    if (plan.ops.length) {
+      await applyPlan(plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce });
       const after = await deps.observe(wanted(config));
-      const left = diff(round.desired, after.observed).ops;
+      const left = scope(diff(round.desired, after.observed)).ops;
       if (left.length) {
         throw new EgressfwError(`applied, but reading the kernel back shows it differs from the plan (something else changed it meanwhile?):\n${left.map((o) => `  - ${describeOp(o)}`).join('\n')}\nRun \`egressfw sync\` again.`);
       }
     }
-    const applied = round.plan.ops.map(describeOp);
-    await save({ ...state, lastSync: { at: now, ok: true, message: `${applied.length} changes${opts.offline ? ' (offline: saved IPs)' : ''}` } });
+    const applied = plan.ops.map(describeOp);
+    await save({ ...state, enforcedSince: prev.enforcedSince ?? now, lastSync: { at: now, ok: true, message: `${applied.length} changes${opts.offline ? ' (offline: saved IPs)' : ''}` } });
     return { round, applied, warnings };
   } catch (e) {
     // Record the failure; the IP history (last-known-good) stays as it was.

@@ -23,6 +23,23 @@ export interface Plan {
 
 const POLICY = { deny: 'DROP', reject: 'REJECT' } as const;
 
+export const UFW_INACTIVE =
+  'ufw is installed but not active, so the host would not be restricted. Enabling ufw also denies incoming connections by default: ' +
+  'first allow what you need (e.g. `ufw allow OpenSSH`), then `ufw enable`; or set `host.enableUfw: true` to let egressfw enable it; ' +
+  'or set `host.enabled: false` to manage containers only';
+
+/**
+ * ufw was switched off after egressfw had been enforcing: the host part must
+ * wait for the operator, but the containers' rules do not depend on ufw and
+ * keep being enforced and repaired.
+ */
+export function withoutHost(plan: Plan): Plan {
+  return {
+    ops: plan.ops.filter((o) => !o.kind.startsWith('ufw-') && !(o.kind === 'chain' && o.chain === HOST_CHAIN)),
+    blockers: plan.blockers.filter((b) => b !== UFW_INACTIVE),
+  };
+}
+
 export const UFW_UNREADABLE =
   "ufw's state could not be read (is ufw installed? are /etc/ufw/ufw.conf, /etc/default/ufw, /etc/ufw/before.rules and before6.rules there?): " +
   '`apt-get install ufw`, or set `host.enabled: false` to manage containers only';
@@ -105,11 +122,7 @@ function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw
   if (!have.enabled) {
     if (want.enable) ufw.push({ kind: 'ufw-enable' });
     else {
-      blockers.push(
-        'ufw is installed but not active, so the host would not be restricted. Enabling ufw also denies incoming connections by default: ' +
-          'first allow what you need (e.g. `ufw allow OpenSSH`), then `ufw enable`; or set `host.enableUfw: true` to let egressfw enable it; ' +
-          'or set `host.enabled: false` to manage containers only',
-      );
+      blockers.push(UFW_INACTIVE);
     }
     return { ufw, reloads: want.enable };
   }

@@ -6,6 +6,8 @@ export interface State {
   version: 1;
   domains: Record<string, DomainState>;
   lastSync?: { at: number; ok: boolean; message: string };
+  /** first successful sync: from then on, containers stay enforced even if ufw is switched off */
+  enforcedSince?: number;
   /** what egressfw found before its first change, for `uninstall` */
   original?: { ufwOutputPolicy?: string; ufwEnabled?: boolean; createdChains?: string[] };
 }

@@ -10,6 +10,7 @@ const stateSchema = z.object({
   version: z.literal(1),
   domains: z.record(z.string(), z.object({ ips: z.record(z.string(), ipState), status: z.string(), lastOk: z.number().optional() })),
   lastSync: z.object({ at: z.number(), ok: z.boolean(), message: z.string() }).optional(),
+  enforcedSince: z.number().optional(),
   original: z.object({ ufwOutputPolicy: z.string().optional(), ufwEnabled: z.boolean().optional(), createdChains: z.array(z.string()).optional() }).optional(),
 });
 

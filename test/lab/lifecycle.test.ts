@@ -154,6 +154,19 @@ schedule:
     measured.ufwReenableToEnforcedMs = await within(10_000, 'host allowed after ufw re-enable', () => reaches(`http://${NEW_V4}/`));
   });
 
+  it('ufw switched off: containers stay enforced and repaired, status says PARTIAL; back to full after ufw enable', async () => {
+    expect((await lab.host(['ufw', 'disable'])).exitCode).toBe(0);
+    await lab.host(['iptables', '-F', 'EGRESSFW']); // damage while ufw is off
+    measured.ufwOffContainerRepairMs = await within(10_000, 'container rules repaired with ufw off', () => blockedFromContainer());
+    expect(await reaches(`http://${NEW_V4}/`, 'c-user')).toBe(true);
+    const s = await status();
+    expect(s.code).toBe(3);
+    expect(s.doc.warnings.join()).toMatch(/ufw is installed but not active/);
+    expect(logs.some((l) => /drift-repaired /.test(l))).toBe(true);
+    expect((await lab.host(['ufw', '--force', 'enable'])).exitCode).toBe(0);
+    await within(10_000, 'fully enforced again', async () => (await status()).code === 0 && (await reaches(`http://${NEW_V4}/`)));
+  });
+
   it('sets flushed and the chain emptied by hand: repaired', async () => {
     await lab.host(['sh', '-c', 'ipset flush egressfw-v4; ipset flush egressfw-v6; iptables -F EGRESSFW']);
     measured.handDamageToRepairedMs = await within(10_000, 'repaired', async () => (await status()).code === 0);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
-import { diff, type Plan } from '../../src/plan/diff.js';
+import { diff, withoutHost, type Plan } from '../../src/plan/diff.js';
 import { extractBlock, parseIptablesSave, parseIpsetSave } from '../../src/plan/observed.js';
 import { renderIpset, renderIptables, ufwSteps } from '../../src/plan/render.js';
 import { removeBlock, upsertBlock } from '../../src/plan/ufw-file.js';
@@ -156,6 +156,18 @@ describe('planner', () => {
     const plan = diff(opted, k.observe());
     expect(plan.blockers).toEqual([]);
     expect(plan.ops.some((o) => o.kind === 'ufw-enable')).toBe(true);
+  });
+
+  it('with ufw switched off later, the container part can still be planned alone', () => {
+    const k = freshKernel();
+    k.apply(diff(desired, k.observe()));
+    k.ufw.enabled = false;
+    k.tables[4].set('EGRESSFW', []); // damage while ufw is off
+    const plan = diff(desired, k.observe());
+    expect(plan.blockers[0]).toMatch(/ufw is installed but not active/);
+    const containers = withoutHost(plan);
+    expect(containers.blockers).toEqual([]);
+    expect(containers.ops.map((o) => (o.kind === 'chain' ? `${o.chain}/${o.family}` : o.kind))).toEqual(['EGRESSFW/4']);
   });
 
   it('containers-only config needs no ufw and writes no host rules', () => {
