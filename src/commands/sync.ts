@@ -59,14 +59,13 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   const warnings = warning ? [`${file}: ${warning}`] : [];
   const now = deps.now();
   const save = (s: State) => deps.writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
-  let round: Round | undefined;
   let state: State = prev;
   try {
-    round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: !opts.offline });
+    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: !opts.offline });
     // ufw switched off after egressfw had been enforcing: keep the containers enforced meanwhile.
     const ufwOff = prev.enforcedSince !== undefined && round.plan.blockers.includes(UFW_INACTIVE);
-    const plan = ufwOff ? withoutHost(round.plan) : round.plan;
     const scope = ufwOff ? withoutHost : (p: Plan) => p;
+    const plan = scope(round.plan);
     if (ufwOff) warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
     for (const d of round.allowed) {
