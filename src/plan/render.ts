@@ -12,7 +12,7 @@ export function maxelemFor(n: number): number {
   return m;
 }
 
-function createLine(name: string, family: Family, n: number): string {
+export function createLine(name: string, family: Family, n: number): string {
   return `create ${name} hash:net,port family ${INET[family]} hashsize 1024 maxelem ${maxelemFor(n)}`;
 }
 

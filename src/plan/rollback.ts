@@ -3,9 +3,8 @@ import { JUMP_RULE_SPEC } from './desired.js';
 import type { Plan } from './diff.js';
 import { HOST_CHAIN, TMP_SET } from './names.js';
 import type { Observed } from './observed.js';
-import { maxelemFor } from './render.js';
+import { createLine } from './render.js';
 
-const INET = { 4: 'inet', 6: 'inet6' } as const;
 
 /**
  * Pure: per touched set, what puts it back as it was: an ipset restore text
@@ -22,7 +21,7 @@ export function rollbackIpset(plan: Plan, before: Observed): { family: Family; n
       continue;
     }
     const tmp = TMP_SET[op.family];
-    const lines = [`create ${tmp} hash:net,port family ${INET[op.family]} hashsize 1024 maxelem ${maxelemFor(old.entries.length)}`];
+    const lines = [createLine(tmp, op.family, old.entries.length)];
     for (const e of old.entries) lines.push(`add ${tmp} ${e}`);
     lines.push(`swap ${tmp} ${op.name}`, `destroy ${tmp}`);
     out.push({ family: op.family, name: op.name, restore: `${lines.join('\n')}\n` });

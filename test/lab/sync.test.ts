@@ -15,6 +15,7 @@ describe.skipIf(!isRoot)('egressfw sync (real kernel, ufw, dockerd)', () => {
   let lab: Lab;
   let machineBefore: string;
   let config: string;
+  let configText: string;
   let stateDir: string;
   const sync = (args: string[] = []) => efw(lab, ['sync', '--config', config, '--state-dir', stateDir, ...args]);
 
@@ -22,10 +23,7 @@ describe.skipIf(!isRoot)('egressfw sync (real kernel, ufw, dockerd)', () => {
     machineBefore = await snapshotMachineNetwork();
     lab = await startLab({ docker: true, ipv6: true });
     stateDir = `${lab.dir}/state`;
-    config = writeConfig(
-      lab,
-      'egressfw.yml',
-      `allow:
+    configText = `allow:
   - domain: allowed.test
     ports: [80, 443]
 dns:
@@ -33,8 +31,8 @@ dns:
   timeout: 1s
   minTtl: 5s
 staleGrace: 30s
-`,
-    );
+`;
+    config = writeConfig(lab, 'egressfw.yml', configText);
     const up = await Promise.all([
       lab.host(['ufw', '--force', 'enable']),
       lab.docker(['network', 'create', '--ipv6', '--subnet', '2001:db8:1:1::/64', 'appnet']),
@@ -158,19 +156,7 @@ staleGrace: 30s
     const before = canonical(await kernelState(lab));
     // Next sync would change the set (new IP) and both chains (new bridge): three steps.
     await lab.setRecords('allowed.test', { A: ['203.0.113.11'], AAAA: [ALLOWED_V6] });
-    const changed = writeConfig(
-      lab,
-      'changed.yml',
-      `allow:
-  - domain: allowed.test
-    ports: [80, 443]
-dns:
-  servers: [${lab.dnsServer}, "${lab.dnsServer6}"]
-  timeout: 1s
-containers:
-  bridges: [docker0, "br-+", "veth-extra+"]
-`,
-    );
+    const changed = writeConfig(lab, 'changed.yml', `${configText}containers:\n  bridges: [docker0, "br-+", "veth-extra+"]\n`);
     const broken = brokenTool(lab, 'ip6tables-restore');
     const r = await efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${broken}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` });
     expect(r.exitCode).toBe(1);
