@@ -7,6 +7,9 @@ import { runInstall } from './commands/install.js';
 import { runStatus } from './commands/status.js';
 import { runUninstall } from './commands/uninstall.js';
 import { DEFAULT_PROXY_OUT, runProxy } from './commands/proxy.js';
+import { runReport } from './commands/report.js';
+import { runSuggest } from './commands/suggest.js';
+import { listContainers } from './system/audit-docker.js';
 import { fileURLToPath } from 'node:url';
 import { access, readdir, rm } from 'node:fs/promises';
 import { DEFAULT_CONFIG_PATH } from './config/load.js';
@@ -93,6 +96,23 @@ function program(): Command {
       process.exitCode = await runUninstall(o, syncDeps(), installDeps());
     });
 
+  p.command('report')
+    .description('refused connections (and those audit mode let through) per container and for the host: count, first and last seen, DNS name where known')
+    .addOption(stateDirOption())
+    .option('--since <duration>', 'window: 30m, 1h, 24h, 7d', '1h')
+    .option('--json', 'print one machine-readable JSON document', false)
+    .action(async (o: { stateDir: string; since: string; json: boolean }) => {
+      process.exitCode = await runReport(o, auditDeps());
+    });
+  p.command('suggest')
+    .description('print an allowlist fragment (YAML) from what was refused or audited, to review and merge into the config (never edits it)')
+    .addOption(configOption())
+    .addOption(stateDirOption())
+    .option('--since <duration>', 'window: 1h, 24h, 7d', '24h')
+    .action(async (o: { config: string; stateDir: string; since: string }) => {
+      process.exitCode = await runSuggest(o, { ...auditDeps(), warn });
+    });
+
   p.command('proxy')
     .description('write a compose override (compose.egress.yml) + nginx configs: listed services lose their route out and reach allowed domains only through proxies')
     .addOption(configOption())
@@ -126,6 +146,10 @@ function installDeps() {
     cli: fileURLToPath(import.meta.url),
     out,
   };
+}
+
+function auditDeps() {
+  return { exec: realExec, readText, writeFileAtomic, listContainers: () => listContainers(), acquireLock: (file: string) => acquireLock(file), now: () => Math.floor(Date.now() / 1000), isRoot, out };
 }
 
 function syncDeps() {

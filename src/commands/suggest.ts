@@ -1,0 +1,31 @@
+import { gateRefusals } from '../audit/names.js';
+import { buildReport } from '../audit/report.js';
+import { parseSince } from '../audit/since.js';
+import { renderSuggestion } from '../audit/suggest.js';
+import { parseConfig } from '../config/load.js';
+import { collectAudit } from '../system/audit.js';
+import type { AuditCommandDeps } from './report.js';
+
+export interface SuggestOptions {
+  config: string;
+  stateDir: string;
+  since: string;
+}
+
+/**
+ * `egressfw suggest`: an allowlist fragment (YAML) from what was refused or
+ * audited in the window, to review and merge by hand. Prints only; the
+ * config is read (to say what it already allows), never written.
+ */
+export async function runSuggest(opts: SuggestOptions, deps: AuditCommandDeps & { warn: (text: string) => void }): Promise<number> {
+  const since = parseSince(opts.since);
+  const text = await deps.readText(opts.config);
+  const config = text === null ? null : parseConfig(text, opts.config);
+  const { history, gate, notes } = await collectAudit(opts.stateDir, deps);
+  if (!config) notes.push(`no config at ${opts.config}: entries already allowed are not told apart (--config FILE)`);
+  const now = deps.now();
+  const report = buildReport({ history, now, since, notes });
+  for (const n of notes) deps.warn(`note: ${n}`);
+  deps.out(renderSuggestion({ report, ...(config ? { allowed: config.domains } : {}), gateRefused: gateRefusals(gate, now - since, now) }));
+  return 0;
+}
