@@ -82,13 +82,19 @@ export function applySnapshot(h: History, containers: ContainerInfo[], now: numb
   return { ...h, containers: refs, spans, snapshotAt: now };
 }
 
-/** Snapshots are this far apart at most and clocks this coarse: a span "covers" t within it. */
+/** Clocks are this coarse (seconds, times from different reads): a span "covers" t within it. */
 const SLACK = 2;
+/**
+ * A snapshot this close to the attempt, showing the only holder of the
+ * address, makes the attribution sure: an address moving to another container
+ * and back within a minute is not something Docker's IPAM does.
+ */
+const NEAR = 60;
 
 /**
- * Who held `ip` at time `t`: the container whose span covers t (sure), else
- * the nearest span in time (a container first seen just after its attempt,
- * or last seen just before). When the nearest before and after differ, both
+ * Who held `ip` at time `t`: the container whose span covers t, else the
+ * nearest span in time (a container first seen just after its attempt, or
+ * last seen just before). When the nearest before and after differ, both
  * are named: the IP changed hands in between.
  */
 export function attribute(spans: Span[], ip: string, t: number): { who: string[]; sure: boolean } {
@@ -99,7 +105,8 @@ export function attribute(spans: Span[], ip: string, t: number): { who: string[]
   const after = mine.filter((s) => s.from > t).sort((a, b) => a.from - b.from)[0];
   if (before && after && before.id !== after.id) return { who: [before.id, after.id], sure: false };
   const one = before ?? after;
-  return { who: one ? [one.id] : [], sure: false };
+  if (!one) return { who: [], sure: false };
+  return { who: [one.id], sure: Math.min(Math.abs(t - one.to), Math.abs(one.from - t)) <= NEAR };
 }
 
 /**
@@ -120,7 +127,7 @@ export function applyCollection(h0: History, c: Collection): History {
     tracked.set(key, { packets: r.packets, at: c.now });
     const added = r.addedAgo !== undefined ? c.now - r.addedAgo : undefined;
     // Re-added since the last read (expired, came back): its counter started again.
-    const restarted = prev !== undefined && (r.packets < prev.packets || (added !== undefined && added > prev.at));
+    const restarted = prev !== undefined && (r.packets < prev.packets || (added !== undefined && added > prev.at + SLACK));
     const n = prev && !restarted ? r.packets - prev.packets : r.packets;
     if (n <= 0) continue;
     const last = r.lastAgo !== undefined ? c.now - r.lastAgo : undefined;

@@ -74,7 +74,8 @@ export function buildReport({ history: h, now, since, notes = [] }: ReportInput)
     sure.set(key, (sure.get(key) ?? true) && (kind !== 'container' || hit.sure === true));
     src.count += hit.n;
     const dkey = `${hit.dst}|${hit.proto}|${hit.port}`;
-    const first = hit.first ?? hit.at;
+    // Not known exactly: the collection that first saw it, or the last attempt of that collection if earlier.
+    const first = hit.first ?? Math.min(hit.at, t);
     const d = dests.get(key)!.get(dkey);
     if (!d) {
       dests.get(key)!.set(dkey, {
@@ -160,13 +161,12 @@ export function renderReportText(r: Report): string {
   const out: string[] = [];
   out.push(`egressfw report: connections refused, or let through by audit mode, from ${iso(r.from)} to ${iso(r.to)} (last ${durationText(r.since)})`);
   out.push(r.collectedAt !== undefined ? `last collection: ${iso(r.collectedAt)}` : 'nothing collected yet');
-  if (r.historyFrom !== undefined && r.historyFrom > r.from) out.push(`history starts ${iso(r.historyFrom)}: earlier attempts are not known`);
   if (!r.sources.length) out.push('', 'no refused connections in this window');
   for (const s of r.sources) {
     out.push('');
     if (s.kind === 'container') {
       const head = s.containers.length > 1 ? `container ${s.label} (IP ${s.ips.join(', ')} changed hands between snapshots: either made these attempts)` : `container ${s.label} (${describeContainer(s.containers[0]!)})`;
-      out.push(`${head}${s.sure ? '' : ' [attributed by the nearest Docker snapshot]'}`);
+      out.push(`${head}${s.sure ? '' : ' [attributed by the nearest Docker snapshot, more than a minute from the attempt]'}`);
       if (s.containers.length > 1) for (const c of s.containers) out.push(`  ${c.name}: ${describeContainer(c)}`);
     } else if (s.kind === 'host') out.push('host (the machine itself)');
     else out.push(`unattributed source ${s.label} (no Docker snapshot saw a container with this IP: it came and went between snapshots, or it is not a container)`);

@@ -122,7 +122,8 @@ describe('attribution: which container held a source IP when', () => {
     h = applySnapshot(h, [batch], T0 + 20);
     expect(attribute(h.spans, '198.51.100.66', T0 + 3)).toEqual({ who: [web.id], sure: true });
     expect(attribute(h.spans, '198.51.100.66', T0 + 12)).toEqual({ who: [web.id, batch.id], sure: false });
-    expect(attribute(h.spans, '198.51.100.66', T0 - 30)).toEqual({ who: [web.id], sure: false }); // connected before the first snapshot
+    expect(attribute(h.spans, '198.51.100.66', T0 - 30)).toEqual({ who: [web.id], sure: true }); // connected just before the first snapshot
+    expect(attribute(h.spans, '198.51.100.66', T0 - 300)).toEqual({ who: [web.id], sure: false }); // minutes before it: only the nearest
     expect(attribute(h.spans, '198.51.100.66', T0 + 99)).toEqual({ who: [batch.id], sure: false });
     expect(attribute(h.spans, '198.51.100.99', T0)).toEqual({ who: [], sure: false });
   });
@@ -134,15 +135,15 @@ const coll = (c: Partial<Collection>): Collection => ({ now: T0, records: [], re
 describe('collection: counter growth becomes attempts, attributed when collected', () => {
   it('first read counts all packets; later reads count the growth; a counter that went down restarted', () => {
     let h = applyCollection(emptyHistory(), coll({ containers: [web], records: [rec({ packets: 3, lastAgo: 10 })] }));
-    // attempted 10 s before the first snapshot that saw web: attributed to it, as the nearest, not as sure
-    expect(h.hits).toEqual([{ at: T0, src: '198.51.100.66', dst: '203.0.113.20', proto: 'tcp', port: '443', n: 3, last: T0 - 10, who: [web.id], mode: 'audit' }]);
+    // attempted 10 s before the first snapshot that saw web: the nearest snapshot, close enough to be sure
+    expect(h.hits).toEqual([{ at: T0, src: '198.51.100.66', dst: '203.0.113.20', proto: 'tcp', port: '443', n: 3, last: T0 - 10, who: [web.id], sure: true, mode: 'audit' }]);
     h = applyCollection(h, coll({ now: T0 + 30, containers: [web], records: [rec({ packets: 4, lastAgo: 5 })] }));
     expect(h.hits[1]).toMatchObject({ n: 1, who: [web.id], sure: true, first: T0 + 25, last: T0 + 25 });
     h = applyCollection(h, coll({ now: T0 + 45, containers: [web], records: [rec({ packets: 4, lastAgo: 20 })] }));
     expect(h.hits).toHaveLength(2); // no growth, no attempt
     // web has exited by now: the attempts after its last snapshot still go to it (nobody else held the address)
     h = applyCollection(h, coll({ now: T0 + 60, containers: [exited(web)], records: [rec({ packets: 6, lastAgo: 10 })], modes: { containers: 'enforce', host: null } }));
-    expect(h.hits[2]).toEqual({ at: T0 + 60, prev: T0 + 45, src: '198.51.100.66', dst: '203.0.113.20', proto: 'tcp', port: '443', n: 2, last: T0 + 50, who: [web.id], mode: 'enforce' });
+    expect(h.hits[2]).toEqual({ at: T0 + 60, prev: T0 + 45, src: '198.51.100.66', dst: '203.0.113.20', proto: 'tcp', port: '443', n: 2, last: T0 + 50, who: [web.id], sure: true, mode: 'enforce' });
     h = applyCollection(h, coll({ now: T0 + 90, records: [rec({ packets: 1, lastAgo: 1 })] }));
     expect(h.hits[3]).toMatchObject({ n: 1, first: T0 + 89, last: T0 + 89 });
   });
