@@ -51,24 +51,24 @@ export function refusedSetsToDestroy(existing: ReadonlySet<string>): string[] {
   return ([4, 6] as Family[]).map((f) => REFUSED_HOST_SET[f]).filter((n) => existing.has(n));
 }
 
-const COUNT_COMMENT = 'egressfw refused-count';
 const RECORD_COMMENT = 'egressfw refused-record';
 const AUDIT_COMMENT = 'egressfw audit';
 
 /**
  * The last rules of EGRESSFW-HOST, in iptables-save's canonical form (so the
- * planner's compare with the kernel is exact). Count first, then add: an
- * element added by `-j SET` starts at 1 packet and re-adding never counts,
- * so this order counts every NEW packet exactly once. NEW only: replies and
- * the rest of an allowed connection never reach here, and one attempt is one
- * count (with `host.outgoing: deny`, TCP SYN retransmissions count too).
- * Audit accepts what enforce leaves to ufw's reject/deny policy.
+ * planner's compare with the kernel is exact). One rule records: the set match
+ * counts the packet on the element when it is there (counters are updated on a
+ * found element even though `!` then makes the rule not match); when it is not,
+ * `-j SET` adds it, and an added element starts at 1 packet. So every NEW packet
+ * is counted exactly once, and the set's lock is taken only for new tuples.
+ * NEW only: replies and the rest of an allowed connection never reach here, and
+ * one attempt is one count (with `host.outgoing: deny`, TCP SYN retransmissions
+ * count too). Audit accepts what enforce leaves to ufw's reject/deny policy.
  */
 export function hostAuditRules(family: Family, mode: Mode): string[] {
   const set = REFUSED_HOST_SET[family];
   return [
-    `-A ${HOST_CHAIN} -m conntrack --ctstate NEW -m set --match-set ${set} dst,dst -m comment --comment "${COUNT_COMMENT}"`,
-    `-A ${HOST_CHAIN} -m conntrack --ctstate NEW -m comment --comment "${RECORD_COMMENT}" -j SET --add-set ${set} dst,dst`,
+    `-A ${HOST_CHAIN} -m conntrack --ctstate NEW -m set ! --match-set ${set} dst,dst -m comment --comment "${RECORD_COMMENT}" -j SET --add-set ${set} dst,dst`,
     ...(mode === 'audit' ? [`-A ${HOST_CHAIN} -m comment --comment "${AUDIT_COMMENT}" -j ACCEPT`] : []),
   ];
 }

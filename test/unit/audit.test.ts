@@ -11,14 +11,12 @@ import { fixture } from '../support/files.js';
 const T0 = 1_790_000_000;
 
 describe('host recording rules (src/plan/audit.ts)', () => {
-  it('counts before it adds, so the first packet of a tuple counts once, and only audit accepts', () => {
-    const enforce = hostAuditRules(4, 'enforce');
-    expect(enforce).toEqual([
-      '-A EGRESSFW-HOST -m conntrack --ctstate NEW -m set --match-set egressfw-refused-host-v4 dst,dst -m comment --comment "egressfw refused-count"',
-      '-A EGRESSFW-HOST -m conntrack --ctstate NEW -m comment --comment "egressfw refused-record" -j SET --add-set egressfw-refused-host-v4 dst,dst',
+  it('one rule counts found tuples and adds new ones (so each NEW packet counts once); only audit accepts', () => {
+    expect(hostAuditRules(4, 'enforce')).toEqual([
+      '-A EGRESSFW-HOST -m conntrack --ctstate NEW -m set ! --match-set egressfw-refused-host-v4 dst,dst -m comment --comment "egressfw refused-record" -j SET --add-set egressfw-refused-host-v4 dst,dst',
     ]);
     const audit = hostAuditRules(6, 'audit');
-    expect(audit.slice(0, 2).every((r) => r.includes('egressfw-refused-host-v6'))).toBe(true);
+    expect(audit[0]).toContain('! --match-set egressfw-refused-host-v6 dst,dst');
     expect(audit.at(-1)).toBe('-A EGRESSFW-HOST -m comment --comment "egressfw audit" -j ACCEPT');
   });
 
