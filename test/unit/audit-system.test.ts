@@ -30,7 +30,7 @@ function fakeExec(over: Record<string, { stdout?: string; stderr?: string; exitC
     'nft -j list chain inet egressfw forward': { stdout: fixture('audit/nft-chain-audit.json') },
     'ipset save egressfw-refused-host-v4': { stdout: fixture('audit/ipset-host-v4.txt') },
     'ipset save egressfw-refused-host-v6': { stderr: 'ipset v7.17: The set with the given name does not exist\n', exitCode: 1 },
-    'iptables-save -t filter': { stdout: '*filter\n:EGRESSFW-HOST - [0:0]\n-A EGRESSFW-HOST -m conntrack --ctstate NEW -m comment --comment "egressfw refused-record" -j SET --add-set egressfw-refused-host-v4 dst,dst\nCOMMIT\n' },
+    'iptables-save -t filter': { stdout: '*filter\n:EGRESSFW-HOST - [0:0]\n-A EGRESSFW-HOST -m conntrack --ctstate NEW -m set ! --match-set egressfw-refused-host-v4 dst,dst -m comment --comment "egressfw refused-record" -j SET --add-set egressfw-refused-host-v4 dst,dst\nCOMMIT\n' },
     ...over,
   };
   const calls: string[] = [];
