@@ -1,7 +1,7 @@
 // `npm run bench:audit` (root): what recording refused connections costs (issue 12), in throwaway network
 // namespaces. Prints a table and writes docs/bench-audit.md.
 //
-//   tsx scripts/bench-audit.ts [--quick] [--rounds N] [--no-write]
+//   tsx scripts/bench-audit.ts [--quick] [--blocks N] [--no-write]
 //
 // Run it through the machine's lab lock: flock /var/tmp/efw-labrun.lock npm run bench:audit
 import fs from 'node:fs';
@@ -16,7 +16,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DOC = path.resolve(HERE, '..', 'docs', 'bench-audit.md');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : quick ? 2 : 10;
+const blocks = args.includes('--blocks') ? Number(args[args.indexOf('--blocks') + 1]) : quick ? 2 : 15;
 const write = !args.includes('--no-write') && !quick;
 
 async function main(): Promise<void> {
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     const nflog = path.join(lab.dir, 'nflogread');
     await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(HERE, 'bench', 'tcpbench.c')]);
     await must(['gcc', '-O2', '-o', nflog, path.join(HERE, 'bench', 'nflogread.c')]);
-    const result = await auditBench(lab, bin, nflog, { rounds, crrSeconds: quick ? 1 : 1.5, crrThreads: 2, prefill: 50_000 });
+    const result = await auditBench(lab, bin, nflog, { blocks, runSeconds: quick ? 0.3 : 0.5, crrThreads: 2, prefill: quick ? 5000 : 50_000 });
     const nft = (await run(['nft', '--version'])).stdout.trim();
     const body = renderAuditBench(result);
     const head = [
