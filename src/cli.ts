@@ -65,7 +65,7 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      process.exitCode = await runDaemon(o, syncDeps(), process);
+      process.exitCode = await runDaemon(o, syncDeps(), process, auditDeps());
     });
   p.command('status')
     .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')

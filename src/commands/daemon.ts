@@ -3,7 +3,9 @@ import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
 import { describeOp } from '../plan/render.js';
 import { nextRefreshAt } from '../resolve/merge.js';
+import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
 import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
+import type { AuditDeps } from '../system/audit.js';
 import { parseState, stateFile } from '../system/state.js';
 import { syncOnce, type SyncDeps } from './sync.js';
 
@@ -29,7 +31,7 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
   const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
@@ -83,6 +85,9 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
 
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length });
   daemon.start();
+  // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
+  const stopAudit = audit ? startAuditLoop(auditLoopDeps(opts.stateDir, audit, log)) : async () => {};
   await stopped;
+  await stopAudit();
   return 0;
 }
