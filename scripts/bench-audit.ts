@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     const nflog = path.join(lab.dir, 'nflogread');
     await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(HERE, 'bench', 'tcpbench.c')]);
     await must(['gcc', '-O2', '-o', nflog, path.join(HERE, 'bench', 'nflogread.c')]);
-    const result = await auditBench(lab, bin, nflog, { blocks, runSeconds: quick ? 0.3 : 0.5, crrThreads: 2, prefill: quick ? 5000 : 50_000 });
+    const result = await auditBench(lab, bin, nflog, { blocks, runSeconds: quick ? 0.3 : 0.5, crrThreads: 2, prefill: quick ? 5000 : 50_000, amplify: 20 });
     const nft = (await run(['nft', '--version'])).stdout.trim();
     const body = renderAuditBench(result);
     const head = [

@@ -22,6 +22,8 @@ export interface AuditBenchOpts {
   crrThreads: number;
   /** elements put into refused4 beforehand for the "nearly full set" comparison (0: no such comparison) */
   prefill: number;
+  /** also compare with this many copies of each recording rule (1: not) */
+  amplify: number;
 }
 
 export interface AuditComparison {
@@ -29,6 +31,8 @@ export interface AuditComparison {
   path: 'containers (FORWARD, nft)' | 'host (OUTPUT, iptables)';
   family: 'IPv4' | 'IPv6';
   label: string;
+  /** copies of the recording rule */
+  times: number;
   /** new connections/s of every run without and with recording */
   baseCps: number[];
   recCps: number[];
@@ -51,7 +55,8 @@ const CLIENT = { v4: '198.51.100.66/26', gw4: '198.51.100.65', v6: '2001:db8:1::
 const NFLOG_GROUP = '7';
 
 /** The forward chain of the brief's contract, audit mode; `record` adds the two update rules before the final accept. */
-export function containerRules(record: boolean): string[] {
+export function containerRules(record: boolean, times = 1): string[] {
+  const update = ['ct state new update @refused4 { ip saddr . ip daddr . meta l4proto . th dport }', 'ct state new update @refused6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }'];
   return [
     'ct state established,related accept',
     'ct status dnat accept',
@@ -60,7 +65,7 @@ export function containerRules(record: boolean): string[] {
     'ip daddr . meta l4proto . th dport @gate4 accept',
     'ip6 daddr . meta l4proto . th dport @allow6 accept',
     'ip6 daddr . meta l4proto . th dport @gate6 accept',
-    ...(record ? ['ct state new update @refused4 { ip saddr . ip daddr . meta l4proto . th dport }', 'ct state new update @refused6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }'] : []),
+    ...(record ? Array.from({ length: times }, () => update).flat() : []),
     'accept',
   ];
 }
@@ -93,21 +98,22 @@ export function containerTable(prefill = 0): string {
 }
 
 /** One nft transaction that rewrites the forward chain: toggles recording in ~ms, sets (and their records) stay. */
-export function containerToggle(record: boolean): string {
-  return `${['flush chain inet egressfw forward', ...containerRules(record).map((r) => `add rule inet egressfw forward ${r}`)].join('\n')}\n`;
+export function containerToggle(record: boolean, times = 1): string {
+  return `${['flush chain inet egressfw forward', ...containerRules(record, times).map((r) => `add rule inet egressfw forward ${r}`)].join('\n')}\n`;
 }
 
 export type HostVariant = 'plain' | 'set' | 'nflog';
 
 /** EGRESSFW-HOST's rules in audit mode: allowed set (a miss here), then the recording variant, then ACCEPT. */
-export function hostChainRules(variant: HostVariant): string[] {
-  const end =
+export function hostChainRules(variant: HostVariant, times = 1): string[] {
+  const accept = '-A EGRESSFW-HOST -m comment --comment "egressfw audit" -j ACCEPT';
+  const record =
     variant === 'set'
-      ? hostAuditRules(4, 'audit')
+      ? hostAuditRules(4, 'audit').filter((r) => r !== accept)
       : variant === 'nflog'
-        ? [`-A EGRESSFW-HOST -m conntrack --ctstate NEW -m comment --comment "egressfw refused-log" -j NFLOG --nflog-group ${NFLOG_GROUP} --nflog-size 64`, '-A EGRESSFW-HOST -m comment --comment "egressfw audit" -j ACCEPT']
-        : ['-A EGRESSFW-HOST -m comment --comment "egressfw audit" -j ACCEPT'];
-  return ['-A EGRESSFW-HOST -m set --match-set egressfw-v4 dst,dst -m comment --comment "egressfw allowed" -j ACCEPT', ...end];
+        ? [`-A EGRESSFW-HOST -m conntrack --ctstate NEW -m comment --comment "egressfw refused-log" -j NFLOG --nflog-group ${NFLOG_GROUP} --nflog-size 64`]
+        : [];
+  return ['-A EGRESSFW-HOST -m set --match-set egressfw-v4 dst,dst -m comment --comment "egressfw allowed" -j ACCEPT', ...Array.from({ length: times }, () => record).flat(), accept];
 }
 
 /** The filter table with EGRESSFW-HOST reached from OUTPUT as ufw's before-output would (replies and loopback first). */
@@ -116,8 +122,8 @@ export function hostFilter(): string {
 }
 
 /** `iptables-restore --noflush` text rewriting EGRESSFW-HOST only (declaring it empties it): one transaction. */
-export function hostToggle(variant: HostVariant): string {
-  return ['*filter', ':EGRESSFW-HOST - [0:0]', ...hostChainRules(variant), 'COMMIT', ''].join('\n');
+export function hostToggle(variant: HostVariant, times = 1): string {
+  return ['*filter', ':EGRESSFW-HOST - [0:0]', ...hostChainRules(variant, times), 'COMMIT', ''].join('\n');
 }
 
 export async function auditBench(lab: Lab, bin: string, nflogBin: string, opts: AuditBenchOpts): Promise<AuditBenchResult> {
@@ -184,6 +190,8 @@ export async function auditBench(lab: Lab, bin: string, nflogBin: string, opts: 
       path: AuditComparison['path'];
       family: AuditComparison['family'];
       label: string;
+      /** copies of the recording rule: the per-rule cost, resolved above the machine's noise */
+      times: number;
       target: string;
       /** the client runs in the router itself: its own connections (OUTPUT) */
       local: boolean;
@@ -191,11 +199,12 @@ export async function auditBench(lab: Lab, bin: string, nflogBin: string, opts: 
       toggle: (record: boolean) => Promise<void>;
       check: (conns: number) => Promise<string>;
     }
-    const ct = (v: '4' | '6', prefill = 0): Plan => ({
-      name: `ct${v}${prefill ? '-full' : ''}`,
+    const ct = (v: '4' | '6', prefill = 0, times = 1): Plan => ({
+      name: `ct${v}${prefill ? '-full' : ''}${times > 1 ? `-x${times}` : ''}`,
       path: 'containers (FORWARD, nft)',
       family: v === '4' ? 'IPv4' : 'IPv6',
-      label: `update @refused${v}${prefill ? ` (set prefilled with ${fmtNum(prefill)} elements)` : ''}`,
+      times,
+      label: `update @refused${v}${prefill ? ` (set prefilled with ${fmtNum(prefill)} elements)` : ''}${times > 1 ? ` ×${times} (amplified)` : ''}`,
       target: v === '4' ? TARGET4 : TARGET6,
       local: false,
       prepare: async () => {
@@ -205,18 +214,19 @@ export async function auditBench(lab: Lab, bin: string, nflogBin: string, opts: 
         await router(['nft', '-f', file], { timeoutMs: 120_000 });
       },
       toggle: async (record) => {
-        await router(['nft', '-f', '-'], { input: containerToggle(record) });
+        await router(['nft', '-f', '-'], { input: containerToggle(record, times) });
       },
       check: async (conns) => {
         const r = await run(lab.hostArgv(['nft', 'get', 'element', 'inet', 'egressfw', `refused${v}`, tuple(v)]));
-        return `refused${v} counted ${/packets (\d+)/.exec(r.stdout)?.[1] ?? 'nothing'} of ${conns} connections`;
+        return `refused${v} counted ${/packets (\d+)/.exec(r.stdout)?.[1] ?? 'nothing'} of ${conns} connections${times > 1 ? ` × ${times} rules` : ''}`;
       },
     });
-    const host = (variant: 'set' | 'nflog'): Plan => ({
-      name: `host-${variant}`,
+    const host = (variant: 'set' | 'nflog', times = 1): Plan => ({
+      name: `host-${variant}${times > 1 ? `-x${times}` : ''}`,
       path: 'host (OUTPUT, iptables)',
       family: 'IPv4',
-      label: variant === 'set' ? '-m set ! --match-set … -j SET --add-set (ipset, egressfw)' : `NFLOG group ${NFLOG_GROUP} + user-space reader`,
+      times,
+      label: `${variant === 'set' ? '-m set ! --match-set … -j SET --add-set (ipset, egressfw)' : `NFLOG group ${NFLOG_GROUP} + user-space reader`}${times > 1 ? ` ×${times} (amplified)` : ''}`,
       target: TARGET4,
       local: true,
       prepare: async () => {
@@ -226,26 +236,34 @@ export async function auditBench(lab: Lab, bin: string, nflogBin: string, opts: 
         if (variant === 'nflog') await startReader(); // idle (no packets for it) while recording is off
       },
       toggle: async (record) => {
-        await router(['iptables-restore', '--noflush'], { input: hostToggle(record ? variant : 'plain') });
+        await router(['iptables-restore', '--noflush'], { input: hostToggle(record ? variant : 'plain', times) });
       },
       check: async (conns) => {
         if (variant === 'set') {
           const r = await router(['ipset', 'save', REFUSED_HOST_SET[4]]);
-          return `${REFUSED_HOST_SET[4]} counted ${/packets (\d+)/.exec(r.stdout)?.[1] ?? 'nothing'} of ${conns} connections`;
+          return `${REFUSED_HOST_SET[4]} counted ${/packets (\d+)/.exec(r.stdout)?.[1] ?? 'nothing'} of ${conns} connections${times > 1 ? ` × ${times} rules` : ''}`;
         }
         const got = await stopReader();
         await startReader(); // again, for the measured runs
-        return `reader got ${got?.packets ?? 'nothing'} packets of ${conns} connections (${got?.messages ?? 0} netlink messages, ${got?.enobufs ?? 0} ENOBUFS)`;
+        return `reader got ${got?.packets ?? 'nothing'} packets of ${conns} connections${times > 1 ? ` × ${times} rules` : ''} (${got?.messages ?? 0} netlink messages, ${got?.enobufs ?? 0} ENOBUFS)`;
       },
     });
-    const plans: Plan[] = [ct('4'), ...(opts.prefill ? [ct('4', opts.prefill)] : []), ct('6'), host('set'), host('nflog')];
+    const x = opts.amplify;
+    const plans: Plan[] = [
+      ct('4'),
+      ...(opts.prefill ? [ct('4', opts.prefill)] : []),
+      ct('6'),
+      host('set'),
+      host('nflog'),
+      ...(x > 1 ? [ct('4', 0, x), host('set', x), host('nflog', x)] : []),
+    ];
     const json = (r: RunResult, what: string): Record<string, number> => {
       if (r.exitCode !== 0) throw new Error(`${what} exited ${r.exitCode}: ${r.stderr}`);
       return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number>;
     };
     const comparisons: AuditComparison[] = [];
     for (const p of plans) {
-      const res: AuditComparison = { name: p.name, path: p.path, family: p.family, label: p.label, baseCps: [], recCps: [], ratios: [], check: '' };
+      const res: AuditComparison = { name: p.name, path: p.path, family: p.family, label: p.label, times: p.times, baseCps: [], recCps: [], ratios: [], check: '' };
       const crr = async (seconds: number, what: string) => {
         const argv = [bin, 'crr', p.target, PORT, String(seconds), String(opts.crrThreads)];
         const r = json(p.local ? await run(lab.hostArgv(argv), { timeoutMs: (seconds + 20) * 1000 }) : await client(argv, { timeoutMs: (seconds + 20) * 1000 }), `${what} ${p.name}`);
@@ -304,13 +322,13 @@ export function renderAuditBench(r: AuditBenchResult): string {
     c.label,
     fmtNum(median(c.baseCps)),
     fmtNum(median(c.recCps)),
-    pct(median(c.ratios)),
+    c.times > 1 ? `${pct(median(c.ratios))} → ${pct(median(c.ratios) ** (1 / c.times))} per rule` : pct(median(c.ratios)),
     `${pct(quantile(c.ratios, 0.25))} … ${pct(quantile(c.ratios, 0.75))}`,
     `${pct(min(c.ratios))} … ${pct(max(c.ratios))}`,
     c.check,
   ]);
   const out = [
-    `New TCP connections/s (connect, 1-byte request and reply, close), ${r.opts.crrThreads} client threads, ${r.opts.runSeconds} s per run. Each comparison alternates the same chain without and with recording in ${r.opts.blocks} blocks of four runs (without, with, with, without: a drift of the machine's load cancels out of the block's ratio); switching is one small kernel transaction, the sets and their records stay. Every connection goes to a destination that is not allowed (audit mode lets it through), so every one reaches the recording rule: the worst case. The change is the median of the blocks' ratios; the spread shows their middle half and their extremes.`,
+    `New TCP connections/s (connect, 1-byte request and reply, close), ${r.opts.crrThreads} client threads, ${r.opts.runSeconds} s per run. Each comparison alternates the same chain without and with recording in ${r.opts.blocks} blocks of four runs (without, with, with, without: a drift of the machine's load cancels out of the block's ratio); switching is one small kernel transaction, the sets and their records stay. Every connection goes to a destination that is not allowed (audit mode lets it through), so every one reaches the recording rule: the worst case. The change is the median of the blocks' ratios; the spread shows their middle half and their extremes. On a shared machine the spread of a single rule's change is wider than the 3 % target, so the amplified rows put ${r.opts.amplify} copies of the recording rule in the chain (each copy does the same work: a lookup and a counter update of the same element; NFLOG: one more message per packet) and give the per-rule cost as the ${r.opts.amplify}th root of their ratio.`,
     '',
     table(['path', 'family', 'recording', 'conn/s without', 'conn/s with', 'change (median)', 'middle half', 'min … max', 'self-check (warm-up)'], rows),
   ];
