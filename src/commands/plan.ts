@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { computeRound, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
-import { describeOp, renderIpset, renderIptables, ufwSteps } from '../plan/render.js';
+import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
@@ -57,6 +57,7 @@ export function planJson(round: Round, configPath: string) {
     blockers: round.plan.blockers,
     render: {
       ipsetRestore: renderIpset(round.plan),
+      nft: renderNft(round.plan),
       iptablesRestore: renderIptables(round.plan, 4),
       ip6tablesRestore: renderIptables(round.plan, 6),
       ufw: ufwSteps(round.plan),
@@ -99,6 +100,8 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
   }
   const ipset = renderIpset(plan);
   if (ipset) out.push('', '--- ipset restore', ipset.trimEnd());
+  const nft = renderNft(plan);
+  if (nft) out.push('', '--- nft -f -', nft.trimEnd());
   for (const f of [4, 6] as Family[]) {
     const text = renderIptables(plan, f);
     if (text) out.push('', `--- ${f === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`, text.trimEnd());

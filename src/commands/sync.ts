@@ -83,8 +83,6 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       original.ufwOutputPolicy = ufwBefore.outputPolicy;
       original.ufwEnabled = ufwBefore.enabled;
     }
-    const created = plan.ops.flatMap((o) => (o.kind === 'jump' && o.createParent ? [`${o.parent}/${o.family}`] : []));
-    if (created.length) original.createdChains = [...new Set([...(original.createdChains ?? []), ...created])];
     if (JSON.stringify(original) !== JSON.stringify(prev.original ?? {})) {
       state.original = original;
       await save({ ...prev, original });

@@ -27,7 +27,9 @@ dns:
     ]);
     expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400 });
     expect(c.staleGrace).toBe(300);
-    expect(c.containers).toEqual({ enabled: true, bridges: ['docker0', 'br-+'] });
+    expect(c.containers).toEqual({ enabled: true, exemptFrom: [] });
+    expect(c.mode).toBe('enforce');
+    expect(c.warnings).toEqual([]);
     expect(c.host).toEqual({ enabled: true, enableUfw: false, outgoing: 'reject' });
   });
 
