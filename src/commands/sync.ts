@@ -113,6 +113,7 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number
   const release = await deps.acquireLock();
   try {
     const r = await syncOnce(config, opts, deps);
+    for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${w}`);
     if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
