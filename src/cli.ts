@@ -16,6 +16,7 @@ import { realExec, onPath } from './system/exec.js';
 import { backupOnce, readText, writeFileAtomic } from './system/files.js';
 import { acquireLock } from './system/lock.js';
 import { observe, type Wanted } from './system/observe.js';
+import { inspectDocker } from './system/docker-view.js';
 import { DEFAULT_STATE_DIR } from './system/state.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -137,6 +138,7 @@ function planDeps() {
     query,
     readText,
     observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
+    inspectDocker: () => inspectDocker(),
     now: () => Math.floor(Date.now() / 1000),
     isRoot,
     out,

@@ -3,6 +3,7 @@ import { computeRound, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
+import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
 
@@ -15,6 +16,8 @@ export interface PlanOptions {
 
 export interface PlanDeps {
   query: QueryFn;
+  /** Docker's networks for the coverage report (absent: not asked) */
+  inspectDocker?: () => Promise<DockerView>;
   readText: (file: string) => Promise<string | null>;
   observe: (want: Wanted) => Promise<Observation>;
   now: () => number;
@@ -29,7 +32,7 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
   const { state: prev, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
   if (warning) deps.warn(`warning: ${stateFile(opts.stateDir)}: ${warning}`);
-  const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now: deps.now() });
+  const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now: deps.now() });
   deps.out(opts.json ? `${JSON.stringify(planJson(round, opts.config), null, 2)}\n` : planText(round, opts.config, deps.isRoot));
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }
@@ -53,6 +56,9 @@ export function planJson(round: Round, configPath: string) {
       refused: round.resolutions.find((r) => r.name === d.name)?.refused ?? [],
     })),
     networks: round.config.cidrs.map((c) => ({ cidr: c.cidr, ports: c.ports.map(portText) })),
+    mode: round.config.mode,
+    docker: round.coverage.docker,
+    coverage: round.coverage,
     pending: round.plan.ops.length > 0,
     changes: round.plan.ops.map((op) => ({ ...op, description: describeOp(op) })),
     blockers: round.plan.blockers,
@@ -77,6 +83,8 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
         : 'not root: kernel state not read, assuming nothing of egressfw is installed (run with sudo to compare against the kernel)',
     );
   }
+  out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (what would be refused is recorded and let through)' : 'enforce'}`);
+  out.push(...coverageText(round.coverage));
   out.push('', 'Domains');
   const width = Math.max(10, ...config.domains.map((d) => d.name.length));
   const ports = new Map(config.domains.map((d) => [d.name, d.ports.map(portText).join(' ')]));

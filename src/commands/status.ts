@@ -5,6 +5,7 @@ import { FAMILIES, NFT } from '../plan/names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
+import { coverageText } from '../plan/coverage.js';
 
 export interface StatusOptions {
   config: string;
@@ -23,7 +24,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
   const config = await loadConfig(opts.config);
   const { state, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
   const now = deps.now();
-  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: false });
+  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: false });
   const { observed } = round;
   const drift = round.plan.ops.map(describeOp);
   const installed = state.lastSync !== undefined;
@@ -48,7 +49,9 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     };
   });
   const doc = {
-    enforced: installed && drift.length === 0 && round.plan.blockers.length === 0,
+    enforced: installed && drift.length === 0 && round.plan.blockers.length === 0 && round.coverage.notEnforced.length === 0,
+    docker: round.coverage.docker,
+    coverage: round.coverage,
     lastSync: state.lastSync ?? null,
     mode: config.mode,
     sets: { v4: observed.sets[4].entries.length, v6: observed.sets[6].entries.length },
@@ -65,8 +68,8 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       ? 'NOT SYNCED YET (run `sudo egressfw sync`)'
       : drift.length
         ? `DRIFT (${drift.length}: the kernel differs from the saved state)`
-        : round.plan.blockers.length
-          ? 'PARTIAL (see the warnings below)'
+        : round.plan.blockers.length || round.coverage.notEnforced.length
+          ? 'PARTIAL (see below)'
           : 'ENFORCED';
     out.push(`egressfw status: ${word}`);
     if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${state.lastSync.message}`);
@@ -78,6 +81,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       );
     }
     if (doc.ufw) out.push(`ufw: ${doc.ufw.enabled ? 'active' : 'INACTIVE'}, outgoing ${doc.ufw.outgoing}, egressfw block ${doc.ufw.hooked ? 'present' : 'MISSING'}`);
+    out.push(...coverageText(round.coverage));
     out.push('', 'Domains');
     for (const d of domains) {
       out.push(`  ${d.name}  ${d.status}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);

@@ -4,6 +4,7 @@ import { PreconditionError, EgressfwError } from '../errors.js';
 import { diff, UFW_INACTIVE, withoutHost, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
+import type { DockerView } from '../plan/coverage.js';
 import type { State } from '../resolve/merge.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
@@ -21,6 +22,8 @@ export interface SyncOptions {
 
 export interface SyncDeps {
   query: QueryFn;
+  /** Docker's networks for the coverage report (absent: not asked) */
+  inspectDocker?: () => Promise<DockerView>;
   exec: Exec;
   readText: (file: string) => Promise<string | null>;
   writeFileAtomic: ApplyDeps['writeFileAtomic'];
@@ -61,13 +64,16 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   const save = (s: State) => deps.writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
   let state: State = prev;
   try {
-    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: !opts.offline });
+    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: !opts.offline });
     // ufw switched off after egressfw had been enforcing: keep the containers enforced meanwhile.
     const ufwOff = prev.enforcedSince !== undefined && round.plan.blockers.includes(UFW_INACTIVE);
     const scope = ufwOff ? withoutHost : (p: Plan) => p;
     const plan = scope(round.plan);
     if (ufwOff) warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
+    for (const n of round.coverage.notEnforced) {
+      warnings.push(`NOT ENFORCED: Docker network ${n.name} (${n.driver}${n.iface ? ` on ${n.iface}` : ''}, ${n.containers} containers): ${n.how}. The host is NOT protected while it exists.`);
+    }
     for (const d of round.allowed) {
       if (d.status !== 'ok' && d.status !== 'not-asked') {
         const kept = d.ips.filter((i) => i.source === 'last-known-good').length;

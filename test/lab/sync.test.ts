@@ -222,6 +222,36 @@ staleGrace: 30s
     await lab.resetRecords();
   });
 
+  it('macvlan on the uplink: plan, sync and status name it NOT enforced (status exits 3, --json has it); its containers really do bypass', async () => {
+    const mk = await lab.docker(['network', 'create', '-d', 'macvlan', '--subnet', '198.51.100.0/24', '--gateway', '198.51.100.1', '--ip-range', '198.51.100.192/27', '-o', 'parent=eth0', 'macnet']);
+    expect(mk.exitCode, mk.stderr).toBe(0);
+    try {
+      // The fake internet routes the macvlan range on its link (inside the lab's inet namespace).
+      expect((await lab.inet(['ip', 'route', 'replace', '198.51.100.192/27', 'dev', 'up0'])).exitCode).toBe(0);
+      await lab.runContainer({ name: 'c-mac', network: 'macnet' });
+      const s = await sync();
+      expect(s.exitCode, s.stderr).toBe(0);
+      expect(s.stderr).toMatch(/NOT ENFORCED: Docker network macnet \(macvlan on eth0, 1 containers\).*The host is NOT protected while it exists/);
+      const plan = await efw(lab, ['plan', '--config', config, '--state-dir', stateDir]);
+      expect(plan.stdout).toMatch(/!!! NOT ENFORCED: the host is NOT protected while these networks exist !!!\n!!!   macnet \(macvlan on eth0, 1 container\)/);
+      const st = await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json']);
+      expect(st.exitCode).toBe(3);
+      const doc = JSON.parse(st.stdout);
+      expect(doc.enforced).toBe(false);
+      expect(doc.coverage.notEnforced).toEqual([expect.objectContaining({ name: 'macnet', driver: 'macvlan', iface: 'eth0', enforced: false })]);
+      expect(doc.coverage.networks.find((n: { name: string }) => n.name === 'named0')).toMatchObject({ iface: 'mybr0', enforced: true });
+      // The report is true: this container's packets never cross the host's forward path.
+      const bypass = await lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-mac' });
+      expect(bypass.body, bypass.stderr).toMatch(/name=blocked\.test|site=203\.0\.113\.20/);
+    } finally {
+      await lab.docker(['rm', '-f', 'c-mac']);
+      await lab.docker(['network', 'rm', 'macnet']);
+      await lab.inet(['ip', 'route', 'del', '198.51.100.192/27', 'dev', 'up0']);
+    }
+    const st = await efw(lab, ['status', '--config', config, '--state-dir', stateDir]);
+    expect(st.stdout).not.toMatch(/NOT ENFORCED/);
+  });
+
   it('not root, bad config, missing tool: a clear error and no change', async () => {
     const before = canonical(await kernelState(lab));
     const notRoot = await lab.host(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, (await import('./efw.js')).CLI, 'sync', '--config', config]);
