@@ -1,7 +1,9 @@
 // `egressfw sync` against a real kernel, ufw and dockerd, inside the namespaced lab.
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { brokenTool, canonical, efw, kernelState, onlyTools, writeConfig } from './efw.js';
+import { canonical, efw, kernelState, withTools, writeConfig } from './efw.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('lab tests need root (network namespaces, iptables, dockerd): skipped');
@@ -157,8 +159,14 @@ staleGrace: 30s
     // Next sync would change the set (new IP) and both chains (new bridge): three steps.
     await lab.setRecords('allowed.test', { A: ['203.0.113.11'], AAAA: [ALLOWED_V6] });
     const changed = writeConfig(lab, 'changed.yml', `${configText}containers:\n  bridges: [docker0, "br-+", "veth-extra+"]\n`);
-    const broken = brokenTool(lab, 'ip6tables-restore');
-    const r = await efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${broken}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` });
+    // a PATH entry with a broken tool first must not matter: egressfw runs the system's tools
+    const decoy = path.join(lab.dir, 'decoy');
+    fs.mkdirSync(decoy, { recursive: true });
+    for (const t of ['ipset', 'iptables-restore']) fs.writeFileSync(path.join(decoy, t), '#!/bin/sh\necho decoy >&2\nexit 1\n', { mode: 0o755 });
+    const r = await withTools(lab, { broken: ['ip6tables-restore'] }, () =>
+      efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${decoy}:/usr/sbin:/usr/bin:/sbin:/bin` }),
+    );
+    expect(r.stderr).not.toMatch(/decoy/);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/ip6tables-restore failed: .*injected failure/);
     expect(r.stderr).toMatch(/rolled back; the previous rules are in force/);
@@ -181,8 +189,7 @@ staleGrace: 30s
     expect(badRun.exitCode).toBe(2);
     expect(badRun.stderr).toMatch(/allow\[0\]\.domain: .*\n.*allow\[0\]\.ports\[0\]: port must be 1-65535/);
 
-    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'ufw', 'dockerd']);
-    const noIpset = await efw(lab, ['sync', '--config', config, '--state-dir', stateDir], { path });
+    const noIpset = await withTools(lab, { missing: ['ipset'] }, () => efw(lab, ['sync', '--config', config, '--state-dir', stateDir]));
     expect(noIpset.exitCode).toBe(1);
     expect(noIpset.stderr).toMatch(/missing: ipset\. Install with `apt-get install ipset`/);
     expect(canonical(await kernelState(lab))).toBe(before);
