@@ -14,10 +14,10 @@ import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { EgressfwError } from './errors.js';
 import { query } from './resolve/dns-client.js';
 import { realExec, onPath } from './system/exec.js';
-import { backupOnce, confinedFiles, readText, writeFileAtomic } from './system/files.js';
+import { backupOnce, confinedFiles, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { acquireLock } from './system/lock.js';
 import { observe, type Wanted } from './system/observe.js';
-import { DEFAULT_STATE_DIR } from './system/state.js';
+import { DEFAULT_STATE_DIR, removeStateFiles, setAsideDamaged } from './system/state.js';
 
 const isRoot = process.getuid?.() === 0;
 const out = (t: string) => process.stdout.write(t);
@@ -88,10 +88,11 @@ function program(): Command {
 
   p.command('uninstall')
     .description('remove every set, chain, jump, ufw block, unit and cron file egressfw created; restore the ufw policy it found')
-    .addOption(stateDirOption())
+    .addOption(configOption())
+    .addOption(stateDirOption('where sync keeps its state (only egressfw\'s own files there are removed)'))
     .option('--dry-run', 'print what would be removed, change nothing', false)
-    .action(async (o: { stateDir: string; dryRun: boolean }) => {
-      process.exitCode = await runUninstall(o, syncDeps(), installDeps());
+    .action(async (o: { config: string; stateDir: string; dryRun: boolean }) => {
+      process.exitCode = await runUninstall(o, { ...syncDeps(), removeStateFiles, removeFile }, installDeps());
     });
 
   p.command('proxy')
@@ -128,7 +129,7 @@ function installDeps() {
 }
 
 function syncDeps() {
-  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock() };
+  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock(), setAside: setAsideDamaged };
 }
 
 function planDeps() {

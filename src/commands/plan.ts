@@ -3,7 +3,7 @@ import { computeRound, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
-import { parseState, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
 
 export interface PlanOptions {
@@ -26,9 +26,11 @@ export interface PlanDeps {
 /** `egressfw plan`: resolve, diff against the kernel, print. Writes nothing anywhere. */
 export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number> {
   const config = await loadConfig(opts.config);
-  const { state: prev, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
-  if (warning) deps.warn(`warning: ${stateFile(opts.stateDir)}: ${warning}`);
-  const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now: deps.now() });
+  const now = deps.now();
+  const file = stateFile(opts.stateDir);
+  const loaded = parseState(await deps.readText(file), stateCheck(config, now));
+  for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
+  const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, now });
   deps.out(opts.json ? `${JSON.stringify(planJson(round, opts.config), null, 2)}\n` : planText(round, opts.config, deps.isRoot));
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }

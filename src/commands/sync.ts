@@ -9,7 +9,7 @@ import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
 import type { Exec } from '../system/exec.js';
 import type { Observation, Wanted } from '../system/observe.js';
-import { parseState, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 
 export interface SyncOptions {
   config: string;
@@ -28,6 +28,8 @@ export interface SyncDeps {
   onPath: (cmd: string) => Promise<boolean>;
   observe: (want: Wanted) => Promise<Observation>;
   acquireLock: () => Promise<() => Promise<void>>;
+  /** move a damaged state file aside; returns its new path */
+  setAside: (file: string, now: number) => Promise<string>;
   now: () => number;
   isRoot: boolean;
   out: (text: string) => void;
@@ -55,9 +57,12 @@ async function preflight(round: Round, plan: Plan, deps: SyncDeps): Promise<void
  */
 export async function syncOnce(config: Config, opts: { stateDir: string; offline?: boolean }, deps: SyncDeps): Promise<SyncResult> {
   const file = stateFile(opts.stateDir);
-  const { state: prev, warning } = parseState(await deps.readText(file));
-  const warnings = warning ? [`${file}: ${warning}`] : [];
   const now = deps.now();
+  const loaded = parseState(await deps.readText(file), stateCheck(config, now));
+  const prev = loaded.state;
+  // A damaged file is not overwritten: it goes aside first (it may hold what uninstall needs).
+  const aside = loaded.damaged !== null ? await deps.setAside(file, now) : null;
+  const warnings = stateNotes(file, loaded, aside);
   const save = (s: State) => deps.writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
   let state: State = prev;
   try {
