@@ -1,6 +1,6 @@
 import { loadConfig, type Config } from '../config/load.js';
 import { computeRound, wanted, type Round } from '../engine.js';
-import { PreconditionError, EgressfwError } from '../errors.js';
+import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
 import { diff, UFW_INACTIVE, withoutHost, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
@@ -17,6 +17,12 @@ export interface SyncOptions {
   quiet: boolean;
   /** no DNS: re-apply the saved IPs (boot, drift repair) */
   offline?: boolean;
+}
+
+/** Where SIGINT/SIGTERM come from (the process; an EventEmitter in tests). */
+export interface SignalSource {
+  on(signal: 'SIGINT' | 'SIGTERM', fn: () => void): unknown;
+  off(signal: 'SIGINT' | 'SIGTERM', fn: () => void): unknown;
 }
 
 export interface SyncDeps {
@@ -55,7 +61,7 @@ async function preflight(round: Round, plan: Plan, deps: SyncDeps): Promise<void
  * the saved state, plan, apply all or nothing, read back and verify, save state.
  * Shared by `sync` and the daemon.
  */
-export async function syncOnce(config: Config, opts: { stateDir: string; offline?: boolean }, deps: SyncDeps): Promise<SyncResult> {
+export async function syncOnce(config: Config, opts: { stateDir: string; offline?: boolean; signal?: AbortSignal }, deps: SyncDeps): Promise<SyncResult> {
   const file = stateFile(opts.stateDir);
   const now = deps.now();
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
@@ -73,6 +79,7 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
     const plan = scope(round.plan);
     if (ufwOff) warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
+    if (opts.signal?.aborted) throw new EgressfwError(`interrupted by ${String(opts.signal.reason)} before any change; nothing was changed`);
     for (const d of round.allowed) {
       if (d.status !== 'ok' && d.status !== 'not-asked') {
         const kept = d.ips.filter((i) => i.source === 'last-known-good').length;
@@ -95,7 +102,7 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       await save({ ...prev, original });
     }
     if (plan.ops.length) {
-      await applyPlan(plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce });
+      await applyPlan(plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce, ...(opts.signal ? { signal: opts.signal } : {}) });
       const after = await deps.observe(wanted(config));
       const left = scope(diff(round.desired, after.observed)).ops;
       if (left.length) {
@@ -113,13 +120,36 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   }
 }
 
-/** `egressfw sync`. */
-export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number> {
+/**
+ * `egressfw sync`. SIGINT/SIGTERM while it runs do not kill it: they abort
+ * the apply, which rolls back like a failed step, and then it exits 130/143.
+ */
+export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSource = process): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('sync changes the firewall and needs root: run `sudo egressfw sync` (or `egressfw plan` to see what it would do)');
   const config = await loadConfig(opts.config);
-  const release = await deps.acquireLock();
+  const abort = new AbortController();
+  let got: 'SIGINT' | 'SIGTERM' | null = null;
+  const on = (signal: 'SIGINT' | 'SIGTERM') => () => {
+    if (got) return deps.warn(`egressfw sync: ${signal} again: still rolling back; it exits as soon as that is done`);
+    got = signal;
+    abort.abort(signal);
+    deps.warn(`egressfw sync: ${signal}: stopping; rolling back what this sync changed, then exiting`);
+  };
+  const handlers = { SIGINT: on('SIGINT'), SIGTERM: on('SIGTERM') };
+  for (const [s, fn] of Object.entries(handlers)) proc.on(s as 'SIGINT', fn);
+  const release = await deps.acquireLock().catch((e: unknown) => {
+    for (const [s, fn] of Object.entries(handlers)) proc.off(s as 'SIGINT', fn);
+    throw e;
+  });
   try {
-    const r = await syncOnce(config, opts, deps);
+    let r: SyncResult;
+    try {
+      r = await syncOnce(config, { ...opts, signal: abort.signal }, deps);
+    } catch (e) {
+      if (got) throw new InterruptedError(got, (e as Error).message);
+      throw e;
+    }
+    if (got) deps.warn(`egressfw sync: ${got} came after the changes were applied and verified; they are in force`);
     for (const w of r.warnings) deps.warn(`warning: ${w}`);
     if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
@@ -128,5 +158,6 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number
     return 0;
   } finally {
     await release();
+    for (const [s, fn] of Object.entries(handlers)) proc.off(s as 'SIGINT', fn);
   }
 }
