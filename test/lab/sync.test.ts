@@ -1,19 +1,19 @@
 // `egressfw sync` against a real kernel, ufw and dockerd, inside the namespaced lab.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { labDescribe } from './gate.js';
 import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { canonical, efw, kernelState, withTools, writeConfig } from './efw.js';
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn('lab tests need root (network namespaces, iptables, dockerd): skipped');
 
 const ALLOWED_V4 = '203.0.113.10';
 const ALLOWED_V6 = '2001:db8:10::10';
 const BLOCKED_V4 = '203.0.113.20';
 const BLOCKED_V6 = '2001:db8:20::20';
 
-describe.skipIf(!isRoot)('egressfw sync (real kernel, ufw, dockerd)', () => {
+labDescribe('egressfw sync (real kernel, ufw, dockerd)', { docker: true }, () => {
   let lab: Lab;
   let machineBefore: string;
   let config: string;
