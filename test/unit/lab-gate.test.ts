@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inCi, labBlockers } from '../lab/gate.js';
@@ -21,6 +22,16 @@ describe('lab suites that cannot run', () => {
     expect(r.stdout + r.stderr).toMatch(/skipped: not root/);
     expect(r.stdout).toMatch(/1 skipped/);
   }, 60_000);
+
+  it('every lab suite goes through the gate (none skips itself)', () => {
+    const files = readdirSync('test/lab').filter((f) => f.endsWith('.test.ts'));
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const f of files) {
+      const text = readFileSync(path.join('test/lab', f), 'utf8');
+      expect(text, f).toMatch(/^labDescribe\(/m);
+      expect(text, f).not.toMatch(/describe\.(skip|skipIf|runIf)\b|\bit\.(skip|skipIf)\b/);
+    }
+  });
 
   it('names the missing tools with their packages and the install script', () => {
     const has = (t: string) => !['ipset', 'docker-compose'].includes(t);
