@@ -25,7 +25,7 @@ export interface UninstallDeps extends SyncDeps {
 const RESTORE = { 4: 'iptables-restore', 6: 'ip6tables-restore' } as const;
 
 /** What egressfw found before its first change: from state.json, else from a damaged copy set aside next to it (newest first). */
-async function originalOf(dir: string, state: State, aside: string[], deps: UninstallDeps): Promise<State['original']> {
+async function originalOf(state: State, aside: string[], deps: UninstallDeps): Promise<State['original']> {
   if (state.original?.ufwOutputPolicy) return state.original;
   for (const file of [...aside].sort().reverse()) {
     const text = await deps.readText(file).catch(() => null);
@@ -50,7 +50,7 @@ export async function runUninstall(opts: UninstallOptions, deps: UninstallDeps, 
     const loaded = parseState(await deps.readText(file), { now: deps.now() });
     const stateDir = await deps.removeStateFiles(opts.stateDir, true); // what is there (nothing removed yet)
     const damagedCopies = stateDir.removed.filter((f) => STATE_FILES[1]!.name.test(path.basename(f)));
-    const original = await originalOf(opts.stateDir, loaded.state, damagedCopies, deps);
+    const original = await originalOf(loaded.state, damagedCopies, deps);
     const { observed, missingTools } = await deps.observe({ ufw: true, docker: false });
     if (!observed.readable) throw new PreconditionError(`cannot read the firewall (missing: ${missingTools.join(', ')}); install them and retry. Nothing was changed.`);
     const plan = planUninstall(observed, original);
