@@ -4,7 +4,7 @@ import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
 import { coverageText, type DockerView } from '../plan/coverage.js';
-import { parseState, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
 
 export interface PlanOptions {
@@ -30,9 +30,11 @@ export interface PlanDeps {
 export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number> {
   const config = await loadConfig(opts.config);
   for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
-  const { state: prev, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
-  if (warning) deps.warn(`warning: ${stateFile(opts.stateDir)}: ${warning}`);
-  const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now: deps.now() });
+  const now = deps.now();
+  const file = stateFile(opts.stateDir);
+  const loaded = parseState(await deps.readText(file), stateCheck(config, now));
+  for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
+  const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now });
   deps.out(opts.json ? `${JSON.stringify(planJson(round, opts.config), null, 2)}\n` : planText(round, opts.config, deps.isRoot));
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }

@@ -3,7 +3,7 @@ import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
 import { FAMILIES, NFT } from '../plan/names.js';
 import { describeOp } from '../plan/render.js';
-import { parseState, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
 import { coverageText } from '../plan/coverage.js';
 
@@ -22,8 +22,10 @@ const ago = (sec: number) => (sec < 120 ? `${Math.round(sec)}s` : sec < 7200 ? `
 export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('status reads the firewall and needs root: run `sudo egressfw status`');
   const config = await loadConfig(opts.config);
-  const { state, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
   const now = deps.now();
+  const file = stateFile(opts.stateDir);
+  const loaded = parseState(await deps.readText(file), stateCheck(config, now));
+  const { state } = loaded;
   const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: false });
   const { observed } = round;
   const drift = round.plan.ops.map(describeOp);
@@ -59,7 +61,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
     drift,
-    warnings: [...(warning ? [warning] : []), ...round.plan.blockers],
+    warnings: [...stateNotes(file, loaded), ...round.plan.blockers],
   };
   if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
   else {

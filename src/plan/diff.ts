@@ -121,7 +121,7 @@ function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw
   let blockChanged = false;
   for (const family of FAMILIES) {
     const text = have.files[family];
-    const before = extractBlock(text);
+    const before = extractBlock(text, UFW_FILE[family]);
     if (before === want.blocks[family]) continue;
     const next = upsertBlock(text, want.blocks[family]);
     if (next === null) {

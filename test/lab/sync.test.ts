@@ -1,17 +1,19 @@
 // `egressfw sync` against a real kernel, ufw and dockerd, inside the namespaced lab.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { labDescribe } from './gate.js';
 import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { brokenTool, canonical, efw, kernelState, onlyTools, writeConfig } from './efw.js';
+import { canonical, efw, kernelState, withTools, writeConfig } from './efw.js';
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn('lab tests need root (network namespaces, iptables, dockerd): skipped');
 
 const ALLOWED_V4 = '203.0.113.10';
 const ALLOWED_V6 = '2001:db8:10::10';
 const BLOCKED_V4 = '203.0.113.20';
 const BLOCKED_V6 = '2001:db8:20::20';
 
-describe.skipIf(!isRoot)('egressfw sync (real kernel, ufw, dockerd)', () => {
+labDescribe('egressfw sync (real kernel, ufw, dockerd)', { docker: true }, () => {
   let lab: Lab;
   let machineBefore: string;
   let config: string;
@@ -209,8 +211,14 @@ staleGrace: 30s
     await lab.setRecords('allowed.test', { A: ['203.0.113.11'], AAAA: [ALLOWED_V6] });
     // ... and a third resolver changes the ufw block: ufw reloads, both host chains are refilled.
     const changed = writeConfig(lab, 'changed.yml', `${configText.replace(`servers: [${lab.dnsServer},`, `servers: [${lab.dnsServer}, 198.51.100.54,`)}mode: audit\n`);
-    const broken = brokenTool(lab, 'ip6tables-restore', { once: true });
-    const r = await efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${broken}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` });
+    // a PATH entry with a broken tool first must not matter: egressfw runs the system's tools
+    const decoy = path.join(lab.dir, 'decoy');
+    fs.mkdirSync(decoy, { recursive: true });
+    for (const t of ['ipset', 'iptables-restore']) fs.writeFileSync(path.join(decoy, t), '#!/bin/sh\necho decoy >&2\nexit 1\n', { mode: 0o755 });
+    const r = await withTools(lab, { broken: ['ip6tables-restore'], once: true }, () =>
+      efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${decoy}:/usr/sbin:/usr/bin:/sbin:/bin` }),
+    );
+    expect(r.stderr).not.toMatch(/decoy/);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/ip6tables-restore failed: .*injected failure/);
     expect(r.stderr).toMatch(/rolled back; the previous rules are in force/);
@@ -263,8 +271,7 @@ staleGrace: 30s
     expect(badRun.exitCode).toBe(2);
     expect(badRun.stderr).toMatch(/allow\[0\]\.domain: .*\n.*allow\[0\]\.ports\[0\]: port must be 1-65535/);
 
-    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'nft', 'ufw', 'dockerd']);
-    const noIpset = await efw(lab, ['sync', '--config', config, '--state-dir', stateDir], { path });
+    const noIpset = await withTools(lab, { missing: ['ipset'] }, () => efw(lab, ['sync', '--config', config, '--state-dir', stateDir]));
     expect(noIpset.exitCode).toBe(1);
     expect(noIpset.stderr).toMatch(/missing: ipset\. Install with `apt-get install ipset`/);
     expect(canonical(await kernelState(lab))).toBe(before);

@@ -81,9 +81,10 @@ describe('merge: last-known-good and stale grace', () => {
 describe('state file', () => {
   it('round-trips, and reports a damaged file instead of failing', () => {
     const s = mergeResolutions(emptyState(), [res(ok('203.0.113.1'))], 5, GRACE, domainStatus).state;
-    expect(parseState(JSON.stringify(s)).state).toEqual(s);
-    expect(parseState(null)).toEqual({ state: emptyState() });
-    expect(parseState('{nope').warning).toMatch(/not valid JSON/);
-    expect(parseState('{"version":2}').warning).toMatch(/not in the expected format/);
+    const check = { now: 5 };
+    expect(parseState(JSON.stringify(s), check)).toEqual({ state: s, warnings: [], damaged: null });
+    expect(parseState(null, check)).toEqual({ state: emptyState(), warnings: [], damaged: null });
+    expect(parseState('{nope', check).damaged).toMatch(/not valid JSON/);
+    expect(parseState('{"version":2}', check).damaged).toMatch(/not an egressfw state document \(version: /);
   });
 });
