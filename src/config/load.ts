@@ -5,6 +5,7 @@ import { ConfigError } from '../errors.js';
 import { parseCidr, compareIp, type Family } from '../net/ip.js';
 import { configSchema, type Port } from './schema.js';
 import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
+import { DEFAULT_DEADLINE_MS } from '../resolve/resolver.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/egressfw/egressfw.yml';
 
@@ -30,6 +31,10 @@ export interface Config {
     concurrency: number;
     minTtl: number;
     maxTtl: number;
+    /** addresses kept per name and family (at most 256) */
+    maxAddresses: number;
+    /** overall time for one name, all queries included */
+    deadlineMs: number;
   };
   staleGrace: number;
   containers: { enabled: boolean; bridges: string[] };
@@ -73,6 +78,9 @@ export function parseConfig(text: string, file: string): Config {
   if (!parsed.success) throw new ConfigError(file, formatIssues(parsed.error.issues));
   const raw = parsed.data;
   if (raw.dns.minTtl > raw.dns.maxTtl) throw new ConfigError(file, ['dns.minTtl: must not be greater than dns.maxTtl']);
+  if (raw.dns.deadline !== undefined && raw.dns.deadline < raw.dns.timeout) {
+    throw new ConfigError(file, [`dns.deadline: must be at least dns.timeout (${raw.dns.timeout} s): it bounds every query of one name`]);
+  }
   const { proxy, problems } = normaliseProxy(raw);
   if (problems.length > 0) throw new ConfigError(file, problems);
 
@@ -103,6 +111,8 @@ export function parseConfig(text: string, file: string): Config {
       concurrency: raw.dns.concurrency,
       minTtl: raw.dns.minTtl,
       maxTtl: raw.dns.maxTtl,
+      maxAddresses: raw.dns.maxAddresses,
+      deadlineMs: Math.round((raw.dns.deadline ?? Math.max(DEFAULT_DEADLINE_MS / 1000, raw.dns.timeout)) * 1000),
     },
     staleGrace: raw.staleGrace,
     containers: raw.containers,

@@ -155,6 +155,10 @@ export const configSchema = z
         concurrency: z.number().int().min(1).max(256).default(32),
         minTtl: duration('dns.minTtl').default(30),
         maxTtl: duration('dns.maxTtl').default(86400),
+        /** addresses kept per name and family (a server answering thousands must not flood the sets); 256 at most */
+        maxAddresses: z.number().int().min(1, 'dns.maxAddresses must be 1-256').max(256, 'dns.maxAddresses must be 1-256 (256 is the hard cap)').default(256),
+        /** overall time for one name (every server, round and CNAME hop); default 20s, or dns.timeout if longer */
+        deadline: duration('dns.deadline').optional(),
         /** port of the DNS servers (53; tests and local resolvers may differ) */
         port: z.number().int().min(1).max(65535).default(53),
       })

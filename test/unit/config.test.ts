@@ -25,7 +25,7 @@ dns:
       { cidr: '192.0.2.0/24', family: 4, ports: [{ port: 443, proto: 'tcp' }] },
       { cidr: '2001:db8::/48', family: 6, ports: [{ port: 443, proto: 'tcp' }] },
     ]);
-    expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400 });
+    expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400, maxAddresses: 256, deadlineMs: 20000 });
     expect(c.staleGrace).toBe(300);
     expect(c.containers).toEqual({ enabled: true, bridges: ['docker0', 'br-+'] });
     expect(c.host).toEqual({ enabled: true, enableUfw: false, outgoing: 'reject' });
@@ -128,6 +128,15 @@ dns:
   it('refuses minTtl above maxTtl and bad durations', () => {
     expect(problems('dns: { minTtl: 2h, maxTtl: 1h }')).toEqual(['dns.minTtl: must not be greater than dns.maxTtl']);
     expect(problems('staleGrace: soon')[0]).toMatch(/^staleGrace: staleGrace must be a duration/);
+  });
+
+  it('dns.maxAddresses caps addresses per name (1-256); dns.deadline bounds one name, at least dns.timeout', () => {
+    expect(parseConfig('dns: { maxAddresses: 16, deadline: 45s }', 'x.yml').dns).toMatchObject({ maxAddresses: 16, deadlineMs: 45000 });
+    expect(problems('dns: { maxAddresses: 257 }')[0]).toMatch(/^dns\.maxAddresses: /);
+    expect(problems('dns: { maxAddresses: 0 }')[0]).toMatch(/^dns\.maxAddresses: /);
+    // An unset deadline follows a long timeout; a set one shorter than the timeout is an error.
+    expect(parseConfig('dns: { timeout: 30s }', 'x.yml').dns.deadlineMs).toBe(30000);
+    expect(problems('dns: { timeout: 10s, deadline: 5s }')).toEqual(['dns.deadline: must be at least dns.timeout (10 s): it bounds every query of one name']);
   });
 
   it('an empty file is a valid config that allows nothing', () => {
