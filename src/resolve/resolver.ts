@@ -50,7 +50,11 @@ interface Deadline {
   at: number;
   ms: number;
 }
-const remaining = (d: Deadline) => d.at - performance.now();
+/** ms left; under 1 ms counts as none (no query fits in it) */
+const remaining = (d: Deadline) => {
+  const left = d.at - performance.now();
+  return left < 1 ? 0 : left;
+};
 
 class ResolveFailure extends Error {
   constructor(
@@ -73,6 +77,10 @@ async function queryBefore(opts: ResolverOptions, deadline: Deadline, server: Se
   });
   try {
     return await Promise.race([opts.query(server, name, type, Math.max(1, Math.min(opts.timeoutMs, Math.ceil(left)))), cut]);
+  } catch (e) {
+    // A query cut short by the deadline that times out has met the deadline (timers may fire a hair early).
+    if (left < opts.timeoutMs && e instanceof QueryError && e.kind === 'timeout') throw pastDeadline(deadline);
+    throw e;
   } finally {
     clearTimeout(timer);
   }
