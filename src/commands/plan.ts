@@ -26,6 +26,7 @@ export interface PlanDeps {
 /** `egressfw plan`: resolve, diff against the kernel, print. Writes nothing anywhere. */
 export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number> {
   const config = await loadConfig(opts.config);
+  for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
   const { state: prev, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
   if (warning) deps.warn(`warning: ${stateFile(opts.stateDir)}: ${warning}`);
   const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now: deps.now() });
@@ -41,6 +42,7 @@ export function planJson(round: Round, configPath: string) {
   return {
     version: 1,
     config: configPath,
+    configWarnings: round.config.warnings,
     observed: { readable: round.observed.readable, missingTools: round.missingTools },
     dnsServers: round.dns.map((s) => `${s.host}${s.port === 53 ? '' : `#${s.port}`}`),
     domains: round.allowed.map((d) => ({

@@ -55,7 +55,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
     drift,
-    warnings: [...(warning ? [warning] : []), ...round.plan.blockers],
+    warnings: [...config.warnings, ...(warning ? [warning] : []), ...round.plan.blockers],
   };
   if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
   else {

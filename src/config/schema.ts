@@ -48,6 +48,15 @@ const cidr = z.string().transform((v, ctx) => {
     ctx.addIssue({ code: 'custom', message: `not an IPv4/IPv6 address or network: ${JSON.stringify(v)} (e.g. 192.0.2.0/24, 2001:db8::/48)` });
     return z.NEVER;
   }
+  if (c.prefix === 0) {
+    // ipset's hash:net types refuse a zero prefix ("The value of the CIDR parameter of the IP address is invalid").
+    const [bits, halves] = c.family === 4 ? [32, '0.0.0.0/1 and 128.0.0.0/1'] : [128, '::/1 and 8000::/1'];
+    ctx.addIssue({
+      code: 'custom',
+      message: `${c.text} cannot be stored (ipset hash:net holds /1 to /${bits}): to allow every IPv${c.family} address on these ports, list ${halves}`,
+    });
+    return z.NEVER;
+  }
   return c.text;
 });
 

@@ -227,9 +227,7 @@ function rangesToCidrs(ranges: [bigint, bigint][], bits: number): string[] {
         size *= 2n;
         prefix--;
       }
-      const bytes: number[] = [];
-      for (let i = bits / 8 - 1; i >= 0; i--) bytes.push(Number((start >> BigInt(i * 8)) & 0xffn));
-      out.push(`${ipaddr.fromByteArray(bytes).toString()}/${prefix}`);
+      out.push(`${bigToText(start, bits)}/${prefix}`);
       start += size;
     }
   }
@@ -253,6 +251,32 @@ function refusedRanges(blocks: Parsed[], inner?: [bigint, bigint][]): [bigint, b
 }
 
 const refusedV4 = refusedRanges(V4);
+const refusedV6 = refusedRanges(V6, refusedV4);
+
+function bigToText(n: bigint, bits: number): string {
+  const bytes: number[] = [];
+  for (let i = bits / 8 - 1; i >= 0; i--) bytes.push(Number((n >> BigInt(i * 8)) & 0xffn));
+  return ipaddr.fromByteArray(bytes).toString();
+}
+
+/**
+ * The lowest address of a network that the guard would refuse as an answer, with the
+ * reason, or null when the network holds none (config warnings for allow[].cidr).
+ */
+export function refusedExample(c: Cidr): { ip: string; reason: string } | null {
+  const bits = c.family === 4 ? 32 : 128;
+  const first = toBig(bytesOf(c.text));
+  const last = first + (1n << BigInt(bits - c.prefix)) - 1n;
+  let lowest: bigint | undefined;
+  for (const [f, l] of c.family === 4 ? refusedV4 : refusedV6) {
+    if (f > last || l < first) continue;
+    const x = f > first ? f : first;
+    if (lowest === undefined || x < lowest) lowest = x;
+  }
+  if (lowest === undefined) return null;
+  const ip = bigToText(lowest, bits);
+  return { ip, reason: forbiddenReason({ text: ip, family: c.family })! };
+}
 
 /**
  * Destinations the rebinding guard refuses, as CIDRs (canonical text, merged, sorted), for
@@ -260,7 +284,7 @@ const refusedV4 = refusedRanges(V4);
  * which lets the proxy reach any address on its ports, must not reach these.
  */
 export const REFUSED_V4_CIDRS: readonly string[] = Object.freeze(rangesToCidrs(refusedV4, 32));
-export const REFUSED_V6_CIDRS: readonly string[] = Object.freeze(rangesToCidrs(refusedRanges(V6, refusedV4), 128));
+export const REFUSED_V6_CIDRS: readonly string[] = Object.freeze(rangesToCidrs(refusedV6, 128));
 
 /**
  * A string that sorts like compareIp (family, then numeric): computed once per

@@ -68,7 +68,7 @@ describe('egressfw plan (CLI)', () => {
     const r = await run(['plan', '--config', good(), '--state-dir', path.join(dir, 'none'), '--json']);
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(Object.keys(doc)).toEqual(['version', 'config', 'observed', 'dnsServers', 'domains', 'networks', 'pending', 'changes', 'blockers', 'render']);
+    expect(Object.keys(doc)).toEqual(['version', 'config', 'configWarnings', 'observed', 'dnsServers', 'domains', 'networks', 'pending', 'changes', 'blockers', 'render']);
     expect(doc.domains.map((d: { name: string; status: string }) => `${d.name}=${d.status}`)).toEqual([
       'api.example.com=ok',
       'evil.example.com=refused-private',
@@ -109,6 +109,30 @@ describe('egressfw plan (CLI)', () => {
     const r = await run(['plan', '--config', path.join(dir, 'nope.yml')]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/file not found; create it \(start from examples\/egressfw\.yml\) or pass --config FILE/);
+  });
+
+  it('a YAML alias bomb, a FIFO and a world-wide network exit 2 with a message, no stack, no hang', async () => {
+    const bomb = config(['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefghi'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`)].join('\n'));
+    const fifo = path.join(dir, 'fifo.yml');
+    await execa('mkfifo', [fifo]);
+    const world = config('allow:\n  - cidr: 0.0.0.0/0\n');
+    for (const [f, message] of [
+      [bomb, /YAML: too many aliases/],
+      [fifo, /not a regular file/],
+      [world, /allow\[0\]\.cidr: 0\.0\.0\.0\/0 .*0\.0\.0\.0\/1 and 128\.0\.0\.0\/1/],
+    ] as const) {
+      const r = await execa('node', [cli, 'plan', '--config', f], { reject: false, timeout: 10_000 });
+      expect([f, r.exitCode, r.timedOut]).toEqual([f, 2, false]);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    }
+  });
+
+  it('config warnings (here: an empty allowlist) go to stderr, the plan still prints', async () => {
+    const r = await run(['plan', '--config', config(`allow: []\ndns:\n  servers: [127.0.0.1]\n  port: ${dns.port}\n`), '--state-dir', path.join(dir, 'state-warn')]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/^warning: .*allows nothing/m);
+    expect(r.stdout).toMatch(/^egressfw plan: /);
   });
 
   it('an unknown flag or command exits 2', async () => {
