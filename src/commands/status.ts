@@ -6,6 +6,7 @@ import { DOCKER_USER, FAMILIES } from '../plan/names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
+import { printable } from '../text.js';
 
 export interface StatusOptions {
   config: string;
@@ -68,16 +69,17 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
           ? 'PARTIAL (see the warnings below)'
           : 'ENFORCED';
     out.push(`egressfw status: ${word}`);
-    if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${state.lastSync.message}`);
+    // Strings below come from the state file: escape what a terminal would act on.
+    if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${printable(state.lastSync.message)}`);
     out.push(`kernel: egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries; jump v4 ${jumps.v4}, v6 ${jumps.v6}`);
     if (doc.ufw) out.push(`ufw: ${doc.ufw.enabled ? 'active' : 'INACTIVE'}, outgoing ${doc.ufw.outgoing}, egressfw block ${doc.ufw.hooked ? 'present' : 'MISSING'}`);
     out.push('', 'Domains');
     for (const d of domains) {
-      out.push(`  ${d.name}  ${d.status}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
-      for (const i of d.ips) out.push(`    ${i.ip}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
+      out.push(`  ${printable(d.name)}  ${printable(d.status)}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
+      for (const i of d.ips) out.push(`    ${printable(i.ip)}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
     }
-    if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${d}`));
-    for (const w of doc.warnings) out.push(`warning: ${w}`);
+    if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${printable(d)}`));
+    for (const w of doc.warnings) out.push(`warning: ${printable(w)}`);
     deps.out(`${out.join('\n')}\n`);
   }
   return doc.enforced ? 0 : 3;

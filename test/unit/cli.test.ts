@@ -16,6 +16,8 @@ beforeAll(async () => {
       'api.example.com': [A('api.example.com', '203.0.113.10', 120), AAAA('api.example.com', '2001:db8:10::10', 120)],
       'www.example.com': [CNAME('www.example.com', 'api.example.com'), A('api.example.com', '203.0.113.10', 120)],
       'evil.example.com': [A('evil.example.com', '169.254.169.254')],
+      // a CNAME target with a terminal escape and a newline in a label
+      'esc.example.com': [CNAME('esc.example.com', 'x\x1b[2J\nfake.example.net')],
     }),
   ).start();
   dir = mkdtempSync(path.join(tmpdir(), 'egressfw-cli-'));
@@ -126,6 +128,14 @@ describe('egressfw plan (CLI)', () => {
       expect(r.stderr).toMatch(message);
       expect(r.stderr).not.toMatch(/^\s+at /m);
     }
+  });
+
+  it('control characters from DNS are escaped in the text output', async () => {
+    const f = config(`allow:\n  - domain: esc.example.com\ndns:\n  servers: [127.0.0.1]\n  port: ${dns.port}\n  timeout: 500ms\n  attempts: 1\nipv6: false\n`);
+    const r = await run(['plan', '--config', f, '--state-dir', path.join(dir, 'state-esc')]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(r.stdout).toContain('CNAME target x\\x1b[2j\\nfake.example.net does not exist (NXDOMAIN)');
   });
 
   it('config warnings (here: an empty allowlist) go to stderr, the plan still prints', async () => {
