@@ -60,13 +60,15 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
         minTtl: config.dns.minTtl,
         maxTtl: config.dns.maxTtl,
         ipv6: config.ipv6,
+        maxAddresses: config.dns.maxAddresses,
+        deadlineMs: config.dns.deadlineMs,
       },
       config.domains.map((d) => ({ name: d.name, allowPrivate: d.allowPrivate })),
     ),
     deps.observe(wanted(config)),
     deps.inspectDocker ? deps.inspectDocker() : Promise.resolve(null),
   ]);
-  const merged = mergeResolutions(prev, resolutions, deps.now, config.staleGrace, domainStatus);
+  const merged = mergeResolutions(prev, resolutions, deps.now, config.staleGrace, domainStatus, config.dns.maxAddresses);
   const allowed = merged.allowed;
   // Without DNS nothing was learned: keep the saved per-name status and history as they are.
   const state = deps.resolve === false ? { ...prev, domains: Object.fromEntries(config.domains.filter((d) => prev.domains[d.name]).map((d) => [d.name, prev.domains[d.name]!])) } : merged.state;

@@ -6,6 +6,7 @@ import type { QueryFn } from '../resolve/dns-client.js';
 import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
+import { printable } from '../text.js';
 
 export interface PlanOptions {
   config: string;
@@ -47,6 +48,7 @@ export function planJson(round: Round, configPath: string) {
   return {
     version: 1,
     config: configPath,
+    configWarnings: round.config.warnings,
     observed: { readable: round.observed.readable, missingTools: round.missingTools },
     dnsServers: round.dns.map((s) => `${s.host}${s.port === 53 ? '' : `#${s.port}`}`),
     domains: round.allowed.map((d) => ({
@@ -94,20 +96,23 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
     const ips = d.ips.length
       ? d.ips.map((ip) => `${ip.ip}${ip.source === 'answer' ? '' : ` (${ip.source})`}`).join(', ')
       : 'nothing allowed for it';
-    out.push(`  ${d.name.padEnd(width)}  ${d.status.padEnd(9)}  ${ports.get(d.name)}  ${ips}`);
-    if (d.detail) out.push(`  ${''.padEnd(width)}  ${d.detail}`);
+    out.push(`  ${printable(d.name).padEnd(width)}  ${printable(d.status).padEnd(9)}  ${ports.get(d.name)}  ${printable(ips)}`);
+    // detail quotes DNS data (CNAME targets): escape what a terminal would act on
+    if (d.detail) out.push(`  ${''.padEnd(width)}  ${printable(d.detail)}`);
   }
-  const refused = round.resolutions.flatMap((r) => r.refused.map((x) => `  ${r.name} -> ${x.ip} refused: ${x.reason} (set allowPrivate: true on the entry if this is intended)`));
+  const refused = round.resolutions.flatMap((r) =>
+    r.refused.map((x) => `  ${printable(r.name)} -> ${printable(x.ip)} refused: ${printable(x.reason)} (set allowPrivate: true on the entry if this is intended)`),
+  );
   if (refused.length) out.push('', 'Refused answers (DNS rebinding guard)', ...refused);
   if (config.cidrs.length) {
     out.push('', 'Networks');
     for (const c of config.cidrs) out.push(`  ${c.cidr}  ${c.ports.map(portText).join(' ')}`);
   }
   out.push('', plan.ops.length ? `Changes (${plan.ops.length})` : 'No changes: the kernel already matches the allowlist.');
-  for (const op of plan.ops) out.push(`  ${describeOp(op)}`);
+  for (const op of plan.ops) out.push(`  ${printable(describeOp(op))}`);
   if (plan.blockers.length) {
     out.push('', '`egressfw sync` would stop before any change:');
-    for (const b of plan.blockers) out.push(`  - ${b}`);
+    for (const b of plan.blockers) out.push(`  - ${printable(b)}`);
   }
   const ipset = renderIpset(plan);
   if (ipset) out.push('', '--- ipset restore', ipset.trimEnd());

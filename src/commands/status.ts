@@ -6,6 +6,7 @@ import { describeOp } from '../plan/render.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
 import { coverageText } from '../plan/coverage.js';
+import { printable } from '../text.js';
 
 export interface StatusOptions {
   config: string;
@@ -61,7 +62,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
     drift,
-    warnings: [...stateNotes(file, loaded), ...round.plan.blockers],
+    warnings: [...config.warnings, ...stateNotes(file, loaded), ...round.plan.blockers],
   };
   if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
   else {
@@ -74,7 +75,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
           ? 'PARTIAL (see below)'
           : 'ENFORCED';
     out.push(`egressfw status: ${word}`);
-    if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${state.lastSync.message}`);
+    if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${printable(state.lastSync.message)}`);
     out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (refused connections are recorded and let through)' : 'enforce'}`);
     out.push(`host: ipset egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries`);
     if (containers) {
@@ -86,11 +87,11 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     out.push(...coverageText(round.coverage));
     out.push('', 'Domains');
     for (const d of domains) {
-      out.push(`  ${d.name}  ${d.status}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
-      for (const i of d.ips) out.push(`    ${i.ip}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
+      out.push(`  ${printable(d.name)}  ${printable(d.status)}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
+      for (const i of d.ips) out.push(`    ${printable(i.ip)}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
     }
-    if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${d}`));
-    for (const w of doc.warnings) out.push(`warning: ${w}`);
+    if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${printable(d)}`));
+    for (const w of doc.warnings) out.push(`warning: ${printable(w)}`);
     deps.out(`${out.join('\n')}\n`);
   }
   return doc.enforced ? 0 : 3;
