@@ -8,6 +8,7 @@ import type { QueryFn } from './resolve/dns-client.js';
 import { mergeResolutions, type AllowedDomain, type State } from './resolve/merge.js';
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
+import { buildCoverage, type Coverage, type DockerView } from './plan/coverage.js';
 
 /** Everything one round computes, from config to plan. Shared by `plan` and `sync`. */
 export interface Round {
@@ -20,6 +21,8 @@ export interface Round {
   observed: Observed;
   missingTools: string[];
   plan: Plan;
+  /** every Docker network and how it is enforced (or why not) */
+  coverage: Coverage;
 }
 
 export interface RoundDeps {
@@ -29,6 +32,8 @@ export interface RoundDeps {
   now: number;
   /** false: no DNS, use the saved IPs (drift repair, boot, status) */
   resolve?: boolean;
+  /** ask Docker for its engine and networks (coverage report); absent: not asked */
+  inspectDocker?: () => Promise<DockerView>;
 }
 
 export async function dnsServers(config: Config, readText: RoundDeps['readText']): Promise<DnsServer[]> {
@@ -42,7 +47,7 @@ export async function dnsServers(config: Config, readText: RoundDeps['readText']
 
 export async function computeRound(config: Config, prev: State, deps: RoundDeps): Promise<Round> {
   const dns = await dnsServers(config, deps.readText);
-  const [resolutions, observation] = await Promise.all([
+  const [resolutions, observation, dockerView] = await Promise.all([
     deps.resolve === false
       ? Promise.resolve(config.domains.map((d) => notAsked(d.name, config.ipv6)))
       : resolveAll(
@@ -55,12 +60,15 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
         minTtl: config.dns.minTtl,
         maxTtl: config.dns.maxTtl,
         ipv6: config.ipv6,
+        maxAddresses: config.dns.maxAddresses,
+        deadlineMs: config.dns.deadlineMs,
       },
       config.domains.map((d) => ({ name: d.name, allowPrivate: d.allowPrivate })),
     ),
     deps.observe(wanted(config)),
+    deps.inspectDocker ? deps.inspectDocker() : Promise.resolve(null),
   ]);
-  const merged = mergeResolutions(prev, resolutions, deps.now, config.staleGrace, domainStatus);
+  const merged = mergeResolutions(prev, resolutions, deps.now, config.staleGrace, domainStatus, config.dns.maxAddresses);
   const allowed = merged.allowed;
   // Without DNS nothing was learned: keep the saved per-name status and history as they are.
   const state = deps.resolve === false ? { ...prev, domains: Object.fromEntries(config.domains.filter((d) => prev.domains[d.name]).map((d) => [d.name, prev.domains[d.name]!])) } : merged.state;
@@ -75,7 +83,8 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
         (observation.missingTools.includes('dockerd') ? ', or set `containers.enabled: false` to manage the host only' : ''),
     );
   }
-  return { config, dns, resolutions, allowed, state, desired, observed: observation.observed, missingTools: observation.missingTools, plan };
+  const coverage = buildCoverage(config, dockerView, observation.observed.ufw ? observation.observed.ufw.enabled : null);
+  return { config, dns, resolutions, allowed, state, desired, observed: observation.observed, missingTools: observation.missingTools, plan, coverage };
 }
 
 /** Which tools this config needs besides iptables and ipset. */

@@ -92,6 +92,8 @@ export interface History {
 export const emptyHistory = (): History => ({ version: 1, containers: new Map(), spans: [], names: [], tracked: new Map(), hits: [] });
 
 export const HISTORY_FILE = 'audit-history.jsonl';
+/** flock(2) lock of collections, in the state dir (never unlinked: see src/system/lock.ts) */
+export const AUDIT_LOCK = 'audit.lock';
 
 export interface Limits {
   hits: number;

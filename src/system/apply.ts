@@ -3,14 +3,35 @@ import type { Family } from '../net/ip.js';
 import type { Plan } from '../plan/diff.js';
 import { TMP_SET } from '../plan/names.js';
 import type { Observed } from '../plan/observed.js';
-import { renderIpset, renderIptables } from '../plan/render.js';
+import { restoreBatch } from '../plan/nft.js';
+import { renderIpset, renderIptables, renderNft } from '../plan/render.js';
 import { rollbackIpset, rollbackIptables, rollbackUfw } from '../plan/rollback.js';
 import type { Exec } from './exec.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * nft reads JSON only from a file it opens by name (`-f -` means /dev/stdin, which a
+ * socket-backed stdin cannot be opened as): hand it a private temp file.
+ */
+async function nftJsonFile(exec: Exec, json: string): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'egressfw-'));
+  try {
+    const file = path.join(dir, 'restore.json');
+    await writeFile(file, json, { flag: 'wx', mode: 0o600 });
+    await run(exec, ['nft', '-j', '-f', file]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 export interface ApplyDeps {
   exec: Exec;
   writeFileAtomic: (file: string, text: string) => Promise<void>;
   backupOnce: (file: string, backup: string) => Promise<void>;
+  /** aborted (SIGINT/SIGTERM): the next step fails instead of starting, and the normal rollback runs */
+  signal?: AbortSignal;
 }
 
 export class ApplyError extends EgressfwError {}
@@ -33,7 +54,7 @@ interface Step {
 
 /**
  * The only code that writes to the kernel and the ufw files. Steps run in
- * order (sets, ufw, iptables, ip6tables); if one fails, the ones before it
+ * order (sets, ufw, nft, iptables, ip6tables); if one fails, the ones before it
  * (and any partial work of the failing one) are undone in reverse order, so
  * the previous rules stay in force, and the error names the failed step.
  */
@@ -80,7 +101,20 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
         if (!u) return;
         for (const f of u.files) await deps.writeFileAtomic(f.file, f.text);
         for (const argv of u.commands) await run(exec, argv);
+        for (const f of [4, 6] as Family[]) if (u.refill[f]) await run(exec, [RESTORE[f], '--noflush'], u.refill[f]);
       },
+    });
+  }
+
+  // Containers: one nft transaction (all or nothing). Before the iptables step, so the pre-0.2
+  // chain it removes is only gone once the table enforces.
+  const nft = renderNft(plan);
+  if (nft) {
+    steps.push({
+      name: 'nft',
+      partial: false,
+      run: () => run(exec, ['nft', '-f', '-'], nft),
+      undo: () => nftJsonFile(exec, restoreBatch(before.nft?.raw ?? null)),
     });
   }
 
@@ -98,15 +132,20 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
     });
   }
 
+  // Interruption is checked before each step and once after the last: until applyPlan returns, a signal undoes it all.
+  if (deps.signal) steps.push({ name: 'the last step', partial: false, run: async () => {}, undo: async () => {} });
   const done: Step[] = [];
   for (const step of steps) {
+    let started = false;
     try {
+      if (deps.signal?.aborted) throw new Error(`interrupted by ${String(deps.signal.reason)} before ${step.name === 'the last step' ? 'the sync finished' : step.name}`);
+      started = true;
       await step.run();
       done.push(step);
     } catch (e) {
       // Newest first: the failing step's leftovers, then the completed steps backwards
       // (so iptables, which references the sets, is undone before ipset).
-      const order = [...(step.partial ? [step] : []), ...[...done].reverse()];
+      const order = [...(step.partial && started ? [step] : []), ...[...done].reverse()];
       const problems: string[] = [];
       for (const s of order) {
         try {
@@ -118,8 +157,8 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
       const what = (e as Error).message;
       throw new ApplyError(
         problems.length
-          ? `${step.name} failed: ${what}\nRolling back did not fully succeed:\n${problems.map((p) => `  - ${p}`).join('\n')}\nRun \`egressfw plan\` to see the current state.`
-          : `${step.name} failed: ${what}\nEverything this sync changed was rolled back; the previous rules are in force.`,
+          ? `${started ? `${step.name} failed: ` : ''}${what}\nRolling back did not fully succeed:\n${problems.map((p) => `  - ${p}`).join('\n')}\nRun \`egressfw plan\` to see the current state.`
+          : `${started ? `${step.name} failed: ` : ''}${what}\nEverything this sync changed was rolled back; the previous rules are in force.`,
       );
     }
   }

@@ -1,7 +1,7 @@
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { applyCollection, applySnapshot, type ContainerInfo, type RecordSource } from '../audit/collect.js';
-import { HISTORY_FILE, parseHistory, serializeHistory, trimHistory, type History } from '../audit/history.js';
+import { AUDIT_LOCK, HISTORY_FILE, parseHistory, serializeHistory, trimHistory, type History } from '../audit/history.js';
 import { GATE_LOG, GATE_LOG_TAIL_BYTES, parseGateLog, type GateEntry } from '../audit/names.js';
 import { nftChainMode, parseIpsetRefusedSet, parseNftRefusedSet, type KernelRecord, type SetRead } from '../audit/records.js';
 import { PreconditionError } from '../errors.js';
@@ -26,7 +26,7 @@ export interface AuditDeps {
 }
 
 export const historyFile = (stateDir: string) => path.join(stateDir, HISTORY_FILE);
-const lockFile = (stateDir: string) => path.join(stateDir, 'audit.lock');
+const lockFile = (stateDir: string) => path.join(stateDir, AUDIT_LOCK);
 
 export interface KernelRead {
   records: KernelRecord[];
@@ -169,7 +169,8 @@ export async function collectAudit(stateDir: string, deps: AuditDeps): Promise<C
     const [kernel, list, stateText, gate] = await Promise.all([readKernelRecords(deps.exec), containers(deps, notes), deps.readText(stateFile(stateDir)), gateLog()]);
     notes.push(...kernel.notes);
     const now = deps.now();
-    const state = stateText === null ? null : parseState(stateText).state;
+    // Only the names and their addresses are used here; without the config, no TTL clamp or allowPrivate exemption.
+    const state = stateText === null ? null : parseState(stateText, { now }).state;
     const next = trimHistory(
       applyCollection(history, { now, records: kernel.records, read: kernel.read, containers: list, domains: state?.domains ?? null, gate, modes: kernel.modes }),
       now,

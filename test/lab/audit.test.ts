@@ -1,12 +1,12 @@
 // Audit mode, the record of refused connections, `report` and `suggest` (issue 12), against a real kernel, ufw and
 // dockerd inside the namespaced lab. Needs egressfw's own nftables table (containers) and the host's record sets.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { labDescribe } from './gate.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { efw, writeConfig } from './efw.js';
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn('lab tests need root (network namespaces, nft, ipset, dockerd): skipped');
 
 const BLOCKED_V4 = '203.0.113.20';
 const BLOCKED_V6 = '2001:db8:20::20';
@@ -23,7 +23,7 @@ interface ReportDoc {
   notes: string[];
 }
 
-describe.skipIf(!isRoot)('audit mode, report and suggest (real kernel, ufw, dockerd)', () => {
+labDescribe('audit mode, report and suggest (real kernel, ufw, dockerd)', { docker: true }, () => {
   let lab: Lab;
   let machineBefore: string;
   let stateDir: string;

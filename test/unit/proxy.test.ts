@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { buildDesired, proxyWildcardRules } from '../../src/plan/desired.js';
+import { buildDesired } from '../../src/plan/desired.js';
 import { checkBaseCompose, parseBaseCompose } from '../../src/proxy/base.js';
 import { checkMountDir, GENERATED_MARKER, lastHost, renderProxy, type ProxyRenderInput } from '../../src/proxy/render.js';
 import { checkImageRef, checkWildcard } from '../../src/proxy/validate.js';
@@ -28,7 +28,7 @@ const sniConfig = parseConfig(
   services: [app]
   image: registry.example.com/nginx:1.28.0-bookworm
   internalSubnet: 172.31.250.0/24
-  wildcards: ["*.S3.Amazonaws.com", "*.example.com"]
+  wildcards: ["*.Files.Example.NET", "*.example.com"]
   tlsPorts: [443, 8443]
   httpPorts: [80]
 `,
@@ -71,7 +71,7 @@ describe('proxy config', () => {
   });
 
   it('normalises wildcards (lowercase, sorted, unique) and services', () => {
-    expect(sniConfig.proxy.wildcards).toEqual(['*.example.com', '*.s3.amazonaws.com']);
+    expect(sniConfig.proxy.wildcards).toEqual(['*.example.com', '*.files.example.net']);
     expect(perDomainConfig.proxy.services).toEqual(['app', 'worker']);
   });
 
@@ -122,13 +122,25 @@ describe('proxy config', () => {
     expect(checkWildcard('a.*.example.com').ok).toBe(false);
   });
 
+  it('refuses wildcards directly under a public suffix (anyone can register names there)', () => {
+    for (const w of ['*.co.uk', '*.github.io', '*.s3.amazonaws.com', '*.herokuapp.com', '*.us-east-1.compute.amazonaws.com', '*.foo.ck']) {
+      const r = checkWildcard(w);
+      expect([w, r.ok]).toEqual([w, false]);
+      if (!r.ok) expect(r.problem).toMatch(/public suffix/);
+    }
+    // One registrable name and what is below it is fine, also under private suffixes.
+    for (const w of ['*.example.com', '*.example.co.uk', '*.myname.github.io', '*.bucket-1.s3.amazonaws.com', '*.wild.test', '*.bücher.example']) {
+      expect([w, checkWildcard(w).ok]).toEqual([w, true]);
+    }
+    expect(problems('proxy:\n  mode: sni\n  wildcards: ["*.github.io"]\n')[0]).toMatch(
+      /^proxy\.wildcards\[0\]: "\*\.github\.io": github\.io is a public suffix/,
+    );
+  });
+
   it('cross-checks the section', () => {
     expect(problems('proxy:\n  wildcards: ["*.example.com"]\n')).toEqual([
       'proxy.wildcards: wildcards need `mode: sni` (one proxy that routes by name); a per-domain proxy forwards to one fixed name',
     ]);
-    expect(problems('proxy:\n  mode: sni\n  wildcards: ["*.example.com"]\n  egressBridge: efw0\n')[0]).toMatch(
-      /^proxy\.egressBridge: "efw0" matches none of containers\.bridges \(docker0, br-\+\): the firewall would not judge/,
-    );
     expect(problems('proxy:\n  services: [app]\n  peers: [app]\n')).toEqual(['proxy.peers: "app" is also in proxy.services (a service is either protected or a peer)']);
     expect(problems('proxy:\n  internalNetwork: x\n  egressNetwork: x\n')).toEqual(['proxy.egressNetwork: must differ from proxy.internalNetwork']);
     expect(problems('proxy:\n  httpPorts: [80, 443]\n')[0]).toMatch(/^proxy\.httpPorts: 443 is also in proxy\.tlsPorts/);
@@ -226,7 +238,7 @@ describe('proxy render: sni', () => {
         '        deb.example.org deb.example.org:443;',
         '        git.example.net git.example.net:443;',
         '        ~*^([a-z0-9-]+\\.)+example\\.com$ $ssl_preread_server_name:443;  # *.example.com',
-        '        ~*^([a-z0-9-]+\\.)+s3\\.amazonaws\\.com$ $ssl_preread_server_name:443;  # *.s3.amazonaws.com',
+        '        ~*^([a-z0-9-]+\\.)+files\\.example\\.net$ $ssl_preread_server_name:443;  # *.files.example.net',
         '    }',
         '    server {',
         '        listen 443;',
@@ -258,7 +270,7 @@ describe('proxy render: sni', () => {
     expect(r.notes).toEqual([
       'deb.example.org: 53/udp is not proxied in sni mode (only TLS and HTTP carry a name); use --mode per-domain for it',
       'git.example.net: 22/tcp is not proxied in sni mode; add 22 to proxy.tlsPorts or proxy.httpPorts',
-      'names under *.example.com, *.s3.amazonaws.com cannot be network aliases: give the protected services extra_hosts entries "NAME:172.31.250.254" for the names they use',
+      'names under *.example.com, *.files.example.net cannot be network aliases: give the protected services extra_hosts entries "NAME:172.31.250.254" for the names they use',
     ]);
   });
 
@@ -272,22 +284,16 @@ describe('proxy render: sni', () => {
 });
 
 describe('proxy: the one firewall rule SNI wildcards need', () => {
-  it('lets only the proxy bridge reach any IPv4 address on the proxied ports, after the allowlist, before the rejects', () => {
-    expect(proxyWildcardRules(sniConfig)).toEqual([
-      '-A EGRESSFW -i br-egressfw -p tcp -m multiport --dports 80,443,8443 -m comment --comment "egressfw proxy-wildcards" -j RETURN',
-    ]);
-    const d = buildDesired(sniConfig, [], [{ host: '198.51.100.53', port: 53 }]);
-    const v4 = d.containerRules![4];
-    const at = v4.findIndex((l) => l.includes('proxy-wildcards'));
-    expect(v4[at - 1]).toContain('--match-set egressfw-v4');
-    expect(v4[at + 1]).toContain('-j REJECT');
-    expect(d.containerRules![6].some((l) => l.includes('proxy-wildcards'))).toBe(false);
+  it('lets only the proxy bridge reach public IPv4 addresses on the proxied ports, after the allowlist, before the rejects', () => {
+    const rules = buildDesired(sniConfig, [], [{ host: '198.51.100.53', port: 53 }]).nft!.rules;
+    const at = rules.findIndex((r) => r.tag === 'proxy-wildcards');
+    expect(rules[at]!.text).toMatch(/^iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .*169\.254\.0\.0\/16.* \} tcp dport \{ 80, 443, 8443 \} accept$/);
+    expect(at).toBeLessThan(rules.findIndex((r) => r.tag === 'reject'));
+    expect(rules.filter((r) => r.tag.startsWith('proxy'))).toHaveLength(1);
   });
 
   it('adds nothing without wildcards', () => {
-    expect(proxyWildcardRules(perDomainConfig)).toEqual([]);
-    const d = buildDesired(perDomainConfig, [], []);
-    expect(d.containerRules![4].some((l) => l.includes('proxy'))).toBe(false);
+    expect(buildDesired(perDomainConfig, [], []).nft!.rules.some((r) => r.tag.includes('proxy'))).toBe(false);
   });
 });
 
