@@ -9,7 +9,6 @@ import { runUninstall } from './commands/uninstall.js';
 import { DEFAULT_PROXY_OUT, runProxy } from './commands/proxy.js';
 import { runReport } from './commands/report.js';
 import { runSuggest } from './commands/suggest.js';
-import { listContainers } from './system/audit-docker.js';
 import { fileURLToPath } from 'node:url';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,6 +18,7 @@ import { query } from './resolve/dns-client.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { acquireLock } from './system/lock.js';
+import { dockerClient } from './system/docker.js';
 import { observe, type Wanted } from './system/observe.js';
 import { inspectDocker } from './system/docker-view.js';
 import { DEFAULT_STATE_DIR, removeStateFiles, setAsideDamaged } from './system/state.js';
@@ -150,7 +150,7 @@ function installDeps() {
 }
 
 function auditDeps() {
-  return { exec: realExec, readText, writeFileAtomic, listContainers: () => listContainers(), acquireLock: (file: string) => acquireLock(file), now: () => Math.floor(Date.now() / 1000), isRoot, out };
+  return { exec: realExec, readText, writeFileAtomic, listContainers: () => dockerClient().containers({ all: true }), acquireLock: (file: string) => acquireLock(file), now: () => Math.floor(Date.now() / 1000), isRoot, out };
 }
 
 function syncDeps() {

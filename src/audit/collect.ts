@@ -122,7 +122,7 @@ export function applyCollection(h0: History, c: Collection): History {
   const tracked = new Map([...h.tracked].filter(([key]) => !read.has(sourceOfKey(key))));
   const hits: Hit[] = [...h.hits];
   for (const r of c.records) {
-    const key = recordKey(r);
+    const key = r.rawPort === undefined ? recordKey(r) : `${recordKey(r)}|${r.rawPort}`;
     const prev = h.tracked.get(key);
     tracked.set(key, { packets: r.packets, at: c.now });
     const added = r.addedAgo !== undefined ? c.now - r.addedAgo : undefined;

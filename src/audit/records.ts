@@ -21,7 +21,15 @@ export interface KernelRecord {
   lastAgo?: number;
   /** seconds from the element's creation to the read (ipset: `-j SET` without --exist never refreshes it) */
   addedAgo?: number;
+  /**
+   * the kernel's own port value when `port` was normalised: nft's `th dport` reads two bytes of any
+   * transport header, for ICMP its checksum; the element is tracked by it, reported as port 0
+   */
+  rawPort?: string;
 }
+
+/** Protocols with ports at `th dport`; for the others the value means nothing. */
+export const PORT_PROTOS = new Set(['tcp', 'udp', 'sctp', 'dccp', 'udplite']);
 
 export const HOST = 'host';
 
@@ -71,15 +79,10 @@ export function parseNftRefusedSet(text: string): SetRead {
     const counter = (wrapped?.counter ?? {}) as { packets?: unknown; bytes?: unknown };
     const expires = asNumber(wrapped?.expires);
     const elTimeout = asNumber(wrapped?.timeout) ?? timeout;
-    const rec: KernelRecord = {
-      family: src.family,
-      src: src.text,
-      dst: dst.text,
-      proto: String(parts[2]),
-      port: String(asNumber(parts[3]) ?? parts[3]),
-      packets: asNumber(counter.packets) ?? 0,
-      bytes: asNumber(counter.bytes) ?? 0,
-    };
+    const proto = String(parts[2]);
+    const port = String(asNumber(parts[3]) ?? parts[3]);
+    const rec: KernelRecord = { family: src.family, src: src.text, dst: dst.text, proto, port, packets: asNumber(counter.packets) ?? 0, bytes: asNumber(counter.bytes) ?? 0 };
+    if (!PORT_PROTOS.has(proto) && port !== '0') Object.assign(rec, { port: '0', rawPort: port });
     if (expires !== undefined && elTimeout !== undefined) rec.lastAgo = Math.max(0, elTimeout - expires);
     records.push(rec);
   }

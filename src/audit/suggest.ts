@@ -27,7 +27,8 @@ interface Wanted {
   sharedWith: Set<string>;
 }
 
-const PORT_PROTOS = new Set(['tcp', 'udp']);
+/** what an allow entry can say */
+const ALLOWABLE = new Set(['tcp', 'udp']);
 
 /** "shop/web" for compose services, else the container name; "the host"; "unattributed IP". */
 function whoOf(s: ReportSource): string {
@@ -57,7 +58,7 @@ export function renderSuggestion({ report, allowed = [], gateRefused = new Map()
     const who = whoOf(s);
     for (const ip of s.ips) byIp.set(ip, who);
     for (const d of s.destinations) {
-      if (!PORT_PROTOS.has(d.proto) || !/^[0-9]+$/.test(d.port) || d.port === '0') {
+      if (!ALLOWABLE.has(d.proto) || !/^[0-9]+$/.test(d.port) || d.port === '0') {
         other.push(`${portText(d.proto, d.port)} to ${d.dst} from ${who} (${plural(d.count, 'attempt')})`);
         continue;
       }

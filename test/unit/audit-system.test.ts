@@ -6,7 +6,6 @@ import type { ContainerInfo } from '../../src/audit/collect.js';
 import { runReport } from '../../src/commands/report.js';
 import { runSuggest } from '../../src/commands/suggest.js';
 import type { Exec } from '../../src/system/exec.js';
-import { fromApi } from '../../src/system/audit-docker.js';
 import { collectAudit, historyFile, readKernelRecords, readTail, snapshotContainers, type AuditDeps } from '../../src/system/audit.js';
 import { readText, writeFileAtomic } from '../../src/system/files.js';
 import { acquireLock } from '../../src/system/lock.js';
@@ -162,19 +161,5 @@ describe('collectAudit / report / suggest against a fake kernel and a real state
     await new Promise((r) => setTimeout(r, 250));
     await release();
     expect((await pending).history.collectedAt).toBe(T0);
-  });
-});
-
-describe('Docker stand-in', () => {
-  it("maps Docker's /containers/json to the client's shape", () => {
-    expect(
-      fromApi([
-        { Id: 'x'.repeat(64), Names: ['/web-1'], Image: 'nginx', Labels: { a: 'b' }, State: 'running', NetworkSettings: { Networks: { bridge: { IPAddress: '198.51.100.66', GlobalIPv6Address: '' } } } },
-        { Id: 'y'.repeat(64), State: 'exited', NetworkSettings: { Networks: null } },
-      ]),
-    ).toEqual([
-      { id: 'x'.repeat(64), name: 'web-1', image: 'nginx', labels: { a: 'b' }, state: 'running', networks: [{ name: 'bridge', ipv4: '198.51.100.66', ipv6: null }] },
-      { id: 'y'.repeat(64), name: 'yyyyyyyyyyyy', image: '', labels: {}, state: 'exited', networks: [] },
-    ]);
   });
 });

@@ -60,6 +60,9 @@ describe('kernel record parsers (real nft 1.0.6 / ipset 7.17 output)', () => {
       { family: 4, src: '198.51.100.66', dst: '203.0.113.9', proto: '200', port: '0', packets: 0, bytes: 0 },
     ]);
     expect(() => parseNftRefusedSet('Error: No such file or directory')).toThrow(/no valid JSON/);
+    // th dport of an ICMP packet is its checksum: reported as port 0, tracked by the kernel's value
+    const icmp = parseNftRefusedSet(doc([{ elem: { val: { concat: ['198.51.100.66', '203.0.113.9', 'icmp', 52301] }, counter: { packets: 1, bytes: 84 } } }])).records[0]!;
+    expect(icmp).toMatchObject({ proto: 'icmp', port: '0', rawPort: '52301' });
   });
 
   it('ipset: destination, proto:port (ICMP by type name) and how long ago the element was added', () => {
@@ -154,6 +157,17 @@ describe('collection: counter growth becomes attempts, attributed when collected
     // the element expired and was added again 10 s ago with 6 packets since: 6 attempts, not 2
     h = applyCollection(h, coll({ now: T0 + 60, records: [{ ...hostRec, packets: 6, addedAgo: 10 }] }));
     expect(h.hits[1]).toMatchObject({ n: 6, first: T0 + 50, prev: T0 });
+  });
+
+  it('elements that differ only in a meaningless ICMP "port" are counted apart and reported together', () => {
+    const ping = (raw: string, packets: number): KernelRecord => rec({ proto: 'icmp', port: '0', rawPort: raw, packets });
+    let h = applyCollection(emptyHistory(), coll({ records: [ping('52301', 1), ping('52045', 1)] }));
+    h = applyCollection(h, coll({ now: T0 + 30, records: [ping('52301', 1), ping('52045', 1), ping('51789', 1)] }));
+    expect(h.hits.map((x) => [x.proto, x.port, x.n])).toEqual([
+      ['icmp', '0', 1],
+      ['icmp', '0', 1],
+      ['icmp', '0', 1],
+    ]);
   });
 
   it('a record set not read this time keeps its counters; one read without the element forgets it', () => {
