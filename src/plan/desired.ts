@@ -1,4 +1,5 @@
 import type { Config } from '../config/load.js';
+import { hostAuditRules, type Mode } from './audit.js';
 import type { Port } from '../config/schema.js';
 import { ipSortKey, parseCidr, sortByKey, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
@@ -72,8 +73,9 @@ function hostDnsRules(family: Family, dns: DnsServer[]): string[] {
   return dns.filter((s) => parseCidr(s.host)?.family === family).flatMap((s) => [dnsRule(HOST_CHAIN, s, 'udp'), dnsRule(HOST_CHAIN, s, 'tcp')]);
 }
 
-function hostRules(family: Family, dns: DnsServer[]): string[] {
-  return [...hostDnsRules(family, dns), `-A ${HOST_CHAIN} -m set --match-set ${SET[family]} dst,dst ${comment('allowed')} -j ACCEPT`];
+function hostRules(family: Family, dns: DnsServer[], mode: Mode): string[] {
+  // Last: record what is not allowed (both modes); audit then accepts it (src/plan/audit.ts).
+  return [...hostDnsRules(family, dns), `-A ${HOST_CHAIN} -m set --match-set ${SET[family]} dst,dst ${comment('allowed')} -j ACCEPT`, ...hostAuditRules(family, mode)];
 }
 
 /**
@@ -102,7 +104,7 @@ export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsS
   return {
     sets,
     nft: config.containers.enabled ? buildNftDesired(config, sets) : null,
-    hostRules: config.host.enabled ? per((f) => hostRules(f, dnsFor(f))) : null,
+    hostRules: config.host.enabled ? per((f) => hostRules(f, dnsFor(f), config.mode)) : null,
     ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f))), enable: config.host.enableUfw } : null,
   };
 }

@@ -6,10 +6,13 @@ import { CHAIN_SPEC, ruleComment, SET_TYPES, STATIC_SETS, type NftDesired } from
 import type { FilterTable, Observed } from './observed.js';
 import { extractBlock } from './observed.js';
 import { upsertBlock } from './ufw-file.js';
+import { REFUSED_HOST_SET } from './audit.js';
 
 export type Op =
   | { kind: 'set'; family: Family; name: string; exists: boolean; tmpExists: boolean; entries: string[]; added: string[]; removed: string[] }
   | { kind: 'chain'; family: Family; chain: string; rules: string[]; reason: string }
+  /** the host's record set of refused connections: created when missing, never replaced (src/plan/audit.ts) */
+  | { kind: 'record-set'; family: Family; name: string }
   /** egressfw's nftables table: declare what is missing, rewrite the sets and/or the chain that differ */
   | { kind: 'nft'; create: boolean; sets: Family[]; chain: boolean; want: NftDesired; added: Record<Family, number>; removed: Record<Family, number>; reason: string }
   | { kind: 'nft-delete' }
@@ -80,7 +83,7 @@ function diffLegacy(family: Family, table: FilterTable): Op[] {
 
 export function withoutHost(plan: Plan): Plan {
   return {
-    ops: plan.ops.filter((o) => !o.kind.startsWith('ufw-') && !(o.kind === 'chain' && o.chain === HOST_CHAIN)),
+    ops: plan.ops.filter((o) => !o.kind.startsWith('ufw-') && o.kind !== 'record-set' && !(o.kind === 'chain' && o.chain === HOST_CHAIN)),
     blockers: plan.blockers.filter((b) => b !== UFW_INACTIVE),
   };
 }
@@ -101,6 +104,8 @@ function diffSets(desired: Desired, observed: Observed): Op[] {
     if (!have.exists || added.length > 0 || removed.length > 0) {
       ops.push({ kind: 'set', family, name: SET[family], exists: have.exists, tmpExists: have.tmpExists, entries: want, added, removed });
     }
+    // EGRESSFW-HOST's last rule references it: created in the same ipset restore, before iptables.
+    if (desired.hostRules && !have.recordExists) ops.push({ kind: 'record-set', family, name: REFUSED_HOST_SET[family] });
   }
   return ops;
 }

@@ -3,12 +3,14 @@ import { setEntry, sortEntries } from './desired.js';
 import { PreconditionError } from '../errors.js';
 import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, SET, TMP_SET, UFW_OUTPUT } from './names.js';
 import type { NftObserved } from './nft.js';
+import { REFUSED_HOST_SET } from './audit.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
 export interface Observed {
   /** false: could not read (not root): the plan assumes nothing of egressfw is installed */
   readable: boolean;
-  sets: Record<Family, { exists: boolean; entries: string[]; tmpExists: boolean }>;
+  /** recordExists: the host's record set of refused connections (src/plan/audit.ts) is there */
+  sets: Record<Family, { exists: boolean; entries: string[]; tmpExists: boolean; recordExists: boolean }>;
   tables: Record<Family, FilterTable>;
   /** egressfw's nftables table; null: it does not exist */
   nft: NftObserved | null;
@@ -118,12 +120,12 @@ export function extractBlock(text: string, file = 'before.rules'): string | null
 }
 
 export function nothingInstalled(): Observed {
-  const emptySet = { exists: false, entries: [], tmpExists: false };
+  const emptySet = { exists: false, entries: [], tmpExists: false, recordExists: false };
   const table = (): FilterTable => ({ chains: new Map([['FORWARD', []]]) });
   return { readable: false, sets: { 4: { ...emptySet }, 6: { ...emptySet } }, tables: { 4: table(), 6: table() }, nft: null, ufw: null };
 }
 
 export function setState(names: Set<string>, saves: Record<Family, string>): Observed['sets'] {
-  const one = (f: Family) => ({ exists: names.has(SET[f]), entries: parseIpsetSave(saves[f], SET[f]), tmpExists: names.has(TMP_SET[f]) });
+  const one = (f: Family) => ({ exists: names.has(SET[f]), entries: parseIpsetSave(saves[f], SET[f]), tmpExists: names.has(TMP_SET[f]), recordExists: names.has(REFUSED_HOST_SET[f]) });
   return { 4: one(4), 6: one(6) };
 }

@@ -2,6 +2,7 @@ import type { Family } from '../net/ip.js';
 import type { Op, Plan } from './diff.js';
 import { CHAIN, TMP_SET } from './names.js';
 import { DELETE_TABLE, renderNftScript } from './nft.js';
+import { refusedSetCreateLine } from './audit.js';
 
 const INET = { 4: 'inet', 6: 'inet6' } as const;
 
@@ -24,6 +25,7 @@ export function createLine(name: string, family: Family, n: number): string {
 export function renderIpset(plan: Plan): string | null {
   const lines: string[] = [];
   for (const op of plan.ops) {
+    if (op.kind === 'record-set') lines.push(refusedSetCreateLine(op.family));
     if (op.kind !== 'set') continue;
     const target = op.exists ? TMP_SET[op.family] : op.name;
     if (op.exists && op.tmpExists) lines.push(`destroy ${TMP_SET[op.family]}`);
@@ -98,6 +100,8 @@ export function describeOp(op: Op): string {
   switch (op.kind) {
     case 'set':
       return `${op.exists ? 'replace' : 'create'} ipset ${op.name}: ${op.entries.length} entries (+${op.added.length} -${op.removed.length})`;
+    case 'record-set':
+      return `create ipset ${op.name} (records refused host connections; kept across syncs)`;
     case 'chain':
       return `${op.family === 4 ? 'iptables' : 'ip6tables'}: write chain ${op.chain} (${op.rules.length} rules; ${op.reason})`;
     case 'nft': {

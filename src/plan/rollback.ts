@@ -14,6 +14,8 @@ import { createLine } from './render.js';
 export function rollbackIpset(plan: Plan, before: Observed): { family: Family; name: string; restore: string | null }[] {
   const out: { family: Family; name: string; restore: string | null }[] = [];
   for (const op of plan.ops) {
+    // a record set is only ever created (it did not exist): destroy it
+    if (op.kind === 'record-set') out.push({ family: op.family, name: op.name, restore: null });
     if (op.kind !== 'set') continue;
     const old = before.sets[op.family];
     if (!old.exists) {

@@ -5,6 +5,7 @@ import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, TMP_SET, UFW_FILE } from
 import { extractBlock, type Observed } from './observed.js';
 import { removeBlock } from './ufw-file.js';
 import { DELETE_TABLE } from './nft.js';
+import { REFUSED_HOST_SET } from './audit.js';
 
 export interface UninstallPlan {
   /** first: jumps out, EGRESSFW gone, EGRESSFW-HOST emptied (ufw may still hook it) */
@@ -84,6 +85,7 @@ export function planUninstall(observed: Observed, original: State['original']): 
   const ipsetDestroy = FAMILIES.flatMap((f) => [
     ...(observed.sets[f].tmpExists ? [TMP_SET[f]] : []),
     ...(observed.sets[f].exists ? [SET[f]] : []),
+    ...(observed.sets[f].recordExists ? [REFUSED_HOST_SET[f]] : []),
   ]);
   for (const s of ipsetDestroy) steps.push(`ipset: destroy ${s}`);
   const nft = observed.nft ? DELETE_TABLE : null;

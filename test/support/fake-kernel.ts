@@ -173,7 +173,7 @@ export class FakeKernel {
       const name = f === 4 ? 'egressfw-v4' : 'egressfw-v6';
       const members = this.sets.get(name);
       const save = members ? [...members].map((e) => `add ${name} ${e}`).join('\n') : '';
-      return { exists: !!members, entries: parseIpsetSave(save, name), tmpExists: this.sets.has(`${name}-new`) };
+      return { exists: !!members, entries: parseIpsetSave(save, name), tmpExists: this.sets.has(`${name}-new`), recordExists: this.sets.has(`egressfw-refused-host-v${f}`) };
     };
     const copy = (m: Map<string, string[]>) => ({ chains: new Map([...m].map(([k, v]) => [k, [...v]])) });
     return {

@@ -6,6 +6,11 @@ import { nftChainMode, parseIpsetRefusedSet, parseNftRefusedSet, HOST, type Kern
 import { parseSince } from '../../src/audit/since.js';
 import { hostAuditRules, hostModeOf, refusedSetCreateLines, refusedSetsToDestroy } from '../../src/plan/audit.js';
 import { parseIptablesSave } from '../../src/plan/observed.js';
+import { parseConfig } from '../../src/config/load.js';
+import { buildDesired } from '../../src/plan/desired.js';
+import { diff } from '../../src/plan/diff.js';
+import { describeOp } from '../../src/plan/render.js';
+import { FakeKernel } from '../support/fake-kernel.js';
 import { fixture } from '../support/files.js';
 
 const T0 = 1_790_000_000;
@@ -37,6 +42,38 @@ describe('host recording rules (src/plan/audit.ts)', () => {
       'create egressfw-refused-host-v6 hash:ip,port family inet6 hashsize 1024 maxelem 65536 timeout 604800 counters',
     ]);
     expect(refusedSetsToDestroy(new Set(['egressfw-refused-host-v6', 'egressfw-v6']))).toEqual(['egressfw-refused-host-v6']);
+  });
+});
+
+describe('host recording in the plan (spliced into desired/diff/render/rollback/uninstall)', () => {
+  const cfg = (mode: string) => parseConfig(`mode: ${mode}\nallow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\n`, 'x');
+  const dns = [{ host: '198.51.100.53', port: 53 }];
+  const kernel = () => {
+    const k = new FakeKernel();
+    k.ufw.files = { 4: fixture('before.rules'), 6: fixture('before6.rules') };
+    return k;
+  };
+
+  it('creates the record sets once, in the ipset step; switching mode rewrites only the chains', () => {
+    const k = kernel();
+    const first = diff(buildDesired(cfg('audit'), [], dns), k.observe());
+    expect(first.ops.filter((o) => o.kind === 'record-set').map(describeOp)).toEqual([
+      'create ipset egressfw-refused-host-v4 (records refused host connections; kept across syncs)',
+      'create ipset egressfw-refused-host-v6 (records refused host connections; kept across syncs)',
+    ]);
+    k.apply(first);
+    expect(k.tables[4].get('EGRESSFW-HOST')!.slice(-2)).toEqual(hostAuditRules(4, 'audit'));
+    expect(diff(buildDesired(cfg('audit'), [], dns), k.observe()).ops).toEqual([]);
+    const toEnforce = diff(buildDesired(cfg('enforce'), [], dns), k.observe());
+    expect(toEnforce.ops.map((o) => o.kind).sort()).toEqual(['chain', 'chain', 'nft']);
+    k.apply(toEnforce);
+    expect(k.tables[6].get('EGRESSFW-HOST')!.at(-1)).toBe(hostAuditRules(6, 'enforce')[0]);
+    expect(k.sets.has('egressfw-refused-host-v4')).toBe(true);
+  });
+
+  it('no host management, no record sets', () => {
+    const c = parseConfig('host: { enabled: false }\nallow: []\ndns: { servers: [198.51.100.53] }\n', 'x');
+    expect(diff(buildDesired(c, [], dns), kernel().observe()).ops.some((o) => o.kind === 'record-set')).toBe(false);
   });
 });
 
