@@ -119,7 +119,7 @@ labDescribe('audit mode, report and suggest (real kernel, ufw, dockerd)', { dock
     const s = await sync();
     expect(s.exitCode, s.stderr).toBe(0);
     const after = await lab.fetch('http://allowed.test:8080/', { container: 'on-usernet' });
-    expect(after.body).toMatch(/name=allowed\.test port=8080/);
+    expect(after.body).toMatch(/port=8080 name=allowed\.test/);
   });
 
   it('uninstall removes every recording set and chain', async () => {
