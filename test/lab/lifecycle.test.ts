@@ -193,7 +193,8 @@ schedule:
       `nft delete table inet egressfw
        for t in iptables ip6tables; do $t -F EGRESSFW-HOST; done
        /lib/ufw/ufw-init stop >/dev/null; for t in iptables ip6tables; do $t -X EGRESSFW-HOST; done
-       ipset destroy egressfw-v4; ipset destroy egressfw-v6`,
+       ipset destroy egressfw-v4; ipset destroy egressfw-v6
+       ipset destroy egressfw-refused-host-v4; ipset destroy egressfw-refused-host-v6`,
     ]);
     expect((await lab.host(['ipset', 'list', '-n'])).stdout).not.toMatch(/egressfw/);
     const boot = await lab.host(['/lib/ufw/ufw-init', 'start']); // what ufw.service runs at boot
