@@ -1,6 +1,6 @@
 // The cost of recording refused connections (issue 12), measured side by side in one run:
-//  - containers: new TCP connections/s through a namespaced forward path, nftables table `inet egressfw` in audit
-//    mode (the chain of the contract in the brief), with and without `ct state new update @refused4/6 {...}`;
+//  - containers: new TCP connections/s through a namespaced forward path, egressfw's own nftables table in audit
+//    mode (rendered by src/plan/nft.ts), with and without its `ct state new update @refused4/6 {...}` rules;
 //  - host: new TCP connections/s of the router's own connections (OUTPUT), EGRESSFW-HOST in audit mode, with no
 //    recording, with egressfw's ipset recording (-m set + -j SET, the product's rules from src/plan/audit.ts),
 //    and with NFLOG read by a user-space reader (scripts/bench/nflogread.c).
@@ -10,7 +10,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Lab } from '../../test/lab/lab.js';
+import { parseConfig } from '../../src/config/load.js';
 import { hostAuditRules, refusedSetCreateLine, REFUSED_HOST_SET } from '../../src/plan/audit.js';
+import { desiredSets } from '../../src/plan/desired.js';
+import { buildNftDesired, renderNftScript } from '../../src/plan/nft.js';
 import { EMPTY_FILTER } from './kernel.js';
 import { alive, fmtNum, killPid, median, max, min, must, progress, run, sleep, spawnLogged, table, waitForLine, type RunResult } from './util.js';
 
@@ -54,52 +57,40 @@ const TARGET6 = '2001:db8:77::1';
 const CLIENT = { v4: '198.51.100.66/26', gw4: '198.51.100.65', v6: '2001:db8:1::2/64', gw6: '2001:db8:1::1' };
 const NFLOG_GROUP = '7';
 
-/** The forward chain of the brief's contract, audit mode; `record` adds the two update rules before the final accept. */
-export function containerRules(record: boolean, times = 1): string[] {
-  const update = ['ct state new update @refused4 { ip saddr . ip daddr . meta l4proto . th dport }', 'ct state new update @refused6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }'];
-  return [
-    'ct state established,related accept',
-    'ct status dnat accept',
-    'fib daddr . iif oif exists accept',
-    'ip daddr . meta l4proto . th dport @allow4 accept',
-    'ip daddr . meta l4proto . th dport @gate4 accept',
-    'ip6 daddr . meta l4proto . th dport @allow6 accept',
-    'ip6 daddr . meta l4proto . th dport @gate6 accept',
-    ...(record ? Array.from({ length: times }, () => update).flat() : []),
-    'accept',
-  ];
+/** egressfw's own audit-mode config for the bench: 200 allowed networks per family (none of them the target). */
+const BENCH_CONFIG = parseConfig(
+  [
+    'mode: audit',
+    'host: { enabled: false }',
+    'dns: { servers: [198.51.100.53] }',
+    'allow:',
+    ...Array.from({ length: 200 }, (_, i) => `  - { cidr: "192.0.2.${i}", ports: [443] }`),
+    ...Array.from({ length: 200 }, (_, i) => `  - { cidr: "2001:db8:a::${i.toString(16)}", ports: [443] }`),
+    '',
+  ].join('\n'),
+  'bench.yml',
+);
+
+/**
+ * The product's own nft transaction (src/plan/nft.ts) for that config: the table, its sets and the forward chain
+ * in audit mode. `times` copies of the recording rules (0: none), in the product's place (before the final accept).
+ */
+export function containerScript(times: number, withSets: boolean): string {
+  const want = buildNftDesired(BENCH_CONFIG, desiredSets(BENCH_CONFIG, [], [{ host: '198.51.100.53', port: 53 }]));
+  const record = want.rules.filter((r) => r.tag.startsWith('record'));
+  const rest = want.rules.filter((r) => !r.tag.startsWith('record'));
+  if (record.length !== 2 || rest.at(-1)?.tag !== 'audit') throw new Error(`the product's forward chain changed shape: ${want.rules.map((r) => r.tag).join(', ')}`);
+  const rules = [...rest.slice(0, -1), ...Array.from({ length: times }, () => record).flat(), rest.at(-1)!];
+  return renderNftScript({ ...want, rules }, { sets: withSets ? [4, 6] : [], chain: true });
 }
 
-/** The whole table (sets, the chain without recording), and `prefill` elements in refused4. */
-export function containerTable(prefill = 0): string {
-  const allow4 = Array.from({ length: 200 }, (_, i) => `192.0.2.${i} . tcp . 443`).join(', ');
-  const allow6 = Array.from({ length: 200 }, (_, i) => `2001:db8:a::${i.toString(16)} . tcp . 443`).join(', ');
-  const lines = [
-    'table inet egressfw {',
-    `  set allow4 { type ipv4_addr . inet_proto . inet_service; flags interval; elements = { ${allow4} } }`,
-    `  set allow6 { type ipv6_addr . inet_proto . inet_service; flags interval; elements = { ${allow6} } }`,
-    '  set gate4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }',
-    '  set gate6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }',
-    '  set refused4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter; }',
-    '  set refused6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter; }',
-    '  chain forward {',
-    '    type filter hook forward priority filter - 1; policy accept;',
-    ...containerRules(false).map((r) => `    ${r}`),
-    '  }',
-    '}',
-  ];
-  if (prefill > 0) {
-    // distinct keys from the benchmarking range 198.18.0.0/15 (RFC 2544): set keys only, no packet goes there
-    const elems: string[] = [];
-    for (let i = 0; i < prefill; i++) elems.push(`198.18.${(i >> 8) & 255}.${i & 255} . 198.19.${(i >> 16) & 255}.${(i >> 8) & 255} . tcp . ${1 + (i % 60000)}`);
-    for (let i = 0; i < elems.length; i += 5000) lines.push(`add element inet egressfw refused4 { ${elems.slice(i, i + 5000).join(', ')} }`);
-  }
+/** `prefill` elements for refused4, from the benchmarking range 198.18.0.0/15 (RFC 2544): set keys only, no packet goes there. */
+export function prefillScript(prefill: number): string {
+  const elems: string[] = [];
+  for (let i = 0; i < prefill; i++) elems.push(`198.18.${(i >> 8) & 255}.${i & 255} . 198.19.${(i >> 16) & 255}.${(i >> 8) & 255} . tcp . ${1 + (i % 60000)}`);
+  const lines: string[] = [];
+  for (let i = 0; i < elems.length; i += 5000) lines.push(`add element inet egressfw refused4 { ${elems.slice(i, i + 5000).join(', ')} }`);
   return `${lines.join('\n')}\n`;
-}
-
-/** One nft transaction that rewrites the forward chain: toggles recording in ~ms, sets (and their records) stay. */
-export function containerToggle(record: boolean, times = 1): string {
-  return `${['flush chain inet egressfw forward', ...containerRules(record, times).map((r) => `add rule inet egressfw forward ${r}`)].join('\n')}\n`;
 }
 
 export type HostVariant = 'plain' | 'set' | 'nflog';
@@ -210,11 +201,12 @@ export async function auditBench(lab: Lab, bin: string, nflogBin: string, opts: 
       prepare: async () => {
         await reset();
         const file = path.join(lab.dir, 'audit-table.nft');
-        fs.writeFileSync(file, containerTable(prefill));
+        fs.writeFileSync(file, containerScript(0, true) + (prefill ? prefillScript(prefill) : ''));
         await router(['nft', '-f', file], { timeoutMs: 120_000 });
       },
+      // the product's transaction without the static sets: chain flushed and rewritten, sets and records kept
       toggle: async (record) => {
-        await router(['nft', '-f', '-'], { input: containerToggle(record, times) });
+        await router(['nft', '-f', '-'], { input: containerScript(record ? times : 0, false) });
       },
       check: async (conns) => {
         const r = await run(lab.hostArgv(['nft', 'get', 'element', 'inet', 'egressfw', `refused${v}`, tuple(v)]));
