@@ -19,7 +19,11 @@ describe('computeRound', () => {
   it('names every missing tool with the package and the config way out', async () => {
     const r = await computeRound(config, emptyState(), deps(['ipset', 'ufw', 'dockerd']));
     expect(r.plan.blockers).toEqual([
-      'missing: ipset, ufw, dockerd. Install with `apt-get install ipset ufw docker.io`, or set `host.enabled: false` to manage containers only, or set `containers.enabled: false` to manage the host only',
+      {
+        code: 'missing-tools',
+        message:
+          'missing: ipset, ufw, dockerd. Install with `apt-get install ipset ufw docker.io`, or set `host.enabled: false` to manage containers only, or set `containers.enabled: false` to manage the host only',
+      },
     ]);
   });
 
