@@ -9,6 +9,7 @@ import { mergeResolutions, type AllowedDomain, type State } from './resolve/merg
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
 import { buildCoverage, type Coverage, type DockerView } from './plan/coverage.js';
+import { ifaceMatches } from './proxy/config.js';
 
 /** Everything one round computes, from config to plan. Shared by `plan` and `sync`. */
 export interface Round {
@@ -97,6 +98,17 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
       code: 'unsupported',
       message: `Docker reports firewalld in its firewall setup (${dockerView.engine.firewallDriver}): egressfw does not support firewalld yet (its reload can drop other tables' rules). Stop and mask firewalld, or leave egressfw off this host`,
     });
+  }
+  if (dockerView && !('error' in dockerView)) {
+    for (const n of dockerView.networks) {
+      const hit = n.bridge && config.containers.exemptFrom.find((p) => ifaceMatches(p, n.bridge!));
+      if (hit) {
+        full.blockers.push({
+          code: 'unsupported',
+          message: `containers.exemptFrom "${hit}" matches ${n.bridge}, the bridge of Docker network ${n.name}: its containers would not be judged. List only interfaces you route for (a VPN), never a Docker bridge`,
+        });
+      }
+    }
   }
   // Decided once, here: ufw switched off after egressfw had been enforcing.
   const ufwOff = prev.enforcedSince !== undefined && full.blockers.some((b) => b.code === 'ufw-inactive');

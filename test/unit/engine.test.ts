@@ -45,3 +45,20 @@ describe('computeRound', () => {
     await expect(computeRound(c, emptyState(), deps([]))).rejects.toThrow(/no DNS servers: .*set `dns.servers`/);
   });
 });
+
+describe('containers.exemptFrom', () => {
+  it('refuses a pattern that matches a Docker bridge, whatever its name', async () => {
+    const c = parseConfig('allow: []\ncontainers: { exemptFrom: ["wg0", "my+"] }\ndns: { servers: [198.51.100.53] }', 'x');
+    const engine = { version: '28.5.2', apiVersion: '1.51', firewallBackend: null, firewallDriver: null, firewalld: false };
+    const net = { id: 'n', name: 'named', driver: 'bridge', scope: 'local', internal: false, bridge: 'mybr', parent: null, subnets: { 4: [], 6: [] }, enableIPv6: false, containers: [] };
+    const r = await computeRound(c, emptyState(), { ...deps([]), inspectDocker: async () => ({ engine, networks: [net] }) });
+    expect(r.plan.blockers).toEqual([expect.objectContaining({ code: 'unsupported', message: expect.stringMatching(/^containers\.exemptFrom "my\+" matches mybr, the bridge of Docker network named/) })]);
+    const ok = await computeRound(parseConfig('allow: []\ncontainers: { exemptFrom: ["wg0"] }\ndns: { servers: [198.51.100.53] }', 'x'), emptyState(), { ...deps([]), inspectDocker: async () => ({ engine, networks: [net] }) });
+    expect(ok.plan.blockers).toEqual([]);
+    expect(ok.desired.nft!.rules.find((x) => x.tag === 'exempt-0')!.text).toBe('iifname "wg0" accept');
+  });
+
+  it('refuses patterns that would exempt containers or the uplink outright (exit 2)', () => {
+    for (const p of ['+', 'br-+', 'docker0', 'veth+', 'e+', 'eth+']) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(/would exempt containers or the uplink/);
+  });
+});
