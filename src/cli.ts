@@ -12,7 +12,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { EgressfwError } from './errors.js';
-import { query } from './resolve/dns-client.js';
+import { query } from './system/dns-client.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { acquireLock } from './system/lock.js';

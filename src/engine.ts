@@ -4,7 +4,7 @@ import { PreconditionError } from './errors.js';
 import { buildDesired, type Desired, type DnsServer } from './plan/desired.js';
 import { diff, withoutHost, type Plan } from './plan/diff.js';
 import type { Observed } from './plan/observed.js';
-import type { QueryFn } from './resolve/dns-client.js';
+import type { QueryFn } from './resolve/query.js';
 import { mergeResolutions, type AllowedDomain, type State } from './resolve/merge.js';
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';

@@ -2,7 +2,7 @@ import { loadConfig } from '../config/load.js';
 import { computeRound, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
-import type { QueryFn } from '../resolve/dns-client.js';
+import type { QueryFn } from '../resolve/query.js';
 import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';

@@ -3,7 +3,7 @@ import { computeRound, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
 import { diff, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
-import type { QueryFn } from '../resolve/dns-client.js';
+import type { QueryFn } from '../resolve/query.js';
 import type { DockerView } from '../plan/coverage.js';
 import type { State } from '../resolve/merge.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';

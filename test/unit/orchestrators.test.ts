@@ -10,7 +10,7 @@ import { runDaemon } from '../../src/commands/daemon.js';
 import { runPlan } from '../../src/commands/plan.js';
 import { runStatus } from '../../src/commands/status.js';
 import { syncOnce, type SyncDeps } from '../../src/commands/sync.js';
-import type { QueryFn } from '../../src/resolve/dns-client.js';
+import type { QueryFn } from '../../src/resolve/query.js';
 import type { Exec } from '../../src/system/exec.js';
 import { setAsideDamaged } from '../../src/system/state.js';
 import { fakeFiles, kernelExec } from '../support/fake-exec.js';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { runSync, type SyncDeps } from '../../src/commands/sync.js';
 import type { Observed } from '../../src/plan/observed.js';
-import type { QueryFn } from '../../src/resolve/dns-client.js';
+import type { QueryFn } from '../../src/resolve/query.js';
 import { setAsideDamaged } from '../../src/system/state.js';
 import { fixture } from '../support/files.js';
 import { FakeKernel } from '../support/fake-kernel.js';
