@@ -1,31 +1,21 @@
 // The orchestrators (syncOnce, runPlan, runStatus, the daemon) on the fake kernel, through the
 // same argv they spawn: verify-after-apply, the ufw-off scope and drift repair are load-bearing.
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { runDaemon } from '../../src/commands/daemon.js';
 import { runPlan } from '../../src/commands/plan.js';
 import { runStatus } from '../../src/commands/status.js';
-import { syncOnce, type SyncDeps } from '../../src/commands/sync.js';
+import { syncOnce } from '../../src/commands/sync.js';
 import type { QueryFn } from '../../src/resolve/query.js';
 import type { Exec } from '../../src/system/exec.js';
-import { setAsideDamaged } from '../../src/system/state.js';
-import { fakeFiles, kernelExec } from '../support/fake-exec.js';
+import { fakeSyncDeps, kernelExec, tempDirs } from '../support/fake-exec.js';
 import { FakeKernel } from '../support/fake-kernel.js';
 import { fixture } from '../support/files.js';
 
-const roots: string[] = [];
-afterAll(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'efw-orch-'));
-  roots.push(dir);
-});
+const dirs = tempDirs('efw-orch-', { beforeEach, afterAll });
 
 const query: QueryFn = async (_s, name, type) => ({ rcode: 'NOERROR', answers: type === 'A' ? [{ name, type: 'A', ttl: 60, data: '203.0.113.5' }] : [] });
 
@@ -34,23 +24,10 @@ function setup(opts: { exec?: (k: FakeKernel, real: Exec) => Exec; yaml?: string
   k.ufw.files = { 4: fixture('before.rules'), 6: fixture('before6.rules') };
   const { exec: real, calls } = kernelExec(k);
   const exec = opts.exec ? opts.exec(k, real) : real;
+  const dir = dirs.current();
   const config = path.join(dir, 'egressfw.yml');
   writeFileSync(config, opts.yaml ?? 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
-  const out: string[] = [];
-  const warn: string[] = [];
-  const deps: SyncDeps = {
-    query,
-    exec,
-    ...fakeFiles(k, dir),
-    onPath: async () => true,
-    observe: async () => ({ observed: k.observe(), missingTools: [] }),
-    acquireLock: async () => async () => {},
-    setAside: setAsideDamaged,
-    now: () => 1_750_000_000,
-    isRoot: true,
-    out: (t) => out.push(t),
-    warn: (t) => warn.push(t),
-  };
+  const { deps, out, warn } = fakeSyncDeps(k, dir, exec, query);
   return { k, deps, calls, config, out, warn, stateDir: path.join(dir, 'state') };
 }
 
