@@ -57,15 +57,19 @@ staleGrace: 30s
 
   it('before sync: ufw deny outgoing stops the host, but containers bypass it', async () => {
     expect((await lab.host(['ufw', 'default', 'deny', 'outgoing'])).exitCode).toBe(0);
-    const [host, fromDefault, fromUser] = await Promise.all([
-      lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
-      lab.fetch('http://blocked.test/', { container: 'c-default' }),
-      lab.fetch('http://blocked.test/', { container: 'c-user' }),
-    ]);
-    expect(host.ok).toBe(false);
-    expect(fromDefault.body).toMatch(/name=blocked\.test/);
-    expect(fromUser.body).toMatch(/name=blocked\.test/);
-    expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
+    try {
+      const [host, fromDefault, fromUser] = await Promise.all([
+        lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
+        lab.fetch('http://blocked.test/', { container: 'c-default' }),
+        lab.fetch('http://blocked.test/', { container: 'c-user' }),
+      ]);
+      expect(host.ok).toBe(false);
+      expect(fromDefault.body).toMatch(/name=blocked\.test/);
+      expect(fromUser.body).toMatch(/name=blocked\.test/);
+    } finally {
+      // else one failure here makes every later test fail for the wrong reason (the host left closed)
+      expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
+    }
   });
 
   it('sync applies, verifies and saves state; the second sync changes nothing', async () => {
