@@ -43,23 +43,29 @@ failed=0
 step() {
   local name=$1 lock=$2
   shift 2
-  local log="$logs/$(echo "$name" | tr ' /' '__').log" t0 rc
+  local log="$logs/$(echo "$name" | tr ' /' '__').log" t0 rc started="$logs/.started"
   echo "=== ci-matrix: $name"
   t0=$(date +%s)
+  echo "$t0" > "$started"
   if [ "$lock" = yes ] && [ -z "${EFW_LABRUN_LOCKED:-}" ]; then
-    flock "$LOCK" "$@" 2>&1 | tee "$log"
+    # note when the lock was granted: time spent waiting for other lab users is not the suite's
+    flock "$LOCK" bash -c 'date +%s > "$0"; exec "$@"' "$started" "$@" 2>&1 | tee "$log"
   else
     "$@" 2>&1 | tee "$log"
   fi
   rc=${PIPESTATUS[0]}
-  local secs=$(($(date +%s) - t0))
+  local t1 waited secs
+  t1=$(date +%s)
+  waited=$(($(cat "$started") - t0))
+  secs="$((t1 - t0 - waited))s"
+  if [ "$waited" -gt 0 ]; then secs="$secs (+${waited}s waiting for the lab lock)"; fi
   local counts
   counts=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^ +Tests +' | tail -1 | sed -E 's/^ +Tests +//')
   if [ "$rc" -eq 0 ]; then
-    summary+=("PASS  ${secs}s  $name  ($counts)")
+    summary+=("PASS  $name: $secs${counts:+, $counts}")
   else
     failed=1
-    summary+=("FAIL  ${secs}s  $name  (${counts:-exit $rc})")
+    summary+=("FAIL  $name: $secs, ${counts:-exit $rc}")
     # vitest's " FAIL  project  file > describe > test" lines name each failed test
     while IFS= read -r l; do summary+=("        $l"); done < <(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^ FAIL ' | sed -E 's/^ FAIL +//' | sort -u)
   fi
