@@ -10,6 +10,7 @@ import { domainStatus, notAsked, resolveAll, type DomainResolution } from './res
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
 import { buildCoverage, type Coverage, type DockerView } from './plan/coverage.js';
 import { ifaceMatches } from './proxy/config.js';
+import { firewalldError } from './system/firewalld.js';
 
 /** Everything one round computes, from config to plan. Shared by `plan` and `sync`. */
 export interface Round {
@@ -93,7 +94,8 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
         (observation.missingTools.includes('dockerd') ? ', or set `containers.enabled: false` to manage the host only' : ''),
     });
   }
-  if (dockerView && !('error' in dockerView) && dockerView.engine.firewalld) {
+  if (observation.firewalld) full.blockers.push({ code: 'unsupported', message: firewalldError(observation.firewalld).message.replace(/ Nothing was changed\.$/, '') });
+  else if (dockerView && !('error' in dockerView) && dockerView.engine.firewalld) {
     full.blockers.push({
       code: 'unsupported',
       message: `Docker reports firewalld in its firewall setup (${dockerView.engine.firewallDriver}): egressfw does not support firewalld yet (its reload can drop other tables' rules). Stop and mask firewalld, or leave egressfw off this host`,

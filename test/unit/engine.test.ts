@@ -62,3 +62,12 @@ describe('containers.exemptFrom', () => {
     for (const p of ['+', 'br-+', 'docker0', 'veth+', 'e+', 'eth+']) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(/would exempt containers or the uplink/);
   });
 });
+
+describe('firewalld', () => {
+  it('a running firewalld is a blocker naming the process and the fix', async () => {
+    const c = parseConfig('allow: []\ndns: { servers: [198.51.100.53] }', 'x');
+    const d = deps([]);
+    const r = await computeRound(c, emptyState(), { ...d, observe: async (w) => ({ ...(await d.observe(w)), firewalld: { pid: 42, argv: ['/usr/bin/python3', '/usr/sbin/firewalld', '--nofork'] } }) });
+    expect(r.plan.blockers).toEqual([{ code: 'unsupported', message: expect.stringMatching(/^firewalld is running \(pid 42: .*systemctl mask firewalld/) }]);
+  });
+});
