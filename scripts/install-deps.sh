@@ -3,7 +3,7 @@
 # No package may start a service on the machine itself: dockerd would write the host's own iptables.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-need=(iptables ipset ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
+need=(iptables ipset nftables ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
   time strace gcc libc6-dev)  # the last line: npm run bench (peak RSS, spawn counts, its C load generator)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -67,7 +67,7 @@ describe('firewalld', () => {
   it('a running firewalld is a blocker naming the process and the fix', async () => {
     const c = parseConfig('allow: []\ndns: { servers: [198.51.100.53] }', 'x');
     const d = deps([]);
-    const r = await computeRound(c, emptyState(), { ...d, observe: async (w) => ({ ...(await d.observe(w)), firewalld: { pid: 42, argv: ['/usr/bin/python3', '/usr/sbin/firewalld', '--nofork'] } }) });
+    const r = await computeRound(c, emptyState(), { ...d, observe: async () => ({ ...(await d.observe()), firewalld: { pid: 42, argv: ['/usr/bin/python3', '/usr/sbin/firewalld', '--nofork'] } }) });
     expect(r.plan.blockers).toEqual([{ code: 'unsupported', message: expect.stringMatching(/^firewalld is running \(pid 42: .*systemctl mask firewalld/) }]);
   });
 });
