@@ -3,6 +3,8 @@
 // with a published port (integration/network/bridge/nftablesdoc/generated/usernet-portmap.md:
 // tables ip docker-bridges, base chain filter-FORWARD at priority filter, no DOCKER-USER) with
 // the lab's addresses, and wires container-like namespaces to its bridge the way Docker does.
+// (nat-OUTPUT says "priority -100", as moby's earlier generated doc does: Debian 12's nft 1.0.6
+// accepts the name "dstnat" only on prerouting; both are -100.)
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { efw, writeConfig } from './efw.js';
@@ -37,7 +39,7 @@ table ip docker-bridges {
 		iifname vmap @filter-forward-out-jumps
 	}
 	chain nat-OUTPUT {
-		type nat hook output priority dstnat; policy accept;
+		type nat hook output priority -100; policy accept;
 		ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output
 	}
 	chain nat-POSTROUTING {
