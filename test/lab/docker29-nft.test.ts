@@ -151,7 +151,7 @@ labDescribe("egressfw on Docker 29's nftables backend (moby's documented ruleset
     const [blocked, allowed, c2c] = await Promise.all([
       get('c2', 'http://203.0.113.20/'),
       get('c2', 'http://203.0.113.10/'),
-      inNs('c2', ['ping', '-c', '1', '-W', '2', C1]),
+      inNs('c2', ['busybox', 'ping', '-c', '1', '-W', '2', C1]),
     ]);
     expect(blocked.exitCode).not.toBe(0);
     expect(blocked.exitCode, 'refused, not timed out').not.toBe(124);
