@@ -97,7 +97,7 @@ labDescribe("egressfw on Docker 29's nftables backend (moby's documented ruleset
   const inNs = (ns: string, argv: string[]) => lab.host(['ip', 'netns', 'exec', ns, ...argv]);
   const get = (ns: string, url: string) => inNs(ns, ['timeout', '3', 'busybox', 'wget', '-q', '-O', '-', url]);
   /** c1 serves one HTTP request on :80 for a few seconds (bounded by timeout: nothing outlives the check) */
-  const serveOnce = () => lab.host(['sh', '-c', `ip netns exec c1 timeout 4 busybox httpd -f -p 80 -h /tmp/c1www & sleep 0.3`]);
+  const serveOnce = () => lab.host(['sh', '-c', `ip netns exec c1 timeout 4 busybox httpd -f -p 80 -h /tmp/c1www >/dev/null 2>&1 & sleep 0.3`]);
 
   beforeAll(async () => {
     machineBefore = await snapshotMachineNetwork();
