@@ -6,7 +6,7 @@ import { parseCidr, compareIp, type Family } from '../net/ip.js';
 import { configSchema, type Port } from './schema.js';
 import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/egressfw/egressfw.yml';
+export { DEFAULT_CONFIG_PATH } from '../defaults.js';
 
 export interface DomainRule {
   name: string;

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { emptyState, type State } from '../resolve/merge.js';
 import path from 'node:path';
 
-export const DEFAULT_STATE_DIR = '/var/lib/egressfw';
+export { DEFAULT_STATE_DIR } from '../defaults.js';
 export const stateFile = (dir: string) => path.join(dir, 'state.json');
 
 const ipState = z.object({ firstSeen: z.number(), lastSeen: z.number(), ttl: z.number() });

@@ -1,0 +1,57 @@
+/**
+ * The real dependencies each command gets: processes, files, clock, DNS.
+ * src/cli.ts imports this module only once a command runs, so that
+ * `--version` and `--help` do not load them (start-up is part of every cron run).
+ */
+import { access, readdir, rm } from 'node:fs/promises';
+import type { ProxyDeps } from './commands/proxy.js';
+import { query } from './resolve/dns-client.js';
+import { realExec, onPath } from './system/exec.js';
+import { backupOnce, readText, writeFileAtomic } from './system/files.js';
+import { acquireLock } from './system/lock.js';
+import { observe, type Wanted } from './system/observe.js';
+
+const isRoot = process.getuid?.() === 0;
+const out = (t: string) => process.stdout.write(t);
+const warn = (t: string) => process.stderr.write(`${t}\n`);
+
+export function planDeps() {
+  return {
+    query,
+    readText,
+    observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
+    now: () => Math.floor(Date.now() / 1000),
+    isRoot,
+    out,
+    warn,
+  };
+}
+
+export function syncDeps() {
+  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock() };
+}
+
+export function installDeps(cli: string) {
+  return {
+    exec: realExec,
+    readText,
+    writeFileAtomic,
+    isRoot,
+    systemdRunning: () => access('/run/systemd/system').then(() => true, () => false),
+    node: process.execPath,
+    cli,
+    out,
+  };
+}
+
+export function proxyDeps(): ProxyDeps {
+  return {
+    readText,
+    writeText: (file, text) => writeFileAtomic(file, text),
+    removeFile: (file) => rm(file, { force: true }),
+    listDir: (dir) => readdir(dir).catch(() => []),
+    cwd: process.cwd(),
+    out,
+    warn,
+  };
+}
