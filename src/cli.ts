@@ -75,7 +75,7 @@ function program(): Command {
     .option('--dry-run', 'print the files, write nothing', false)
     .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dryRun: boolean }) => {
       const [{ runInstall }, d] = await Promise.all([import('./commands/install.js'), deps()]);
-      process.exitCode = await runInstall(o, d.installDeps(cliFile()));
+      process.exitCode = await runInstall(o, await d.installDeps(cliFile()));
     });
 
   p.command('uninstall')
@@ -84,7 +84,7 @@ function program(): Command {
     .option('--dry-run', 'print what would be removed, change nothing', false)
     .action(async (o: { stateDir: string; dryRun: boolean }) => {
       const [{ runUninstall }, d] = await Promise.all([import('./commands/uninstall.js'), deps()]);
-      process.exitCode = await runUninstall(o, d.syncDeps(), d.installDeps(cliFile()));
+      process.exitCode = await runUninstall(o, d.syncDeps(), await d.installDeps(cliFile()));
     });
 
   p.command('proxy')

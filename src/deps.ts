@@ -4,10 +4,11 @@
  * `--version` and `--help` do not load them (start-up is part of every cron run).
  */
 import { access, readdir, rm } from 'node:fs/promises';
+import type { InstallDeps } from './commands/install.js';
 import type { ProxyDeps } from './commands/proxy.js';
 import { query } from './resolve/dns-client.js';
 import { realExec, onPath } from './system/exec.js';
-import { backupOnce, readText, writeFileAtomic } from './system/files.js';
+import { backupOnce, firstLine, readText, writeFileAtomic } from './system/files.js';
 import { acquireLock } from './system/lock.js';
 import { observe, type Wanted } from './system/observe.js';
 
@@ -31,14 +32,22 @@ export function syncDeps() {
   return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock() };
 }
 
-export function installDeps(cli: string) {
+/**
+ * `cli` is the file this CLI runs from. A file that starts itself (`#!/usr/bin/node`,
+ * as the .deb's /usr/bin/egressfw does) goes into cron and unit files alone, so they
+ * keep working with the distribution's node; anything else (dist/cli.js, the npm
+ * bundle's `#!/usr/bin/env node`) runs with the node that runs us now.
+ */
+export async function installDeps(cli: string): Promise<InstallDeps> {
+  const head = await firstLine(cli);
+  const selfStarting = head !== null && /^#!\/\S+$/.test(head) && !head.startsWith('#!/usr/bin/env');
   return {
     exec: realExec,
     readText,
     writeFileAtomic,
     isRoot,
     systemdRunning: () => access('/run/systemd/system').then(() => true, () => false),
-    node: process.execPath,
+    ...(selfStarting ? {} : { node: process.execPath }),
     cli,
     out,
   };

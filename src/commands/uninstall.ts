@@ -28,7 +28,7 @@ export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, insta
     if (!observed.readable) throw new PreconditionError(`cannot read the firewall (missing: ${missingTools.join(', ')}); install them and retry. Nothing was changed.`);
     const plan = planUninstall(observed, state.original);
     const units = await removeInstalled(install, true);
-    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...(state.lastSync || state.original ? [`remove ${opts.stateDir}`] : [])];
+    const steps = [...plan.steps, ...units, ...(state.lastSync || state.original ? [`remove ${opts.stateDir}`] : [])];
     if (opts.dryRun) {
       deps.out(steps.length ? `egressfw uninstall would:\n${steps.map((s) => `  ${s}`).join('\n')}\n` : 'nothing of egressfw is installed\n');
       return 0;
