@@ -2,7 +2,8 @@
 //
 //   dist/pkg/egressfw.mjs                 the whole CLI in one ES module (#!/usr/bin/env node); needs no node_modules
 //   dist/pkg/THIRD-PARTY-LICENSES.txt     licences of the packages bundled into it
-//   dist/egressfw_<version>_all.deb       /usr/bin/egressfw (the same file, #!/usr/bin/node), units, example config
+//   dist/egressfw_<version>_all.deb       /usr/lib/egressfw/egressfw.mjs (the same file, #!/usr/bin/node) and
+//                                         /usr/bin/egressfw linking to it, units, example config
 //   dist/egressfw-<version>.tgz           the npm package (`npm install -g` it): the bundle, no dependencies
 //
 //   tsx scripts/package.ts [--bundle-only]
@@ -84,18 +85,24 @@ async function checkBundle(): Promise<void> {
 /** Where the package's units point: the installed CLI (it starts itself with /usr/bin/node), the default config and state. */
 export const PACKAGE_PATHS: InstallPaths = { cli: PACKAGE_CLI, config: DEFAULT_CONFIG_PATH, stateDir: DEFAULT_STATE_DIR };
 
-/** Files of the package root, path (relative, no leading slash) -> [mode, content]. */
-function debFiles(bundleText: string, copyright: string): Map<string, [number, string | Buffer]> {
+/** The bundle in the package; /usr/bin/egressfw links to it (the .mjs name makes every Node load it as an ES module). */
+export const PACKAGE_BUNDLE = '/usr/lib/egressfw/egressfw.mjs';
+
+type DebEntry = { mode: number; content: string | Buffer } | { link: string };
+
+/** Files of the package root, path (relative, no leading slash) -> file or symlink. */
+function debFiles(bundleText: string, copyright: string): Map<string, DebEntry> {
   const doc = 'usr/share/doc/egressfw';
   const deb = (f: string) => fs.readFileSync(path.join(ROOT, 'scripts', 'deb', f), 'utf8');
-  return new Map<string, [number, string | Buffer]>([
+  return new Map<string, DebEntry>([
     // Debian's node is /usr/bin/node; so is NodeSource's. The same bundle, only the first line differs.
-    [PACKAGE_CLI.slice(1), [0o755, bundleText.replace(/^#!\/usr\/bin\/env node\n/, '#!/usr/bin/node\n')]],
-    ['lib/systemd/system/egressfw.service', [0o644, renderService(PACKAGE_PATHS, PACKAGE_HEADER)]],
-    ['lib/systemd/system/egressfw-boot.service', [0o644, renderBootService(PACKAGE_PATHS, PACKAGE_HEADER)]],
-    [`${doc}/egressfw.yml`, [0o644, fs.readFileSync(path.join(ROOT, 'examples', 'egressfw.yml'))]],
-    [`${doc}/README.Debian`, [0o644, deb('README.Debian')]],
-    [`${doc}/copyright`, [0o644, copyright]],
+    [PACKAGE_BUNDLE.slice(1), { mode: 0o755, content: bundleText.replace(/^#!\/usr\/bin\/env node\n/, '#!/usr/bin/node\n') }],
+    [PACKAGE_CLI.slice(1), { link: path.relative(path.dirname(PACKAGE_CLI), PACKAGE_BUNDLE) }],
+    ['lib/systemd/system/egressfw.service', { mode: 0o644, content: renderService(PACKAGE_PATHS, PACKAGE_HEADER) }],
+    ['lib/systemd/system/egressfw-boot.service', { mode: 0o644, content: renderBootService(PACKAGE_PATHS, PACKAGE_HEADER) }],
+    [`${doc}/egressfw.yml`, { mode: 0o644, content: fs.readFileSync(path.join(ROOT, 'examples', 'egressfw.yml')) }],
+    [`${doc}/README.Debian`, { mode: 0o644, content: deb('README.Debian') }],
+    [`${doc}/copyright`, { mode: 0o644, content: copyright }],
   ]);
 }
 
@@ -127,13 +134,17 @@ async function buildDeb(bundleText: string, copyright: string): Promise<void> {
     const files = debFiles(bundleText, copyright);
     let bytes = 0;
     const sums: string[] = [];
-    for (const [rel, [mode, content]] of files) {
+    for (const [rel, e] of files) {
       const p = path.join(stage, rel);
       fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o755 });
-      fs.writeFileSync(p, content, { mode });
-      fs.chmodSync(p, mode);
-      bytes += Buffer.byteLength(content);
-      sums.push(`${crypto.createHash('md5').update(content).digest('hex')}  ${rel}`);
+      if ('link' in e) {
+        fs.symlinkSync(e.link, p);
+        continue;
+      }
+      fs.writeFileSync(p, e.content, { mode: e.mode });
+      fs.chmodSync(p, e.mode);
+      bytes += Buffer.byteLength(e.content);
+      sums.push(`${crypto.createHash('md5').update(e.content).digest('hex')}  ${rel}`);
     }
     const debian = path.join(stage, 'DEBIAN');
     fs.mkdirSync(debian, { mode: 0o755 });
@@ -151,7 +162,8 @@ async function buildDeb(bundleText: string, copyright: string): Promise<void> {
           fs.chmodSync(p, 0o755);
           walk(p);
         }
-        fs.utimesSync(p, epoch, epoch);
+        if (e.isSymbolicLink()) fs.lutimesSync(p, epoch, epoch);
+        else fs.utimesSync(p, epoch, epoch);
       }
     };
     fs.chmodSync(stage, 0o755);

@@ -75,7 +75,7 @@ function program(): Command {
     .option('--dry-run', 'print the files, write nothing', false)
     .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dryRun: boolean }) => {
       const [{ runInstall }, d] = await Promise.all([import('./commands/install.js'), deps()]);
-      process.exitCode = await runInstall(o, await d.installDeps(cliFile()));
+      process.exitCode = await runInstall(o, await d.installDeps(cliFile(), process.argv[1]));
     });
 
   p.command('uninstall')
@@ -84,7 +84,7 @@ function program(): Command {
     .option('--dry-run', 'print what would be removed, change nothing', false)
     .action(async (o: { stateDir: string; dryRun: boolean }) => {
       const [{ runUninstall }, d] = await Promise.all([import('./commands/uninstall.js'), deps()]);
-      process.exitCode = await runUninstall(o, d.syncDeps(), await d.installDeps(cliFile()));
+      process.exitCode = await runUninstall(o, d.syncDeps(), await d.installDeps(cliFile(), process.argv[1]));
     });
 
   p.command('proxy')
@@ -102,7 +102,7 @@ function program(): Command {
   return p;
 }
 
-/** The file this CLI runs from (dist/cli.js, or the bundle): cron and unit files start it. */
+/** The file this CLI runs from (dist/cli.js, or the bundle): cron and unit files start it (or the path it was started as). */
 const cliFile = () => fileURLToPath(import.meta.url);
 
 /** The one place errors become exit codes: 0 ok, 1 error, 2 bad usage or config, 3 changes pending. */

@@ -3,7 +3,7 @@
  * src/cli.ts imports this module only once a command runs, so that
  * `--version` and `--help` do not load them (start-up is part of every cron run).
  */
-import { access, readdir, rm } from 'node:fs/promises';
+import { access, readdir, realpath, rm } from 'node:fs/promises';
 import type { InstallDeps } from './commands/install.js';
 import type { ProxyDeps } from './commands/proxy.js';
 import { query } from './resolve/dns-client.js';
@@ -33,12 +33,14 @@ export function syncDeps() {
 }
 
 /**
- * `cli` is the file this CLI runs from. A file that starts itself (`#!/usr/bin/node`,
- * as the .deb's /usr/bin/egressfw does) goes into cron and unit files alone, so they
- * keep working with the distribution's node; anything else (dist/cli.js, the npm
- * bundle's `#!/usr/bin/env node`) runs with the node that runs us now.
+ * `self` is the file this CLI runs from, `started` the path it was started as (process.argv[1]:
+ * /usr/bin/egressfw, a symlink to the .deb's bundle, stays that). A file that starts itself
+ * (#!/usr/bin/node, as the .deb's does) goes into cron and unit files alone, so they keep working
+ * with the distribution's node; anything else (dist/cli.js, the npm bundle's #!/usr/bin/env node)
+ * runs with the node that runs us now.
  */
-export async function installDeps(cli: string): Promise<InstallDeps> {
+export async function installDeps(self: string, started?: string): Promise<InstallDeps> {
+  const cli = started && (await realpath(started).catch(() => '')) === self ? started : self;
   const head = await firstLine(cli);
   const selfStarting = head !== null && /^#!\/\S+$/.test(head) && !head.startsWith('#!/usr/bin/env');
   return {

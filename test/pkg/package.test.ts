@@ -35,28 +35,30 @@ describe(`the .deb (${path.basename(DEB)})`, () => {
     expect(await field('Recommends')).toBe(RECOMMENDS);
   });
 
-  it('holds the CLI, the units (not enabled: no symlinks), the example config and docs, all root-owned', async () => {
+  it('holds the CLI, the units (not enabled: no symlinks to them), the example config and docs, all root-owned', async () => {
     const listing = (await execa('dpkg-deb', ['-c', DEB])).stdout.split('\n');
     const files = listing.filter((l) => !l.startsWith('d')).map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^\.\//, '')).sort();
     expect(files).toEqual([
       'lib/systemd/system/egressfw-boot.service',
       'lib/systemd/system/egressfw.service',
-      'usr/bin/egressfw',
+      'usr/bin/egressfw -> ../lib/egressfw/egressfw.mjs',
+      'usr/lib/egressfw/egressfw.mjs',
       'usr/share/doc/egressfw/README.Debian',
       'usr/share/doc/egressfw/copyright',
       'usr/share/doc/egressfw/egressfw.yml',
     ]);
     for (const l of listing) expect(l.split(/\s+/)[1]).toBe('root/root');
-    expect(listing.find((l) => l.endsWith('./usr/bin/egressfw'))).toMatch(/^-rwxr-xr-x /);
+    expect(listing.find((l) => l.endsWith('./usr/lib/egressfw/egressfw.mjs'))).toMatch(/^-rwxr-xr-x /);
     expect(fs.readFileSync(path.join(root, 'usr/share/doc/egressfw/egressfw.yml'), 'utf8')).toBe(fs.readFileSync('examples/egressfw.yml', 'utf8'));
     // md5sums lets `dpkg --verify egressfw` work
     const sums = fs.readFileSync(path.join(tmp, 'DEBIAN', 'md5sums'), 'utf8').trim().split('\n');
-    expect(sums.map((l) => l.slice(34)).sort()).toEqual(files);
+    expect(sums.map((l) => l.slice(34)).sort()).toEqual(files.filter((f) => !f.includes(' -> ')));
     const md5 = await execa('md5sum', sums.map((l) => l.slice(34)), { cwd: root });
     expect(md5.stdout.trim().split('\n').sort()).toEqual([...sums].sort());
   });
 
-  it('/usr/bin/egressfw is the bundle, started by the distribution\'s /usr/bin/node', () => {
+  it('/usr/bin/egressfw is the bundle (an .mjs: ES module on every Node), started by the distribution\'s /usr/bin/node', () => {
+    expect(fs.readlinkSync(path.join(root, 'usr/bin/egressfw'))).toBe('../lib/egressfw/egressfw.mjs');
     const cli = fs.readFileSync(path.join(root, 'usr/bin/egressfw'), 'utf8');
     const bundle = fs.readFileSync(BUNDLE, 'utf8');
     expect(cli.split('\n')[0]).toBe('#!/usr/bin/node');
@@ -126,7 +128,7 @@ describe(`the npm package (${path.basename(NPM_TGZ)})`, () => {
     expect(pj.engines).toEqual({ node: '>=18' });
   });
 
-  it('`npm install -g` of it needs no registry; the installed egressfw runs, and its units start it with this node', async () => {
+  it('`npm install -g` of it needs no registry; the installed egressfw runs, and its units start that path with this node', async () => {
     const prefix = path.join(tmp, 'npm-prefix');
     const i = await execa('npm', ['install', '-g', '--offline', '--no-audit', '--no-fund', '--prefix', prefix, NPM_TGZ], { reject: false });
     expect(i.exitCode, i.stderr).toBe(0);
@@ -135,6 +137,7 @@ describe(`the npm package (${path.basename(NPM_TGZ)})`, () => {
     const u = await execa(bin, ['install', '--systemd', '--dry-run', '--config', path.resolve('examples/egressfw.yml')], { reject: false });
     const real = fs.realpathSync(bin);
     expect(real).toBe(path.join(prefix, 'lib/node_modules/egressfw/dist/pkg/egressfw.mjs'));
-    expect(u.stdout).toMatch(new RegExp(`^ExecStart=${process.execPath} ${real} daemon `, 'm'));
+    // the stable path npm links (upgrades replace what it points to), started with this node
+    expect(u.stdout).toMatch(new RegExp(`^ExecStart=${process.execPath} ${bin} daemon `, 'm'));
   });
 });
