@@ -32,11 +32,14 @@ const under = (p: string, dirs: string[]) => dirs.some((d) => p === d || p.start
  * it needs CAP_NET_ADMIN, and CAP_NET_RAW for iptables' legacy backend (raw sockets). It writes its
  * state, ufw's files (/etc/ufw; ufw rewrites /etc/default/ufw in place, its temp files go to the
  * private /tmp) and locks in /run (its own, xtables.lock, ufw.lock). The rest of the file system is
- * read-only, homes hidden. Netlink is how ipset and nft talk to the kernel. Not set, on purpose:
+ * read-only, homes hidden. Netlink is how ipset and nft talk to the kernel. System calls: what
+ * services use, plus memory protection keys (V8 guards its compiled code with them where the CPU
+ * can). test/lab/package.test.ts traces sync and the daemon, ufw and iptables included, against
+ * this filter and these address families. Not set, on purpose:
  * MemoryDenyWriteExecute (V8 compiles code at run time), ProtectKernelTunables (ufw applies
  * /etc/ufw/sysctl.conf when egressfw enables or reloads it), PrivateNetwork and IPAddressDeny (it
  * resolves names and firewalls the host's own network).
- * `systemd-analyze security` rates this about 2.5 (test/unit/units.test.ts checks it stays at most 4.0).
+ * `systemd-analyze security` rates this 2.3-2.4 (test/unit/units.test.ts checks it stays at most 4.0).
  */
 export function sandbox(p: InstallPaths): string {
   const paths = [p.node, p.cli, p.config, p.stateDir].filter((x): x is string => x !== undefined);
@@ -72,7 +75,7 @@ KeyringMode=private
 UMask=0077
 RestrictAddressFamilies=${UNIT_ADDRESS_FAMILIES.join(' ')}
 SystemCallArchitectures=native
-SystemCallFilter=@system-service
+SystemCallFilter=@system-service @pkey
 SystemCallErrorNumber=EPERM`;
 }
 
