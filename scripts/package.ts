@@ -82,6 +82,8 @@ async function checkBundle(): Promise<void> {
 
 // ---------------------------------------------------------------------------- .deb
 
+export const hasDpkgDeb = async () => (await execa('dpkg-deb', ['--version'], { reject: false }).catch(() => ({ exitCode: 127 }))).exitCode === 0;
+
 /** Where the package's units point: the installed CLI (it starts itself with /usr/bin/node), the default config and state. */
 export const PACKAGE_PATHS: InstallPaths = { cli: PACKAGE_CLI, config: DEFAULT_CONFIG_PATH, stateDir: DEFAULT_STATE_DIR };
 
@@ -194,9 +196,15 @@ async function main(): Promise<void> {
   const bundleText = fs.readFileSync(BUNDLE, 'utf8');
   const out = [`${path.relative(process.cwd(), BUNDLE)} (${(bundleText.length / 1024).toFixed(0)} KiB, ${dirs.length} packages bundled)`];
   if (!process.argv.includes('--bundle-only')) {
-    await buildDeb(bundleText, copyright);
+    if (await hasDpkgDeb()) {
+      await buildDeb(bundleText, copyright);
+      out.push(path.relative(process.cwd(), DEB));
+    } else {
+      fs.rmSync(DEB, { force: true });
+      process.stderr.write('package: dpkg-deb not found (it comes with dpkg, on every Debian/Ubuntu): no .deb built\n');
+    }
     await buildNpm();
-    out.push(path.relative(process.cwd(), DEB), path.relative(process.cwd(), NPM_TGZ));
+    out.push(path.relative(process.cwd(), NPM_TGZ));
   }
   process.stdout.write(`package: ${out.join(', ')} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 }

@@ -7,12 +7,13 @@ import { execa } from 'execa';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEB } from '../../scripts/package.js';
+import { DEB, hasDpkgDeb } from '../../scripts/package.js';
 import { debianNode18Root } from '../support/node-runtimes.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { installedArgv, parseUnit, type Unit } from './sandbox.js';
 
 const isRoot = process.getuid?.() === 0;
+const dpkgDeb = await hasDpkgDeb(); // without it there is no .deb (npm run package says so)
 const VERSION = (JSON.parse(fs.readFileSync('package.json', 'utf8')) as { version: string }).version;
 const CONFIG = '/etc/egressfw/egressfw.yml';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -72,7 +73,7 @@ function traced(log: string): { syscalls: Set<string>; families: Set<string>; pr
   return { syscalls, families, programs, namespaces };
 }
 
-describe.skipIf(!isRoot)('the .deb on Debian 12\'s node 18 in the lab host, confined like its systemd units', () => {
+describe.skipIf(!isRoot || !dpkgDeb)('the .deb on Debian 12\'s node 18 in the lab host, confined like its systemd units', () => {
   let lab: Lab;
   let machineBefore: string;
   let debRoot: string;
