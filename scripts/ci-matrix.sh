@@ -73,8 +73,10 @@ step() {
 
 t_all=$(date +%s)
 step "build" no npm run build
+step "package" no npm run package
 if [ "$full" = yes ]; then
   step "unit" no npx vitest run --project unit
+  step "pkg (bundle on node 18/20/22, .deb, npm package)" no npx vitest run --project pkg
   step "lab, all files, Docker 20.10" yes env EFW_DOCKER=20.10 npx vitest run --project lab
 fi
 for v in "${versions[@]}"; do

@@ -6,7 +6,7 @@ import { forbiddenReason, parseIp } from '../net/ip.js';
 import { emptyState, type DomainState, type IpState, type State } from '../resolve/merge.js';
 import { TMP_INFIX } from './files.js';
 
-export const DEFAULT_STATE_DIR = '/var/lib/egressfw';
+export { DEFAULT_STATE_DIR } from '../defaults.js';
 export const STATE_NAME = 'state.json';
 export const stateFile = (dir: string) => path.join(dir, STATE_NAME);
 
