@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 20_000 } },
+      // the bundle, the .deb and the npm package; Debian's node 18 and node 22 are fetched into the lab cache once
+      { test: { name: 'pkg', include: ['test/pkg/**/*.test.ts'], testTimeout: 60_000, hookTimeout: 300_000 } },
       {
         test: {
           name: 'lab',

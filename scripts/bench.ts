@@ -1,7 +1,7 @@
 // `npm run bench` (root): what egressfw costs, measured in throwaway network namespaces, side by side with the
 // alternatives. Prints a table and writes docs/benchmarks.md. Nothing outside the namespaces is touched.
 //
-//   tsx scripts/bench.ts [--quick] [--only sync,packet,daemon] [--no-write]
+//   tsx scripts/bench.ts [--quick] [--only sync,packet,daemon,startup] [--no-write]
 //
 // --quick: fewer sizes and repetitions (a smoke run, a few minutes); it never overwrites docs/benchmarks.md.
 import fs from 'node:fs';
@@ -14,6 +14,7 @@ import { daemonSection, type DaemonResult } from './bench/daemon.js';
 import { dockerSkeleton } from './bench/kernel.js';
 import { packetPath, type PacketResult } from './bench/packet.js';
 import { renderReport, type Machine } from './bench/report.js';
+import { startupSection, type StartupResult } from './bench/startup.js';
 import { syncSection, type SyncResult } from './bench/sync.js';
 import { must, progress, run } from './bench/util.js';
 
@@ -24,9 +25,10 @@ const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : 'sync,packet,daemon';
+const SECTIONS = ['sync', 'packet', 'daemon', 'startup'];
+const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : SECTIONS.join(',');
 const only = new Set(onlyArg.split(','));
-const write = !args.includes('--no-write') && !quick && only.size === 3;
+const write = !args.includes('--no-write') && !quick && SECTIONS.every((s) => only.has(s));
 
 async function preflight(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root (sudo npm run bench)');
@@ -81,13 +83,14 @@ async function main(): Promise<void> {
   let sync: SyncResult | undefined;
   let daemon: DaemonResult | undefined;
   let packet: PacketResult | undefined;
+  let startup: StartupResult | undefined;
 
-  if (only.has('sync') || only.has('daemon')) {
-    const sizes = quick ? [10, 100, 1000] : [10, 100, 1000, 5000];
+  if (only.has('sync') || only.has('daemon') || only.has('startup')) {
+    const sizes = only.has('sync') ? (quick ? [10, 100, 1000] : [10, 100, 1000, 5000]) : [1000];
     let lab: Lab | undefined;
     try {
       lab = await startLab({ docker: false });
-      progress(`lab ${lab.id} up (sync, daemon)`);
+      progress(`lab ${lab.id} up (${['sync', 'daemon', 'startup'].filter((x) => only.has(x)).join(', ')})`);
       const dns = new BenchDns(lab, Math.max(...sizes));
       await dns.start(3600);
       // a Docker host's FORWARD chains, then ufw on (stock config: outgoing allowed), as on a real host
@@ -108,6 +111,7 @@ async function main(): Promise<void> {
       if (only.has('daemon')) {
         daemon = await daemonSection(lab, CLI, dns, { n: 1000, idleSeconds: quick ? 20 : 60, refreshSamples: 3, changeSamples: 3, ttl: 5 });
       }
+      if (only.has('startup')) startup = await startupSection(lab, ROOT, { n: 1000, reps: quick ? 3 : 7 });
       await dns.stop();
     } finally {
       await lab?.stop();
@@ -137,7 +141,7 @@ async function main(): Promise<void> {
   m.loadEnd = os.loadavg();
   const left = await leftovers();
   const totalSec = (Date.now() - t0) / 1000;
-  const report = renderReport({ machine: m, sync, packet, daemon, totalSec, quick, leftovers: left });
+  const report = renderReport({ machine: m, sync, packet, daemon, startup, totalSec, quick, leftovers: left });
   process.stdout.write(`${report.tables}\n`);
   if (write) {
     fs.mkdirSync(path.dirname(DOC), { recursive: true });

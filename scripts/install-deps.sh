@@ -3,8 +3,12 @@
 # No package may start a service on the machine itself: dockerd would write the host's own iptables.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-need=(iptables ipset ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
+need=(iptables ipset nftables ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
   time strace gcc libc6-dev)  # the last line: npm run bench (peak RSS, spawn counts, its C load generator)
+# npm run package needs only dpkg-deb (the dpkg package: always there). test/unit/units.test.ts rates the units
+# with systemd-analyze: install systemd only where it is missing (containers); policy-rc.d below keeps it from
+# starting anything, and without systemd as PID 1 its scripts start nothing either.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ "${#missing[@]}" -eq 0 ] && exit 0

@@ -1,30 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { runPlan } from './commands/plan.js';
-import { runSync } from './commands/sync.js';
-import { runDaemon } from './commands/daemon.js';
-import { runInstall } from './commands/install.js';
-import { runStatus } from './commands/status.js';
-import { runUninstall } from './commands/uninstall.js';
-import { DEFAULT_PROXY_OUT, runProxy } from './commands/proxy.js';
-import { runReport } from './commands/report.js';
-import { runSuggest } from './commands/suggest.js';
 import { fileURLToPath } from 'node:url';
-import { access } from 'node:fs/promises';
-import path from 'node:path';
-import { DEFAULT_CONFIG_PATH } from './config/load.js';
+import { DEFAULT_CONFIG_PATH, DEFAULT_PROXY_OUT, DEFAULT_STATE_DIR, VERSION } from './defaults.js';
 import { EgressfwError } from './errors.js';
-import { query } from './resolve/dns-client.js';
-import { realExec, onPath } from './system/exec.js';
-import { backupOnce, confinedFiles, readText, removeFile, writeFileAtomic } from './system/files.js';
-import { acquireLock } from './system/lock.js';
-import { dockerClient } from './system/docker.js';
-import { observe, type Wanted } from './system/observe.js';
-import { inspectDocker } from './system/docker-view.js';
-import { DEFAULT_STATE_DIR, removeStateFiles, setAsideDamaged } from './system/state.js';
 
-const isRoot = process.getuid?.() === 0;
-const out = (t: string) => process.stdout.write(t);
+// Commands and their dependencies load when a command runs, not before: `--version`
+// and `--help` then cost little more than Node's own start-up (cron pays it every run).
+const deps = () => import('./deps.js');
 const warn = (t: string) => process.stderr.write(`${t}\n`);
 
 const configOption = () => new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH);
@@ -33,7 +15,7 @@ const stateDirOption = (what = 'where sync keeps its state') => new Option('--st
 function program(): Command {
   const p = new Command('egressfw')
     .description("Keep a Docker host's outbound traffic (host and containers) to an allowlist of domains.")
-    .version('0.1.0')
+    .version(VERSION)
     .exitOverride()
     .showHelpAfterError('(run `egressfw --help` for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -45,7 +27,8 @@ function program(): Command {
     .option('--json', 'print one machine-readable JSON document', false)
     .option('--detailed-exitcode', 'exit 3 when changes are pending, 0 when none', false)
     .action(async (o: { config: string; stateDir: string; json: boolean; detailedExitcode: boolean }) => {
-      process.exitCode = await runPlan(o, planDeps());
+      const [{ runPlan }, d] = await Promise.all([import('./commands/plan.js'), deps()]);
+      process.exitCode = await runPlan(o, d.planDeps());
     });
   p.command('sync')
     .description('resolve, plan and apply the allowlist to the kernel (root): all or nothing, verified, state saved')
@@ -56,10 +39,12 @@ function program(): Command {
     .option('--offline', 'no DNS: re-apply the saved IPs (used at boot, before the network is up)', false)
     .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean }) => {
       if (o.dryRun) {
-        process.exitCode = await runPlan({ ...o, json: false, detailedExitcode: false }, planDeps());
+        const [{ runPlan }, d] = await Promise.all([import('./commands/plan.js'), deps()]);
+        process.exitCode = await runPlan({ ...o, json: false, detailedExitcode: false }, d.planDeps());
         return;
       }
-      process.exitCode = await runSync(o, syncDeps());
+      const [{ runSync }, d] = await Promise.all([import('./commands/sync.js'), deps()]);
+      process.exitCode = await runSync(o, d.syncDeps());
     });
   p.command('daemon')
     .description('foreground scheduler (for systemd): refresh on a schedule and at TTL expiry, repair drift between refreshes')
@@ -67,7 +52,8 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      process.exitCode = await runDaemon(o, syncDeps(), process, auditDeps());
+      const [{ runDaemon }, d] = await Promise.all([import('./commands/daemon.js'), deps()]);
+      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps());
     });
   p.command('status')
     .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')
@@ -75,7 +61,8 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'print one machine-readable JSON document', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      process.exitCode = await runStatus(o, planDeps());
+      const [{ runStatus }, d] = await Promise.all([import('./commands/status.js'), deps()]);
+      process.exitCode = await runStatus(o, d.planDeps());
     });
 
   p.command('install')
@@ -87,7 +74,8 @@ function program(): Command {
     .option('--remove', 'remove the cron file and units egressfw wrote', false)
     .option('--dry-run', 'print the files, write nothing', false)
     .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dryRun: boolean }) => {
-      process.exitCode = await runInstall(o, installDeps());
+      const [{ runInstall }, d] = await Promise.all([import('./commands/install.js'), deps()]);
+      process.exitCode = await runInstall(o, await d.installDeps(cliFile(), process.argv[1]));
     });
 
   p.command('uninstall')
@@ -96,7 +84,8 @@ function program(): Command {
     .addOption(stateDirOption('where sync keeps its state (only egressfw\'s own files there are removed)'))
     .option('--dry-run', 'print what would be removed, change nothing', false)
     .action(async (o: { config: string; stateDir: string; dryRun: boolean }) => {
-      process.exitCode = await runUninstall(o, { ...syncDeps(), removeStateFiles, removeFile }, installDeps());
+      const [{ runUninstall }, d] = await Promise.all([import('./commands/uninstall.js'), deps()]);
+      process.exitCode = await runUninstall(o, d.uninstallDeps(), await d.installDeps(cliFile(), process.argv[1]));
     });
 
   p.command('report')
@@ -105,7 +94,8 @@ function program(): Command {
     .option('--since <duration>', 'window: 30m, 1h, 24h, 7d', '1h')
     .option('--json', 'print one machine-readable JSON document', false)
     .action(async (o: { stateDir: string; since: string; json: boolean }) => {
-      process.exitCode = await runReport(o, auditDeps());
+      const [{ runReport }, d] = await Promise.all([import('./commands/report.js'), deps()]);
+      process.exitCode = await runReport(o, d.auditDeps());
     });
   p.command('suggest')
     .description('print an allowlist fragment (YAML) from what was refused or audited, to review and merge into the config (never edits it)')
@@ -113,7 +103,8 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 1h, 24h, 7d', '24h')
     .action(async (o: { config: string; stateDir: string; since: string }) => {
-      process.exitCode = await runSuggest(o, { ...auditDeps(), warn });
+      const [{ runSuggest }, d] = await Promise.all([import('./commands/suggest.js'), deps()]);
+      process.exitCode = await runSuggest(o, { ...d.auditDeps(), warn });
     });
 
   p.command('proxy')
@@ -125,50 +116,14 @@ function program(): Command {
     .option('--compose <file>', 'your compose file, checked so the override can isolate the services (default: compose.yaml/compose.yml/docker-compose.yml here)')
     .option('--force', 'overwrite files in the out dir that egressfw did not generate', false)
     .action(async (o: { config: string; out: string; mode?: string; services?: string; compose?: string; force: boolean }) => {
-      // every read, write and delete under --out goes through the real --out, never a symlink below it
-      process.exitCode = await runProxy(o, {
-        ...confinedFiles(path.resolve(process.cwd(), o.out)),
-        cwd: process.cwd(),
-        out,
-        warn,
-      });
+      const [{ runProxy }, d] = await Promise.all([import('./commands/proxy.js'), deps()]);
+      process.exitCode = await runProxy(o, d.proxyDeps(o.out));
     });
   return p;
 }
 
-function installDeps() {
-  return {
-    exec: realExec,
-    readText,
-    writeFileAtomic,
-    isRoot,
-    systemdRunning: () => access('/run/systemd/system').then(() => true, () => false),
-    node: process.execPath,
-    cli: fileURLToPath(import.meta.url),
-    out,
-  };
-}
-
-function auditDeps() {
-  return { exec: realExec, readText, writeFileAtomic, listContainers: () => dockerClient().containers({ all: true }), acquireLock: (file: string) => acquireLock(file), now: () => Math.floor(Date.now() / 1000), isRoot, out };
-}
-
-function syncDeps() {
-  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock(), setAside: setAsideDamaged };
-}
-
-function planDeps() {
-  return {
-    query,
-    readText,
-    observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
-    inspectDocker: () => inspectDocker(),
-    now: () => Math.floor(Date.now() / 1000),
-    isRoot,
-    out,
-    warn,
-  };
-}
+/** The file this CLI runs from (dist/cli.js, or the bundle): cron and unit files start it (or the path it was started as). */
+const cliFile = () => fileURLToPath(import.meta.url);
 
 /** The one place errors become exit codes: 0 ok, 1 error, 2 bad usage or config, 3 changes pending. */
 export async function main(argv: string[]): Promise<number> {

@@ -27,6 +27,7 @@ export function parseStrace(text: string): Trace {
   const tgid = new Map<number, number>(); // thread id -> process id
   const parentOf = new Map<number, number>();
   const pendingFlags = new Map<number, string>();
+  const pendingExec = new Map<number, { text: string; ts: number }>();
   const procs = new Map<number, Proc>();
   const order: Proc[] = [];
   const pidOf = (tid: number) => tgid.get(tid) ?? tid;
@@ -57,10 +58,25 @@ export function parseStrace(text: string): Trace {
       else parentOf.set(child, pidOf(tid));
       continue;
     }
-    const exec = /^execve\("((?:[^"\\]|\\.)*)", \[(.*)\](?:\.\.\.)?,.*\)\s*=\s*0\s*$/.exec(rest);
+    // With several processes running, strace splits a call: `execve(... <unfinished ...>` then `<... execve resumed>) = 0`.
+    let call = rest;
+    let at = ts;
+    if (/^execve\(.*<unfinished \.\.\.>\s*$/.test(rest)) {
+      pendingExec.set(tid, { text: rest.replace(/\s*<unfinished \.\.\.>\s*$/, ''), ts });
+      continue;
+    }
+    const resumed = /^<\.\.\. execve resumed>(.*)$/.exec(rest);
+    if (resumed) {
+      const start = pendingExec.get(tid);
+      pendingExec.delete(tid);
+      if (!start) continue;
+      call = start.text + resumed[1]!;
+      at = start.ts;
+    }
+    const exec = /^execve\("((?:[^"\\]|\\.)*)", \[(.*)\](?:\.\.\.)?,.*\)\s*=\s*0\s*$/.exec(call);
     if (exec) {
       const pid = pidOf(tid);
-      const p: Proc = { pid, parent: parentOf.get(pid), argv: [exec[1]!, ...parseArgv(exec[2]!).slice(1)], start: ts, end: undefined };
+      const p: Proc = { pid, parent: parentOf.get(pid), argv: [exec[1]!, ...parseArgv(exec[2]!).slice(1)], start: at, end: undefined };
       const prev = procs.get(pid);
       if (prev) {
         // a second execve in the same process (e.g. nsenter -> program): the program replaces it

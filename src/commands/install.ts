@@ -2,7 +2,7 @@ import { access, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { PreconditionError, UsageError } from '../errors.js';
-import { BOOT_FILE, CRON_FILE, HEADER, renderBootService, renderCron, renderService, SERVICE_FILE, unsafePath, type InstallPaths } from '../schedule/units.js';
+import { BOOT_FILE, CRON_FILE, HEADER, PACKAGE_HEADER, PACKAGE_UNIT_DIR, renderBootService, renderCron, renderService, SERVICE_FILE, unsafePath, type InstallPaths } from '../schedule/units.js';
 import type { Exec } from '../system/exec.js';
 
 export interface InstallOptions {
@@ -21,27 +21,45 @@ export interface InstallDeps {
   isRoot: boolean;
   /** is systemd running (so systemctl can enable units now)? */
   systemdRunning: () => Promise<boolean>;
-  node: string;
+  /** absent when `cli` starts itself (#!/usr/bin/node): the .deb's /usr/bin/egressfw */
+  node?: string;
   cli: string;
   out: (text: string) => void;
 }
 
 export const exists = (f: string) => access(f).then(() => true, () => false);
 
-/** Remove what `install` wrote (only files carrying our header). Returns the removed paths. */
+/**
+ * Remove what `install` wrote (only files carrying our header), and stop and disable
+ * the units the .deb ships if they are there (their files belong to the package and stay).
+ * Returns what it did (or would do), one line each.
+ */
 export async function removeInstalled(deps: InstallDeps, dryRun: boolean): Promise<string[]> {
-  const removed: string[] = [];
+  const done: string[] = [];
   const systemd = await deps.systemdRunning();
+  const ours: string[] = [];
+  const units: string[] = [];
   for (const file of [SERVICE_FILE, BOOT_FILE, CRON_FILE]) {
     const text = await deps.readText(file);
     if (text === null || !text.includes(HEADER)) continue;
-    removed.push(file);
-    if (dryRun) continue;
-    if (systemd && file !== CRON_FILE) await deps.exec(['systemctl', 'disable', '--now', path.basename(file)]);
-    await unlink(file);
+    ours.push(file);
+    done.push(`remove ${file}`);
+    if (systemd && file !== CRON_FILE) units.push(path.basename(file));
   }
-  if (systemd && removed.length && !dryRun) await deps.exec(['systemctl', 'daemon-reload']);
-  return removed;
+  for (const unit of [SERVICE_FILE, BOOT_FILE].map((f) => path.basename(f))) {
+    const text = await deps.readText(path.join(PACKAGE_UNIT_DIR, unit));
+    if (text === null || !text.includes(PACKAGE_HEADER) || !systemd) continue;
+    if (!units.includes(unit)) units.push(unit);
+    done.push(`disable ${unit}${unit === path.basename(SERVICE_FILE) ? ' and stop it' : ''} (shipped by the package; its file stays)`);
+  }
+  if (dryRun) return done;
+  // Disable while the unit files are still there (systemctl needs them), then remove ours. Only the
+  // daemon is stopped: docker.service requires egressfw-boot, so stopping that would stop Docker.
+  if (units.length) await deps.exec(['systemctl', 'disable', ...units]);
+  if (units.includes(path.basename(SERVICE_FILE))) await deps.exec(['systemctl', 'stop', path.basename(SERVICE_FILE)]);
+  for (const file of ours) await unlink(file);
+  if (units.length) await deps.exec(['systemctl', 'daemon-reload']);
+  return done;
 }
 
 /** `egressfw install --cron | --systemd [--dry-run] | --remove`. */
@@ -51,12 +69,12 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
   if (!deps.isRoot && !opts.dryRun) throw new PreconditionError('install writes to /etc and needs root: run `sudo egressfw install ...` (or add --dry-run to see the files)');
 
   if (opts.remove) {
-    const removed = await removeInstalled(deps, opts.dryRun);
-    deps.out(removed.length ? `${opts.dryRun ? 'would remove' : 'removed'}: ${removed.join(', ')}\n` : 'nothing to remove: no egressfw cron file or units found\n');
+    const done = await removeInstalled(deps, opts.dryRun);
+    deps.out(done.length ? `${opts.dryRun ? 'would' : 'done'}:\n${done.map((d) => `  ${d}\n`).join('')}` : 'nothing to remove: no egressfw cron file or units found\n');
     return 0;
   }
 
-  const paths: InstallPaths = { node: deps.node, cli: deps.cli, config: path.resolve(opts.config), stateDir: path.resolve(opts.stateDir) };
+  const paths: InstallPaths = { ...(deps.node ? { node: deps.node } : {}), cli: deps.cli, config: path.resolve(opts.config), stateDir: path.resolve(opts.stateDir) };
   const bad = Object.entries(paths).filter(([, p]) => unsafePath(p));
   if (bad.length) throw new UsageError(`these paths cannot go into a cron or unit file (use plain absolute paths without spaces or quotes): ${bad.map(([k, p]) => `${k}=${JSON.stringify(p)}`).join(', ')}`);
   const config = await loadConfig(paths.config); // a broken config must not be scheduled
@@ -65,6 +83,10 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
     if (config.schedule.refresh.trim().split(/\s+/).length !== 5) throw new UsageError(`schedule.refresh "${config.schedule.refresh}" has a seconds field; cron takes 5 fields: use --systemd (the daemon) or a 5-field expression`);
     files.push([CRON_FILE, renderCron(paths, config.schedule.refresh)]);
   } else {
+    // The units' sandbox makes only existing paths writable; systemd creates a state directory under /var/lib itself.
+    if (!opts.dryRun && !paths.stateDir.startsWith('/var/lib/') && !(await exists(paths.stateDir))) {
+      throw new UsageError(`--state-dir ${paths.stateDir} does not exist; create it (mkdir -p ${paths.stateDir}) or use one under /var/lib, and retry. Nothing was changed.`);
+    }
     files.push([SERVICE_FILE, renderService(paths)], [BOOT_FILE, renderBootService(paths)]);
   }
   if (opts.dryRun) {

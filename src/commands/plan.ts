@@ -2,7 +2,7 @@ import { loadConfig } from '../config/load.js';
 import { computeRound, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
-import type { QueryFn } from '../resolve/dns-client.js';
+import type { QueryFn } from '../resolve/query.js';
 import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
@@ -37,6 +37,8 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
   const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now });
   deps.out(opts.json ? `${JSON.stringify(planJson(round, opts.config), null, 2)}\n` : planText(round, opts.config, deps.isRoot));
+  // Like Terraform: a plan sync could not apply is an error (1), not "changes pending" (3).
+  if (opts.detailedExitcode && round.plan.blockers.length) return 1;
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }
 
@@ -65,6 +67,7 @@ export function planJson(round: Round, configPath: string) {
     coverage: round.coverage,
     pending: round.plan.ops.length > 0,
     changes: round.plan.ops.map((op) => ({ ...op, description: describeOp(op) })),
+    scope: round.scope,
     blockers: round.plan.blockers,
     render: {
       ipsetRestore: renderIpset(round.plan),
@@ -87,6 +90,7 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
         : 'not root: kernel state not read, assuming nothing of egressfw is installed (run with sudo to compare against the kernel)',
     );
   }
+  if (round.scope === 'containers-only') out.push('ufw is not active: only the container part is planned; the host waits for `ufw enable` (egressfw never enables it on its own)');
   out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (what would be refused is recorded and let through)' : 'enforce'}`);
   out.push(...coverageText(round.coverage));
   out.push('', 'Domains');
@@ -112,7 +116,7 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
   for (const op of plan.ops) out.push(`  ${printable(describeOp(op))}`);
   if (plan.blockers.length) {
     out.push('', '`egressfw sync` would stop before any change:');
-    for (const b of plan.blockers) out.push(`  - ${printable(b)}`);
+    for (const b of plan.blockers) out.push(`  - ${printable(b.message)}`);
   }
   const ipset = renderIpset(plan);
   if (ipset) out.push('', '--- ipset restore', ipset.trimEnd());

@@ -6,6 +6,7 @@ import { describeOp } from '../plan/render.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
 import { coverageText } from '../plan/coverage.js';
+import { UFW_INACTIVE } from '../plan/diff.js';
 import { printable } from '../text.js';
 
 export interface StatusOptions {
@@ -52,7 +53,8 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     };
   });
   const doc = {
-    enforced: installed && drift.length === 0 && round.plan.blockers.length === 0 && round.coverage.notEnforced.length === 0,
+    enforced: installed && drift.length === 0 && round.plan.blockers.length === 0 && round.scope === 'full' && round.coverage.notEnforced.length === 0,
+    scope: round.scope,
     docker: round.coverage.docker,
     coverage: round.coverage,
     lastSync: state.lastSync ?? null,
@@ -62,7 +64,12 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
     drift,
-    warnings: [...config.warnings, ...stateNotes(file, loaded), ...round.plan.blockers],
+    warnings: [
+      ...config.warnings,
+      ...stateNotes(file, loaded),
+      ...(round.scope === 'containers-only' ? [`${UFW_INACTIVE} (containers stay enforced meanwhile)`] : []),
+      ...round.plan.blockers.map((b) => b.message),
+    ],
   };
   if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
   else {
@@ -71,7 +78,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       ? 'NOT SYNCED YET (run `sudo egressfw sync`)'
       : drift.length
         ? `DRIFT (${drift.length}: the kernel differs from the saved state)`
-        : round.plan.blockers.length || round.coverage.notEnforced.length
+        : round.plan.blockers.length || round.scope !== 'full' || round.coverage.notEnforced.length
           ? 'PARTIAL (see below)'
           : 'ENFORCED';
     out.push(`egressfw status: ${word}`);

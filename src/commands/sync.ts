@@ -1,9 +1,9 @@
 import { loadConfig, type Config } from '../config/load.js';
 import { computeRound, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
-import { diff, UFW_INACTIVE, withoutHost, type Plan } from '../plan/diff.js';
+import { diff, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
-import type { QueryFn } from '../resolve/dns-client.js';
+import type { QueryFn } from '../resolve/query.js';
 import type { DockerView } from '../plan/coverage.js';
 import type { State } from '../resolve/merge.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
@@ -55,7 +55,7 @@ export interface SyncResult {
 
 /** Everything that must hold before the first change; throws with the fix. */
 async function preflight(round: Round, plan: Plan, deps: SyncDeps): Promise<void> {
-  if (plan.blockers.length) throw new PreconditionError(`${plan.blockers.join('\n')}\nNothing was changed.`);
+  if (plan.blockers.length) throw new PreconditionError(`${plan.blockers.map((b) => b.message).join('\n')}\nNothing was changed.`);
   if (plan.ops.length) await checkBackend(deps.exec, deps.onPath, deps.readText, round.observed.tables[4].chains.keys());
 }
 
@@ -76,11 +76,8 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   let state: State = prev;
   try {
     const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: !opts.offline });
-    // ufw switched off after egressfw had been enforcing: keep the containers enforced meanwhile.
-    const ufwOff = prev.enforcedSince !== undefined && round.plan.blockers.includes(UFW_INACTIVE);
-    const scope = ufwOff ? withoutHost : (p: Plan) => p;
-    const plan = scope(round.plan);
-    if (ufwOff) warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
+    const plan = round.plan; // already scoped (ufw switched off after enforcing: containers only)
+    if (round.scope === 'containers-only') warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
     for (const n of round.coverage.notEnforced) {
       warnings.push(`NOT ENFORCED: Docker network ${n.name} (${n.driver}${n.iface ? ` on ${n.iface}` : ''}, ${n.containers} containers): ${n.how}. The host is NOT protected while it exists.`);
@@ -108,7 +105,7 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
     if (plan.ops.length) {
       await applyPlan(plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce, ...(opts.signal ? { signal: opts.signal } : {}) });
       const after = await deps.observe(wanted(config));
-      const left = scope(diff(round.desired, after.observed)).ops;
+      const left = round.rescope(diff(round.desired, after.observed)).ops;
       if (left.length) {
         throw new EgressfwError(`applied, but reading the kernel back shows it differs from the plan (something else changed it meanwhile?):\n${left.map((o) => `  - ${describeOp(o)}`).join('\n')}\nRun \`egressfw sync\` again.`);
       }

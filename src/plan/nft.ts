@@ -63,7 +63,8 @@ export function forwardRules(config: Config): NftRule[] {
     { tag: 'same-segment', text: 'fib daddr . iif oif exists accept' },
   ];
   const exempt = config.containers.exemptFrom;
-  if (exempt.length) rules.push({ tag: 'exempt', text: `iifname { ${exempt.map((i) => `"${i.replace(/\+$/, '*')}"`).join(', ')} } accept` });
+  // One rule each: a trailing "+" (iptables style) is nft's "*" wildcard.
+  exempt.forEach((i, n) => rules.push({ tag: `exempt-${n}`, text: `iifname "${i.replace(/\+$/, '*')}" accept` }));
   const p = config.proxy;
   if (p.wildcards.length) {
     const ports = [...new Set([...p.tlsPorts, ...p.httpPorts])].sort((a, b) => a - b).join(', ');

@@ -1,5 +1,5 @@
 import { forbiddenReason, parseIp, compareIp, type Family } from '../net/ip.js';
-import { QueryError, type QueryFn, type QueryResult, type RecordType, type Server } from './dns-client.js';
+import { QueryError, type QueryFn, type QueryResult, type RecordType, type Server } from './query.js';
 
 export type FailureKind = 'nxdomain' | 'servfail' | 'refused' | 'timeout' | 'malformed' | 'network' | 'cname-loop' | 'cname-too-long' | 'not-asked';
 

@@ -216,3 +216,19 @@ export function confinedFiles(root: string) {
     },
   };
 }
+
+/** The first line of a file (at most 256 bytes), or null when it cannot be read. */
+export async function firstLine(file: string): Promise<string | null> {
+  try {
+    const fh = await open(file, 'r');
+    try {
+      const buf = Buffer.alloc(256);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead).toString('utf8').split('\n')[0]!;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return null;
+  }
+}

@@ -7,7 +7,7 @@ import { emptyState, type DomainState, type IpState, type State } from '../resol
 import { AUDIT_LOCK, HISTORY_FILE } from '../audit/history.js';
 import { TMP_INFIX } from './files.js';
 
-export const DEFAULT_STATE_DIR = '/var/lib/egressfw';
+export { DEFAULT_STATE_DIR } from '../defaults.js';
 export const STATE_NAME = 'state.json';
 export const stateFile = (dir: string) => path.join(dir, STATE_NAME);
 

@@ -12,6 +12,7 @@ const BASE: Record<string, string> = {
   iptables: 'iptables',
   ip6tables: 'iptables',
   ipset: 'ipset',
+  nft: 'nftables',
   ufw: 'ufw',
   dnsmasq: 'dnsmasq-base',
   busybox: 'busybox-static',

@@ -63,17 +63,20 @@ staleGrace: 30s
 
   it('before sync: ufw deny outgoing stops the host, but containers bypass it', async () => {
     expect((await lab.host(['ufw', 'default', 'deny', 'outgoing'])).exitCode).toBe(0);
-    const [host, fromDefault, fromUser, fromNamed] = await Promise.all([
-      lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
-      lab.fetch('http://blocked.test/', { container: 'c-default' }),
-      lab.fetch('http://blocked.test/', { container: 'c-user' }),
-      lab.fetch('http://blocked.test/', { container: 'c-named0' }),
-    ]);
-    expect(host.ok).toBe(false);
-    expect(fromDefault.body).toMatch(/name=blocked\.test/);
-    expect(fromUser.body).toMatch(/name=blocked\.test/);
-    expect(fromNamed.body).toMatch(/name=blocked\.test/);
-    expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
+    try {
+      // By address: from Docker 28 a user network's DNS leaves through the host's OUTPUT, which ufw already closes.
+      const [host, fromDefault, fromUser, fromNamed] = await Promise.all([
+        lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
+        lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-default' }),
+        lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-user' }),
+        lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-named0' }),
+      ]);
+      expect(host.ok).toBe(false);
+      for (const c of [fromDefault, fromUser, fromNamed]) expect(c.body, c.stderr).toMatch(/site=203\.0\.113\.20/);
+    } finally {
+      // else one failure here makes every later test fail for the wrong reason (the host left closed)
+      expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
+    }
   });
 
   it('sync applies, verifies and saves state; the second sync changes nothing', async () => {

@@ -1,4 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import type { SyncDeps } from '../../src/commands/sync.js';
+import type { QueryFn } from '../../src/resolve/query.js';
+import { setAsideDamaged } from '../../src/system/state.js';
 import path from 'node:path';
 import type { Family } from '../../src/net/ip.js';
 import { UFW_FILE } from '../../src/plan/names.js';
@@ -78,4 +82,38 @@ export function fakeFiles(k: FakeKernel, dir: string) {
       await backupOnce(inside(f), inside(backup));
     },
   };
+}
+
+/** A fresh temp dir per test (removed after the file): `const dirs = tempDirs('efw-x-')`, then `dirs.current()`. */
+export function tempDirs(prefix: string, hooks: { beforeEach: (fn: () => void) => void; afterAll: (fn: () => void) => void }) {
+  const roots: string[] = [];
+  let dir = '';
+  hooks.afterAll(() => {
+    for (const r of roots) rmSync(r, { recursive: true, force: true });
+  });
+  hooks.beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+    roots.push(dir);
+  });
+  return { current: () => dir };
+}
+
+/** Sync deps on the fake kernel: root, every tool present, no lock contention, a fixed clock. */
+export function fakeSyncDeps(k: FakeKernel, dir: string, exec: Exec, query: QueryFn) {
+  const out: string[] = [];
+  const warn: string[] = [];
+  const deps: SyncDeps = {
+    query,
+    exec,
+    ...fakeFiles(k, dir),
+    onPath: async () => true,
+    observe: async () => ({ observed: k.observe(), missingTools: [] }),
+    acquireLock: async () => async () => {},
+    setAside: setAsideDamaged,
+    now: () => 1_750_000_000,
+    isRoot: true,
+    out: (t) => out.push(t),
+    warn: (t) => warn.push(t),
+  };
+  return { deps, out, warn };
 }

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { query } from '../../src/resolve/dns-client.js';
+import { query } from '../../src/system/dns-client.js';
 import { domainStatus, resolveAll, resolveDomain, type ResolverOptions } from '../../src/resolve/resolver.js';
 import { A, AAAA, CNAME, FakeDns, zone, type Handler } from '../support/dns-server.js';
 

@@ -12,7 +12,7 @@ import { FakeKernel } from '../support/fake-kernel.js';
 import { fakeFiles, kernelExec } from '../support/fake-exec.js';
 import * as system from '../../src/system/state.js';
 import { readText } from '../../src/system/files.js';
-import type { QueryFn } from '../../src/resolve/dns-client.js';
+import type { QueryFn } from '../../src/resolve/query.js';
 
 // state.json is input like the config: whatever is in it must not widen the allowlist, crash or hang a command.
 const NOW = 1_750_000_000;

@@ -1,25 +1,19 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { runSync, type SyncDeps } from '../../src/commands/sync.js';
+import { runSync } from '../../src/commands/sync.js';
 import type { Observed } from '../../src/plan/observed.js';
-import type { QueryFn } from '../../src/resolve/dns-client.js';
-import { setAsideDamaged } from '../../src/system/state.js';
+import type { QueryFn } from '../../src/resolve/query.js';
 import { fixture } from '../support/files.js';
 import { FakeKernel } from '../support/fake-kernel.js';
-import { fakeFiles, kernelExec } from '../support/fake-exec.js';
+import { fakeSyncDeps, kernelExec, tempDirs } from '../support/fake-exec.js';
 
 // Ctrl-C or `systemctl stop` during a sync: what was applied is undone, like a failed step, before exiting.
-const roots: string[] = [];
-afterAll(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
-let dir: string;
+const dirs = tempDirs('efw-signal-', { beforeEach, afterAll });
+let dir = '';
 beforeEach(() => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'efw-signal-'));
-  roots.push(dir);
+  dir = dirs.current();
 });
 
 const query: QueryFn = async (_s, name, type) => ({ rcode: 'NOERROR', answers: type === 'A' ? [{ name, type: 'A', ttl: 60, data: '203.0.113.5' }] : [] });
@@ -42,20 +36,7 @@ function setup(blockOn: string) {
   });
   const config = path.join(dir, 'egressfw.yml');
   writeFileSync(config, 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\n');
-  const warn: string[] = [];
-  const deps: SyncDeps = {
-    query,
-    exec,
-    ...fakeFiles(k, dir),
-    onPath: async () => true,
-    observe: async () => ({ observed: k.observe(), missingTools: [] }),
-    acquireLock: async () => async () => {},
-    setAside: setAsideDamaged,
-    now: () => 1_750_000_000,
-    isRoot: true,
-    out: () => {},
-    warn: (t) => warn.push(t),
-  };
+  const { deps, warn } = fakeSyncDeps(k, dir, exec, query);
   return { k, deps, calls, config, atBlockedStep, unblock, warn, before: k.observe() };
 }
 

@@ -4,38 +4,9 @@ import { randomInt } from 'node:crypto';
 import * as packet from 'dns-packet';
 import { parseIp } from '../net/ip.js';
 
-export type RecordType = 'A' | 'AAAA';
+import { QueryError, type Answer, type QueryFn, type QueryResult, type RecordType, type Server } from '../resolve/query.js';
 
-export interface Answer {
-  name: string;
-  type: string;
-  ttl: number;
-  data: string;
-}
-
-export interface QueryResult {
-  rcode: 'NOERROR' | 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED' | string;
-  answers: Answer[];
-}
-
-export type QueryFailure = 'timeout' | 'malformed' | 'network';
-
-export class QueryError extends Error {
-  constructor(
-    readonly kind: QueryFailure,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export interface Server {
-  host: string;
-  port: number;
-}
-
-/** One question to one server: UDP first, TCP when the answer is truncated. */
-export type QueryFn = (server: Server, name: string, type: RecordType, timeoutMs: number) => Promise<QueryResult>;
+export { QueryError, type Answer, type QueryFn, type QueryResult, type RecordType, type Server };
 
 function buildQuery(id: number, name: string, type: RecordType): Buffer {
   return packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });

@@ -1,0 +1,89 @@
+/**
+ * The real dependencies each command gets: processes, files, clock, DNS.
+ * src/cli.ts imports this module only once a command runs, so that
+ * `--version` and `--help` do not load them (start-up is part of every cron run).
+ */
+import { access, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import type { InstallDeps } from './commands/install.js';
+import type { ProxyDeps } from './commands/proxy.js';
+import { query } from './system/dns-client.js';
+import { inspectDocker } from './system/docker-view.js';
+import { dockerClient } from './system/docker.js';
+import { realExec, onPath } from './system/exec.js';
+import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
+import { removeStateFiles, setAsideDamaged } from './system/state.js';
+import { acquireLock } from './system/lock.js';
+import { observe, type Wanted } from './system/observe.js';
+
+const isRoot = process.getuid?.() === 0;
+const out = (t: string) => process.stdout.write(t);
+const warn = (t: string) => process.stderr.write(`${t}\n`);
+
+export function planDeps() {
+  return {
+    query,
+    readText,
+    observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
+    inspectDocker: () => inspectDocker(),
+    now: () => Math.floor(Date.now() / 1000),
+    isRoot,
+    out,
+    warn,
+  };
+}
+
+export function syncDeps() {
+  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock(), setAside: setAsideDamaged };
+}
+
+/** `report`, `suggest` and the daemon's collections of refused-connection records. */
+export function auditDeps() {
+  return {
+    exec: realExec,
+    readText,
+    writeFileAtomic,
+    listContainers: () => dockerClient().containers({ all: true }),
+    acquireLock: (file: string) => acquireLock(file),
+    now: () => Math.floor(Date.now() / 1000),
+    isRoot,
+    out,
+  };
+}
+
+export function uninstallDeps() {
+  return { ...syncDeps(), removeStateFiles, removeFile };
+}
+
+/**
+ * `self` is the file this CLI runs from, `started` the path it was started as (process.argv[1]:
+ * /usr/bin/egressfw, a symlink to the .deb's bundle, stays that). A file that starts itself
+ * (#!/usr/bin/node, as the .deb's does) goes into cron and unit files alone, so they keep working
+ * with the distribution's node; anything else (dist/cli.js, the npm bundle's #!/usr/bin/env node)
+ * runs with the node that runs us now.
+ */
+export async function installDeps(self: string, started?: string): Promise<InstallDeps> {
+  const cli = started && (await realpath(started).catch(() => '')) === self ? started : self;
+  const head = await firstLine(cli);
+  const selfStarting = head !== null && /^#!\/\S+$/.test(head) && !head.startsWith('#!/usr/bin/env');
+  return {
+    exec: realExec,
+    readText,
+    writeFileAtomic,
+    isRoot,
+    systemdRunning: () => access('/run/systemd/system').then(() => true, () => false),
+    ...(selfStarting ? {} : { node: process.execPath }),
+    cli,
+    out,
+  };
+}
+
+/** Every read, write and delete under --out goes through the real --out, never a symlink below it. */
+export function proxyDeps(out_: string): ProxyDeps {
+  return {
+    ...confinedFiles(path.resolve(process.cwd(), out_)),
+    cwd: process.cwd(),
+    out,
+    warn,
+  };
+}
