@@ -53,6 +53,9 @@ export function nftElement(ipsetEntry: string): string {
   return `${ipsetEntry.slice(0, comma)} . ${proto} . ${port}`;
 }
 
+/** Transport protocols with ports. */
+const PORTED = '{ tcp, udp, sctp, dccp, udplite }';
+
 export function forwardRules(config: Config): NftRule[] {
   const rules: NftRule[] = [
     { tag: 'replies', text: 'ct state established,related accept' },
@@ -78,8 +81,11 @@ export function forwardRules(config: Config): NftRule[] {
     { tag: 'gate', text: `ip daddr . meta l4proto . th dport @${NFT.gate[4]} accept` },
     { tag: 'gate6', text: `ip6 daddr . meta l4proto . th dport @${NFT.gate[6]} accept` },
     // Counted in the kernel, in both modes: what was (or would have been) refused, per source.
-    { tag: 'record', text: `ct state new update @${NFT.refused[4]} { ip saddr . ip daddr . meta l4proto . th dport }` },
-    { tag: 'record6', text: `ct state new update @${NFT.refused[6]} { ip6 saddr . ip6 daddr . meta l4proto . th dport }` },
+    // Port 0 for protocols without ports: `th dport` would read ICMP's checksum, one element per ping.
+    { tag: 'record', text: `ct state new meta l4proto ${PORTED} update @${NFT.refused[4]} { ip saddr . ip daddr . meta l4proto . th dport }` },
+    { tag: 'record-noport', text: `ct state new meta l4proto != ${PORTED} update @${NFT.refused[4]} { ip saddr . ip daddr . meta l4proto . 0 }` },
+    { tag: 'record6', text: `ct state new meta l4proto ${PORTED} update @${NFT.refused[6]} { ip6 saddr . ip6 daddr . meta l4proto . th dport }` },
+    { tag: 'record6-noport', text: `ct state new meta l4proto != ${PORTED} update @${NFT.refused[6]} { ip6 saddr . ip6 daddr . meta l4proto . 0 }` },
   );
   if (config.mode === 'audit') rules.push({ tag: 'audit', text: 'accept' });
   else {

@@ -76,7 +76,7 @@ describe('planner', () => {
 
   it('judges every forwarded connection that is not a reply, a published port or same-segment traffic; allowed first, rejecting fast', () => {
     const rules = desired.nft!.rules;
-    expect(rules.map((r) => r.tag)).toEqual(['replies', 'published', 'same-segment', 'allowed', 'allowed6', 'gate', 'gate6', 'record', 'record6', 'reject-tcp', 'reject']);
+    expect(rules.map((r) => r.tag)).toEqual(['replies', 'published', 'same-segment', 'allowed', 'allowed6', 'gate', 'gate6', 'record', 'record-noport', 'record6', 'record6-noport', 'reject-tcp', 'reject']);
     expect(rules[0]!.text).toBe('ct state established,related accept');
     expect(rules[2]!.text).toBe('fib daddr . iif oif exists accept');
     // No rule names an interface: a bridge of any name is judged from the moment it exists.
@@ -89,7 +89,7 @@ describe('planner', () => {
 
   it('audit mode records and lets through: same chain, no reject', () => {
     const audit = buildDesired(parseConfig('mode: audit', 'x'), [], dns).nft!.rules;
-    expect(audit.map((r) => r.tag).slice(-3)).toEqual(['record', 'record6', 'audit']);
+    expect(audit.map((r) => r.tag).slice(-5)).toEqual(['record', 'record-noport', 'record6', 'record6-noport', 'audit']);
     expect(audit.some((r) => r.text.includes('reject'))).toBe(false);
   });
 
