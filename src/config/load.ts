@@ -18,8 +18,19 @@ export interface CidrRule {
   family: Family;
   ports: Port[];
 }
+export interface GateConfig {
+  enabled: boolean;
+  listen: string[];
+  port: number;
+  cacheSize: number;
+  logMaxBytes: number;
+  logFiles: number;
+}
 export interface Config {
+  /** exact names (resolved by sync, and answered by the DNS gate) */
   domains: DomainRule[];
+  /** "*.example.com" entries: any name below example.com; answered only by the DNS gate (name keeps the "*.") */
+  wildcards: DomainRule[];
   cidrs: CidrRule[];
   dns: {
     /** undefined: use the nameservers of /etc/resolv.conf */
@@ -30,6 +41,7 @@ export interface Config {
     concurrency: number;
     minTtl: number;
     maxTtl: number;
+    gate: GateConfig;
   };
   staleGrace: number;
   containers: { enabled: boolean; bridges: string[] };
@@ -78,11 +90,19 @@ export function parseConfig(text: string, file: string): Config {
 
   // Duplicates merge: the same name (or network) listed twice allows the union of its ports.
   const domains = new Map<string, DomainRule>();
+  const wildcards = new Map<string, DomainRule>();
   const cidrs = new Map<string, CidrRule>();
-  for (const e of raw.allow) {
+  const wildcardProblems: string[] = [];
+  for (const [i, e] of raw.allow.entries()) {
+    if (e.domain?.startsWith('*.') && !raw.dns.gate.enabled) {
+      wildcardProblems.push(
+        `allow[${i}].domain: "${e.domain}" is a wildcard: it needs the DNS gate (set \`dns.gate.enabled: true\`, see docs/dns-gate.md), since an IP firewall alone has no list of IPs for it; or list each name, or use \`egressfw proxy --mode sni\``,
+      );
+    }
     if (e.domain !== undefined) {
-      const prev = domains.get(e.domain);
-      domains.set(e.domain, {
+      const into = e.domain.startsWith('*.') ? wildcards : domains;
+      const prev = into.get(e.domain);
+      into.set(e.domain, {
         name: e.domain,
         ports: sortPorts([...(prev?.ports ?? []), ...e.ports]),
         allowPrivate: (prev?.allowPrivate ?? false) || e.allowPrivate,
@@ -92,8 +112,11 @@ export function parseConfig(text: string, file: string): Config {
       cidrs.set(e.cidr, { cidr: e.cidr, family: parseCidr(e.cidr)!.family, ports: sortPorts([...(prev?.ports ?? []), ...e.ports]) });
     }
   }
+  if (wildcardProblems.length > 0) throw new ConfigError(file, wildcardProblems);
+  const byName = (a: DomainRule, b: DomainRule) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
-    domains: [...domains.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    domains: [...domains.values()].sort(byName),
+    wildcards: [...wildcards.values()].sort(byName),
     cidrs: [...cidrs.values()].sort((a, b) => compareIp(a.cidr, b.cidr)),
     dns: {
       servers: raw.dns.servers ? [...new Set(raw.dns.servers)] : undefined,
@@ -103,6 +126,7 @@ export function parseConfig(text: string, file: string): Config {
       concurrency: raw.dns.concurrency,
       minTtl: raw.dns.minTtl,
       maxTtl: raw.dns.maxTtl,
+      gate: { ...raw.dns.gate, listen: [...new Set(raw.dns.gate.listen)] },
     },
     staleGrace: raw.staleGrace,
     containers: raw.containers,
