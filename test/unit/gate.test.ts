@@ -13,6 +13,8 @@ const q = (name: string, type: packet.RecordType = 'A', opts: { id?: number; edn
     questions: [{ name, type, class: 'IN' }],
     ...(opts.edns ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as unknown as packet.Answer] } : {}),
   });
+type Rec = { name: string; type: string; data: string; ttl: number };
+const answersOf = (b: Buffer) => (packet.decode(b).answers ?? []) as unknown as Rec[];
 const rcodeOf = (b: Buffer) => (packet.decode(b) as { rcode?: string }).rcode;
 
 const config = (extra = '') =>
@@ -157,7 +159,7 @@ describe('gate', () => {
     const d = packet.decode(res);
     expect(rcodeOf(res)).toBe('NOERROR');
     expect(d.questions?.[0]?.name).toBe('A.cdn.example.net'); // the client's case comes back
-    expect(d.answers?.map((a) => [a.name, a.type, a.data, a.ttl])).toEqual([
+    expect(answersOf(res).map((a) => [a.name, a.type, a.data, a.ttl])).toEqual([
       ['A.cdn.example.net', 'A', '203.0.113.7', 10],
       ['A.cdn.example.net', 'A', '203.0.113.8', 10],
     ]);
@@ -189,14 +191,14 @@ describe('gate', () => {
     h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 60 }], refused: [] });
     await h.run(q('api.example.com'));
     h.clock.now += 20_000;
-    const second = packet.decode(await h.run(q('api.example.com')));
-    expect(second.answers?.[0]?.ttl).toBe(40);
+    const second = answersOf(await h.run(q('api.example.com')));
+    expect(second[0]?.ttl).toBe(40);
     expect(h.asked).toHaveLength(1);
     expect(h.events.at(-1)).toMatchObject({ cached: true });
     h.clock.now += 40_000;
     h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.9', ttl: 60 }], refused: [] });
-    const third = packet.decode(await h.run(q('api.example.com')));
-    expect(third.answers?.map((a) => a.data)).toEqual(['203.0.113.9']);
+    const third = answersOf(await h.run(q('api.example.com')));
+    expect(third.map((a) => a.data)).toEqual(['203.0.113.9']);
     expect(h.asked).toHaveLength(2);
   });
 
