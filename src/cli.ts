@@ -5,6 +5,11 @@ import { runSync } from './commands/sync.js';
 import { runDaemon } from './commands/daemon.js';
 import { runInstall } from './commands/install.js';
 import { runStatus } from './commands/status.js';
+import { runGate } from './commands/gate.js';
+import { NftAdmitter } from './system/nft-admit.js';
+import { Supervisor } from './system/supervise.js';
+import { formatLog } from './schedule/daemon.js';
+import path from 'node:path';
 import { runUninstall } from './commands/uninstall.js';
 import { DEFAULT_PROXY_OUT, runProxy } from './commands/proxy.js';
 import { fileURLToPath } from 'node:url';
@@ -62,7 +67,28 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      process.exitCode = await runDaemon(o, syncDeps(), process);
+      const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields)}\n`);
+      const gate = new Supervisor({
+        argv: [process.execPath, fileURLToPath(import.meta.url), 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
+        onLine: (line) => out(`${line}\n`),
+        onEvent: log,
+      });
+      process.exitCode = await runDaemon(o, syncDeps(), process, gate);
+    });
+  p.command('gate', { hidden: true })
+    .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')
+    .addOption(configOption())
+    .addOption(stateDirOption())
+    .action(async (o: { config: string; stateDir: string }) => {
+      process.exitCode = await runGate(o, {
+        query,
+        readText,
+        writeFileAtomic,
+        admitter: () => new NftAdmitter({ onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
+        isRoot,
+        out,
+        warn,
+      }, process);
     });
   p.command('status')
     .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')
