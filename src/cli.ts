@@ -106,8 +106,9 @@ function program(): Command {
     .option('--cron', 'write /etc/cron.d/egressfw', false)
     .option('--systemd', 'write and enable egressfw.service (daemon) and egressfw-boot.service (fail closed at boot)', false)
     .option('--remove', 'remove the cron file and units egressfw wrote', false)
+    .option('--docker-dns', "DNS gate: set daemon.json `dns` so Docker's embedded resolver asks from the containers' side (Docker 27+; restart Docker after); undone by uninstall", false)
     .option('--dry-run', 'print the files, write nothing', false)
-    .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dryRun: boolean }) => {
+    .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dockerDns: boolean; dryRun: boolean }) => {
       process.exitCode = await runInstall(o, installDeps());
     });
 

@@ -5,7 +5,7 @@ import { UFW_FILE } from '../plan/names.js';
 import { planUninstall } from '../plan/uninstall.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { SyncDeps } from './sync.js';
-import { removeInstalled, type InstallDeps } from './install.js';
+import { removeDockerDns, removeInstalled, type InstallDeps } from './install.js';
 
 export interface UninstallOptions {
   stateDir: string;
@@ -28,7 +28,8 @@ export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, insta
     if (!observed.readable) throw new PreconditionError(`cannot read the firewall (missing: ${missingTools.join(', ')}); install them and retry. Nothing was changed.`);
     const plan = planUninstall(observed, state.original);
     const units = await removeInstalled(install, true);
-    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...(state.lastSync || state.original ? [`remove ${opts.stateDir}`] : [])];
+    const dockerDns = await removeDockerDns(install, true);
+    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...(dockerDns ? [dockerDns] : []), ...(state.lastSync || state.original ? [`remove ${opts.stateDir}`] : [])];
     if (opts.dryRun) {
       deps.out(steps.length ? `egressfw uninstall would:\n${steps.map((s) => `  ${s}`).join('\n')}\n` : 'nothing of egressfw is installed\n');
       return 0;
@@ -45,6 +46,7 @@ export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, insta
     for (const f of [4, 6] as Family[]) if (plan.iptablesAfterUfw[f]) await run([RESTORE[f], '--noflush'], plan.iptablesAfterUfw[f]!);
     for (const s of plan.ipsetDestroy) await run(['ipset', 'destroy', s]);
     await removeInstalled(install, false);
+    await removeDockerDns(install, false);
     // Backups of the ufw files are ours too; the block is out, so the files are as before.
     for (const f of [4, 6] as Family[]) await unlink(`${UFW_FILE[f]}.egressfw-backup`).catch(() => {});
     await rm(opts.stateDir, { recursive: true, force: true });
