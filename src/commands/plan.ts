@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { computeRound, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
-import { describeOp, renderIpset, renderIptables, ufwSteps } from '../plan/render.js';
+import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/dns-client.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
@@ -26,6 +26,7 @@ export interface PlanDeps {
 /** `egressfw plan`: resolve, diff against the kernel, print. Writes nothing anywhere. */
 export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number> {
   const config = await loadConfig(opts.config);
+  for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
   const { state: prev, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
   if (warning) deps.warn(`warning: ${stateFile(opts.stateDir)}: ${warning}`);
   const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now: deps.now() });
@@ -57,6 +58,7 @@ export function planJson(round: Round, configPath: string) {
     blockers: round.plan.blockers,
     render: {
       ipsetRestore: renderIpset(round.plan),
+      nft: renderNft(round.plan),
       iptablesRestore: renderIptables(round.plan, 4),
       ip6tablesRestore: renderIptables(round.plan, 6),
       ufw: ufwSteps(round.plan),
@@ -99,6 +101,8 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
   }
   const ipset = renderIpset(plan);
   if (ipset) out.push('', '--- ipset restore', ipset.trimEnd());
+  const nft = renderNft(plan);
+  if (nft) out.push('', '--- nft -f -', nft.trimEnd());
   for (const f of [4, 6] as Family[]) {
     const text = renderIptables(plan, f);
     if (text) out.push('', `--- ${f === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`, text.trimEnd());

@@ -1,8 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
-import { JUMP_RULE_SPEC } from '../plan/desired.js';
-import { DOCKER_USER, FAMILIES } from '../plan/names.js';
+import { FAMILIES, NFT } from '../plan/names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
@@ -28,16 +27,17 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
   const { observed } = round;
   const drift = round.plan.ops.map(describeOp);
   const installed = state.lastSync !== undefined;
-  const jumps = Object.fromEntries(
-    FAMILIES.map((f) => {
-      const rules = observed.tables[f].chains.get(DOCKER_USER) ?? [];
-      const fwd = observed.tables[f].chains.get('FORWARD') ?? [];
-      const first = (r: string[]) => r[0]?.endsWith(` ${JUMP_RULE_SPEC}`) ?? false;
-      // FORWARD first: where Docker does not hook DOCKER-USER (20.10, IPv6) that jump is the one that counts.
-      const hooked = fwd.includes(`-A FORWARD -j ${DOCKER_USER}`);
-      return [`v${f}`, first(fwd) ? 'first in FORWARD' : hooked && first(rules) ? 'first in DOCKER-USER' : 'MISSING'];
-    }),
-  );
+  const nft = observed.nft;
+  const containers = !config.containers.enabled
+    ? null
+    : {
+        table: nft ? 'inet egressfw' : 'MISSING',
+        hook: nft?.chain ? `${nft.chain.hook} priority ${nft.chain.prio}` : 'MISSING',
+        rules: nft?.ruleComments.length ?? 0,
+        allowed: { v4: nft?.sets.get(NFT.allow[4])?.length ?? 0, v6: nft?.sets.get(NFT.allow[6])?.length ?? 0 },
+        gate: { v4: nft?.sets.get(NFT.gate[4])?.length ?? 0, v6: nft?.sets.get(NFT.gate[6])?.length ?? 0 },
+        recorded: { v4: nft?.sets.get(NFT.refused[4])?.length ?? 0, v6: nft?.sets.get(NFT.refused[6])?.length ?? 0 },
+      };
   const domains = config.domains.map((d) => {
     const s = state.domains[d.name];
     return {
@@ -50,8 +50,9 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
   const doc = {
     enforced: installed && drift.length === 0 && round.plan.blockers.length === 0,
     lastSync: state.lastSync ?? null,
+    mode: config.mode,
     sets: { v4: observed.sets[4].entries.length, v6: observed.sets[6].entries.length },
-    jumps,
+    containers,
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
     drift,
@@ -69,7 +70,13 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
           : 'ENFORCED';
     out.push(`egressfw status: ${word}`);
     if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${state.lastSync.message}`);
-    out.push(`kernel: egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries; jump v4 ${jumps.v4}, v6 ${jumps.v6}`);
+    out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (refused connections are recorded and let through)' : 'enforce'}`);
+    out.push(`host: ipset egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries`);
+    if (containers) {
+      out.push(
+        `containers: nft table ${containers.table}, forward hook ${containers.hook}, ${containers.rules} rules; allowed ${containers.allowed.v4} v4 + ${containers.allowed.v6} v6 entries; gate ${containers.gate.v4 + containers.gate.v6}; recorded refusals ${containers.recorded.v4 + containers.recorded.v6}`,
+      );
+    }
     if (doc.ufw) out.push(`ufw: ${doc.ufw.enabled ? 'active' : 'INACTIVE'}, outgoing ${doc.ufw.outgoing}, egressfw block ${doc.ufw.hooked ? 'present' : 'MISSING'}`);
     out.push('', 'Domains');
     for (const d of domains) {

@@ -83,8 +83,6 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       original.ufwOutputPolicy = ufwBefore.outputPolicy;
       original.ufwEnabled = ufwBefore.enabled;
     }
-    const created = plan.ops.flatMap((o) => (o.kind === 'jump' && o.createParent ? [`${o.parent}/${o.family}`] : []));
-    if (created.length) original.createdChains = [...new Set([...(original.createdChains ?? []), ...created])];
     if (JSON.stringify(original) !== JSON.stringify(prev.original ?? {})) {
       state.original = original;
       await save({ ...prev, original });
@@ -115,6 +113,7 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number
   const release = await deps.acquireLock();
   try {
     const r = await syncOnce(config, opts, deps);
+    for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${w}`);
     if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');

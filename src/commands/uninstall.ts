@@ -38,6 +38,7 @@ export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, insta
       const r = await deps.exec(argv, input === undefined ? {} : { input });
       if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr, 'Run `egressfw uninstall` again once fixed: it picks up from where it stopped.');
     };
+    if (plan.nft) await run(['nft', '-f', '-'], plan.nft);
     for (const f of [4, 6] as Family[]) if (plan.iptables[f]) await run([RESTORE[f], '--noflush'], plan.iptables[f]!);
     if (plan.ufw) {
       for (const file of plan.ufw.files) await deps.writeFileAtomic(file.file, file.text);

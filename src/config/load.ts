@@ -44,7 +44,10 @@ export interface Config {
     gate: GateConfig;
   };
   staleGrace: number;
-  containers: { enabled: boolean; bridges: string[] };
+  mode: 'enforce' | 'audit';
+  containers: { enabled: boolean; exemptFrom: string[] };
+  /** not errors, but worth a line on stderr (printed by the command) */
+  warnings: string[];
   host: { enabled: boolean; enableUfw: boolean; outgoing: 'deny' | 'reject' };
   ipv6: boolean;
   schedule: { refresh: string; driftCheck: number; retryMax: number };
@@ -129,7 +132,11 @@ export function parseConfig(text: string, file: string): Config {
       gate: { ...raw.dns.gate, listen: [...new Set(raw.dns.gate.listen)] },
     },
     staleGrace: raw.staleGrace,
-    containers: raw.containers,
+    mode: raw.mode,
+    containers: { enabled: raw.containers.enabled, exemptFrom: raw.containers.exemptFrom },
+    warnings: raw.containers.bridges
+      ? ['containers.bridges is no longer used: egressfw now judges every forwarded connection, whatever the bridge is called; remove the key (use containers.exemptFrom for interfaces you route for, such as a VPN)']
+      : [],
     host: raw.host,
     ipv6: raw.ipv6,
     schedule: raw.schedule,

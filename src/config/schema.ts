@@ -193,10 +193,26 @@ export const configSchema = z
       .strict()
       .prefault({}),
     staleGrace: duration('staleGrace').default(300),
+    /** enforce: refuse what is not allowed; audit: record it and let it through (to discover the allowlist) */
+    mode: z.enum(['enforce', 'audit']).default('enforce'),
     containers: z
       .object({
         enabled: z.boolean().default(true),
-        bridges: z.array(iface).min(1).default(['docker0', 'br-+']),
+        /** before 0.2: interfaces judged. Every forwarded connection is judged now; kept only to warn. */
+        bridges: z.array(iface).optional(),
+        /**
+         * Interfaces this host routes for besides Docker (a VPN such as wg0): connections entering from
+         * them are not judged. Never a container bridge, never the uplink.
+         */
+        exemptFrom: z
+          .array(
+            iface.superRefine((v, ctx) => {
+              if (v === '+' || /^(docker|br-|veth|e|en|eth|wl|ww)\+?$/.test(v) || /^(docker0|br-|veth)/.test(v)) {
+                ctx.addIssue({ code: 'custom', message: `"${v}" would exempt containers or the uplink itself: list only interfaces you route for, such as a VPN (wg0, tun0)` });
+              }
+            }),
+          )
+          .default([]),
       })
       .strict()
       .prefault({}),

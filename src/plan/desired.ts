@@ -2,15 +2,14 @@ import type { Config } from '../config/load.js';
 import type { Port } from '../config/schema.js';
 import { ipSortKey, parseCidr, sortByKey, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
-import { CHAIN, DOCKER_USER, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './names.js';
+import { buildNftDesired, type NftDesired } from './nft.js';
+import { CHAIN, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './names.js';
 
 /** The kernel state one sync aims for, per family. Rule lines are in iptables-save's own canonical form. */
 export interface Desired {
   sets: Record<Family, string[]>;
-  /** EGRESSFW rules (containers), or null when containers are not managed */
-  containerRules: Record<Family, string[]> | null;
-  /** The jump line into EGRESSFW (placed first in DOCKER-USER, or FORWARD where Docker made no DOCKER-USER) */
-  jumpRule: string;
+  /** egressfw's nftables table (containers), or null when containers are not managed */
+  nft: NftDesired | null;
   /** EGRESSFW-HOST rules (host output), or null when the host is not managed */
   hostRules: Record<Family, string[]> | null;
   /** ufw: outgoing policy and the marked block for before.rules/before6.rules */
@@ -60,35 +59,8 @@ export function desiredSets(config: Config, allowed: AllowedDomain[], dns: DnsSe
     const fam = parseCidr(s.host)?.family;
     if (fam) for (const p of DNS_PORTS(s.port)) sets[fam].add(setEntry(s.host, p));
   }
-  return { 4: sortEntries(sets[4]), 6: sortEntries(sets[6]) };
-}
-
-/**
- * `egressfw proxy --mode sni` with wildcard names: there is no IP list for them, so the proxy's
- * egress bridge (only the proxy is on it; it enforces the names) may reach any IPv4 address on
- * the proxied TCP ports. Nothing else gains anything.
- */
-export function proxyWildcardRules(config: Config): string[] {
-  const p = config.proxy;
-  if (p.wildcards.length === 0) return [];
-  const ports = [...new Set([...p.tlsPorts, ...p.httpPorts])].sort((a, b) => a - b).join(',');
-  return [`-A ${CHAIN} -i ${p.egressBridge} -p tcp -m multiport --dports ${ports} ${comment('proxy-wildcards')} -j RETURN`];
-}
-
-function containerRules(family: Family, bridges: string[], extra: string[] = []): string[] {
-  const reject = family === 4 ? 'icmp-admin-prohibited' : 'icmp6-adm-prohibited';
-  return [
-    `-A ${CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED ${comment('replies')} -j RETURN`,
-    // Into a bridge: container-to-container, or inbound to a published port. Not ours to judge.
-    ...bridges.map((b) => `-A ${CHAIN} -o ${b} ${comment('to-bridge')} -j RETURN`),
-    `-A ${CHAIN} -m set --match-set ${SET[family]} dst,dst ${comment('allowed')} -j RETURN`,
-    ...extra,
-    // Out of a container bridge to anywhere else and not allowed: fail fast (RST / ICMP), never hang.
-    ...bridges.flatMap((b) => [
-      `-A ${CHAIN} -i ${b} -p tcp ${comment('reject')} -j REJECT --reject-with tcp-reset`,
-      `-A ${CHAIN} -i ${b} ${comment('reject')} -j REJECT --reject-with ${reject}`,
-    ]),
-  ];
+  // `ipv6: false`: nothing at all is allowed over IPv6 (the IPv6 rules still block).
+  return { 4: sortEntries(sets[4]), 6: config.ipv6 ? sortEntries(sets[6]) : [] };
 }
 
 function dnsRule(chain: string, s: DnsServer, proto: 'tcp' | 'udp'): string {
@@ -120,15 +92,17 @@ export function ufwBlock(family: Family, dns: DnsServer[]): string {
   ].join('\n');
 }
 
+/** The jump into the pre-0.2 EGRESSFW chain: recognised so it can be removed. */
 export const JUMP_RULE_SPEC = `${comment('jump')} -j ${CHAIN}`;
 
 export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsServer[]): Desired {
   const per = <T>(f: (fam: Family) => T): Record<Family, T> => ({ 4: f(4), 6: f(6) });
+  const sets = desiredSets(config, allowed, dns);
+  const dnsFor = (f: Family) => (f === 6 && !config.ipv6 ? [] : dns);
   return {
-    sets: desiredSets(config, allowed, dns),
-    containerRules: config.containers.enabled ? per((f) => containerRules(f, config.containers.bridges, f === 4 ? proxyWildcardRules(config) : [])) : null,
-    jumpRule: `-A ${DOCKER_USER} ${JUMP_RULE_SPEC}`,
-    hostRules: config.host.enabled ? per((f) => hostRules(f, dns)) : null,
-    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dns)), enable: config.host.enableUfw } : null,
+    sets,
+    nft: config.containers.enabled ? buildNftDesired(config, sets) : null,
+    hostRules: config.host.enabled ? per((f) => hostRules(f, dnsFor(f))) : null,
+    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f))), enable: config.host.enableUfw } : null,
   };
 }

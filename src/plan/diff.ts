@@ -2,6 +2,7 @@ import type { Family } from '../net/ip.js';
 import type { Desired } from './desired.js';
 import { JUMP_RULE_SPEC } from './desired.js';
 import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, UFW_FILE } from './names.js';
+import { CHAIN_SPEC, ruleComment, SET_TYPES, STATIC_SETS, type NftDesired } from './nft.js';
 import type { FilterTable, Observed } from './observed.js';
 import { extractBlock } from './observed.js';
 import { upsertBlock } from './ufw-file.js';
@@ -9,7 +10,11 @@ import { upsertBlock } from './ufw-file.js';
 export type Op =
   | { kind: 'set'; family: Family; name: string; exists: boolean; tmpExists: boolean; entries: string[]; added: string[]; removed: string[] }
   | { kind: 'chain'; family: Family; chain: string; rules: string[]; reason: string }
-  | { kind: 'jump'; family: Family; parent: string; createParent: boolean; deleteRules: string[]; insert: boolean }
+  /** egressfw's nftables table: declare what is missing, rewrite the sets and/or the chain that differ */
+  | { kind: 'nft'; create: boolean; sets: Family[]; chain: boolean; want: NftDesired; added: Record<Family, number>; removed: Record<Family, number>; reason: string }
+  | { kind: 'nft-delete' }
+  /** the pre-0.2 iptables layout (EGRESSFW chain jumped to from DOCKER-USER/FORWARD): removed once the nft table enforces */
+  | { kind: 'legacy'; family: Family; deleteRules: string[]; dropChain: boolean }
   | { kind: 'ufw-block'; family: Family; file: string; before: string | null; after: string; text: string }
   | { kind: 'ufw-outgoing'; from: string; to: 'deny' | 'reject' }
   | { kind: 'ufw-enable' }
@@ -33,6 +38,46 @@ export const UFW_INACTIVE =
  * wait for the operator, but the containers' rules do not depend on ufw and
  * keep being enforced and repaired.
  */
+/** Pure: what makes the nft table match: nothing, or one op. */
+function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boolean): Op[] {
+  if (!want) return have ? [{ kind: 'nft-delete' }] : [];
+  const sets = FAMILIES.filter((f) => {
+    const cur = have?.sets.get(STATIC_SETS[f]);
+    return !cur || cur.length !== want.sets[f].length || [...want.sets[f]].sort().some((e, i) => e !== cur[i]);
+  });
+  const c = have?.chain;
+  const chainOk =
+    !!c && c.type === CHAIN_SPEC.type && c.hook === CHAIN_SPEC.hook && c.prio === CHAIN_SPEC.prio && c.policy === CHAIN_SPEC.policy &&
+    have!.ruleComments.length === want.rules.length && want.rules.every((r, i) => have!.ruleComments[i] === ruleComment(r));
+  const declared = !!have && Object.keys(SET_TYPES).every((n) => have.sets.has(n));
+  if (have && !sets.length && chainOk && declared) return [];
+  const count = (f: Family, from: string[], minus: string[]) => {
+    const m = new Set(minus);
+    return from.filter((e) => !m.has(e)).length;
+  };
+  const cur = (f: Family) => have?.sets.get(STATIC_SETS[f]) ?? [];
+  const reason = !have ? (readable ? 'missing' : 'not read') : !chainOk ? 'rules differ' : sets.length ? 'allowlist changed' : 'sets missing';
+  return [
+    {
+      kind: 'nft',
+      create: !have,
+      sets,
+      chain: !chainOk,
+      want,
+      added: { 4: count(4, want.sets[4], cur(4)), 6: count(6, want.sets[6], cur(6)) },
+      removed: { 4: count(4, cur(4), want.sets[4]), 6: count(6, cur(6), want.sets[6]) },
+      reason,
+    },
+  ];
+}
+
+/** The pre-0.2 layout: jumps to EGRESSFW in DOCKER-USER or FORWARD, and the chain. */
+function diffLegacy(family: Family, table: FilterTable): Op[] {
+  const deleteRules = [DOCKER_USER, 'FORWARD'].flatMap((parent) => (table.chains.get(parent) ?? []).filter(isOurJump).map((r) => r.replace(/^-A /, '-D ')));
+  const dropChain = table.chains.has(CHAIN);
+  return deleteRules.length || dropChain ? [{ kind: 'legacy', family, deleteRules, dropChain }] : [];
+}
+
 export function withoutHost(plan: Plan): Plan {
   return {
     ops: plan.ops.filter((o) => !o.kind.startsWith('ufw-') && !(o.kind === 'chain' && o.chain === HOST_CHAIN)),
@@ -63,37 +108,6 @@ function diffSets(desired: Desired, observed: Observed): Op[] {
 const sameRules = (a: string[] | undefined, b: string[]) => a !== undefined && a.length === b.length && a.every((r, i) => r === b[i]);
 
 const isOurJump = (rule: string) => rule.endsWith(` ${JUMP_RULE_SPEC}`);
-
-/**
- * Where the jump goes: first in DOCKER-USER always (created if Docker has not
- * yet: Docker keeps an existing one); and also first in FORWARD when FORWARD
- * does not lead to DOCKER-USER (Docker 20.10 makes no DOCKER-USER for IPv6).
- */
-function diffJumps(family: Family, table: FilterTable): Op[] {
-  const ops: Op[] = [];
-  const forward = table.chains.get('FORWARD') ?? [];
-  const forwardHasDockerUser = forward.some((r) => r === `-A FORWARD -j ${DOCKER_USER}`);
-  const wanted: [string, boolean][] = [
-    [DOCKER_USER, true],
-    ['FORWARD', !forwardHasDockerUser],
-  ];
-  for (const [parent, want] of wanted) {
-    const rules = table.chains.get(parent);
-    const ours = (rules ?? []).filter(isOurJump);
-    const firstIsOurs = rules !== undefined && rules.length > 0 && isOurJump(rules[0]!);
-    const correct = want ? firstIsOurs && ours.length === 1 : ours.length === 0;
-    if (correct) continue;
-    ops.push({
-      kind: 'jump',
-      family,
-      parent,
-      createParent: rules === undefined && want,
-      deleteRules: ours.map((r) => r.replace(/^-A /, '-D ')),
-      insert: want,
-    });
-  }
-  return ops;
-}
 
 function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw: Op[]; reloads: boolean } {
   const ufw: Op[] = [];
@@ -137,14 +151,10 @@ export function diff(desired: Desired, observed: Observed): Plan {
   const ops: Op[] = [...diffSets(desired, observed)];
   const { ufw, reloads } = ufwOps(desired, observed, blockers);
   ops.push(...ufw);
+  ops.push(...diffNft(desired.nft, observed.nft, observed.readable));
   for (const family of FAMILIES) {
     const table = observed.tables[family];
-    if (desired.containerRules) {
-      const want = desired.containerRules[family];
-      const have = table.chains.get(CHAIN);
-      if (!sameRules(have, want)) ops.push({ kind: 'chain', family, chain: CHAIN, rules: want, reason: have ? 'rules differ' : 'missing' });
-      ops.push(...diffJumps(family, table));
-    }
+    ops.push(...diffLegacy(family, table));
     if (desired.hostRules) {
       const want = desired.hostRules[family];
       const have = table.chains.get(HOST_CHAIN);

@@ -4,6 +4,7 @@ import type { Family } from '../net/ip.js';
 export const SET = { 4: 'egressfw-v4', 6: 'egressfw-v6' } as const satisfies Record<Family, string>;
 /** Temporary set filled by `ipset restore`, then swapped with the live one (atomic for packets). */
 export const TMP_SET = { 4: 'egressfw-v4-new', 6: 'egressfw-v6-new' } as const satisfies Record<Family, string>;
+/** The iptables chain of egressfw before 0.2 (containers judged from DOCKER-USER): only removed now. */
 export const CHAIN = 'EGRESSFW';
 export const HOST_CHAIN = 'EGRESSFW-HOST';
 export const DOCKER_USER = 'DOCKER-USER';
@@ -13,3 +14,12 @@ export const BLOCK_BEGIN = '# BEGIN EGRESSFW';
 export const BLOCK_END = '# END EGRESSFW';
 export const COMMENT_PREFIX = 'egressfw';
 export const FAMILIES: Family[] = [4, 6];
+
+/** egressfw's own nftables table (family inet) for container egress, its base chain and sets. */
+export const NFT = {
+  table: 'egressfw',
+  chain: 'forward',
+  allow: { 4: 'allow4', 6: 'allow6' },
+  gate: { 4: 'gate4', 6: 'gate6' },
+  refused: { 4: 'refused4', 6: 'refused6' },
+} as const satisfies { table: string; chain: string; allow: Record<Family, string>; gate: Record<Family, string>; refused: Record<Family, string> };

@@ -1,6 +1,7 @@
 import { parseCidr, type Family } from '../net/ip.js';
 import { setEntry, sortEntries } from './desired.js';
-import { BLOCK_BEGIN, BLOCK_END, DOCKER_USER, SET, TMP_SET } from './names.js';
+import { BLOCK_BEGIN, BLOCK_END, SET, TMP_SET } from './names.js';
+import type { NftObserved } from './nft.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
 export interface Observed {
@@ -8,6 +9,8 @@ export interface Observed {
   readable: boolean;
   sets: Record<Family, { exists: boolean; entries: string[]; tmpExists: boolean }>;
   tables: Record<Family, FilterTable>;
+  /** egressfw's nftables table; null: it does not exist */
+  nft: NftObserved | null;
   ufw: UfwObserved | null;
 }
 
@@ -78,9 +81,8 @@ export function extractBlock(text: string): string | null {
 
 export function nothingInstalled(): Observed {
   const emptySet = { exists: false, entries: [], tmpExists: false };
-  // Assume Docker is there (DOCKER-USER hooked from FORWARD) and ufw with its stock files is not yet touched.
-  const table = (): FilterTable => ({ chains: new Map([[DOCKER_USER, []], ['FORWARD', [`-A FORWARD -j ${DOCKER_USER}`]]]) });
-  return { readable: false, sets: { 4: { ...emptySet }, 6: { ...emptySet } }, tables: { 4: table(), 6: table() }, ufw: null };
+  const table = (): FilterTable => ({ chains: new Map([['FORWARD', []]]) });
+  return { readable: false, sets: { 4: { ...emptySet }, 6: { ...emptySet } }, tables: { 4: table(), 6: table() }, nft: null, ufw: null };
 }
 
 export function setState(names: Set<string>, saves: Record<Family, string>): Observed['sets'] {

@@ -1,7 +1,7 @@
 import type { Family } from '../net/ip.js';
-import { JUMP_RULE_SPEC } from './desired.js';
 import type { Op, Plan } from './diff.js';
-import { TMP_SET } from './names.js';
+import { CHAIN, TMP_SET } from './names.js';
+import { DELETE_TABLE, renderNftScript } from './nft.js';
 
 const INET = { 4: 'inet', 6: 'inet6' } as const;
 
@@ -44,14 +44,22 @@ export function renderIptables(plan: Plan, family: Family): string | null {
       // Declaring a chain under --noflush creates it, or empties it if it exists: then refill.
       decls.push(`:${op.chain} - [0:0]`);
       rules.push(...op.rules);
-    } else if (op.kind === 'jump') {
-      if (op.createParent) decls.push(`:${op.parent} - [0:0]`);
+    } else if (op.kind === 'legacy') {
       rules.push(...op.deleteRules);
-      if (op.insert) rules.push(`-I ${op.parent} 1 ${JUMP_RULE_SPEC}`);
+      if (op.dropChain) rules.push(`-F ${CHAIN}`, `-X ${CHAIN}`);
     }
   }
   if (!decls.length && !rules.length) return null;
   return ['*filter', ...decls, ...rules, 'COMMIT', ''].join('\n');
+}
+
+/** The `nft -f` transaction for the container table, or null. */
+export function renderNft(plan: Plan): string | null {
+  for (const op of plan.ops) {
+    if (op.kind === 'nft') return renderNftScript(op.want, { sets: op.sets, chain: op.chain });
+    if (op.kind === 'nft-delete') return DELETE_TABLE;
+  }
+  return null;
 }
 
 export interface UfwStep {
@@ -92,8 +100,18 @@ export function describeOp(op: Op): string {
       return `${op.exists ? 'replace' : 'create'} ipset ${op.name}: ${op.entries.length} entries (+${op.added.length} -${op.removed.length})`;
     case 'chain':
       return `${op.family === 4 ? 'iptables' : 'ip6tables'}: write chain ${op.chain} (${op.rules.length} rules; ${op.reason})`;
-    case 'jump':
-      return `${op.family === 4 ? 'iptables' : 'ip6tables'}: ${op.insert ? `put the jump to EGRESSFW first in ${op.parent}` : `remove the jump to EGRESSFW from ${op.parent}`}${op.createParent ? ` (create ${op.parent}: it does not exist yet)` : ''}${op.deleteRules.length ? ` (remove ${op.deleteRules.length} misplaced)` : ''}`;
+    case 'nft': {
+      const what = [
+        ...(op.create ? ['create table inet egressfw'] : []),
+        ...op.sets.map((f) => `allow${f}: ${op.want.sets[f].length} entries (+${op.added[f]} -${op.removed[f]})`),
+        ...(op.chain ? [`write chain forward (${op.want.rules.length} rules)`] : []),
+      ];
+      return `nft: ${what.length ? what.join('; ') : 'declare missing sets'} (${op.reason})`;
+    }
+    case 'nft-delete':
+      return 'nft: delete table inet egressfw (containers.enabled is false)';
+    case 'legacy':
+      return `${op.family === 4 ? 'iptables' : 'ip6tables'}: remove the pre-0.2 container chain ${CHAIN}${op.deleteRules.length ? ` and its ${op.deleteRules.length} jump${op.deleteRules.length > 1 ? 's' : ''}` : ''} (the nftables table replaces it)`;
     case 'ufw-block':
       return `ufw: ${op.before ? 'update' : 'add'} the egressfw block in ${op.file}`;
     case 'ufw-outgoing':

@@ -1,7 +1,7 @@
 import type { Family } from '../net/ip.js';
 import { JUMP_RULE_SPEC } from './desired.js';
 import type { Plan } from './diff.js';
-import { HOST_CHAIN, TMP_SET } from './names.js';
+import { CHAIN, DOCKER_USER, HOST_CHAIN, TMP_SET } from './names.js';
 import type { Observed } from './observed.js';
 import { createLine } from './render.js';
 
@@ -46,13 +46,14 @@ export function rollbackIptables(plan: Plan, before: Observed, family: Family): 
       decls.push(`:${op.chain} - [0:0]`);
       if (old) rules.push(...old);
       else if (op.chain !== HOST_CHAIN) drop.push(op.chain);
-    } else if (op.kind === 'jump') {
-      if (op.insert) rules.push(`-D ${op.parent} ${JUMP_RULE_SPEC}`);
-      const old = table.chains.get(op.parent) ?? [];
-      old.forEach((r, i) => {
-        if (op.deleteRules.includes(r.replace(/^-A /, '-D '))) rules.push(`-I ${op.parent} ${i + 1} ${JUMP_RULE_SPEC}`);
-      });
-      if (op.createParent) drop.push(op.parent);
+    } else if (op.kind === 'legacy') {
+      // The old chain back with its rules, then the jumps at their old positions.
+      if (op.dropChain) decls.push(`:${CHAIN} - [0:0]`), rules.push(...(table.chains.get(CHAIN) ?? []));
+      for (const parent of [DOCKER_USER, 'FORWARD']) {
+        (table.chains.get(parent) ?? []).forEach((r, i) => {
+          if (op.deleteRules.includes(r.replace(/^-A /, '-D '))) rules.push(`-I ${parent} ${i + 1} ${JUMP_RULE_SPEC}`);
+        });
+      }
     }
   }
   for (const chain of drop) rules.push(`-F ${chain}`, `-X ${chain}`);
@@ -64,6 +65,8 @@ export interface UfwRollback {
   files: { file: string; text: string }[];
   /** argv lists, in order */
   commands: string[][];
+  /** after those: a reload re-declared EGRESSFW-HOST from the block (DNS only); its old rules back, per family */
+  refill: Record<Family, string | null>;
 }
 
 const POLICY_WORD: Record<string, string> = { ACCEPT: 'allow', DROP: 'deny', REJECT: 'reject' };
@@ -81,5 +84,11 @@ export function rollbackUfw(plan: Plan, before: Observed): UfwRollback | null {
     if (op.kind === 'ufw-enable') commands.push(['ufw', '--force', 'disable']);
   }
   if (ufw.enabled) commands.push(['ufw', 'reload']);
-  return { files, commands };
+  const refill = (f: Family) => {
+    const old = before.tables[f].chains.get(HOST_CHAIN);
+    if (!commands.length) return null;
+    // It did not exist before: the reload left it unhooked; remove it.
+    return ['*filter', `:${HOST_CHAIN} - [0:0]`, ...(old ?? [`-X ${HOST_CHAIN}`]), 'COMMIT', ''].join('\n');
+  };
+  return { files, commands, refill: { 4: refill(4), 6: refill(6) } };
 }

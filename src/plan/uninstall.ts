@@ -4,6 +4,7 @@ import { JUMP_RULE_SPEC } from './desired.js';
 import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, TMP_SET, UFW_FILE } from './names.js';
 import { extractBlock, type Observed } from './observed.js';
 import { removeBlock } from './ufw-file.js';
+import { DELETE_TABLE } from './nft.js';
 
 export interface UninstallPlan {
   /** first: jumps out, EGRESSFW gone, EGRESSFW-HOST emptied (ufw may still hook it) */
@@ -12,6 +13,8 @@ export interface UninstallPlan {
   /** after ufw let go of it: EGRESSFW-HOST removed */
   iptablesAfterUfw: Record<Family, string | null>;
   ipsetDestroy: string[];
+  /** `nft -f` text deleting egressfw's table, or null */
+  nft: string | null;
   /** one line per thing removed or restored, for people */
   steps: string[];
 }
@@ -83,5 +86,7 @@ export function planUninstall(observed: Observed, original: State['original']): 
     ...(observed.sets[f].exists ? [SET[f]] : []),
   ]);
   for (const s of ipsetDestroy) steps.push(`ipset: destroy ${s}`);
-  return { iptables, ufw, iptablesAfterUfw: after, ipsetDestroy, steps };
+  const nft = observed.nft ? DELETE_TABLE : null;
+  if (nft) steps.unshift('nft: delete table inet egressfw (container rules, gate and record sets)');
+  return { iptables, ufw, iptablesAfterUfw: after, ipsetDestroy, nft, steps };
 }

@@ -70,11 +70,6 @@ export function normaliseProxy(raw: RawConfig): { proxy: ProxyConfig; problems: 
     if (proxy.mode !== 'sni') {
       problems.push('proxy.wildcards: wildcards need `mode: sni` (one proxy that routes by name); a per-domain proxy forwards to one fixed name');
     }
-    if (raw.containers.enabled && !raw.containers.bridges.some((b) => ifaceMatches(b, proxy.egressBridge))) {
-      problems.push(
-        `proxy.egressBridge: "${proxy.egressBridge}" matches none of containers.bridges (${raw.containers.bridges.join(', ')}): the firewall would not judge the proxy's traffic`,
-      );
-    }
     if (proxy.tlsPorts.length + proxy.httpPorts.length > MAX_WILDCARD_PORTS) {
       problems.push(`proxy.tlsPorts: with wildcards, tlsPorts and httpPorts together may hold at most ${MAX_WILDCARD_PORTS} ports (one iptables multiport rule)`);
     }

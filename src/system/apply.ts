@@ -3,9 +3,28 @@ import type { Family } from '../net/ip.js';
 import type { Plan } from '../plan/diff.js';
 import { TMP_SET } from '../plan/names.js';
 import type { Observed } from '../plan/observed.js';
-import { renderIpset, renderIptables } from '../plan/render.js';
+import { restoreBatch } from '../plan/nft.js';
+import { renderIpset, renderIptables, renderNft } from '../plan/render.js';
 import { rollbackIpset, rollbackIptables, rollbackUfw } from '../plan/rollback.js';
 import type { Exec } from './exec.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * nft reads JSON only from a file it opens by name (`-f -` means /dev/stdin, which a
+ * socket-backed stdin cannot be opened as): hand it a private temp file.
+ */
+async function nftJsonFile(exec: Exec, json: string): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'egressfw-'));
+  try {
+    const file = path.join(dir, 'restore.json');
+    await writeFile(file, json, { flag: 'wx', mode: 0o600 });
+    await run(exec, ['nft', '-j', '-f', file]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 export interface ApplyDeps {
   exec: Exec;
@@ -33,7 +52,7 @@ interface Step {
 
 /**
  * The only code that writes to the kernel and the ufw files. Steps run in
- * order (sets, ufw, iptables, ip6tables); if one fails, the ones before it
+ * order (sets, ufw, nft, iptables, ip6tables); if one fails, the ones before it
  * (and any partial work of the failing one) are undone in reverse order, so
  * the previous rules stay in force, and the error names the failed step.
  */
@@ -80,7 +99,20 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
         if (!u) return;
         for (const f of u.files) await deps.writeFileAtomic(f.file, f.text);
         for (const argv of u.commands) await run(exec, argv);
+        for (const f of [4, 6] as Family[]) if (u.refill[f]) await run(exec, [RESTORE[f], '--noflush'], u.refill[f]);
       },
+    });
+  }
+
+  // Containers: one nft transaction (all or nothing). Before the iptables step, so the pre-0.2
+  // chain it removes is only gone once the table enforces.
+  const nft = renderNft(plan);
+  if (nft) {
+    steps.push({
+      name: 'nft',
+      partial: false,
+      run: () => run(exec, ['nft', '-f', '-'], nft),
+      undo: () => nftJsonFile(exec, restoreBatch(before.nft?.raw ?? null)),
     });
   }
 

@@ -28,13 +28,32 @@ export async function kernelState(lab: Lab): Promise<string> {
     lab.host(['iptables-save']),
     lab.host(['ip6tables-save']),
     lab.host(['ipset', 'save']),
+    lab.host(['nft', '-j', 'list', 'table', 'inet', 'egressfw']),
   ]);
-  return parts
-    .map((p) => p.stdout)
+  return [...parts.slice(0, 3).map((p) => p.stdout), nftState(parts[3]!.stdout)]
     .join('\n')
     .split('\n')
     .filter((l) => !l.startsWith('#'))
     .map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]').replace(/ initval 0x[0-9a-f]+/, ''))
+    .join('\n');
+}
+
+/**
+ * egressfw's nft table, one line per object, without handles or the dynamic sets' members
+ * (records and gate answers come and go with traffic; a rollback does not restore them).
+ */
+export function nftState(json: string): string {
+  if (!json.trim()) return '# no nft table inet egressfw';
+  const items = (JSON.parse(json).nftables as Record<string, Record<string, unknown>>[]).filter((i) => !i.metainfo);
+  return items
+    .map((i) => {
+      const [kind, body] = Object.entries(i)[0]!;
+      const { handle: _h, ...rest } = body;
+      if (kind === 'set' && /^(refused|gate)/.test(String(rest.name))) delete rest.elem;
+      if (kind === 'set' && Array.isArray(rest.elem)) rest.elem = (rest.elem as unknown[]).map((e) => JSON.stringify(e)).sort();
+      if (kind === 'rule') delete rest.expr; // the comment names the rule and hashes its text
+      return `nft ${kind} ${JSON.stringify(rest)}`;
+    })
     .join('\n');
 }
 
@@ -46,10 +65,13 @@ export function canonical(state: string): string {
 }
 
 /** A directory with a fake `tool` that always fails, to put first on PATH (failure injection). */
-export function brokenTool(lab: Lab, tool: string): string {
+export function brokenTool(lab: Lab, tool: string, opts: { once?: boolean } = {}): string {
   const dir = path.join(lab.dir, `broken-${tool}`);
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\necho "${tool}: injected failure" >&2\nexit 1\n`, { mode: 0o755 });
+  const fail = `echo "${tool}: injected failure" >&2\nexit 1\n`;
+  // once: only the first call fails (the step); later calls (its rollback) run the real tool.
+  const body = opts.once ? `if [ -e ${dir}/failed ]; then exec /usr/sbin/${tool} "$@"; fi\ntouch ${dir}/failed\n${fail}` : fail;
+  fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\n${body}`, { mode: 0o755 });
   return dir;
 }
 

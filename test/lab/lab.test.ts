@@ -17,7 +17,7 @@ describe.skipIf(!isRoot)('lab', () => {
     before = await snapshotMachineNetwork();
     const t0 = Date.now();
     lab = await startLab();
-    console.log(`lab ${lab.id} up in ${Date.now() - t0} ms`);
+    console.log(`lab ${lab.id} up in ${Date.now() - t0} ms (Docker ${lab.dockerLabel}: ${lab.dockerVersion}, ${lab.firewallBackend})`);
   });
   afterAll(async () => {
     await lab?.stop();
@@ -73,6 +73,85 @@ describe.skipIf(!isRoot)('lab', () => {
     // NAT: the internet sees the host's uplink address for IPv4
     const ip = await lab.fetch('http://203.0.113.10/ip', { container: c2 });
     expect(ip.body).toBe(`${ADDR.hostUplink4}\n`);
+  });
+
+  it('runs the Docker engine EFW_DOCKER asks for, with its firewall backend and chain layout', async () => {
+    // What each engine looks like in the lab (observed; the lead's enforcement builds on these facts).
+    const expected = {
+      '20.10': { api: null, v4: 'DOCKER-USER', v6User: false },
+      '26.1': { api: null, v4: 'DOCKER-USER', v6User: true },
+      '28.5': { api: 'iptables', v4: 'DOCKER-USER', v6User: true },
+      '28.5-nft': { api: 'nftables', v4: 'DOCKER-FORWARD', v6User: false },
+    }[lab.dockerLabel];
+    expect(lab.dockerVersion.startsWith(`${lab.dockerLabel.replace(/-nft$/, '')}.`), lab.dockerVersion).toBe(true);
+    const engine = await lab.dockerApi().engine();
+    expect(engine).toMatchObject({ version: lab.dockerVersion, firewallBackend: expected.api, firewalld: false, ipv6Default: true });
+    const [fwd4, fwd6, user6] = await Promise.all([
+      lab.host(['iptables', '-S', 'FORWARD']),
+      lab.host(['ip6tables', '-S', 'FORWARD']),
+      lab.host(['ip6tables', '-S']),
+    ]);
+    // first jump in FORWARD
+    expect(fwd4.stdout.split('\n').find((l) => l.startsWith('-A FORWARD'))).toBe(`-A FORWARD -j ${expected.v4}`);
+    expect(fwd4.stdout).toMatch(/^-P FORWARD DROP$/m);
+    expect(/^-N DOCKER-USER$/m.test(user6.stdout)).toBe(expected.v6User);
+    expect(fwd6.stdout.includes('-j DOCKER-USER')).toBe(expected.v6User);
+  });
+
+  it('the Engine API client sees what dockerd has: networks, bridges that exist, container addresses', async () => {
+    await lab.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=efwnamed0', 'named']);
+    const c = await lab.runContainer({ network: 'named' });
+    const [nets, links, inspect] = await Promise.all([
+      lab.dockerApi().networks(),
+      lab.host(['ip', '-o', 'link', 'show', 'type', 'bridge']),
+      lab.docker(['inspect', '--format', '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}', c]),
+    ]);
+    const bridges = nets.filter((n) => n.driver === 'bridge').map((n) => n.bridge!);
+    expect(bridges).toContain('docker0');
+    expect(bridges).toContain('efwnamed0');
+    // every bridge the client names is a real interface of the host
+    for (const b of bridges) expect(links.stdout).toContain(`: ${b}:`);
+    const named = nets.find((n) => n.name === 'named')!;
+    expect(named.containers.map((x) => `${named.name}=${x.ipv4}`)).toEqual([inspect.stdout.trim()]);
+    const ctr = (await lab.dockerApi().containers()).find((x) => x.name === c)!;
+    expect(ctr.networks.map((n) => `${n.name}=${n.ipv4}`).join(' ')).toBe(inspect.stdout.trim());
+  });
+
+  it("where a container's DNS query leaves: FORWARD from its namespace, or OUTPUT from the host's (Docker 28's embedded resolver)", async () => {
+    // user networks use the embedded resolver 127.0.0.11; the default bridge gets the host's nameservers copied in
+    const userNetPath = ({ '20.10': 'forward', '26.1': 'forward', '28.5': 'output', '28.5-nft': 'output' } as const)[lab.dockerLabel];
+    await lab.docker(['network', 'create', 'dnsnet']);
+    const [onBridge, onUser] = await Promise.all([lab.runContainer(), lab.runContainer({ network: 'dnsnet' })]);
+    // count port-53 packets ahead of every other hook (our own table in the lab's namespace; removed below)
+    const load = await lab.host(['nft', '-f', '-'], {
+      input: `table inet efwdnscount {
+  chain cfwd { type filter hook forward priority -300; meta l4proto { tcp, udp } th dport 53 counter; }
+  chain cout { type filter hook output priority -300; meta l4proto { tcp, udp } th dport 53 counter; }
+}\n`,
+    });
+    expect(load.stderr).toBe('');
+    const counts = async () => {
+      const t = (await lab.host(['nft', 'list', 'table', 'inet', 'efwdnscount'])).stdout;
+      const n = (chain: string) => Number(t.split(`chain ${chain} {`)[1]!.match(/counter packets (\d+)/)![1]);
+      return { forward: n('cfwd'), output: n('cout') };
+    };
+    try {
+      const lookup = async (c: string) => {
+        const before = await counts();
+        const r = await lab.docker(['exec', c, 'nslookup', 'v4only.test']);
+        expect(r.stdout).toContain('203.0.113.40');
+        const after = await counts();
+        return { forward: after.forward - before.forward, output: after.output - before.output };
+      };
+      const bridge = await lookup(onBridge);
+      expect(bridge.forward).toBeGreaterThan(0);
+      expect(bridge.output).toBe(0);
+      const user = await lookup(onUser);
+      expect(user[userNetPath]).toBeGreaterThan(0);
+      expect(user[userNetPath === 'forward' ? 'output' : 'forward']).toBe(0);
+    } finally {
+      await lab.host(['nft', 'delete', 'table', 'inet', 'efwdnscount']);
+    }
   });
 
   it('a blocked-style check fails fast: unreachable address times out in ~2 s', async () => {

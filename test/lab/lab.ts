@@ -23,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { dockerClient, type DockerClient } from '../../src/system/docker.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Survives between runs (TLS material, image tarballs); rebuilt when missing. */
@@ -49,6 +50,43 @@ export const ADDR = {
   /** routed back to the host by the internet: give user networks v6 subnets in here, e.g. 2001:db8:1:1::/64 */
   dockerV6Routed: '2001:db8:1::/48',
 } as const;
+
+/**
+ * Docker engines the lab can run (EFW_DOCKER, default 20.10). 20.10 is the machine's own
+ * (Debian 12 docker.io); the others are unpacked by scripts/fetch-docker.sh into
+ * CACHE_DIR/docker-<version> and put first on dockerd's PATH (dockerd starts its own
+ * containerd, docker-proxy, docker-init from there; runc stays the machine's).
+ */
+export const DOCKER_VERSIONS = ['20.10', '26.1', '28.5', '28.5-nft'] as const;
+export type DockerVersion = (typeof DOCKER_VERSIONS)[number];
+
+interface DockerFlavor {
+  /** dir holding usr/sbin/dockerd etc., or null for the machine's own */
+  root: string | null;
+  /** dockerd's own firewall backend (DOCKER_FIREWALL_BACKEND, Docker 28 experimental) */
+  firewallBackend: 'iptables' | 'nftables';
+  /** IPv6 flags beyond --ipv6 --fixed-cidr-v6 */
+  ipv6Flags: string[];
+}
+
+export function dockerFlavor(v: string): DockerFlavor {
+  switch (v) {
+    // 20.10 refuses --ip6tables without --experimental (and creates no IPv6 DOCKER-USER)
+    case '20.10':
+      return { root: null, firewallBackend: 'iptables', ipv6Flags: ['--experimental', '--ip6tables'] };
+    // 26.1 still refuses --ip6tables without --experimental ("ip6tables rules are only available if
+    // experimental features are enabled"); it does create an IPv6 DOCKER-USER
+    case '26.1':
+      return { root: path.join(CACHE_DIR, 'docker-26.1'), firewallBackend: 'iptables', ipv6Flags: ['--experimental', '--ip6tables'] };
+    // ip6tables on by default from 27
+    case '28.5':
+      return { root: path.join(CACHE_DIR, 'docker-28.5'), firewallBackend: 'iptables', ipv6Flags: [] };
+    case '28.5-nft':
+      return { root: path.join(CACHE_DIR, 'docker-28.5'), firewallBackend: 'nftables', ipv6Flags: [] };
+    default:
+      throw new Error(`lab: EFW_DOCKER=${v} is not one of ${DOCKER_VERSIONS.join(', ')}`);
+  }
+}
 
 export interface Site {
   name: string;
@@ -107,6 +145,16 @@ export interface Lab {
   /** started with dockerd / with IPv6 on the host side */
   hasDocker: boolean;
   ipv6: boolean;
+  /** which engine (EFW_DOCKER): '20.10' | '26.1' | '28.5' | '28.5-nft' */
+  dockerLabel: DockerVersion;
+  /** the running dockerd's version as it reports it, e.g. '28.5.2+dfsg4' ('' without docker) */
+  dockerVersion: string;
+  /** dockerd's firewall backend (checked against `docker info` FirewallBackend where the API has it) */
+  firewallBackend: 'iptables' | 'nftables';
+  /** dockerd's socket as a path the test process can open (through the lab's mount namespace) */
+  dockerSocket: string;
+  /** Engine API client on the lab's dockerd (src/system/docker.ts) */
+  dockerApi(): DockerClient;
   /** run argv inside the Docker host: its net namespace AND its private mount namespace. Never throws on non-zero exit. */
   host(argv: string[], opts?: ExecOpts): Promise<ExecResult>;
   /** run argv in the fake-internet namespace. Never throws on non-zero exit. */
@@ -201,13 +249,13 @@ function nsOf(pid: number | 'self', kind: 'net' | 'mnt'): string | undefined {
 }
 
 /** Spawn a daemon in its own session with output to a log file; the pid is the daemon's (nsenter/unshare exec, no fork). */
-function spawnDaemon(argv: string[], log: string, stdout: 'pipe' | 'log' = 'log'): ChildProcess {
+function spawnDaemon(argv: string[], log: string, stdout: 'pipe' | 'log' = 'log', env: NodeJS.ProcessEnv = { ...process.env, PATH: ENV_PATH }): ChildProcess {
   const fd = fs.openSync(log, 'a');
   const [file, ...args] = argv;
   const child = spawn(file!, args, {
     detached: true,
     stdio: ['ignore', stdout === 'pipe' ? 'pipe' : fd, fd],
-    env: { ...process.env, PATH: ENV_PATH },
+    env,
   });
   fs.closeSync(fd);
   child.on('error', () => {}); // reported through the readiness checks
@@ -571,10 +619,15 @@ function defaultRecords(): Map<string, DnsRecords> {
   return new Map(SITES.map((s) => [s.name, { A: [s.v4], AAAA: s.v6 ? [s.v6] : [] }]));
 }
 
-export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}): Promise<Lab> {
+export async function startLab(opts: { docker?: boolean; ipv6?: boolean; dockerVersion?: DockerVersion } = {}): Promise<Lab> {
   if (process.getuid?.() !== 0) throw new Error('lab: must run as root');
   const withDocker = opts.docker !== false;
   const ipv6 = opts.ipv6 !== false;
+  const dockerLabel = (opts.dockerVersion ?? process.env.EFW_DOCKER ?? '20.10') as DockerVersion;
+  const flavor = dockerFlavor(dockerLabel);
+  if (withDocker && flavor.root && !fs.existsSync(path.join(flavor.root, 'usr/sbin/dockerd'))) {
+    throw new Error(`lab: Docker ${dockerLabel} is not unpacked in ${flavor.root}: run \`scripts/fetch-docker.sh ${dockerLabel.replace(/-nft$/, '')}\``);
+  }
   cleanupStaleLabs();
   installExitHandlers();
 
@@ -632,6 +685,10 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
   };
 
   let dockerPid = 0;
+  // dockerd's env: the version's binaries first on PATH; the firewall backend only where asked for
+  const dockerEnv: NodeJS.ProcessEnv = { ...process.env, PATH: flavor.root ? `${flavor.root}/usr/sbin:${flavor.root}/usr/bin:${ENV_PATH}` : ENV_PATH };
+  delete dockerEnv.DOCKER_FIREWALL_BACKEND;
+  if (flavor.firewallBackend === 'nftables') dockerEnv.DOCKER_FIREWALL_BACKEND = 'nftables';
   const startDockerd = async () => {
     const dockerd = spawnDaemon(hostArgv([
       'dockerd', '--host', 'unix:///run/docker.sock', '--pidfile', '/run/docker.pid',
@@ -640,12 +697,15 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
       '--cgroup-parent', `efw-${id}`,
       '--bip', ADDR.dockerBip, '--default-address-pool', `base=${ADDR.dockerPool},size=${ADDR.dockerPoolSize}`,
       '--shutdown-timeout', '1',
-      ...(ipv6 ? ['--ipv6', '--fixed-cidr-v6', ADDR.dockerV6, '--experimental', '--ip6tables'] : []),
-    ]), `${dir}/dockerd.log`);
+      ...(ipv6 ? ['--ipv6', '--fixed-cidr-v6', ADDR.dockerV6, ...flavor.ipv6Flags] : []),
+    ]), `${dir}/dockerd.log`, 'log', dockerEnv);
     dockerPid = track(dockerd, 'dockerd');
     for (let i = 0; ; i++) {
       const r = await lab.docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 5000 });
-      if (r.exitCode === 0) break;
+      if (r.exitCode === 0) {
+        lab.dockerVersion = r.stdout.trim();
+        break;
+      }
       if (!procAlive(dockerPid) || i > 300) {
         throw new Error(`lab: dockerd not ready: ${r.stderr}\n${fs.readFileSync(`${dir}/dockerd.log`, 'utf8').slice(-3000)}`);
       }
@@ -689,6 +749,11 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     caCert: '',
     hasDocker: withDocker,
     ipv6,
+    dockerLabel,
+    dockerVersion: '',
+    firewallBackend: flavor.firewallBackend,
+    dockerSocket: '',
+    dockerApi: () => dockerClient({ socket: lab.dockerSocket }),
     host: (argv, o) => run(hostArgv(argv), o),
     inet: (argv, o) => run(inetArgv(argv), o),
     hostArgv,
@@ -754,6 +819,8 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     await Promise.all([startHolder(st, 'inet', ipv6), startHolder(st, 'host', ipv6, tls.ca)]);
     lab.inetNetns = `/proc/${st.inet!.pid}/ns/net`;
     lab.hostNetns = `/proc/${st.holder!.pid}/ns/net`;
+    // /run is a tmpfs of the lab's mount namespace; the holder's root shows it to us
+    lab.dockerSocket = `/proc/${st.holder!.pid}/root/run/docker.sock`;
     // sysctl inside a namespace touches only it: every key written here is per-netns (net.ipv6.conf.*).
     // No DAD: else new addresses stay "tentative" ~2 s and servers cannot bind them. Forwarding is left to dockerd,
     // as on a real host (it then also sets FORWARD's policy to DROP).
@@ -801,7 +868,17 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean } = {}):
     phase(t0, 'dns+web');
     if (withDocker) {
       await startDockerd();
-    phase(t0, 'dockerd');
+      phase(t0, 'dockerd');
+      // the version we meant to run, with the backend we meant (the API reports it from Docker 28)
+      const want = dockerLabel.replace(/-nft$/, '');
+      if (!lab.dockerVersion.startsWith(`${want}.`)) {
+        const found = flavor.root ? fs.readFileSync(path.join(flavor.root, 'VERSIONS'), 'utf8').trim().replace(/\n/g, ', ') : '';
+        console.warn(`lab: EFW_DOCKER=${dockerLabel} runs dockerd ${lab.dockerVersion}${found ? ` (fetched: ${found})` : ''}`);
+      }
+      const engine = await lab.dockerApi().engine();
+      if (engine.firewallBackend !== null && engine.firewallBackend !== flavor.firewallBackend) {
+        throw new Error(`lab: dockerd ${engine.version} reports firewall backend ${engine.firewallDriver}, expected ${flavor.firewallBackend}`);
+      }
       await dockerImport(lab, (await busyboxTar)!, BUSYBOX_IMAGE, ['CMD ["sh"]']);
     }
     phase(t0, 'ready');

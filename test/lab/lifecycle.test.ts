@@ -97,7 +97,7 @@ schedule:
     const s = await status();
     expect(s.code, s.stderr).toBe(0);
     expect(s.doc.enforced).toBe(true);
-    expect(s.doc.jumps).toEqual({ v4: 'first in DOCKER-USER', v6: 'first in FORWARD' });
+    expect(s.doc.containers).toMatchObject({ table: 'inet egressfw', hook: 'forward priority -1' });
   });
 
   it('a changed DNS answer: the new IP is allowed at the next refresh, the old one for the grace period, then removed', async () => {
@@ -124,7 +124,7 @@ schedule:
     }
   });
 
-  it('dockerd restarted: the daemon repairs the jumps (time measured)', async () => {
+  it('dockerd restarted: containers stay enforced throughout (our table is not Docker\'s to touch)', async () => {
     const t0 = Date.now();
     await lab.restartDocker();
     const ready = Date.now();
@@ -156,7 +156,7 @@ schedule:
 
   it('ufw switched off: containers stay enforced and repaired, status says PARTIAL; back to full after ufw enable', async () => {
     expect((await lab.host(['ufw', 'disable'])).exitCode).toBe(0);
-    await lab.host(['iptables', '-F', 'EGRESSFW']); // damage while ufw is off
+    await lab.host(['nft', 'flush', 'chain', 'inet', 'egressfw', 'forward']); // damage while ufw is off
     measured.ufwOffContainerRepairMs = await within(10_000, 'container rules repaired with ufw off', () => blockedFromContainer());
     expect(await reaches(`http://${NEW_V4}/`, 'c-user')).toBe(true);
     const s = await status();
@@ -168,7 +168,7 @@ schedule:
   });
 
   it('sets flushed and the chain emptied by hand: repaired', async () => {
-    await lab.host(['sh', '-c', 'ipset flush egressfw-v4; ipset flush egressfw-v6; iptables -F EGRESSFW']);
+    await lab.host(['sh', '-c', 'ipset flush egressfw-v4; ipset flush egressfw-v6; nft flush set inet egressfw allow4; nft flush chain inet egressfw forward']);
     measured.handDamageToRepairedMs = await within(10_000, 'repaired', async () => (await status()).code === 0);
     expect(await reaches(`http://${NEW_V4}/`, 'c-user')).toBe(true);
     expect(await blockedFromContainer()).toBe(true);
@@ -182,9 +182,8 @@ schedule:
     await lab.host([
       'sh',
       '-c',
-      `for t in iptables ip6tables; do
-         for c in DOCKER-USER FORWARD; do while $t -D $c -m comment --comment "egressfw jump" -j EGRESSFW 2>/dev/null; do :; done; done
-         $t -F EGRESSFW; $t -X EGRESSFW; $t -F EGRESSFW-HOST; done
+      `nft delete table inet egressfw
+       for t in iptables ip6tables; do $t -F EGRESSFW-HOST; done
        /lib/ufw/ufw-init stop >/dev/null; for t in iptables ip6tables; do $t -X EGRESSFW-HOST; done
        ipset destroy egressfw-v4; ipset destroy egressfw-v6`,
     ]);

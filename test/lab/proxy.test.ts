@@ -125,7 +125,7 @@ describe.skipIf(!isRoot)('egressfw proxy (real containers, docker-compose 1.29)'
             // the lab certificate has no wild.test names: verify the chain only
             project.tls(PROXY_ADDR, 'www.wild.test'),
             project.tls(PROXY_ADDR, 'other.test', { timeoutSec: 2 }),
-            lab.host(['iptables', '-S', 'EGRESSFW']),
+            lab.host(['nft', 'list', 'chain', 'inet', 'egressfw', 'forward']),
           ]);
           const logs = (await lab.docker(['logs', '--tail', '30', project.container('egressfw-sni')])).stdout;
           expect(https.stdout, https.stderr + logs).toMatch(/site=203\.0\.113\.30 port=443/);
@@ -133,8 +133,8 @@ describe.skipIf(!isRoot)('egressfw proxy (real containers, docker-compose 1.29)'
           expect(deep.stdout, deep.stderr).toMatch(/site=203\.0\.113\.30 port=80/);
           expect(verifiedChain.ok, verifiedChain.stderr).toBe(true);
           expect(sibling.ok).toBe(false);
-          expect(fwRule.stdout).toMatch(/-A EGRESSFW -i br-egressfw -p tcp -m multiport --dports 80,443 .*-j RETURN/);
-          // sync wrote the rule in iptables-save's own form: nothing left to change
+          expect(fwRule.stdout).toMatch(/iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .* \} tcp dport \{ 80, 443 \} accept/);
+          // nothing left to change after sync
           const plan = await efw(lab, ['plan', '--config', configs.sni, '--state-dir', `${lab.dir}/state`, '--detailed-exitcode']);
           expect(plan.exitCode, plan.stdout).toBe(0);
           // an ordinary container (default bridge) cannot reach that IP: the rule is the proxy bridge's only

@@ -36,11 +36,15 @@ staleGrace: 30s
     const up = await Promise.all([
       lab.host(['ufw', '--force', 'enable']),
       lab.docker(['network', 'create', '--ipv6', '--subnet', '2001:db8:1:1::/64', 'appnet']),
+      // A bridge named by the user (compose: driver_opts): no docker0/br- prefix to match on.
+      lab.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=mybr0', 'named0']),
     ]);
     for (const r of up) expect(r.exitCode, r.stderr).toBe(0);
     await Promise.all([
       lab.runContainer({ name: 'c-default' }),
       lab.runContainer({ name: 'c-user', network: 'appnet' }),
+      lab.runContainer({ name: 'c-named0', network: 'named0' }),
+      lab.runContainer({ name: 'c-hostnet', network: 'host' }),
       lab.runContainer({
         name: 'c-web',
         network: 'appnet',
@@ -57,14 +61,16 @@ staleGrace: 30s
 
   it('before sync: ufw deny outgoing stops the host, but containers bypass it', async () => {
     expect((await lab.host(['ufw', 'default', 'deny', 'outgoing'])).exitCode).toBe(0);
-    const [host, fromDefault, fromUser] = await Promise.all([
+    const [host, fromDefault, fromUser, fromNamed] = await Promise.all([
       lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
       lab.fetch('http://blocked.test/', { container: 'c-default' }),
       lab.fetch('http://blocked.test/', { container: 'c-user' }),
+      lab.fetch('http://blocked.test/', { container: 'c-named0' }),
     ]);
     expect(host.ok).toBe(false);
     expect(fromDefault.body).toMatch(/name=blocked\.test/);
     expect(fromUser.body).toMatch(/name=blocked\.test/);
+    expect(fromNamed.body).toMatch(/name=blocked\.test/);
     expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
   });
 
@@ -85,11 +91,13 @@ staleGrace: 30s
     const state = JSON.parse((await lab.host(['cat', `${stateDir}/state.json`])).stdout);
     expect(Object.keys(state.domains['allowed.test'].ips).sort()).toEqual([ALLOWED_V6, ALLOWED_V4]);
     expect(state.lastSync.ok).toBe(true);
-    expect(state.original).toMatchObject({ ufwOutputPolicy: 'ACCEPT', ufwEnabled: true, createdChains: ['DOCKER-USER/6'] });
-    // the jump is first in DOCKER-USER for both families
-    expect((await lab.host(['iptables', '-S', 'DOCKER-USER'])).stdout.split('\n')[1]).toMatch(/-j EGRESSFW$/);
-    const fwd6 = (await lab.host(['ip6tables', '-S', 'FORWARD'])).stdout.split('\n');
-    expect(fwd6[1]).toMatch(/egressfw jump.*-j EGRESSFW$/);
+    expect(state.original).toMatchObject({ ufwOutputPolicy: 'ACCEPT', ufwEnabled: true });
+    // Containers: egressfw's own nft table hooks forward; nothing of ours in Docker's chains.
+    const table = (await lab.host(['nft', 'list', 'table', 'inet', 'egressfw'])).stdout;
+    expect(table).toMatch(/type filter hook forward priority filter - 1; policy accept;/);
+    expect(table).toMatch(/fib daddr \. iif oif exists accept/);
+    expect((await lab.host(['iptables-save'])).stdout).not.toMatch(/-j EGRESSFW$/m);
+    expect((await lab.host(['ip6tables-save'])).stdout).not.toMatch(/-j EGRESSFW$/m);
   });
 
   it('after sync: host and containers reach the allowed domain on allowed ports, IPv4 and IPv6', async () => {
@@ -102,6 +110,8 @@ staleGrace: 30s
       lab.fetch('http://allowed.test/', { container: 'c-user' }),
       lab.fetch(`http://[${ALLOWED_V6}]/`, { container: 'c-user' }),
       lab.fetch('https://allowed.test/', { container: 'c-user' }),
+      lab.fetch('http://allowed.test/', { container: 'c-named0' }),
+      lab.fetch(`http://${ALLOWED_V4}/`, { container: 'c-hostnet' }),
     ]);
     for (const c of checks) expect(c.body, c.stderr).toMatch(/name=allowed\.test/);
   });
@@ -118,6 +128,10 @@ staleGrace: 30s
       lab.fetch('http://blocked.test/', { container: 'c-user' }),
       lab.fetch(`http://${ALLOWED_V4}:8080/`, { container: 'c-user' }),
       lab.fetch(`http://[${BLOCKED_V6}]/`, { container: 'c-user' }),
+      lab.fetch('http://blocked.test/', { container: 'c-named0' }),
+      lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-named0' }),
+      // host network: the host's rules (ufw) judge it
+      lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-hostnet' }),
     ]);
     for (const b of blocked) {
       expect(b.ok).toBe(false);
@@ -152,12 +166,50 @@ staleGrace: 30s
     expect(published.stdout).toBe('web-ok\n');
   });
 
+  it('bridges of any name, created after the sync, are judged from their first connection: custom-named with IPv6, docker_gwbridge; c2c and published ports work', async () => {
+    const nets = await Promise.all([
+      lab.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=mybr', '--ipv6', '--subnet', '2001:db8:1:2::/64', 'named']),
+      // What swarm's overlays leave through (no swarm in the lab: a bridge given that name).
+      lab.docker(['network', 'create', '-o', 'com.docker.network.bridge.name=docker_gwbridge', 'gwbridge']),
+    ]);
+    for (const n of nets) expect(n.exitCode, n.stderr).toBe(0);
+    await Promise.all([
+      lab.runContainer({ name: 'c-named', network: 'named' }),
+      lab.runContainer({ name: 'c-gw', network: 'gwbridge' }),
+      lab.runContainer({
+        name: 'c-named-web',
+        network: 'named',
+        args: ['-p', '8001:80'],
+        cmd: ['sh', '-c', 'mkdir -p /www && echo named-ok > /www/index.html && exec httpd -f -p 80 -h /www'],
+      }),
+    ]);
+    // No sync in between: nothing had to learn the new names.
+    const [blocked4, blocked6, gwBlocked, allowed4, allowed6, gwAllowed, c2c, published] = await Promise.all([
+      lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-named' }),
+      lab.fetch(`http://[${BLOCKED_V6}]/`, { container: 'c-named' }),
+      lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-gw' }),
+      lab.fetch(`http://${ALLOWED_V4}/`, { container: 'c-named' }),
+      lab.fetch(`http://[${ALLOWED_V6}]/`, { container: 'c-named' }),
+      lab.fetch('http://allowed.test/', { container: 'c-gw' }),
+      lab.fetch('http://c-named-web/', { container: 'c-named' }),
+      lab.inet(['timeout', '3', 'busybox', 'wget', '-q', '-O', '-', `http://${ADDR.hostUplink4}:8001/`]),
+    ]);
+    for (const b of [blocked4, blocked6, gwBlocked]) {
+      expect(b.ok).toBe(false);
+      expect(b.exitCode, b.stderr).not.toBe(124);
+    }
+    for (const a of [allowed4, allowed6, gwAllowed]) expect(a.body, a.stderr).toMatch(/name=allowed\.test/);
+    expect(c2c.body).toBe('named-ok\n');
+    expect(published.stdout).toBe('named-ok\n');
+  });
+
   it('a failure injected mid-apply leaves the previous rules in force', async () => {
     const before = canonical(await kernelState(lab));
-    // Next sync would change the set (new IP) and both chains (new bridge): three steps.
+    // Next sync would change the sets (new IP), the nft chain (audit mode) and the host chains.
     await lab.setRecords('allowed.test', { A: ['203.0.113.11'], AAAA: [ALLOWED_V6] });
-    const changed = writeConfig(lab, 'changed.yml', `${configText}containers:\n  bridges: [docker0, "br-+", "veth-extra+"]\n`);
-    const broken = brokenTool(lab, 'ip6tables-restore');
+    // ... and a third resolver changes the ufw block: ufw reloads, both host chains are refilled.
+    const changed = writeConfig(lab, 'changed.yml', `${configText.replace(`servers: [${lab.dnsServer},`, `servers: [${lab.dnsServer}, 198.51.100.54,`)}mode: audit\n`);
+    const broken = brokenTool(lab, 'ip6tables-restore', { once: true });
     const r = await efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${broken}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/ip6tables-restore failed: .*injected failure/);
@@ -181,7 +233,7 @@ staleGrace: 30s
     expect(badRun.exitCode).toBe(2);
     expect(badRun.stderr).toMatch(/allow\[0\]\.domain: .*\n.*allow\[0\]\.ports\[0\]: port must be 1-65535/);
 
-    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'ufw', 'dockerd']);
+    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'nft', 'ufw', 'dockerd']);
     const noIpset = await efw(lab, ['sync', '--config', config, '--state-dir', stateDir], { path });
     expect(noIpset.exitCode).toBe(1);
     expect(noIpset.stderr).toMatch(/missing: ipset\. Install with `apt-get install ipset`/);

@@ -1,8 +1,16 @@
+import { readFileSync } from 'node:fs';
 import type { Family } from '../../src/net/ip.js';
 import type { Plan } from '../../src/plan/diff.js';
 import type { Observed } from '../../src/plan/observed.js';
 import { parseIpsetSave } from '../../src/plan/observed.js';
-import { renderIpset, renderIptables } from '../../src/plan/render.js';
+import { renderIpset, renderIptables, renderNft } from '../../src/plan/render.js';
+import { canonicalElement, CHAIN_SPEC, type NftObserved } from '../../src/plan/nft.js';
+
+interface FakeNftTable {
+  sets: Map<string, Set<string>>;
+  chain: { type: string; hook: string; prio: number; policy: string } | null;
+  rules: { text: string; comment: string }[];
+}
 
 /**
  * A model of the kernel that executes the text egressfw renders, the way
@@ -17,6 +25,79 @@ export class FakeKernel {
     6: new Map([['FORWARD', []], ['OUTPUT', []]]),
   };
   ufw = { enabled: true, outputPolicy: 'ACCEPT', files: { 4: '', 6: '' } as Record<Family, string> };
+  /** egressfw's nft table (inet egressfw), or null */
+  nft: FakeNftTable | null = null;
+
+  /** What a ufw (re)load does to egressfw's host chain: declared afresh from the marked block. */
+  ufwReload(): void {
+    if (!this.ufw.enabled) return;
+    for (const f of [4, 6] as Family[]) {
+      const lines = this.ufw.files[f].split('\n');
+      if (!lines.some((l) => l.startsWith(':EGRESSFW-HOST '))) continue;
+      this.tables[f].set('EGRESSFW-HOST', lines.filter((l) => l.startsWith('-A EGRESSFW-HOST ')));
+    }
+  }
+
+  /** `nft -f -` with the text egressfw renders; all or nothing, like the real transaction. */
+  nftScript(text: string): void {
+    let t: FakeNftTable | null = this.nft && { sets: new Map([...this.nft.sets].map(([k, v]) => [k, new Set(v)])), chain: this.nft.chain, rules: [...this.nft.rules] };
+    const need = () => {
+      if (!t) throw new Error('nft: No such file or directory (table)');
+      return t;
+    };
+    for (const line of text.trim().split('\n')) {
+      let m: RegExpExecArray | null;
+      if (line === 'add table inet egressfw') t ??= { sets: new Map(), chain: null, rules: [] };
+      else if (line === 'delete table inet egressfw') {
+        need();
+        t = null;
+      } else if ((m = /^add set inet egressfw (\S+) \{/.exec(line))) {
+        if (!need().sets.has(m[1]!)) t!.sets.set(m[1]!, new Set());
+      } else if (/^add chain inet egressfw forward \{/.test(line)) need().chain ??= { ...CHAIN_SPEC };
+      else if ((m = /^flush set inet egressfw (\S+)$/.exec(line))) {
+        const s = need().sets.get(m[1]!);
+        if (!s) throw new Error(`nft: no set ${m[1]}`);
+        s.clear();
+      } else if ((m = /^add element inet egressfw (\S+) \{ (.*) \}$/.exec(line))) {
+        const s = need().sets.get(m[1]!);
+        if (!s) throw new Error(`nft: no set ${m[1]}`);
+        for (const e of m[2]!.split(', ')) s.add(canonicalElement(e));
+      } else if (line === 'flush chain inet egressfw forward') {
+        if (!need().chain) throw new Error('nft: no chain');
+        t!.rules = [];
+      } else if ((m = /^add rule inet egressfw forward (.*) comment "(.*)"$/.exec(line))) {
+        if (!need().chain) throw new Error('nft: no chain');
+        t!.rules.push({ text: m[1]!, comment: m[2]! });
+      } else throw new Error(`nft: cannot parse ${line}`);
+    }
+    this.nft = t;
+  }
+
+  /** `nft -j -f -` with a batch from restoreBatch(). */
+  nftJson(text: string): void {
+    let t: FakeNftTable | null = this.nft;
+    for (const cmd of (JSON.parse(text) as { nftables: Record<string, Record<string, Record<string, unknown>>>[] }).nftables) {
+      const [verb, obj] = Object.entries(cmd)[0]!;
+      const [kind, body] = Object.entries(obj)[0]!;
+      if (verb === 'add' && kind === 'table') t ??= { sets: new Map(), chain: null, rules: [] };
+      else if (verb === 'delete' && kind === 'table') t = null;
+      else if (verb === 'add' && kind === 'set') t!.sets.set(String(body.name), new Set(((body.elem as string[]) ?? []).map(canonicalElement)));
+      else if (verb === 'add' && kind === 'chain') t!.chain = { type: String(body.type), hook: String(body.hook), prio: Number(body.prio), policy: String(body.policy) };
+      else if (verb === 'add' && kind === 'rule') t!.rules.push({ text: String(body.expr), comment: String(body.comment) });
+      else throw new Error(`nft json: cannot do ${verb} ${kind}`);
+    }
+    this.nft = t;
+  }
+
+  observeNft(): NftObserved | null {
+    const t = this.nft;
+    if (!t) return null;
+    const raw: unknown[] = [{ table: { family: 'inet', name: 'egressfw' } }];
+    for (const [name, s] of t.sets) raw.push({ set: { family: 'inet', table: 'egressfw', name, elem: [...s] } });
+    if (t.chain) raw.push({ chain: { family: 'inet', table: 'egressfw', name: 'forward', ...t.chain } });
+    for (const r of t.rules) raw.push({ rule: { family: 'inet', table: 'egressfw', chain: 'forward', expr: r.text, comment: r.comment } });
+    return { chain: t.chain ? { ...t.chain } : null, ruleComments: t.rules.map((r) => r.comment), sets: new Map([...t.sets].map(([k, v]) => [k, [...v].sort()])), raw };
+  }
 
   ipsetRestore(text: string): void {
     for (const line of text.trim().split('\n')) {
@@ -79,6 +160,8 @@ export class FakeKernel {
       if (op.kind === 'ufw-outgoing') this.ufw.outputPolicy = op.to === 'deny' ? 'DROP' : 'REJECT';
       if (op.kind === 'ufw-enable') this.ufw.enabled = true;
     }
+    const nft = renderNft(plan);
+    if (nft) this.nftScript(nft);
     for (const f of [4, 6] as Family[]) {
       const text = renderIptables(plan, f);
       if (text) this.iptablesRestore(f, text);
@@ -97,7 +180,44 @@ export class FakeKernel {
       readable: true,
       sets: { 4: one(4), 6: one(6) },
       tables: { 4: copy(this.tables[4]), 6: copy(this.tables[6]) },
+      nft: this.observeNft(),
       ufw: { ...this.ufw, files: { ...this.ufw.files } },
     };
   }
+}
+
+/**
+ * An Exec backed by a FakeKernel: runs the same argv egressfw would spawn.
+ * `failOn(argv)` returning true makes that command fail (nothing applied), to drive rollbacks.
+ */
+export function fakeExec(k: FakeKernel, failOn: (argv: readonly string[]) => boolean = () => false) {
+  const log: string[] = [];
+  const exec = async (argv: readonly string[], opts: { input?: string } = {}) => {
+    log.push(argv.join(' '));
+    const ok = { stdout: '', stderr: '', exitCode: 0 };
+    if (failOn(argv)) return { stdout: '', stderr: 'injected failure', exitCode: 1 };
+    try {
+      const [cmd, ...args] = argv;
+      const a = args.join(' ');
+      if (cmd === 'ipset' && a === 'restore') k.ipsetRestore(opts.input ?? '');
+      else if (cmd === 'ipset' && args[0] === 'destroy') k.ipsetRestore(`destroy ${args[1]}`);
+      else if (cmd === 'iptables-restore' && a === '--noflush') k.iptablesRestore(4, opts.input ?? '');
+      else if (cmd === 'ip6tables-restore' && a === '--noflush') k.iptablesRestore(6, opts.input ?? '');
+      else if (cmd === 'nft' && a === '-f -') k.nftScript(opts.input ?? '');
+      else if (cmd === 'nft' && args[0] === '-j' && args[1] === '-f') k.nftJson(readFileSync(args[2]!, 'utf8'));
+      else if (cmd === 'ufw' && args[0] === 'default') {
+        k.ufw.outputPolicy = { allow: 'ACCEPT', deny: 'DROP', reject: 'REJECT' }[args[1]!]!;
+        k.ufwReload();
+      } else if (cmd === 'ufw' && a === '--force enable') {
+        k.ufw.enabled = true;
+        k.ufwReload();
+      } else if (cmd === 'ufw' && a === '--force disable') k.ufw.enabled = false;
+      else if (cmd === 'ufw' && a === 'reload') k.ufwReload();
+      else return { stdout: '', stderr: `fake exec: unknown command ${argv.join(' ')}`, exitCode: 127 };
+      return ok;
+    } catch (e) {
+      return { stdout: '', stderr: (e as Error).message, exitCode: 1 };
+    }
+  };
+  return { exec, log };
 }

@@ -37,7 +37,9 @@ dns:
     });
     expect(c.wildcards).toEqual([]);
     expect(c.staleGrace).toBe(300);
-    expect(c.containers).toEqual({ enabled: true, bridges: ['docker0', 'br-+'] });
+    expect(c.containers).toEqual({ enabled: true, exemptFrom: [] });
+    expect(c.mode).toBe('enforce');
+    expect(c.warnings).toEqual([]);
     expect(c.host).toEqual({ enabled: true, enableUfw: false, outgoing: 'reject' });
   });
 

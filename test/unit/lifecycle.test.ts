@@ -51,6 +51,8 @@ describe('uninstall plan', () => {
   it('removes jumps, chains, sets and the ufw block, and restores the policy', () => {
     const { k, before } = installed();
     const plan = planUninstall(k.observe(), { ufwOutputPolicy: 'ACCEPT', ufwEnabled: true, createdChains: ['DOCKER-USER/6'] });
+    expect(plan.nft).toBe('delete table inet egressfw\n');
+    k.nftScript(plan.nft!);
     for (const f of [4, 6] as const) if (plan.iptables[f]) k.iptablesRestore(f, plan.iptables[f]!);
     for (const file of plan.ufw!.files) k.ufw.files[file.file.endsWith('6.rules') ? 6 : 4] = file.text;
     for (const f of [4, 6] as const) if (plan.iptablesAfterUfw[f]) k.iptablesRestore(f, plan.iptablesAfterUfw[f]!);
@@ -63,11 +65,17 @@ describe('uninstall plan', () => {
     expect(after.ufw!.files).toEqual(before.ufw!.files);
   });
 
-  it('keeps a DOCKER-USER that Docker uses, even if egressfw created it first', () => {
+  it('removes a pre-0.2 install too; keeps a DOCKER-USER that Docker uses, even if egressfw created it first', () => {
     const { k } = installed();
+    k.tables[6].set('EGRESSFW', ['-A EGRESSFW -j RETURN']);
+    k.tables[6].set('DOCKER-USER', ['-A DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW']);
+    expect(planUninstall(k.observe(), { createdChains: ['DOCKER-USER/6'] }).iptables[6]).toContain('-X DOCKER-USER');
     k.tables[6].get('DOCKER-USER')!.push('-A DOCKER-USER -j RETURN');
     const plan = planUninstall(k.observe(), { createdChains: ['DOCKER-USER/6'] });
     expect(plan.iptables[6]).not.toContain('-X DOCKER-USER');
+    k.iptablesRestore(6, plan.iptables[6]!);
+    expect(k.tables[6].has('EGRESSFW')).toBe(false);
+    expect(k.tables[6].get('DOCKER-USER')).toEqual(['-A DOCKER-USER -j RETURN']);
   });
 
   it('disables ufw again only if egressfw enabled it', () => {

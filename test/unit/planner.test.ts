@@ -3,9 +3,10 @@ import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
 import { diff, withoutHost, type Plan } from '../../src/plan/diff.js';
 import { extractBlock, parseIptablesSave, parseIpsetSave } from '../../src/plan/observed.js';
-import { renderIpset, renderIptables, ufwSteps } from '../../src/plan/render.js';
+import { renderIpset, renderIptables, renderNft, ufwSteps } from '../../src/plan/render.js';
 import { removeBlock, upsertBlock } from '../../src/plan/ufw-file.js';
 import type { AllowedDomain } from '../../src/resolve/merge.js';
+import { parseNftList, restoreBatch, withoutCovered } from '../../src/plan/nft.js';
 import { FakeKernel } from '../support/fake-kernel.js';
 import { fixture, golden } from '../support/files.js';
 
@@ -50,7 +51,7 @@ function freshKernel(): FakeKernel {
 }
 
 function renderAll(plan: Plan): string {
-  const parts = [`# ipset restore\n${renderIpset(plan) ?? ''}`, `# iptables-restore --noflush\n${renderIptables(plan, 4) ?? ''}`, `# ip6tables-restore --noflush\n${renderIptables(plan, 6) ?? ''}`];
+  const parts = [`# ipset restore\n${renderIpset(plan) ?? ''}`, `# nft -f\n${renderNft(plan) ?? ''}`, `# iptables-restore --noflush\n${renderIptables(plan, 4) ?? ''}`, `# ip6tables-restore --noflush\n${renderIptables(plan, 6) ?? ''}`];
   parts.push(`# ufw\n${ufwSteps(plan).map((s) => [`## ${s.say}`, ...(s.argv ? [s.argv.join(' ')] : []), ...(s.diff ?? [])].join('\n')).join('\n')}\n`);
   return parts.join('\n');
 }
@@ -73,15 +74,30 @@ describe('planner', () => {
     expect(desired.sets[6]).toEqual(['2001:db8:10::10,tcp:443', '2001:db8:10::10,udp:53', '2001:db8:53::53,tcp:53', '2001:db8:53::53,udp:53', '2001:db8:beef::/48,tcp:443']);
   });
 
-  it('judges only bridge-to-outside traffic, replies first, rejecting fast', () => {
-    const rules = desired.containerRules![4];
-    expect(rules[0]).toBe('-A EGRESSFW -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "egressfw replies" -j RETURN');
-    expect(rules).toContain('-A EGRESSFW -o br-+ -m comment --comment "egressfw to-bridge" -j RETURN');
-    expect(rules.indexOf('-A EGRESSFW -m set --match-set egressfw-v4 dst,dst -m comment --comment "egressfw allowed" -j RETURN')).toBeLessThan(
-      rules.indexOf('-A EGRESSFW -i docker0 -p tcp -m comment --comment "egressfw reject" -j REJECT --reject-with tcp-reset'),
-    );
-    expect(desired.containerRules![6]).toContain('-A EGRESSFW -i br-+ -m comment --comment "egressfw reject" -j REJECT --reject-with icmp6-adm-prohibited');
-    for (const r of [...rules, ...desired.hostRules![4], ...desired.hostRules![6]]) expect(r).toMatch(/--comment "?egressfw /);
+  it('judges every forwarded connection that is not a reply, a published port or same-segment traffic; allowed first, rejecting fast', () => {
+    const rules = desired.nft!.rules;
+    expect(rules.map((r) => r.tag)).toEqual(['replies', 'published', 'same-segment', 'allowed', 'allowed6', 'gate', 'gate6', 'record', 'record6', 'reject-tcp', 'reject']);
+    expect(rules[0]!.text).toBe('ct state established,related accept');
+    expect(rules[2]!.text).toBe('fib daddr . iif oif exists accept');
+    // No rule names an interface: a bridge of any name is judged from the moment it exists.
+    for (const r of rules) expect(r.text).not.toMatch(/iifname|oifname|docker0|br-/);
+    expect(rules.at(-1)!.text).toBe('reject with icmpx admin-prohibited');
+    expect(desired.nft!.sets[4]).toContain('203.0.113.10 . udp . 53');
+    expect(desired.nft!.sets[6]).toContain('2001:db8:beef::/48 . tcp . 443');
+    for (const r of [...desired.hostRules![4], ...desired.hostRules![6]]) expect(r).toMatch(/--comment "?egressfw /);
+  });
+
+  it('audit mode records and lets through: same chain, no reject', () => {
+    const audit = buildDesired(parseConfig('mode: audit', 'x'), [], dns).nft!.rules;
+    expect(audit.map((r) => r.tag).slice(-3)).toEqual(['record', 'record6', 'audit']);
+    expect(audit.some((r) => r.text.includes('reject'))).toBe(false);
+  });
+
+  it('ipv6: false allows nothing over IPv6, not even configured v6 networks or resolvers', () => {
+    const v4only = buildDesired(parseConfig('ipv6: false\nallow: [{ cidr: "2001:db8::/32" }]\ndns: { servers: ["2001:db8:53::53"] }', 'x'), [], [{ host: '2001:db8:53::53', port: 53 }]);
+    expect(v4only.sets[6]).toEqual([]);
+    expect(v4only.nft!.sets[6]).toEqual([]);
+    expect(v4only.ufw!.blocks[6]).not.toMatch(/2001:db8:53::53/);
   });
 
   it('renders the first sync on a Docker host with stock ufw (golden)', () => {
@@ -112,40 +128,67 @@ describe('planner', () => {
     k.apply(diff(desired, k.observe()));
     const changed = buildDesired(config, [{ ...allowed[0]!, ips: [{ ip: '203.0.113.11', family: 4, source: 'answer', until: 0 }] }, allowed[1]!], dns);
     const plan = diff(changed, k.observe());
-    expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'set']);
+    expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'set', 'nft']);
     expect(plan.ops[0]).toMatchObject({ kind: 'set', family: 4, added: ['203.0.113.11,tcp:443', '203.0.113.11,udp:53'] });
+    // Only the sets: the chain stays as it is.
+    expect(plan.ops[2]).toMatchObject({ kind: 'nft', create: false, chain: false, sets: [4, 6], added: { 4: 2, 6: 0 }, removed: { 4: 4, 6: 2 } });
     golden('dns-change.txt', renderAll(plan));
     k.apply(plan);
     expect(diff(changed, k.observe()).ops).toEqual([]);
   });
 
-  it('repairs a jump that Docker pushed down, and removes duplicates', () => {
+  it('repairs a flushed chain or set, and a table deleted by hand', () => {
     const k = freshKernel();
     k.apply(diff(desired, k.observe()));
-    k.tables[4].set('DOCKER-USER', ['-A DOCKER-USER -j SOMETHING', '-A DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW', '-A DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW']);
+    k.nft!.rules = [];
+    expect(diff(desired, k.observe()).ops).toMatchObject([{ kind: 'nft', create: false, chain: true, sets: [] }]);
+    k.nft!.sets.get('allow6')!.clear();
+    expect(diff(desired, k.observe()).ops).toMatchObject([{ kind: 'nft', chain: true, sets: [6] }]);
+    k.nft = null;
     const plan = diff(desired, k.observe());
-    expect(plan.ops).toEqual([
-      {
-        kind: 'jump',
-        family: 4,
-        parent: 'DOCKER-USER',
-        createParent: false,
-        deleteRules: ['-D DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW', '-D DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW'],
-        insert: true,
-      },
-    ]);
+    expect(plan.ops).toMatchObject([{ kind: 'nft', create: true, chain: true, sets: [4, 6] }]);
     k.apply(plan);
-    expect(k.tables[4].get('DOCKER-USER')).toEqual(['-A DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW', '-A DOCKER-USER -j SOMETHING']);
+    expect(diff(desired, k.observe()).ops).toEqual([]);
   });
 
-  it('where FORWARD does not lead to DOCKER-USER (Docker 20.10 IPv6) the jump also goes first in FORWARD; it leaves once Docker hooks DOCKER-USER', () => {
+  it('a rule changed in place (same tag, other text) is rewritten', () => {
     const k = freshKernel();
     k.apply(diff(desired, k.observe()));
-    expect(k.tables[6].get('FORWARD')![0]).toBe('-A FORWARD -m comment --comment "egressfw jump" -j EGRESSFW');
-    expect(k.tables[4].get('FORWARD')).not.toContain('-A FORWARD -m comment --comment "egressfw jump" -j EGRESSFW');
-    k.tables[6].get('FORWARD')!.unshift('-A FORWARD -j DOCKER-USER');
+    const audit = buildDesired(parseConfig(`mode: audit\n${'allow: []'}`, 'x'), [], dns);
+    expect(diff({ ...desired, nft: { ...desired.nft!, rules: desired.nft!.rules.map((r) => (r.tag === 'allowed' ? { ...r, text: `${r.text} ` } : r)) } }, k.observe()).ops).toMatchObject([{ kind: 'nft', chain: true }]);
+    expect(diff({ ...desired, nft: { ...desired.nft!, rules: audit.nft!.rules } }, k.observe()).ops).toMatchObject([{ kind: 'nft', chain: true, sets: [] }]);
+  });
+
+  it('moves a pre-0.2 install (EGRESSFW chain jumped from DOCKER-USER and FORWARD) to the nft table, the old chain going in the same sync', () => {
+    const k = freshKernel();
+    const old = ['-A EGRESSFW -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "egressfw replies" -j RETURN'];
+    k.tables[4].set('EGRESSFW', [...old]);
+    k.tables[4].get('DOCKER-USER')!.unshift('-A DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW');
+    k.tables[6].set('EGRESSFW', [...old]);
+    k.tables[6].get('FORWARD')!.unshift('-A FORWARD -m comment --comment "egressfw jump" -j EGRESSFW');
     const plan = diff(desired, k.observe());
-    expect(plan.ops).toMatchObject([{ kind: 'jump', family: 6, parent: 'FORWARD', insert: false }]);
+    const kinds = plan.ops.map((o) => o.kind);
+    // nft is applied before the iptables transactions: the old chain goes only once the table enforces.
+    expect(kinds.indexOf('nft')).toBeLessThan(kinds.indexOf('legacy'));
+    expect(plan.ops.filter((o) => o.kind === 'legacy')).toEqual([
+      { kind: 'legacy', family: 4, deleteRules: ['-D DOCKER-USER -m comment --comment "egressfw jump" -j EGRESSFW'], dropChain: true },
+      { kind: 'legacy', family: 6, deleteRules: ['-D FORWARD -m comment --comment "egressfw jump" -j EGRESSFW'], dropChain: true },
+    ]);
+    k.apply(plan);
+    expect(k.tables[4].has('EGRESSFW')).toBe(false);
+    expect(k.tables[4].get('DOCKER-USER')).toEqual(['-A DOCKER-USER -j RETURN']);
+    expect(k.tables[6].get('FORWARD')).toEqual([]);
+    expect(diff(desired, k.observe()).ops).toEqual([]);
+  });
+
+  it('containers.enabled: false removes the table it finds', () => {
+    const k = freshKernel();
+    k.apply(diff(desired, k.observe()));
+    const off = buildDesired(parseConfig('containers: { enabled: false }', 'x'), allowed, dns);
+    const plan = diff(off, k.observe());
+    expect(plan.ops.filter((o) => o.kind.startsWith('nft'))).toEqual([{ kind: 'nft-delete' }]);
+    k.apply(plan);
+    expect(k.nft).toBeNull();
   });
 
   it('stops sync when ufw is inactive, unless enableUfw is set', () => {
@@ -162,12 +205,12 @@ describe('planner', () => {
     const k = freshKernel();
     k.apply(diff(desired, k.observe()));
     k.ufw.enabled = false;
-    k.tables[4].set('EGRESSFW', []); // damage while ufw is off
+    k.nft!.rules = []; // damage while ufw is off
     const plan = diff(desired, k.observe());
     expect(plan.blockers[0]).toMatch(/ufw is installed but not active/);
     const containers = withoutHost(plan);
     expect(containers.blockers).toEqual([]);
-    expect(containers.ops.map((o) => (o.kind === 'chain' ? `${o.chain}/${o.family}` : o.kind))).toEqual(['EGRESSFW/4']);
+    expect(containers.ops.map((o) => o.kind)).toEqual(['nft']);
   });
 
   it('containers-only config needs no ufw and writes no host rules', () => {
@@ -184,7 +227,7 @@ describe('planner', () => {
     k.apply(diff(desired, k.observe()));
     const more = buildDesired(config, allowed, [...dns, { host: '198.51.100.54', port: 53 }]);
     const kinds = diff(more, k.observe()).ops.map((o) => (o.kind === 'chain' ? `${o.kind}:${o.chain}:${o.family}` : o.kind));
-    expect(kinds).toEqual(['set', 'ufw-block', 'ufw-reload', 'chain:EGRESSFW-HOST:4', 'chain:EGRESSFW-HOST:6']);
+    expect(kinds).toEqual(['set', 'ufw-block', 'ufw-reload', 'nft', 'chain:EGRESSFW-HOST:4', 'chain:EGRESSFW-HOST:6']);
   });
 });
 
@@ -218,5 +261,38 @@ describe('observed-state parsers', () => {
   it('parses ipset save into canonical sorted entries', () => {
     const text = 'create egressfw-v6 hash:net,port family inet6\nadd egressfw-v6 2001:db8::1,tcp:443\nadd egressfw-v6 ::ffff:1.2.3.4,tcp:80\nadd egressfw-v6 2001:db8::/48,udp:53\nadd other 2001:db8::2,tcp:1\n';
     expect(parseIpsetSave(text, 'egressfw-v6')).toEqual(['::ffff:102:304,tcp:80', '2001:db8::/48,udp:53', '2001:db8::1,tcp:443']);
+  });
+});
+
+describe('nft sets', () => {
+  it('drops members covered by a network for the same proto and port (nft interval sets refuse overlaps)', () => {
+    expect(
+      withoutCovered(['10.0.0.0/8 . tcp . 443', '10.1.0.0/16 . tcp . 443', '10.2.3.4 . tcp . 443', '10.2.3.4 . tcp . 80', '203.0.113.1 . tcp . 443', '2001:db8::/32 . tcp . 443', '2001:db8::1 . tcp . 443', '2001:db9::1 . tcp . 443']),
+    ).toEqual(['10.0.0.0/8 . tcp . 443', '10.2.3.4 . tcp . 80', '203.0.113.1 . tcp . 443', '2001:db8::/32 . tcp . 443', '2001:db9::1 . tcp . 443']);
+  });
+
+  it('parses nft -j listings: prefixes, concatenations, comments, chain spec', () => {
+    const o = parseNftList(
+      JSON.stringify({
+        nftables: [
+          { metainfo: { version: '1.0.6' } },
+          { table: { family: 'inet', name: 'egressfw', handle: 1 } },
+          { set: { family: 'inet', name: 'allow6', table: 'egressfw', elem: [{ concat: [{ prefix: { addr: '2001:DB8::', len: 48 } }, 'tcp', 443] }, { concat: ['2001:db8:0:0::1', 'udp', 53] }] } },
+          { set: { family: 'inet', name: 'refused4', table: 'egressfw', elem: [{ elem: { val: { concat: ['198.51.100.66', '203.0.113.20', 'tcp', 80] }, counter: { packets: 1, bytes: 60 } } }] } },
+          { chain: { family: 'inet', table: 'egressfw', name: 'forward', handle: 2, type: 'filter', hook: 'forward', prio: -1, policy: 'accept' } },
+          { rule: { family: 'inet', table: 'egressfw', chain: 'forward', handle: 3, expr: [], comment: 'egressfw replies d715fd9a' } },
+          { rule: { family: 'inet', table: 'egressfw', chain: 'forward', handle: 4, expr: [] } },
+        ],
+      }),
+    );
+    expect(o.sets.get('allow6')).toEqual(['2001:db8::/48 . tcp . 443', '2001:db8::1 . udp . 53']);
+    expect(o.sets.get('refused4')).toEqual(['198.51.100.66 . 203.0.113.20 . tcp . 80']);
+    expect(o.chain).toEqual({ type: 'filter', hook: 'forward', prio: -1, policy: 'accept' });
+    expect(o.ruleComments).toEqual(['egressfw replies d715fd9a', '']);
+    // The restore batch re-creates the table from the listing, without handles.
+    const batch = JSON.parse(restoreBatch(o.raw)).nftables;
+    expect(batch.slice(0, 2)).toEqual([{ add: { table: { family: 'inet', name: 'egressfw' } } }, { delete: { table: { family: 'inet', name: 'egressfw' } } }]);
+    expect(JSON.stringify(batch)).not.toMatch(/handle/);
+    expect(batch.find((c: { add?: { set?: { name: string } } }) => c.add?.set?.name === 'refused4').add.set.elem).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, type Config } from '../../src/config/load.js';
-import { buildDesired, proxyWildcardRules } from '../../src/plan/desired.js';
+import { buildDesired } from '../../src/plan/desired.js';
 import { checkBaseCompose, parseBaseCompose } from '../../src/proxy/base.js';
 import { checkMountDir, GENERATED_MARKER, lastHost, renderProxy, type ProxyRenderInput } from '../../src/proxy/render.js';
 import { checkImageRef, checkWildcard } from '../../src/proxy/validate.js';
@@ -126,9 +126,6 @@ describe('proxy config', () => {
     expect(problems('proxy:\n  wildcards: ["*.example.com"]\n')).toEqual([
       'proxy.wildcards: wildcards need `mode: sni` (one proxy that routes by name); a per-domain proxy forwards to one fixed name',
     ]);
-    expect(problems('proxy:\n  mode: sni\n  wildcards: ["*.example.com"]\n  egressBridge: efw0\n')[0]).toMatch(
-      /^proxy\.egressBridge: "efw0" matches none of containers\.bridges \(docker0, br-\+\): the firewall would not judge/,
-    );
     expect(problems('proxy:\n  services: [app]\n  peers: [app]\n')).toEqual(['proxy.peers: "app" is also in proxy.services (a service is either protected or a peer)']);
     expect(problems('proxy:\n  internalNetwork: x\n  egressNetwork: x\n')).toEqual(['proxy.egressNetwork: must differ from proxy.internalNetwork']);
     expect(problems('proxy:\n  httpPorts: [80, 443]\n')[0]).toMatch(/^proxy\.httpPorts: 443 is also in proxy\.tlsPorts/);
@@ -272,22 +269,16 @@ describe('proxy render: sni', () => {
 });
 
 describe('proxy: the one firewall rule SNI wildcards need', () => {
-  it('lets only the proxy bridge reach any IPv4 address on the proxied ports, after the allowlist, before the rejects', () => {
-    expect(proxyWildcardRules(sniConfig)).toEqual([
-      '-A EGRESSFW -i br-egressfw -p tcp -m multiport --dports 80,443,8443 -m comment --comment "egressfw proxy-wildcards" -j RETURN',
-    ]);
-    const d = buildDesired(sniConfig, [], [{ host: '198.51.100.53', port: 53 }]);
-    const v4 = d.containerRules![4];
-    const at = v4.findIndex((l) => l.includes('proxy-wildcards'));
-    expect(v4[at - 1]).toContain('--match-set egressfw-v4');
-    expect(v4[at + 1]).toContain('-j REJECT');
-    expect(d.containerRules![6].some((l) => l.includes('proxy-wildcards'))).toBe(false);
+  it('lets only the proxy bridge reach public IPv4 addresses on the proxied ports, after the allowlist, before the rejects', () => {
+    const rules = buildDesired(sniConfig, [], [{ host: '198.51.100.53', port: 53 }]).nft!.rules;
+    const at = rules.findIndex((r) => r.tag === 'proxy-wildcards');
+    expect(rules[at]!.text).toMatch(/^iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .*169\.254\.0\.0\/16.* \} tcp dport \{ 80, 443, 8443 \} accept$/);
+    expect(at).toBeLessThan(rules.findIndex((r) => r.tag === 'reject'));
+    expect(rules.filter((r) => r.tag.startsWith('proxy'))).toHaveLength(1);
   });
 
   it('adds nothing without wildcards', () => {
-    expect(proxyWildcardRules(perDomainConfig)).toEqual([]);
-    const d = buildDesired(perDomainConfig, [], []);
-    expect(d.containerRules![4].some((l) => l.includes('proxy'))).toBe(false);
+    expect(buildDesired(perDomainConfig, [], []).nft!.rules.some((r) => r.tag.includes('proxy'))).toBe(false);
   });
 });
 

@@ -1,14 +1,16 @@
+// applyPlan against the fake kernel through the same argv it spawns: a failed step rolls back everything before it.
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
 import { diff } from '../../src/plan/diff.js';
-import { rollbackIpset, rollbackIptables, rollbackUfw } from '../../src/plan/rollback.js';
 import type { Observed } from '../../src/plan/observed.js';
 import type { AllowedDomain } from '../../src/resolve/merge.js';
-import { FakeKernel } from '../support/fake-kernel.js';
+import { applyPlan, ApplyError } from '../../src/system/apply.js';
+import { fakeExec, FakeKernel } from '../support/fake-kernel.js';
 import { fixture } from '../support/files.js';
 
 const config = parseConfig('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }', 'x');
+const later = parseConfig('mode: audit\nallow: [{ domain: api.example.com, ports: [8443] }]\ndns: { servers: [198.51.100.53] }', 'x');
 const dns = [{ host: '198.51.100.53', port: 53 }];
 const allowed = (ip: string): AllowedDomain[] => [{ name: 'api.example.com', status: 'ok', detail: '', ips: [{ ip, family: 4, source: 'answer', until: 0 }] }];
 
@@ -20,49 +22,59 @@ function kernel(): FakeKernel {
   return k;
 }
 
-function rollBack(k: FakeKernel, plan: ReturnType<typeof diff>, before: Observed): void {
-  for (const f of [6, 4] as const) {
-    const t = rollbackIptables(plan, before, f);
-    if (t) k.iptablesRestore(f, t);
+const files = (k: FakeKernel) => ({
+  writeFileAtomic: async (file: string, text: string) => {
+    k.ufw.files[file.endsWith('6.rules') ? 6 : 4] = text;
+  },
+  backupOnce: async () => {},
+});
+
+// Everything but the nft listing's raw copy (compared through what it means).
+const comparable = (o: Observed) => ({
+  sets: o.sets,
+  t4: [...o.tables[4].chains].filter(([c]) => c !== 'EGRESSFW-HOST'),
+  t6: [...o.tables[6].chains].filter(([c]) => c !== 'EGRESSFW-HOST'),
+  ufw: o.ufw,
+  nft: o.nft && { chain: o.nft.chain, rules: o.nft.ruleComments, sets: [...o.nft.sets] },
+});
+
+describe('rollback (applyPlan on the fake kernel)', () => {
+  for (const failing of ['iptables-restore', 'ip6tables-restore', 'nft -f -', 'ufw default'] as const) {
+    it(`a first sync failing at \`${failing}\` leaves nothing behind`, async () => {
+      const k = kernel();
+      const before = k.observe();
+      const plan = diff(buildDesired(config, allowed('203.0.113.1'), dns), before);
+      let failed = false; // the step fails once; the undo's own calls of the same tool work
+      const { exec } = fakeExec(k, (argv) => !failed && (failed = argv.join(' ').startsWith(failing)));
+      await expect(applyPlan(plan, before, { exec, ...files(k) })).rejects.toThrow(ApplyError);
+      expect(comparable(k.observe())).toEqual(comparable(before));
+      // EGRESSFW-HOST may stay, empty (ufw may still hook it): the only difference allowed.
+      for (const f of [4, 6] as const) expect(k.tables[f].get('EGRESSFW-HOST') ?? []).toEqual([]);
+    });
   }
-  const u = rollbackUfw(plan, before);
-  for (const file of u?.files ?? []) k.ufw.files[file.file.includes('6') ? 6 : 4] = file.text;
-  for (const cmd of u?.commands ?? []) if (cmd[1] === 'default') k.ufw.outputPolicy = { allow: 'ACCEPT', deny: 'DROP', reject: 'REJECT' }[cmd[2]!]!;
-  for (const s of rollbackIpset(plan, before)) {
-    if (s.restore) k.ipsetRestore(s.restore);
-    else k.ipsetRestore(`destroy ${s.name}`);
-  }
-}
 
-const comparable = (o: Observed) => ({ sets: o.sets, t4: [...o.tables[4].chains], t6: [...o.tables[6].chains], ufw: o.ufw });
-
-describe('rollback', () => {
-  it('undoes a first sync completely: no set, chain, jump or ufw change is left', () => {
+  it('a later sync failing after nft applied: old set members, old chain (enforce) and old ufw come back', async () => {
     const k = kernel();
+    const first = diff(buildDesired(config, allowed('203.0.113.1'), dns), k.observe());
+    await applyPlan(first, k.observe(), { exec: fakeExec(k).exec, ...files(k) });
     const before = k.observe();
-    const plan = diff(buildDesired(config, allowed('203.0.113.1'), dns), before);
-    k.apply(plan);
-    rollBack(k, plan, before);
-    const after = k.observe();
-    // EGRESSFW-HOST stays as an empty chain (ufw may still hook it): the only allowed difference.
-    for (const f of [4, 6] as const) {
-      expect(after.tables[f].chains.get('EGRESSFW-HOST')).toEqual([]);
-      after.tables[f].chains.delete('EGRESSFW-HOST');
-    }
-    expect(comparable(after)).toEqual(comparable(before));
-  });
-
-  it('undoes a later sync: old set members, old rules and old jump positions come back', () => {
-    const k = kernel();
-    k.apply(diff(buildDesired(config, allowed('203.0.113.1'), dns), k.observe()));
-    // Docker pushed our jump down; the next sync would move it and change the set.
-    k.tables[4].get('DOCKER-USER')!.unshift('-A DOCKER-USER -j OTHER');
-    const before = k.observe();
-    const plan = diff(buildDesired(parseConfig('allow: [{ domain: api.example.com, ports: [8443] }]\ndns: { servers: [198.51.100.53] }', 'x'), allowed('203.0.113.2'), dns), before);
-    expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'jump']);
-    k.apply(plan);
-    expect(k.tables[4].get('DOCKER-USER')![0]).toContain('egressfw jump');
-    rollBack(k, plan, before);
+    const plan = diff(buildDesired(later, allowed('203.0.113.2'), [...dns, { host: '198.51.100.54', port: 53 }]), before);
+    expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'ufw-block', 'ufw-reload', 'nft', 'chain', 'chain']);
+    const { exec, log } = fakeExec(k, (argv) => argv[0] === 'ip6tables-restore' && !log.some((l) => l.startsWith('nft -j')));
+    await expect(applyPlan(plan, before, { exec, ...files(k) })).rejects.toThrow(/ip6tables-restore failed.*\n.*rolled back/);
+    // Undo runs newest first: iptables, nft, ufw, then the sets.
+    const undo = log.slice(log.findIndex((l) => l.startsWith('ip6tables-restore')) + 1);
+    // ufw's reload re-declares EGRESSFW-HOST (DNS only): its old rules are put back after it.
+    expect(undo.map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual([
+      'iptables-restore --noflush',
+      'nft -j',
+      'ufw reload',
+      'iptables-restore --noflush',
+      'ip6tables-restore --noflush',
+      'ipset destroy',
+      'ipset destroy',
+      'ipset restore',
+    ]);
     expect(comparable(k.observe())).toEqual(comparable(before));
   });
 });

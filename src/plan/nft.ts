@@ -1,0 +1,231 @@
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import type { Config } from '../config/load.js';
+import { parseCidr, type Family } from '../net/ip.js';
+import { NFT } from './names.js';
+
+/**
+ * Container egress lives in egressfw's own nftables table. It hooks `forward`
+ * itself, so it does not depend on Docker's chains (DOCKER-USER, DOCKER-FORWARD,
+ * or Docker's nftables backend, which has no DOCKER-USER), Docker can never
+ * reorder it, and a reject here is final whatever other tables say.
+ *
+ * It judges every forwarded connection that is not a reply, not an inbound
+ * connection to a published port (DNAT), and not between two hosts of one
+ * segment (container to container on a bridge). So a network is covered from
+ * the moment it exists, whatever its bridge is called.
+ */
+export interface NftRule {
+  /** short name, unique in the chain; with a hash of the text it is the rule's comment */
+  tag: string;
+  /** rule text without the comment, in nft syntax */
+  text: string;
+}
+
+export interface NftDesired {
+  /** members of the static allow sets, nft element syntax: "203.0.113.7 . tcp . 443", "192.0.2.0/24 . udp . 53" */
+  sets: Record<Family, string[]>;
+  rules: NftRule[];
+}
+
+export const SET_TYPES: Record<string, string> = {
+  [NFT.allow[4]]: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
+  [NFT.allow[6]]: 'type ipv6_addr . inet_proto . inet_service; flags interval;',
+  // The DNS gate adds what it answered, each with its own timeout; sync never flushes these.
+  [NFT.gate[4]]: 'type ipv4_addr . inet_proto . inet_service; flags timeout;',
+  [NFT.gate[6]]: 'type ipv6_addr . inet_proto . inet_service; flags timeout;',
+  // Every refused (or, in audit mode, would-be-refused) new connection: source . destination . proto . port, counted.
+  [NFT.refused[4]]: 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
+  [NFT.refused[6]]: 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
+};
+
+/** Sets sync rewrites (the others belong to the gate and the kernel's recording). */
+export const STATIC_SETS: Record<Family, string> = NFT.allow;
+
+export const CHAIN_SPEC = { type: 'filter', hook: 'forward', prio: -1, policy: 'accept' } as const;
+const CHAIN_DECL = `type ${CHAIN_SPEC.type} hook ${CHAIN_SPEC.hook} priority filter - 1; policy ${CHAIN_SPEC.policy};`;
+
+/**
+ * Ranges the SNI proxy's wildcard rule never opens: private, loopback, link-local
+ * (cloud metadata), CGNAT, benchmarking, multicast and reserved space. A proxy
+ * that can reach any address on its ports must not reach inside.
+ */
+const PROXY_REFUSED_V4 = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/3'];
+
+/** "203.0.113.7,tcp:443" (ipset member) -> "203.0.113.7 . tcp . 443" (nft element). */
+export function nftElement(ipsetEntry: string): string {
+  const comma = ipsetEntry.indexOf(',');
+  const [proto, port] = ipsetEntry.slice(comma + 1).split(':');
+  return `${ipsetEntry.slice(0, comma)} . ${proto} . ${port}`;
+}
+
+export function forwardRules(config: Config): NftRule[] {
+  const rules: NftRule[] = [
+    { tag: 'replies', text: 'ct state established,related accept' },
+    // Inbound to a published port: Docker DNAT'ed it. Not egress.
+    { tag: 'published', text: 'ct status dnat accept' },
+    // The destination is reached through the interface the packet came in on: two hosts of one
+    // segment (container to container on one bridge). Never true for a way out of the host.
+    { tag: 'same-segment', text: 'fib daddr . iif oif exists accept' },
+  ];
+  const exempt = config.containers.exemptFrom;
+  if (exempt.length) rules.push({ tag: 'exempt', text: `iifname { ${exempt.map((i) => `"${i.replace(/\+$/, '*')}"`).join(', ')} } accept` });
+  const p = config.proxy;
+  if (p.wildcards.length) {
+    const ports = [...new Set([...p.tlsPorts, ...p.httpPorts])].sort((a, b) => a - b).join(', ');
+    // SNI proxy with wildcard names: no IP list exists for them; only the proxy is on this bridge, and it enforces the names.
+    rules.push({ tag: 'proxy-wildcards', text: `iifname "${p.egressBridge}" ip daddr != { ${PROXY_REFUSED_V4.join(', ')} } tcp dport { ${ports} } accept` });
+  }
+  rules.push(
+    { tag: 'allowed', text: `ip daddr . meta l4proto . th dport @${NFT.allow[4]} accept` },
+    { tag: 'allowed6', text: `ip6 daddr . meta l4proto . th dport @${NFT.allow[6]} accept` },
+    { tag: 'gate', text: `ip daddr . meta l4proto . th dport @${NFT.gate[4]} accept` },
+    { tag: 'gate6', text: `ip6 daddr . meta l4proto . th dport @${NFT.gate[6]} accept` },
+    // Counted in the kernel, in both modes: what was (or would have been) refused, per source.
+    { tag: 'record', text: `ct state new update @${NFT.refused[4]} { ip saddr . ip daddr . meta l4proto . th dport }` },
+    { tag: 'record6', text: `ct state new update @${NFT.refused[6]} { ip6 saddr . ip6 daddr . meta l4proto . th dport }` },
+  );
+  if (config.mode === 'audit') rules.push({ tag: 'audit', text: 'accept' });
+  else {
+    // Fail fast: a reset or an ICMP error, never a hang.
+    rules.push({ tag: 'reject-tcp', text: 'meta l4proto tcp reject with tcp reset' }, { tag: 'reject', text: 'reject with icmpx admin-prohibited' });
+  }
+  return rules;
+}
+
+/** The comment that identifies a rule: its tag and a hash of its text, so a changed rule reads as changed. */
+export function ruleComment(r: NftRule): string {
+  return `egressfw ${r.tag} ${createHash('sha256').update(r.text).digest('hex').slice(0, 8)}`;
+}
+
+/**
+ * An nft interval set refuses overlapping members ("File exists"), where ipset
+ * kept both: drop members inside a network listed for the same proto and port.
+ */
+export function withoutCovered(elements: string[]): string[] {
+  const nets = new Map<string, [ipaddr.IPv4 | ipaddr.IPv6, number][]>();
+  for (const e of elements) {
+    const [addr, proto, port] = e.split(' . ');
+    if (!addr!.includes('/')) continue;
+    const key = `${proto}:${port}`;
+    nets.set(key, [...(nets.get(key) ?? []), ipaddr.parseCIDR(addr!)]);
+  }
+  if (!nets.size) return elements;
+  return elements.filter((e) => {
+    const [addr, proto, port] = e.split(' . ');
+    const [ip, len] = addr!.includes('/') ? ipaddr.parseCIDR(addr!) : [ipaddr.parse(addr!), Infinity];
+    return !(nets.get(`${proto}:${port}`) ?? []).some(([n, l]) => l < len && n.kind() === ip.kind() && ip.match([n, l] as [typeof ip, number]));
+  });
+}
+
+export function buildNftDesired(config: Config, ipsetSets: Record<Family, string[]>): NftDesired {
+  return { sets: { 4: withoutCovered(ipsetSets[4].map(nftElement)), 6: withoutCovered(ipsetSets[6].map(nftElement)) }, rules: forwardRules(config) };
+}
+
+const T = `inet ${NFT.table}`;
+
+/**
+ * One `nft -f` transaction (all or nothing): declare what is missing, then
+ * rewrite what differs. Dynamic sets (gate, records) are declared, never flushed.
+ */
+export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain: boolean }): string {
+  const lines = [`add table ${T}`];
+  for (const [name, type] of Object.entries(SET_TYPES)) lines.push(`add set ${T} ${name} { ${type} }`);
+  lines.push(`add chain ${T} ${NFT.chain} { ${CHAIN_DECL} }`);
+  for (const f of what.sets) {
+    lines.push(`flush set ${T} ${STATIC_SETS[f]}`);
+    // Chunks keep each line short; still one transaction.
+    for (let i = 0; i < want.sets[f].length; i += 500) lines.push(`add element ${T} ${STATIC_SETS[f]} { ${want.sets[f].slice(i, i + 500).join(', ')} }`);
+  }
+  if (what.chain) {
+    lines.push(`flush chain ${T} ${NFT.chain}`);
+    for (const r of want.rules) lines.push(`add rule ${T} ${NFT.chain} ${r.text} comment "${ruleComment(r)}"`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export const DELETE_TABLE = `delete table ${T}\n`;
+
+// ---------------------------------------------------------------------------
+// reading it back: `nft -j list table inet egressfw`
+
+export interface NftObserved {
+  chain: { type?: string; hook?: string; prio?: number; policy?: string } | null;
+  /** comments of the forward chain's rules, in order ('' for a rule without one) */
+  ruleComments: string[];
+  /** set name -> canonical members (static sets) or count (others); absent: no such set */
+  sets: Map<string, string[]>;
+  /** the listing itself, to put the table back if a later step of the same sync fails */
+  raw: unknown[];
+}
+
+type Json = Record<string, unknown>;
+
+function elemText(v: unknown): string | null {
+  if (typeof v === 'string' || typeof v === 'number') return String(v);
+  if (v && typeof v === 'object') {
+    const o = v as Json;
+    if (o.prefix) {
+      const p = o.prefix as { addr: string; len: number };
+      return `${p.addr}/${p.len}`;
+    }
+    if (o.elem) return elemText((o.elem as Json).val);
+    if (o.concat) {
+      const parts = (o.concat as unknown[]).map(elemText);
+      return parts.some((x) => x === null) ? null : parts.join(' . ');
+    }
+  }
+  return null;
+}
+
+/** "2001:DB8::1 . tcp . 443" -> canonical address text, so comparisons do not depend on nft's printing. */
+export function canonicalElement(text: string): string {
+  const [addr, ...rest] = text.split(' . ');
+  const c = parseCidr(addr!);
+  if (!c) return text;
+  const full = c.family === 4 ? 32 : 128;
+  return [c.prefix === full ? c.text.split('/')[0] : c.text, ...rest].join(' . ');
+}
+
+/** Pure: parse the JSON listing. */
+export function parseNftList(jsonText: string): NftObserved {
+  const doc = JSON.parse(jsonText) as { nftables?: Json[] };
+  const items = doc.nftables ?? [];
+  const out: NftObserved = { chain: null, ruleComments: [], sets: new Map(), raw: [] };
+  for (const item of items) {
+    if (item.metainfo) continue;
+    out.raw.push(item);
+    if (item.set) {
+      const s = item.set as Json;
+      const elems = ((s.elem as unknown[]) ?? []).map(elemText).filter((x): x is string => x !== null);
+      out.sets.set(String(s.name), elems.map(canonicalElement).sort());
+    } else if (item.chain) {
+      const c = item.chain as Json;
+      if (c.name === NFT.chain) out.chain = { type: c.type as string, hook: c.hook as string, prio: c.prio as number, policy: c.policy as string };
+    } else if (item.rule) {
+      const r = item.rule as Json;
+      if (r.chain === NFT.chain) out.ruleComments.push(typeof r.comment === 'string' ? r.comment : '');
+    }
+  }
+  return out;
+}
+
+/**
+ * Pure: an nft JSON batch that puts the table back exactly as listed
+ * (delete and re-create in one transaction). Elements of the dynamic sets are
+ * not carried over: the gate re-adds its answers, records start again.
+ */
+export function restoreBatch(raw: unknown[] | null): string {
+  const table = { family: 'inet', name: NFT.table };
+  const cmds: unknown[] = [{ add: { table } }, { delete: { table } }];
+  if (raw) {
+    for (const item of raw as Json[]) {
+      const [kind, body] = Object.entries(item)[0] as [string, Json];
+      const copy: Json = { ...body };
+      delete copy.handle;
+      if (kind === 'set' && !Object.values(STATIC_SETS).includes(String(copy.name))) delete copy.elem;
+      cmds.push({ add: { [kind]: copy } });
+    }
+  }
+  return JSON.stringify({ nftables: cmds });
+}
