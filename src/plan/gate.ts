@@ -14,9 +14,11 @@
  *    from the container's namespace). Same-segment DNS (a DNS server
  *    container next to its clients) is left alone, like the forward chain does.
  *  - DNS aimed at one of the host's own addresses is redirected when it
- *    comes from a Docker subnet (so a resolver on the host is no way around
- *    the gate, and daemon.json `dns` can point at a bridge address); from
- *    anywhere else it is left alone (a DNS server the host runs for others).
+ *    arrives on a bridge interface (`meta iifkind "bridge"`: every Docker
+ *    bridge network, whatever its name), so a resolver on the host is no way
+ *    around the gate; from anywhere else it is left alone (a DNS server the
+ *    host runs for others). A host whose uplink is itself a bridge lists it
+ *    in containers.exemptFrom.
  *  - the gate's port itself answers only redirected connections and
  *    loopback: nobody reaches it directly (input chain; ufw's INPUT accepts
  *    only connections in conntrack state DNAT).
@@ -24,57 +26,67 @@
  *    forward chain rejects it, and DNS that still gets there (53) too.
  */
 import type { Family } from '../net/ip.js';
-import { parseCidr } from '../net/ip.js';
+import type { NftRule } from './nft.js';
 
 export interface GateRulesInput {
   /** dns.gate.port */
   port: number;
-  /** Docker's subnets (sources treated as containers for DNS aimed at the host itself); empty: that rule is left out */
-  dockerSubnets: Record<Family, string[]>;
-  /** interfaces the operator routes for (a VPN): their DNS is not redirected */
+  /** interfaces the operator routes for (a VPN; containers.exemptFrom, "+" = prefix): their DNS is not redirected */
   exemptInterfaces: string[];
 }
 
 const DNS = 'meta l4proto { tcp, udp } th dport 53';
-const q = (s: string) => `"${s}"`;
 
-/** nat prerouting chain (inside `table inet egressfw { ... }`): container DNS to the gate. */
-export function gateNatChain(i: GateRulesInput): string {
-  const subnets = (f: Family) => i.dockerSubnets[f].map((c) => parseCidr(c)!.text);
-  const lines = [
-    'chain gate-dns {',
-    '  type nat hook prerouting priority dstnat - 5; policy accept;',
-    ...(i.exemptInterfaces.length ? [`  iifname { ${i.exemptInterfaces.map(q).join(', ')} } return comment "egressfw gate: operator exemptions"`] : []),
-    ...([4, 6] as Family[])
-      .filter((f) => subnets(f).length)
-      .map((f) => `  ${f === 4 ? 'ip' : 'ip6'} saddr { ${subnets(f).join(', ')} } fib daddr type local ${DNS} redirect to :${i.port} comment "egressfw gate: container DNS to the host"`),
-    `  fib daddr type local return comment "egressfw gate: DNS servers of the host, for others"`,
-    `  ${DNS} fib daddr . iif oif exists return comment "egressfw gate: same segment"`,
-    `  ${DNS} redirect to :${i.port} comment "egressfw gate: forwarded DNS"`,
-    '}',
-  ];
-  return lines.join('\n');
+export interface GateChain {
+  name: string;
+  /** the base chain declaration (inside `{ }`) */
+  decl: string;
+  /** how the chain reads back in `nft -j list` (type, hook, prio, policy) */
+  spec: { type: string; hook: string; prio: number; policy: string };
+  rules: NftRule[];
+}
+
+/** nat prerouting chain: container DNS to the gate (priority dstnat - 5: before Docker's own DNAT). */
+export function gateNatChain(i: GateRulesInput): GateChain {
+  const exempt = i.exemptInterfaces.map((x) => `"${x.replace(/\+$/, '*')}"`);
+  return {
+    name: 'gate-dns',
+    decl: 'type nat hook prerouting priority dstnat - 5; policy accept;',
+    spec: { type: 'nat', hook: 'prerouting', prio: -105, policy: 'accept' },
+    rules: [
+      ...(exempt.length ? [{ tag: 'gate-exempt', text: `iifname { ${exempt.join(', ')} } return` }] : []),
+      // DNS aimed at the host itself, arriving on a bridge (Docker's networks, whatever their name): a resolver on
+      // the host is no way around the gate, and daemon.json dns may point at a bridge address.
+      { tag: 'gate-to-host', text: `fib daddr type local meta iifkind "bridge" ${DNS} redirect to :${i.port}` },
+      // Anything else aimed at the host: a DNS server the host runs for others, not ours.
+      { tag: 'gate-host-others', text: 'fib daddr type local return' },
+      // Same segment (a DNS server container next to its clients): left alone, as the forward chain does.
+      { tag: 'gate-same-segment', text: `${DNS} fib daddr . iif oif exists return` },
+      // Every other DNS that would be forwarded: containers' resolv.conf servers, --dns, Docker's embedded resolver.
+      { tag: 'gate-redirect', text: `${DNS} redirect to :${i.port}` },
+    ],
+  };
 }
 
 /** input chain: the gate's port answers redirected connections and loopback only. */
-export function gateInputChain(i: Pick<GateRulesInput, 'port'>): string {
-  return [
-    'chain gate-input {',
-    '  type filter hook input priority filter - 1; policy accept;',
-    `  meta l4proto { tcp, udp } th dport ${i.port} iif != "lo" ct status & dnat == 0 drop comment "egressfw gate: only redirected DNS"`,
-    '}',
-  ].join('\n');
+export function gateInputChain(i: Pick<GateRulesInput, 'port'>): GateChain {
+  return {
+    name: 'gate-input',
+    decl: 'type filter hook input priority filter - 1; policy accept;',
+    spec: { type: 'filter', hook: 'input', prio: -1, policy: 'accept' },
+    rules: [{ tag: 'gate-direct', text: `meta l4proto { tcp, udp } th dport ${i.port} iif != "lo" ct status & dnat == 0 drop` }],
+  };
 }
 
 /**
- * Lines for the forward chain: after the reply / published-port / same-segment
- * accepts and the operator exemptions, BEFORE the @allow/@gate accepts (the
- * upstream resolvers may be in allow4 for the host: containers must not use them).
+ * Forward chain rules: after the reply / published-port / same-segment accepts and
+ * the operator exemptions, BEFORE the @allow/@gate accepts (the upstream resolvers
+ * are in allow4 for the host: containers must not reach them but through the gate).
  */
-export function gateForwardRules(): string[] {
+export function gateForwardRules(): NftRule[] {
   return [
-    `meta l4proto tcp th dport { 53, 853 } reject with tcp reset comment "egressfw gate: DNS and DNS-over-TLS only through the gate"`,
-    `meta l4proto udp th dport { 53, 853 } reject comment "egressfw gate: DNS and DNS-over-TLS only through the gate"`,
+    { tag: 'gate-dns-tcp', text: 'meta l4proto tcp th dport { 53, 853 } reject with tcp reset' },
+    { tag: 'gate-dns', text: 'meta l4proto udp th dport { 53, 853 } reject' },
   ];
 }
 
