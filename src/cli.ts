@@ -8,6 +8,7 @@ import { runStatus } from './commands/status.js';
 import { runGate } from './commands/gate.js';
 import { NftAdmitter } from './system/nft-admit.js';
 import { Supervisor } from './system/supervise.js';
+import { dockerClient } from './system/docker.js';
 import { formatLog } from './schedule/daemon.js';
 import path from 'node:path';
 import { runUninstall } from './commands/uninstall.js';
@@ -85,6 +86,7 @@ function program(): Command {
         readText,
         writeFileAtomic,
         admitter: () => new NftAdmitter({ onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
+        containers: () => dockerClient().containers(),
         isRoot,
         out,
         warn,

@@ -115,6 +115,9 @@ export function parseConfig(text: string, file: string): Config {
       cidrs.set(e.cidr, { cidr: e.cidr, family: parseCidr(e.cidr)!.family, ports: sortPorts([...(prev?.ports ?? []), ...e.ports]) });
     }
   }
+  if (raw.dns.gate.enabled && !raw.containers.enabled) {
+    wildcardProblems.push('dns.gate.enabled: the DNS gate judges containers\' DNS in egressfw\'s nft table, which containers.enabled: false turns off; enable both or neither');
+  }
   if (wildcardProblems.length > 0) throw new ConfigError(file, wildcardProblems);
   const byName = (a: DomainRule, b: DomainRule) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
