@@ -6,7 +6,8 @@ import { runDaemon } from './commands/daemon.js';
 import { runInstall } from './commands/install.js';
 import { runStatus } from './commands/status.js';
 import { runGate } from './commands/gate.js';
-import { NftAdmitter } from './system/nft-admit.js';
+import { NftAdmitter, readGateSets, reAddRefreshes } from './system/nft-admit.js';
+import { release } from 'node:os';
 import { Supervisor } from './system/supervise.js';
 import { dockerClient } from './system/docker.js';
 import { formatLog } from './schedule/daemon.js';
@@ -85,7 +86,8 @@ function program(): Command {
         query,
         readText,
         writeFileAtomic,
-        admitter: () => new NftAdmitter({ onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
+        admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
+        ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets() }),
         containers: () => dockerClient().containers(),
         isRoot,
         out,

@@ -22,6 +22,8 @@ export interface GateDeps {
   writeFileAtomic: (file: string, text: string) => Promise<void>;
   /** the kernel writer (NftAdmitter in production) */
   admitter: () => { admit: Admit; close(): void };
+  /** kernels before 6.12: what the gate sets hold now, so the ledger knows which elements need delete + add to refresh */
+  presentElements?: () => Promise<{ ip: string; proto: 'tcp' | 'udp'; port: number; expiresInSec: number }[]>;
   /** running containers, for attribution (Docker API); undefined: no attribution */
   containers?: () => Promise<ContainerInfo[]>;
   isRoot: boolean;
@@ -91,8 +93,10 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     },
     admit: admitter.admit,
     nowMs: Date.now,
+    hrMs: () => performance.now(),
     onQuery: emit,
   });
+  if (deps.presentElements) gate.ledger.seed(await deps.presentElements(), Date.now());
   const server = await startGateServer({ listen: config.dns.gate.listen, port: config.dns.gate.port, handle: (m, c, t) => gate.handle(m, c, t), warn: (w) => deps.warn(`gate: ${w}`) });
   const listening = { pid: proc.pid, since: new Date().toISOString(), port: config.dns.gate.port, bound: server.bound };
   await deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify(listening)}\n`);

@@ -18,6 +18,8 @@ export interface AdmitEntry {
   port: number;
   /** seconds, whole */
   timeoutSec: number;
+  /** the gate wrote it before (it may still be in the set): kernels before 6.12 need delete + add to refresh it */
+  exists?: boolean;
 }
 
 /** Resolves once every entry is in the kernel (or rejects: then the answer is not released). */
@@ -48,6 +50,8 @@ export interface QueryEvent {
   rules?: string[];
   /** time in the gate (upstream + kernel included) */
   ms: number;
+  /** fresh answers: from the upstream answer to the release (kernel insert included), high resolution */
+  releaseMs?: number;
   detail?: string;
 }
 
@@ -65,6 +69,8 @@ export interface GateDeps {
   admit: Admit;
   nowMs: () => number;
   onQuery: (e: QueryEvent) => void;
+  /** a monotonic clock in ms with sub-ms resolution (performance.now); default nowMs */
+  hrMs?: () => number;
 }
 
 /** NXDOMAIN and NODATA carry no SOA through our client: they are kept this long. */
@@ -85,7 +91,7 @@ interface Entry {
   detail?: string;
 }
 
-type Outcome = { entry: Entry } | { fail: string };
+type Outcome = { entry: Entry; answeredAt: number } | { fail: string };
 
 /** Kernel elements the gate has written, with their expiry: skips redundant writes, keeps the promise of T. */
 export class KernelLedger {
@@ -93,12 +99,25 @@ export class KernelLedger {
 
   /** entries of `want` whose kernel element would expire before `now + timeout` (minus slack), or was last written long ago */
   stale(want: AdmitEntry[], now: number): AdmitEntry[] {
-    return want.filter((e) => {
+    return this.mark(want, now).filter((e) => {
       const s = this.seen.get(key(e));
       if (!s) return true;
       const slack = Math.max(1000, Math.min(60_000, e.timeoutSec * 100));
       return s.expiresAt < now + e.timeoutSec * 1000 - slack || s.writtenAt < now - REWRITE_AFTER_MS;
     });
+  }
+
+  /** `exists` set on entries the kernel may hold (written before and not expired) */
+  mark(want: AdmitEntry[], now: number): AdmitEntry[] {
+    return want.map((e) => {
+      const s = this.seen.get(key(e));
+      return s && s.expiresAt > now ? { ...e, exists: true } : e;
+    });
+  }
+
+  /** What the set holds at start (a previous gate's elements): their expiry, so refreshes treat them as existing. */
+  seed(present: { ip: string; proto: Proto; port: number; expiresInSec: number }[], now: number): void {
+    for (const p of present) this.seen.set(`${p.ip}|${p.proto}|${p.port}`, { expiresAt: now + p.expiresInSec * 1000, writtenAt: -Infinity });
   }
 
   record(done: AdmitEntry[], now: number): void {
@@ -196,7 +215,7 @@ export class Gate {
     return p.then((o) => {
       if ('fail' in o) return this.failed(msg, q, t0, client, transport, o.fail, match.rules);
       if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0) this.store(ck, o.entry);
-      return this.respond(msg, q, o.entry, t0, client, transport, false);
+      return this.respond(msg, q, o.entry, t0, client, transport, false, o.answeredAt);
     });
   }
 
@@ -208,10 +227,11 @@ export class Gate {
     } catch (e) {
       return { fail: `upstream: ${(e as Error).message}` };
     }
+    const answeredAt = this.hr();
     const now = this.deps.nowMs();
     const base = { storedAt: now, rules: match.rules, ports: match.ports };
     if (!r.ok) {
-      if (r.kind === 'nxdomain') return { entry: { ...base, rcode: 'NXDOMAIN', records: [], ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000 } };
+      if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', records: [], ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000 } };
       return { fail: `upstream ${r.kind}: ${r.detail}` };
     }
     const ttl = Math.min(this.opts.maxTtl, ...r.addresses.map((a) => a.ttl), r.addresses.length ? Infinity : NEGATIVE_TTL);
@@ -226,7 +246,7 @@ export class Gate {
     }
     const detail = r.refused.length ? `dropped (rebinding guard): ${r.refused.map((x) => `${x.ip} ${x.reason}`).join(', ')}` : undefined;
     const entry: Entry = { ...base, rcode: 'NOERROR', records, ips, ttl, expiresAt: now + ttl * 1000, ...(detail ? { detail } : {}) };
-    const want = this.entriesOf(entry, ttl);
+    const want = this.ledger.mark(this.entriesOf(entry, ttl), now);
     if (want.length) {
       try {
         await this.deps.admit(want);
@@ -235,7 +255,7 @@ export class Gate {
       }
       this.ledger.record(want, this.deps.nowMs());
     }
-    return { entry };
+    return { entry, answeredAt };
   }
 
   private entriesOf(e: Entry, ttl: number): AdmitEntry[] {
@@ -257,11 +277,17 @@ export class Gate {
     }
   }
 
-  private respond(msg: Buffer, q: Query, e: Entry, t0: number, client: string, transport: 'udp' | 'tcp', cached: boolean): Buffer {
+  private respond(msg: Buffer, q: Query, e: Entry, t0: number, client: string, transport: 'udp' | 'tcp', cached: boolean, answeredAt?: number): Buffer {
     const now = this.deps.nowMs();
     const ttl = Math.max(0, Math.ceil((e.expiresAt - now) / 1000));
-    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips.map((i) => i.ip), cached, e.rules, e.detail);
-    return buildResponse(msg, q, e.rcode, e.records, ttl, transport === 'udp');
+    const res = buildResponse(msg, q, e.rcode, e.records, ttl, transport === 'udp');
+    const releaseMs = answeredAt === undefined ? undefined : Math.round((this.hr() - answeredAt) * 1000) / 1000;
+    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips.map((i) => i.ip), cached, e.rules, e.detail, releaseMs);
+    return res;
+  }
+
+  private hr(): number {
+    return (this.deps.hrMs ?? this.deps.nowMs)();
   }
 
   private failed(msg: Buffer, q: Query, t0: number, client: string, transport: 'udp' | 'tcp', detail: string, rules: string[]): Buffer {
@@ -270,8 +296,8 @@ export class Gate {
     return buildResponse(msg, q, 'SERVFAIL', [], 0, transport === 'udp');
   }
 
-  private emit(t0: number, client: string, transport: 'udp' | 'tcp', name: string, type: string, verdict: Verdict, rcode: Rcode, ips: string[], cached: boolean, rules?: string[], detail?: string): void {
+  private emit(t0: number, client: string, transport: 'udp' | 'tcp', name: string, type: string, verdict: Verdict, rcode: Rcode, ips: string[], cached: boolean, rules?: string[], detail?: string, releaseMs?: number): void {
     const now = this.deps.nowMs();
-    this.deps.onQuery({ at: now, client, transport, name, type, verdict, rcode, ips, cached, ...(rules ? { rules } : {}), ms: now - t0, ...(detail ? { detail } : {}) });
+    this.deps.onQuery({ at: now, client, transport, name, type, verdict, rcode, ips, cached, ...(rules ? { rules } : {}), ms: now - t0, ...(releaseMs !== undefined ? { releaseMs } : {}), ...(detail ? { detail } : {}) });
   }
 }

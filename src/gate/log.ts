@@ -16,6 +16,8 @@ export interface QueryLine {
   ips: string[];
   cached: boolean;
   ms: number;
+  /** fresh answers: upstream answer -> release, kernel insert included (ms, 3 decimals) */
+  releaseMs?: number;
   transport: 'udp' | 'tcp';
   rules?: string[];
   detail?: string;
@@ -33,6 +35,7 @@ export function queryLine(e: QueryEvent, container: ContainerRef | undefined): s
     ips: e.ips,
     cached: e.cached,
     ms: e.ms,
+    ...(e.releaseMs !== undefined ? { releaseMs: e.releaseMs } : {}),
     transport: e.transport,
     ...(e.rules ? { rules: e.rules } : {}),
     ...(e.detail ? { detail: e.detail } : {}),
