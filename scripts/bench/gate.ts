@@ -5,7 +5,7 @@
 //   - sustained rate on cached allowed names (dnsperf, 100 outstanding, fixed time)
 //   - new-IP release: upstream answer -> answer sent, kernel insert included (the gate's own releaseMs, per query)
 //   - RSS of the gate with 10,000 names cached (A and AAAA: 20,000 answers)
-//   - the kernel writer itself: one `nft -f -` spawn per answer vs the long-lived `nft -e -i` the gate uses
+//   - the kernel writer itself: one `nft -f -` spawn per answer vs the long-lived `nft -i` the gate uses
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Lab } from '../../test/lab/lab.js';
@@ -30,6 +30,7 @@ export interface GateResult {
 }
 
 const GATE_PORT = 5300;
+const NODE_OPTIONS = '--max-semi-space-size=1';
 const DNSMASQ_PORT = 5301;
 
 export function pctl(xs: number[]): Pctl {
@@ -54,7 +55,8 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
   });
   const config = path.join(dir, 'egressfw.yml');
   fs.writeFileSync(config, `allow:\n  - domain: "*.${ZONE}"\n    ports: [443]\ndns:\n  servers: [${BENCH_DNS}]\n  timeout: 2s\n  gate:\n    enabled: true\n    listen: [127.0.0.1]\n    port: ${GATE_PORT}\n`);
-  const gate = spawnLogged(host([process.execPath, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
+  // NODE_OPTIONS as the systemd unit sets it for the daemon (the gate inherits it)
+  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
   const dnsmasq = spawnLogged(host([
     'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--group=root',
     `--server=${BENCH_DNS}`, '--cache-size=30000', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${DNSMASQ_PORT}`,
@@ -147,7 +149,7 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
     `### DNS gate, side by side with dnsmasq`,
     '',
     `Both on loopback in the Docker host's namespace, both forwarding to the bench resolver (dnsmasq, TTL 3600 s) in the internet namespace; ` +
-      `dnsmasq \`--cache-size=30000\`, the gate with one \`*.${ZONE}\` entry; load from dnsperf (${g.versions.dnsperf}). ` +
+      `dnsmasq \`--cache-size=30000\`, the gate with one \`*.${ZONE}\` entry and NODE_OPTIONS=${NODE_OPTIONS} (as the systemd unit runs it); load from dnsperf (${g.versions.dnsperf}). ` +
       'The gate writes one JSON line per query to stdout and to gate.log during all of it.',
     '',
     table(

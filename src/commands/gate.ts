@@ -124,6 +124,6 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   await server.close();
   admitter.close();
   flushOut();
-  await log.flush();
+  await log.close();
   return 0;
 }

@@ -89,7 +89,12 @@ interface Entry {
   rules: string[];
   ports: Port[];
   detail?: string;
+  /** until then a cache hit needs no look at the kernel ledger (checked at most once a second per answer) */
+  checkAfter: number;
 }
+
+/** How often a cached answer re-checks whether its kernel elements need a refresh. */
+const CHECK_EVERY_MS = 1000;
 
 type Outcome = { entry: Entry; answeredAt: number } | { fail: string };
 
@@ -195,8 +200,10 @@ export class Gate {
     const ck = `${q.qtype}:${q.name}`;
     const hit = this.cache.get(ck);
     if (hit && hit.expiresAt > t0) {
+      if (t0 < hit.checkAfter) return this.respond(msg, q, hit, t0, client, transport, true);
       const remaining = Math.ceil((hit.expiresAt - t0) / 1000);
       const stale = this.ledger.stale(this.entriesOf(hit, remaining), t0);
+      hit.checkAfter = t0 + CHECK_EVERY_MS;
       if (stale.length === 0) return this.respond(msg, q, hit, t0, client, transport, true);
       return this.deps.admit(stale).then(
         () => {
@@ -231,7 +238,7 @@ export class Gate {
     const now = this.deps.nowMs();
     const base = { storedAt: now, rules: match.rules, ports: match.ports };
     if (!r.ok) {
-      if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', records: [], ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000 } };
+      if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', records: [], ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000, checkAfter: Infinity } };
       return { fail: `upstream ${r.kind}: ${r.detail}` };
     }
     const ttl = Math.min(this.opts.maxTtl, ...r.addresses.map((a) => a.ttl), r.addresses.length ? Infinity : NEGATIVE_TTL);
@@ -245,7 +252,7 @@ export class Gate {
       }
     }
     const detail = r.refused.length ? `dropped (rebinding guard): ${r.refused.map((x) => `${x.ip} ${x.reason}`).join(', ')}` : undefined;
-    const entry: Entry = { ...base, rcode: 'NOERROR', records, ips, ttl, expiresAt: now + ttl * 1000, ...(detail ? { detail } : {}) };
+    const entry: Entry = { ...base, rcode: 'NOERROR', records, ips, ttl, expiresAt: now + ttl * 1000, checkAfter: ips.length ? now + CHECK_EVERY_MS : Infinity, ...(detail ? { detail } : {}) };
     const want = this.ledger.mark(this.entriesOf(entry, ttl), now);
     if (want.length) {
       try {

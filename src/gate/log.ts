@@ -23,9 +23,14 @@ export interface QueryLine {
   detail?: string;
 }
 
+// Thousands of lines a second share a handful of timestamps: format each millisecond once.
+let lastAt = -1;
+let lastIso = '';
+const iso = (ms: number) => (ms === lastAt ? lastIso : ((lastAt = ms), (lastIso = new Date(ms).toISOString())));
+
 export function queryLine(e: QueryEvent, container: ContainerRef | undefined): string {
   const line: QueryLine = {
-    time: new Date(e.at).toISOString(),
+    time: iso(e.at),
     client: e.client,
     container: container ?? null,
     name: e.name,

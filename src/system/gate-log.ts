@@ -3,7 +3,7 @@
  * rotated by size (gate.log -> gate.log.1 -> ... -> gate.log.N, the oldest
  * dropped), so a busy or attacked host never fills its disk.
  */
-import { appendFile, mkdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 export const GATE_LOG = 'gate.log';
@@ -11,6 +11,8 @@ export const GATE_LOG = 'gate.log';
 export class RotatingLog {
   private buf: string[] = [];
   private bytes = -1;
+  /** kept open between batches (an open + close per batch showed in profiles) */
+  private fh: FileHandle | null = null;
   private writing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | undefined;
 
@@ -47,11 +49,30 @@ export class RotatingLog {
       this.bytes = await stat(this.file).then((s) => s.size, () => 0);
     }
     if (this.bytes > 0 && this.bytes + Buffer.byteLength(text) > this.maxBytes) await this.rotate();
-    await appendFile(this.file, text, { mode: 0o640 });
+    this.fh ??= await open(this.file, 'a', 0o640);
+    try {
+      await this.fh.write(text);
+    } catch (e) {
+      await this.closeFile();
+      throw e;
+    }
     this.bytes += Buffer.byteLength(text);
   }
 
+  /** Flush and close (shutdown). */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.closeFile();
+  }
+
+  private async closeFile(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close().catch(() => {});
+  }
+
   private async rotate(): Promise<void> {
+    await this.closeFile();
     await unlink(`${this.file}.${this.keep}`).catch(() => {});
     for (let i = this.keep - 1; i >= 1; i--) await rename(`${this.file}.${i}`, `${this.file}.${i + 1}`).catch(() => {});
     await rename(this.file, `${this.file}.1`).catch(() => {});
