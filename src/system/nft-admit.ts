@@ -81,7 +81,9 @@ export function admitLine(entries: readonly AdmitEntry[], reAdd = true): string 
 export class NftAdmitter {
   private proc: ChildProcessWithoutNullStreams | null = null;
   private queue: Pending[] = [];
-  private inflight: Pending[] | null = null;
+  /** lines written and not yet acknowledged, oldest first (nft runs them in order) */
+  private inflight: { seq: number; batch: Pending[]; sentAt: number }[] = [];
+  private flushing = false;
   private err = '';
   private seq = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -91,18 +93,26 @@ export class NftAdmitter {
 
   constructor(private readonly opts: NftAdmitterOptions = {}) {}
 
+  /**
+   * Requests of one event-loop turn share a line; lines are pipelined (the
+   * next one does not wait for the previous ack), so a slow line never holds
+   * up the answers behind it by more than nft's own work.
+   */
   admit = (entries: AdmitEntry[]): Promise<void> => {
     if (this.closed) return Promise.reject(new Error('the kernel writer is closed'));
     if (!entries.length) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
-      if (!this.inflight) this.flush();
+      if (!this.flushing) {
+        this.flushing = true;
+        queueMicrotask(() => this.flush());
+      }
     });
   };
 
   close(): void {
     this.closed = true;
-    this.failInflight(new Error('the kernel writer is closed'));
+    this.failAll(new Error('the kernel writer is closed'));
     for (const p of this.queue.splice(0)) p.reject(new Error('the kernel writer is closed'));
     this.stop();
   }
@@ -127,20 +137,47 @@ export class NftAdmitter {
     return p;
   }
 
-  /** stderr up to "ack <seq>" closes the line in flight: its own errors, if any, come before the ack's. */
+  /** Each "ack <seq>" on stderr closes the oldest line in flight: its own errors, if any, come before the ack's. */
   private scan(): void {
-    if (!this.inflight) {
-      if (this.err.length > 1 << 16) this.err = this.err.slice(-4096);
-      return;
+    for (;;) {
+      const head = this.inflight[0];
+      if (!head) {
+        if (this.err.length > 1 << 16) this.err = this.err.slice(-4096);
+        return;
+      }
+      const m = new RegExp(`^ack ${head.seq}$`, 'm').exec(this.err);
+      if (!m) return;
+      const before = this.err.slice(0, m.index);
+      const nl = this.err.indexOf('\n', m.index);
+      this.err = nl < 0 ? '' : this.err.slice(nl + 1);
+      const errors = before.split('\n').filter((l) => l.startsWith('Error:'));
+      this.inflight.shift();
+      // the last "Error:" is the ack's own syntax error; one before it is the line's
+      this.settle(head.batch, errors.length > 1 ? errors[0]! : null);
     }
-    const m = new RegExp(`^ack ${this.seq}$`, 'm').exec(this.err);
-    if (!m) return;
-    const before = this.err.slice(0, m.index);
-    const nl = this.err.indexOf('\n', m.index);
-    this.err = nl < 0 ? '' : this.err.slice(nl + 1);
-    const errors = before.split('\n').filter((l) => l.startsWith('Error:'));
-    // the last "Error:" is the ack's own syntax error; one before it is the line's
-    this.done(errors.length > 1 ? errors[0]! : null);
+    this.arm();
+  }
+
+  private settle(batch: Pending[], error: string | null): void {
+    if (error === null) {
+      this.stats.lines++;
+      for (const b of batch) {
+        this.stats.elements += b.entries.length;
+        b.resolve();
+      }
+    } else {
+      this.stats.failures++;
+      for (const b of batch) b.reject(new Error(error));
+    }
+  }
+
+  /** The oldest line in flight must be answered within timeoutMs. */
+  private arm(): void {
+    clearTimeout(this.timer);
+    const head = this.inflight[0];
+    if (!head) return;
+    const ms = this.opts.timeoutMs ?? 2000;
+    this.timer = setTimeout(() => this.failed(`nft did not answer within ${ms} ms`), Math.max(0, head.sentAt + ms - Date.now()));
   }
 
   private stop(): void {
@@ -155,47 +192,31 @@ export class NftAdmitter {
   }
 
   private flush(): void {
-    if (this.inflight || !this.queue.length || this.closed) return;
+    this.flushing = false;
+    if (!this.queue.length || this.closed) return;
     const batch = this.queue.splice(0);
-    this.inflight = batch;
     const line = admitLine(batch.flatMap((b) => b.entries), this.opts.reAdd ?? true);
     const p = this.proc ?? this.start();
-    this.seq++;
-    this.timer = setTimeout(() => this.failed(`nft did not answer within ${this.opts.timeoutMs ?? 2000} ms`), this.opts.timeoutMs ?? 2000);
-    p.stdin.write(`${line}\nack ${this.seq}\n`);
+    const seq = ++this.seq;
+    this.inflight.push({ seq, batch, sentAt: Date.now() });
+    if (this.inflight.length === 1) this.arm();
+    p.stdin.write(`${line}\nack ${seq}\n`);
   }
 
-  private done(error: string | null): void {
-    clearTimeout(this.timer);
-    const batch = this.inflight;
-    this.inflight = null;
-    if (batch) {
-      if (error === null) {
-        this.stats.lines++;
-        for (const b of batch) {
-          this.stats.elements += b.entries.length;
-          b.resolve();
-        }
-      } else {
-        this.stats.failures++;
-        for (const b of batch) b.reject(new Error(error));
-      }
-    }
-    this.flush();
-  }
-
-  /** A failed line, or nft gone: fail what is in flight and start a fresh nft for the next line (no stale output). */
+  /** nft gone or stuck: fail everything in flight; the next line starts a fresh nft (no stale output). */
   private failed(why: string): void {
     this.opts.onProblem?.(why);
     this.stop();
     this.stats.restarts++;
-    this.done(why);
+    this.failAll(new Error(why));
   }
 
-  private failInflight(e: Error): void {
-    const batch = this.inflight;
-    this.inflight = null;
-    for (const b of batch ?? []) b.reject(e);
+  private failAll(e: Error): void {
+    const lines = this.inflight.splice(0);
+    for (const l of lines) {
+      this.stats.failures++;
+      for (const b of l.batch) b.reject(e);
+    }
   }
 }
 

@@ -31,7 +31,7 @@ describe('gate kernel writer', () => {
     expect(parseGateSet(json)).toEqual([{ ip: '203.0.113.7', proto: 'tcp', port: 443, expiresInSec: 300 }]);
   });
 
-  it('speaks the ack protocol with nft -i: a line, then "ack N"; an error before the ack fails that line only', async () => {
+  it('speaks the ack protocol with nft -i: a line, then "ack N"; an error before the ack fails that line only; lines are pipelined', async () => {
     // a stand-in for `nft -i` that prints what nft prints on stderr: errors for lines naming set "nope", then the ack's syntax error
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efw-nft-'));
     const fake = path.join(dir, 'nft');
@@ -58,14 +58,17 @@ process.stdin.on('data', (d) => {
     const three = await Promise.allSettled([w.admit([e('203.0.113.8', 443, 60)]), w.admit([e('203.0.113.9', 443, 60)]), w.admit([e('203.0.113.11', 443, 60)])]);
     expect(three.map((b) => b.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
     // a failing line rejects with nft's message; the next line works again (same nft process)
-    await expect(w.admit([e('203.0.113.66', 443, 60)])).rejects.toThrow(/^Error: No such file or directory$/);
-    await w.admit([e('203.0.113.10', 443, 60)]);
+    const bad = w.admit([e('203.0.113.66', 443, 60)]);
+    await new Promise((r) => setImmediate(r)); // next turn: its own line, written before the first is acknowledged
+    const good = w.admit([e('203.0.113.10', 443, 60)]);
+    await expect(bad).rejects.toThrow(/^Error: No such file or directory$/);
+    await good;
     expect(w.stats).toMatchObject({ failures: 1, restarts: 0 });
     const lines = () => fs.readFileSync(path.join(dir, 'lines'), 'utf8').trim().split('\n');
     expect(lines()[0]).toBe('add element inet egressfw gate4 { 203.0.113.7 . tcp . 443 timeout 60s }');
     expect(lines()[1]).toBe('ack 1');
-    // the first goes out at once; the two that came while it was in flight share the next line
-    expect(lines()).toContain('add element inet egressfw gate4 { 203.0.113.9 . tcp . 443 timeout 60s, 203.0.113.11 . tcp . 443 timeout 60s }');
+    // requests of one event-loop turn share a line
+    expect(lines()).toContain('add element inet egressfw gate4 { 203.0.113.8 . tcp . 443 timeout 60s, 203.0.113.9 . tcp . 443 timeout 60s, 203.0.113.11 . tcp . 443 timeout 60s }');
     w.close();
     await expect(w.admit([e('203.0.113.7', 443, 60)])).rejects.toThrow(/closed/);
     fs.rmSync(dir, { recursive: true, force: true });
