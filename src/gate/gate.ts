@@ -52,6 +52,8 @@ export interface QueryEvent {
   ms: number;
   /** fresh answers: from the upstream answer to the release (kernel insert included), high resolution */
   releaseMs?: number;
+  /** of which waiting for the kernel insert */
+  kernelMs?: number;
   detail?: string;
 }
 
@@ -96,7 +98,7 @@ interface Entry {
 /** How often a cached answer re-checks whether its kernel elements need a refresh. */
 const CHECK_EVERY_MS = 1000;
 
-type Outcome = { entry: Entry; answeredAt: number } | { fail: string };
+type Outcome = { entry: Entry; answeredAt: number; kernelMs?: number } | { fail: string };
 
 /** Kernel elements the gate has written, with their expiry: skips redundant writes, keeps the promise of T. */
 export class KernelLedger {
@@ -222,7 +224,7 @@ export class Gate {
     return p.then((o) => {
       if ('fail' in o) return this.failed(msg, q, t0, client, transport, o.fail, match.rules);
       if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0) this.store(ck, o.entry);
-      return this.respond(msg, q, o.entry, t0, client, transport, false, o.answeredAt);
+      return this.respond(msg, q, o.entry, t0, client, transport, false, o.answeredAt, o.kernelMs);
     });
   }
 
@@ -254,15 +256,18 @@ export class Gate {
     const detail = r.refused.length ? `dropped (rebinding guard): ${r.refused.map((x) => `${x.ip} ${x.reason}`).join(', ')}` : undefined;
     const entry: Entry = { ...base, rcode: 'NOERROR', records, ips, ttl, expiresAt: now + ttl * 1000, checkAfter: ips.length ? now + CHECK_EVERY_MS : Infinity, ...(detail ? { detail } : {}) };
     const want = this.ledger.mark(this.entriesOf(entry, ttl), now);
+    let kernelMs: number | undefined;
     if (want.length) {
+      const k0 = this.hr();
       try {
         await this.deps.admit(want);
       } catch (e) {
         return { fail: `kernel: ${(e as Error).message}` };
       }
+      kernelMs = Math.round((this.hr() - k0) * 1000) / 1000;
       this.ledger.record(want, this.deps.nowMs());
     }
-    return { entry, answeredAt };
+    return { entry, answeredAt, ...(kernelMs !== undefined ? { kernelMs } : {}) };
   }
 
   private entriesOf(e: Entry, ttl: number): AdmitEntry[] {
@@ -284,12 +289,12 @@ export class Gate {
     }
   }
 
-  private respond(msg: Buffer, q: Query, e: Entry, t0: number, client: string, transport: 'udp' | 'tcp', cached: boolean, answeredAt?: number): Buffer {
+  private respond(msg: Buffer, q: Query, e: Entry, t0: number, client: string, transport: 'udp' | 'tcp', cached: boolean, answeredAt?: number, kernelMs?: number): Buffer {
     const now = this.deps.nowMs();
     const ttl = Math.max(0, Math.ceil((e.expiresAt - now) / 1000));
     const res = buildResponse(msg, q, e.rcode, e.records, ttl, transport === 'udp');
     const releaseMs = answeredAt === undefined ? undefined : Math.round((this.hr() - answeredAt) * 1000) / 1000;
-    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips.map((i) => i.ip), cached, e.rules, e.detail, releaseMs);
+    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips.map((i) => i.ip), cached, e.rules, e.detail, releaseMs, kernelMs);
     return res;
   }
 
@@ -303,8 +308,8 @@ export class Gate {
     return buildResponse(msg, q, 'SERVFAIL', [], 0, transport === 'udp');
   }
 
-  private emit(t0: number, client: string, transport: 'udp' | 'tcp', name: string, type: string, verdict: Verdict, rcode: Rcode, ips: string[], cached: boolean, rules?: string[], detail?: string, releaseMs?: number): void {
+  private emit(t0: number, client: string, transport: 'udp' | 'tcp', name: string, type: string, verdict: Verdict, rcode: Rcode, ips: string[], cached: boolean, rules?: string[], detail?: string, releaseMs?: number, kernelMs?: number): void {
     const now = this.deps.nowMs();
-    this.deps.onQuery({ at: now, client, transport, name, type, verdict, rcode, ips, cached, ...(rules ? { rules } : {}), ms: now - t0, ...(releaseMs !== undefined ? { releaseMs } : {}), ...(detail ? { detail } : {}) });
+    this.deps.onQuery({ at: now, client, transport, name, type, verdict, rcode, ips, cached, ...(rules ? { rules } : {}), ms: now - t0, ...(releaseMs !== undefined ? { releaseMs } : {}), ...(kernelMs !== undefined ? { kernelMs } : {}), ...(detail ? { detail } : {}) });
   }
 }

@@ -18,6 +18,8 @@ export interface QueryLine {
   ms: number;
   /** fresh answers: upstream answer -> release, kernel insert included (ms, 3 decimals) */
   releaseMs?: number;
+  /** of which waiting for the kernel insert */
+  kernelMs?: number;
   transport: 'udp' | 'tcp';
   rules?: string[];
   detail?: string;
@@ -41,6 +43,7 @@ export function queryLine(e: QueryEvent, container: ContainerRef | undefined): s
     cached: e.cached,
     ms: e.ms,
     ...(e.releaseMs !== undefined ? { releaseMs: e.releaseMs } : {}),
+    ...(e.kernelMs !== undefined ? { kernelMs: e.kernelMs } : {}),
     transport: e.transport,
     ...(e.rules ? { rules: e.rules } : {}),
     ...(e.detail ? { detail: e.detail } : {}),

@@ -36,6 +36,8 @@ export interface NftAdmitterOptions {
   nft?: string;
   /** re-adding refreshes timeouts (reAddRefreshes(os.release())); default true */
   reAdd?: boolean;
+  /** lines written before the oldest is acknowledged (more: less waiting, but more nft transactions under load) */
+  maxInflight?: number;
   /** an unanswered line fails after this long (and nft is restarted) */
   timeoutMs?: number;
   /** nft stopped or failed: told once per restart */
@@ -154,6 +156,7 @@ export class NftAdmitter {
       this.inflight.shift();
       // the last "Error:" is the ack's own syntax error; one before it is the line's
       this.settle(head.batch, errors.length > 1 ? errors[0]! : null);
+      if (this.queue.length && !this.flushing) this.flush();
     }
     this.arm();
   }
@@ -194,6 +197,8 @@ export class NftAdmitter {
   private flush(): void {
     this.flushing = false;
     if (!this.queue.length || this.closed) return;
+    // Bounded pipelining: further requests wait (and share a line) until an ack frees a slot.
+    if (this.inflight.length >= (this.opts.maxInflight ?? 2)) return;
     const batch = this.queue.splice(0);
     const line = admitLine(batch.flatMap((b) => b.entries), this.opts.reAdd ?? true);
     const p = this.proc ?? this.start();
