@@ -86,7 +86,7 @@ function program(): Command {
         query,
         readText,
         writeFileAtomic,
-        admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), ...(process.env.EFW_NFT_INFLIGHT ? { maxInflight: Number(process.env.EFW_NFT_INFLIGHT) } : {}), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
+        admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
         ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets() }),
         containers: () => dockerClient().containers(),
         isRoot,
