@@ -10,6 +10,8 @@ import { NftAdmitter, readGateSets, reAddRefreshes } from './system/nft-admit.js
 import { release } from 'node:os';
 import { Supervisor } from './system/supervise.js';
 import { dockerClient } from './system/docker.js';
+import { probeGate } from './gate/probe.js';
+import { readGateLogs } from './system/gate-log.js';
 import { formatLog } from './schedule/daemon.js';
 import path from 'node:path';
 import { runUninstall } from './commands/uninstall.js';
@@ -100,7 +102,16 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'print one machine-readable JSON document', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      process.exitCode = await runStatus(o, planDeps());
+      process.exitCode = await runStatus(o, {
+        ...planDeps(),
+        gate: {
+          readText,
+          probe: (port) => probeGate(port),
+          dockerVersion: () => dockerClient().engine().then((e) => e.version, () => null),
+          readLogs: (dir) => readGateLogs(dir),
+          nowMs: Date.now,
+        },
+      });
     });
 
   p.command('install')

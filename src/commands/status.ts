@@ -5,6 +5,7 @@ import { FAMILIES, NFT } from '../plan/names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateFile } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
+import { gateStatus, type GateStatusDeps } from './gate-status.js';
 
 export interface StatusOptions {
   config: string;
@@ -18,7 +19,7 @@ const ago = (sec: number) => (sec < 120 ? `${Math.round(sec)}s` : sec < 7200 ? `
  * `egressfw status`: what is enforced now, read from the kernel, against the
  * saved state (no DNS, writes nothing). Exit 0 enforced as planned, 3 drift.
  */
-export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<number> {
+export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: GateStatusDeps }): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('status reads the firewall and needs root: run `sudo egressfw status`');
   const config = await loadConfig(opts.config);
   const { state, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
@@ -47,8 +48,10 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       ips: Object.entries(s?.ips ?? {}).map(([ip, i]) => ({ ip, firstSeen: i.firstSeen, lastSeen: i.lastSeen, keptUntil: i.lastSeen + Math.max(i.ttl, config.staleGrace), refreshDue: i.lastSeen + i.ttl })),
     };
   });
+  const gate = deps.gate ? await gateStatus(config, opts.stateDir, deps.gate) : null;
   const doc = {
     enforced: installed && drift.length === 0 && round.plan.blockers.length === 0,
+    gate: gate?.doc ?? null,
     lastSync: state.lastSync ?? null,
     mode: config.mode,
     sets: { v4: observed.sets[4].entries.length, v6: observed.sets[6].entries.length },
@@ -83,9 +86,11 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       out.push(`  ${d.name}  ${d.status}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
       for (const i of d.ips) out.push(`    ${i.ip}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
     }
+    if (gate) out.push(...gate.lines);
     if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${d}`));
     for (const w of doc.warnings) out.push(`warning: ${w}`);
     deps.out(`${out.join('\n')}\n`);
   }
-  return doc.enforced ? 0 : 3;
+  // A gate that does not answer (containers cannot resolve) or that Docker goes around needs attention: 3.
+  return doc.enforced && (gate?.healthy ?? true) ? 0 : 3;
 }

@@ -126,6 +126,18 @@ schedule:
     }
   });
 
+  it('status: the gate answers, Docker goes through it, the last hour per container', async () => {
+    const r = await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json']);
+    const doc = JSON.parse(r.stdout) as { gate: { answering: { ok: boolean }; docker: { throughGate: boolean }; lastHour: { refused: number; clients: { who: string; refused: number }[] } } };
+    expect(doc.gate.answering.ok).toBe(true);
+    expect(doc.gate.docker.throughGate).toBe(true);
+    expect(doc.gate.lastHour.refused).toBeGreaterThanOrEqual(containers.length);
+    expect(doc.gate.lastHour.clients.map((c) => c.who)).toEqual(expect.arrayContaining(containers));
+    const text = await efw(lab, ['status', '--config', config, '--state-dir', stateDir]);
+    expect(text.stdout).toMatch(/^DNS gate\n  answering/m);
+    expect(text.stdout).toMatch(/top refused names:\n\s+\d+x exfil-/);
+  });
+
   it('DNS aimed at another server (or straight at the upstream) lands in the gate: unlisted names refused there', async () => {
     const [other, upstreamDirect, viaOther] = await Promise.all([
       lookup('c-user', 'exfil-other.blocked.test', '203.0.113.30'),
@@ -181,6 +193,9 @@ schedule:
       expect(a).toBeNull();
       expect(b).toBeNull();
       expect(upstreamLog().slice(marker)).not.toMatch(/query\[/);
+      const st = await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json']);
+      expect(st.exitCode).toBe(3);
+      expect(JSON.parse(st.stdout).gate.answering.ok).toBe(false);
     } finally {
       process.kill(pid, 'SIGKILL');
     }
