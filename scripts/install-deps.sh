@@ -3,8 +3,9 @@
 # No package may start a service on the machine itself: dockerd would write the host's own iptables.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-need=(iptables ipset ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
-  time strace gcc libc6-dev)  # the last line: npm run bench (peak RSS, spawn counts, its C load generator)
+need=(iptables ipset nftables ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
+  time strace gcc libc6-dev  # npm run bench (peak RSS, spawn counts, its C load generator)
+  dnsperf)                   # npm run bench: the DNS gate beside dnsmasq (Debian 12: dnsperf 2.10)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ "${#missing[@]}" -eq 0 ] && exit 0
