@@ -131,6 +131,10 @@ export class KernelLedger {
     for (const e of done) this.seen.set(key(e), { expiresAt: now + e.timeoutSec * 1000, writtenAt: now });
   }
 
+  clear(): void {
+    this.seen.clear();
+  }
+
   /** forget expired elements (bounded memory) */
   prune(now: number): void {
     for (const [k, s] of this.seen) if (s.expiresAt <= now) this.seen.delete(k);
@@ -157,11 +161,16 @@ export class Gate {
     this.policy = policy;
   }
 
-  /** New allowlist (SIGHUP): cached answers of names no longer allowed are never served again. */
+  /**
+   * New allowlist (SIGHUP): cached answers of names no longer allowed are never
+   * served again, and the ledger is forgotten (the table may have been
+   * re-created: every element is written again at its next answer).
+   */
   reload(policy: GatePolicy, opts: GateOptions): void {
     this.policy = policy;
     this.opts = opts;
     this.cache.clear();
+    this.ledger.clear();
   }
 
   get cached(): number {
