@@ -13,19 +13,20 @@ import { dockerClient } from './system/docker.js';
 import { probeGate } from './gate/probe.js';
 import { readGateLogs } from './system/gate-log.js';
 import { formatLog } from './schedule/daemon.js';
-import path from 'node:path';
 import { runUninstall } from './commands/uninstall.js';
 import { DEFAULT_PROXY_OUT, runProxy } from './commands/proxy.js';
 import { fileURLToPath } from 'node:url';
-import { access, readdir, rm } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
 import { DEFAULT_CONFIG_PATH } from './config/load.js';
 import { EgressfwError } from './errors.js';
-import { query } from './resolve/dns-client.js';
+import { query } from './system/dns-client.js';
 import { realExec, onPath } from './system/exec.js';
-import { backupOnce, readText, writeFileAtomic } from './system/files.js';
+import { backupOnce, confinedFiles, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { acquireLock } from './system/lock.js';
 import { observe, type Wanted } from './system/observe.js';
-import { DEFAULT_STATE_DIR } from './system/state.js';
+import { inspectDocker } from './system/docker-view.js';
+import { DEFAULT_STATE_DIR, removeStateFiles, setAsideDamaged } from './system/state.js';
 
 const isRoot = process.getuid?.() === 0;
 const out = (t: string) => process.stdout.write(t);
@@ -129,10 +130,11 @@ function program(): Command {
 
   p.command('uninstall')
     .description('remove every set, chain, jump, ufw block, unit and cron file egressfw created; restore the ufw policy it found')
-    .addOption(stateDirOption())
+    .addOption(configOption())
+    .addOption(stateDirOption('where sync keeps its state (only egressfw\'s own files there are removed)'))
     .option('--dry-run', 'print what would be removed, change nothing', false)
-    .action(async (o: { stateDir: string; dryRun: boolean }) => {
-      process.exitCode = await runUninstall(o, syncDeps(), installDeps());
+    .action(async (o: { config: string; stateDir: string; dryRun: boolean }) => {
+      process.exitCode = await runUninstall(o, { ...syncDeps(), removeStateFiles, removeFile }, installDeps());
     });
 
   p.command('proxy')
@@ -144,11 +146,9 @@ function program(): Command {
     .option('--compose <file>', 'your compose file, checked so the override can isolate the services (default: compose.yaml/compose.yml/docker-compose.yml here)')
     .option('--force', 'overwrite files in the out dir that egressfw did not generate', false)
     .action(async (o: { config: string; out: string; mode?: string; services?: string; compose?: string; force: boolean }) => {
+      // every read, write and delete under --out goes through the real --out, never a symlink below it
       process.exitCode = await runProxy(o, {
-        readText,
-        writeText: (file, text) => writeFileAtomic(file, text),
-        removeFile: (file) => rm(file, { force: true }),
-        listDir: (dir) => readdir(dir).catch(() => []),
+        ...confinedFiles(path.resolve(process.cwd(), o.out)),
         cwd: process.cwd(),
         out,
         warn,
@@ -171,7 +171,7 @@ function installDeps() {
 }
 
 function syncDeps() {
-  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock() };
+  return { ...planDeps(), exec: realExec, writeFileAtomic, backupOnce, onPath, acquireLock: () => acquireLock(), setAside: setAsideDamaged };
 }
 
 function planDeps() {
@@ -179,6 +179,7 @@ function planDeps() {
     query,
     readText,
     observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
+    inspectDocker: () => inspectDocker(),
     now: () => Math.floor(Date.now() / 1000),
     isRoot,
     out,

@@ -40,3 +40,12 @@ export class CommandError extends EgressfwError {
     super(`\`${argv.join(' ')}\` failed${exitStatus === undefined ? '' : ` (exit ${exitStatus})`}: ${stderr.trim() || 'no output'}${hint ? `\n${hint}` : ''}`);
   }
 }
+
+/** Stopped by SIGINT/SIGTERM (what was applied is rolled back first). Exit 128 + the signal number, as shells report it. */
+export class InterruptedError extends EgressfwError {
+  override readonly exitCode: number;
+  constructor(signal: 'SIGINT' | 'SIGTERM', message: string) {
+    super(message);
+    this.exitCode = signal === 'SIGINT' ? 130 : 143;
+  }
+}

@@ -4,7 +4,7 @@ import { PreconditionError } from '../errors.js';
 import { describeOp } from '../plan/render.js';
 import { nextRefreshAt } from '../resolve/merge.js';
 import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
-import { parseState, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile } from '../system/state.js';
 import { syncOnce, type SyncDeps } from './sync.js';
 
 export interface DaemonOptions {
@@ -59,8 +59,9 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
         return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
       }),
     detectDrift: async () => {
-      const { state } = parseState(await deps.readText(stateFile(opts.stateDir)));
-      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now: deps.now(), resolve: false });
+      const now = deps.now();
+      const { state } = parseState(await deps.readText(stateFile(opts.stateDir)), stateCheck(config, now));
+      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: false });
       return round.plan.ops.map(describeOp);
     },
     repair: () => locked(async () => (await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps)).applied),

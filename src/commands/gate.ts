@@ -7,7 +7,7 @@ import { queryLine } from '../gate/log.js';
 import { GatePolicy } from '../gate/policy.js';
 import { PROBE_NAME } from '../gate/probe.js';
 import { startGateServer } from '../gate/server.js';
-import type { QueryFn } from '../resolve/dns-client.js';
+import type { QueryFn } from '../resolve/query.js';
 import { resolveOneFamily, type ResolverOptions } from '../resolve/resolver.js';
 import { GATE_LOG, RotatingLog } from '../system/gate-log.js';
 
@@ -49,7 +49,19 @@ async function upstreamOf(c: Config, deps: GateDeps): Promise<ResolverOptions> {
     if (!servers.length) throw new PreconditionError('no DNS servers: /etc/resolv.conf lists none; set dns.servers in the config');
   }
   // TTLs: lowered to maxTtl here; NOT raised to minTtl (the cache keeps an answer no longer than its TTL; minTtl goes into the kernel timeout).
-  return { query: deps.query, servers: servers.map((host) => ({ host, port: c.dns.port })), timeoutMs: c.dns.timeoutMs, attempts: c.dns.attempts, concurrency: 1, minTtl: 0, maxTtl: c.dns.maxTtl, ipv6: c.ipv6 };
+  // A container's resolver gives up after about 5 s: the gate answers SERVFAIL before that rather than never.
+  return {
+    query: deps.query,
+    servers: servers.map((host) => ({ host, port: c.dns.port })),
+    timeoutMs: c.dns.timeoutMs,
+    attempts: c.dns.attempts,
+    concurrency: 1,
+    minTtl: 0,
+    maxTtl: c.dns.maxTtl,
+    ipv6: c.ipv6,
+    maxAddresses: c.dns.maxAddresses,
+    deadlineMs: Math.min(c.dns.deadlineMs, 4000),
+  };
 }
 
 /**

@@ -2,9 +2,11 @@ import { loadConfig } from '../config/load.js';
 import { computeRound, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
-import type { QueryFn } from '../resolve/dns-client.js';
-import { parseState, stateFile } from '../system/state.js';
+import type { QueryFn } from '../resolve/query.js';
+import { coverageText, type DockerView } from '../plan/coverage.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
+import { printable } from '../text.js';
 
 export interface PlanOptions {
   config: string;
@@ -15,6 +17,8 @@ export interface PlanOptions {
 
 export interface PlanDeps {
   query: QueryFn;
+  /** Docker's networks for the coverage report (absent: not asked) */
+  inspectDocker?: () => Promise<DockerView>;
   readText: (file: string) => Promise<string | null>;
   observe: (want: Wanted) => Promise<Observation>;
   now: () => number;
@@ -27,10 +31,14 @@ export interface PlanDeps {
 export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number> {
   const config = await loadConfig(opts.config);
   for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
-  const { state: prev, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
-  if (warning) deps.warn(`warning: ${stateFile(opts.stateDir)}: ${warning}`);
-  const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now: deps.now() });
+  const now = deps.now();
+  const file = stateFile(opts.stateDir);
+  const loaded = parseState(await deps.readText(file), stateCheck(config, now));
+  for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
+  const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now });
   deps.out(opts.json ? `${JSON.stringify(planJson(round, opts.config), null, 2)}\n` : planText(round, opts.config, deps.isRoot));
+  // Like Terraform: a plan sync could not apply is an error (1), not "changes pending" (3).
+  if (opts.detailedExitcode && round.plan.blockers.length) return 1;
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }
 
@@ -42,6 +50,7 @@ export function planJson(round: Round, configPath: string) {
   return {
     version: 1,
     config: configPath,
+    configWarnings: round.config.warnings,
     observed: { readable: round.observed.readable, missingTools: round.missingTools },
     dnsServers: round.dns.map((s) => `${s.host}${s.port === 53 ? '' : `#${s.port}`}`),
     domains: round.allowed.map((d) => ({
@@ -53,8 +62,12 @@ export function planJson(round: Round, configPath: string) {
       refused: round.resolutions.find((r) => r.name === d.name)?.refused ?? [],
     })),
     networks: round.config.cidrs.map((c) => ({ cidr: c.cidr, ports: c.ports.map(portText) })),
+    mode: round.config.mode,
+    docker: round.coverage.docker,
+    coverage: round.coverage,
     pending: round.plan.ops.length > 0,
     changes: round.plan.ops.map((op) => ({ ...op, description: describeOp(op) })),
+    scope: round.scope,
     blockers: round.plan.blockers,
     render: {
       ipsetRestore: renderIpset(round.plan),
@@ -77,6 +90,9 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
         : 'not root: kernel state not read, assuming nothing of egressfw is installed (run with sudo to compare against the kernel)',
     );
   }
+  if (round.scope === 'containers-only') out.push('ufw is not active: only the container part is planned; the host waits for `ufw enable` (egressfw never enables it on its own)');
+  out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (what would be refused is recorded and let through)' : 'enforce'}`);
+  out.push(...coverageText(round.coverage));
   out.push('', 'Domains');
   const width = Math.max(10, ...config.domains.map((d) => d.name.length));
   const ports = new Map(config.domains.map((d) => [d.name, d.ports.map(portText).join(' ')]));
@@ -84,20 +100,23 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
     const ips = d.ips.length
       ? d.ips.map((ip) => `${ip.ip}${ip.source === 'answer' ? '' : ` (${ip.source})`}`).join(', ')
       : 'nothing allowed for it';
-    out.push(`  ${d.name.padEnd(width)}  ${d.status.padEnd(9)}  ${ports.get(d.name)}  ${ips}`);
-    if (d.detail) out.push(`  ${''.padEnd(width)}  ${d.detail}`);
+    out.push(`  ${printable(d.name).padEnd(width)}  ${printable(d.status).padEnd(9)}  ${ports.get(d.name)}  ${printable(ips)}`);
+    // detail quotes DNS data (CNAME targets): escape what a terminal would act on
+    if (d.detail) out.push(`  ${''.padEnd(width)}  ${printable(d.detail)}`);
   }
-  const refused = round.resolutions.flatMap((r) => r.refused.map((x) => `  ${r.name} -> ${x.ip} refused: ${x.reason} (set allowPrivate: true on the entry if this is intended)`));
+  const refused = round.resolutions.flatMap((r) =>
+    r.refused.map((x) => `  ${printable(r.name)} -> ${printable(x.ip)} refused: ${printable(x.reason)} (set allowPrivate: true on the entry if this is intended)`),
+  );
   if (refused.length) out.push('', 'Refused answers (DNS rebinding guard)', ...refused);
   if (config.cidrs.length) {
     out.push('', 'Networks');
     for (const c of config.cidrs) out.push(`  ${c.cidr}  ${c.ports.map(portText).join(' ')}`);
   }
   out.push('', plan.ops.length ? `Changes (${plan.ops.length})` : 'No changes: the kernel already matches the allowlist.');
-  for (const op of plan.ops) out.push(`  ${describeOp(op)}`);
+  for (const op of plan.ops) out.push(`  ${printable(describeOp(op))}`);
   if (plan.blockers.length) {
     out.push('', '`egressfw sync` would stop before any change:');
-    for (const b of plan.blockers) out.push(`  - ${b}`);
+    for (const b of plan.blockers) out.push(`  - ${printable(b.message)}`);
   }
   const ipset = renderIpset(plan);
   if (ipset) out.push('', '--- ipset restore', ipset.trimEnd());

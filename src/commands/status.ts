@@ -3,9 +3,12 @@ import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
 import { FAMILIES, NFT } from '../plan/names.js';
 import { describeOp } from '../plan/render.js';
-import { parseState, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
 import { gateStatus, type GateStatusDeps } from './gate-status.js';
+import { coverageText } from '../plan/coverage.js';
+import { UFW_INACTIVE } from '../plan/diff.js';
+import { printable } from '../text.js';
 
 export interface StatusOptions {
   config: string;
@@ -22,9 +25,11 @@ const ago = (sec: number) => (sec < 120 ? `${Math.round(sec)}s` : sec < 7200 ? `
 export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: GateStatusDeps }): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('status reads the firewall and needs root: run `sudo egressfw status`');
   const config = await loadConfig(opts.config);
-  const { state, warning } = parseState(await deps.readText(stateFile(opts.stateDir)));
   const now = deps.now();
-  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: false });
+  const file = stateFile(opts.stateDir);
+  const loaded = parseState(await deps.readText(file), stateCheck(config, now));
+  const { state } = loaded;
+  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: false });
   const { observed } = round;
   const drift = round.plan.ops.map(describeOp);
   const installed = state.lastSync !== undefined;
@@ -50,7 +55,10 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
   });
   const gate = deps.gate ? await gateStatus(config, opts.stateDir, deps.gate) : null;
   const doc = {
-    enforced: installed && drift.length === 0 && round.plan.blockers.length === 0,
+    enforced: installed && drift.length === 0 && round.plan.blockers.length === 0 && round.scope === 'full' && round.coverage.notEnforced.length === 0,
+    scope: round.scope,
+    docker: round.coverage.docker,
+    coverage: round.coverage,
     gate: gate?.doc ?? null,
     lastSync: state.lastSync ?? null,
     mode: config.mode,
@@ -59,7 +67,12 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
     drift,
-    warnings: [...(warning ? [warning] : []), ...round.plan.blockers],
+    warnings: [
+      ...config.warnings,
+      ...stateNotes(file, loaded),
+      ...(round.scope === 'containers-only' ? [`${UFW_INACTIVE} (containers stay enforced meanwhile)`] : []),
+      ...round.plan.blockers.map((b) => b.message),
+    ],
   };
   if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
   else {
@@ -68,11 +81,11 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
       ? 'NOT SYNCED YET (run `sudo egressfw sync`)'
       : drift.length
         ? `DRIFT (${drift.length}: the kernel differs from the saved state)`
-        : round.plan.blockers.length
-          ? 'PARTIAL (see the warnings below)'
+        : round.plan.blockers.length || round.scope !== 'full' || round.coverage.notEnforced.length
+          ? 'PARTIAL (see below)'
           : 'ENFORCED';
     out.push(`egressfw status: ${word}`);
-    if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${state.lastSync.message}`);
+    if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${printable(state.lastSync.message)}`);
     out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (refused connections are recorded and let through)' : 'enforce'}`);
     out.push(`host: ipset egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries`);
     if (containers) {
@@ -81,14 +94,15 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
       );
     }
     if (doc.ufw) out.push(`ufw: ${doc.ufw.enabled ? 'active' : 'INACTIVE'}, outgoing ${doc.ufw.outgoing}, egressfw block ${doc.ufw.hooked ? 'present' : 'MISSING'}`);
+    out.push(...coverageText(round.coverage));
     out.push('', 'Domains');
     for (const d of domains) {
-      out.push(`  ${d.name}  ${d.status}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
-      for (const i of d.ips) out.push(`    ${i.ip}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
+      out.push(`  ${printable(d.name)}  ${printable(d.status)}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
+      for (const i of d.ips) out.push(`    ${printable(i.ip)}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
     }
     if (gate) out.push(...gate.lines);
-    if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${d}`));
-    for (const w of doc.warnings) out.push(`warning: ${w}`);
+    if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${printable(d)}`));
+    for (const w of doc.warnings) out.push(`warning: ${printable(w)}`);
     deps.out(`${out.join('\n')}\n`);
   }
   // A gate that does not answer (containers cannot resolve) or that Docker goes around needs attention: 3.

@@ -1,15 +1,16 @@
 import { loadConfig, type Config } from '../config/load.js';
 import { computeRound, wanted, type Round } from '../engine.js';
-import { PreconditionError, EgressfwError } from '../errors.js';
-import { diff, UFW_INACTIVE, withoutHost, type Plan } from '../plan/diff.js';
+import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
+import { diff, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
-import type { QueryFn } from '../resolve/dns-client.js';
+import type { QueryFn } from '../resolve/query.js';
+import type { DockerView } from '../plan/coverage.js';
 import type { State } from '../resolve/merge.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
 import type { Exec } from '../system/exec.js';
 import type { Observation, Wanted } from '../system/observe.js';
-import { parseState, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 
 export interface SyncOptions {
   config: string;
@@ -19,8 +20,16 @@ export interface SyncOptions {
   offline?: boolean;
 }
 
+/** Where SIGINT/SIGTERM come from (the process; an EventEmitter in tests). */
+export interface SignalSource {
+  on(signal: 'SIGINT' | 'SIGTERM', fn: () => void): unknown;
+  off(signal: 'SIGINT' | 'SIGTERM', fn: () => void): unknown;
+}
+
 export interface SyncDeps {
   query: QueryFn;
+  /** Docker's networks for the coverage report (absent: not asked) */
+  inspectDocker?: () => Promise<DockerView>;
   exec: Exec;
   readText: (file: string) => Promise<string | null>;
   writeFileAtomic: ApplyDeps['writeFileAtomic'];
@@ -28,6 +37,8 @@ export interface SyncDeps {
   onPath: (cmd: string) => Promise<boolean>;
   observe: (want: Wanted) => Promise<Observation>;
   acquireLock: () => Promise<() => Promise<void>>;
+  /** move a damaged state file aside; returns its new path */
+  setAside: (file: string, now: number) => Promise<string>;
   now: () => number;
   isRoot: boolean;
   out: (text: string) => void;
@@ -44,7 +55,7 @@ export interface SyncResult {
 
 /** Everything that must hold before the first change; throws with the fix. */
 async function preflight(round: Round, plan: Plan, deps: SyncDeps): Promise<void> {
-  if (plan.blockers.length) throw new PreconditionError(`${plan.blockers.join('\n')}\nNothing was changed.`);
+  if (plan.blockers.length) throw new PreconditionError(`${plan.blockers.map((b) => b.message).join('\n')}\nNothing was changed.`);
   if (plan.ops.length) await checkBackend(deps.exec, deps.onPath, deps.readText, round.observed.tables[4].chains.keys());
 }
 
@@ -53,21 +64,25 @@ async function preflight(round: Round, plan: Plan, deps: SyncDeps): Promise<void
  * the saved state, plan, apply all or nothing, read back and verify, save state.
  * Shared by `sync` and the daemon.
  */
-export async function syncOnce(config: Config, opts: { stateDir: string; offline?: boolean }, deps: SyncDeps): Promise<SyncResult> {
+export async function syncOnce(config: Config, opts: { stateDir: string; offline?: boolean; signal?: AbortSignal }, deps: SyncDeps): Promise<SyncResult> {
   const file = stateFile(opts.stateDir);
-  const { state: prev, warning } = parseState(await deps.readText(file));
-  const warnings = warning ? [`${file}: ${warning}`] : [];
   const now = deps.now();
+  const loaded = parseState(await deps.readText(file), stateCheck(config, now));
+  const prev = loaded.state;
+  // A damaged file is not overwritten: it goes aside first (it may hold what uninstall needs).
+  const aside = loaded.damaged !== null ? await deps.setAside(file, now) : null;
+  const warnings = stateNotes(file, loaded, aside);
   const save = (s: State) => deps.writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
   let state: State = prev;
   try {
-    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: !opts.offline });
-    // ufw switched off after egressfw had been enforcing: keep the containers enforced meanwhile.
-    const ufwOff = prev.enforcedSince !== undefined && round.plan.blockers.includes(UFW_INACTIVE);
-    const scope = ufwOff ? withoutHost : (p: Plan) => p;
-    const plan = scope(round.plan);
-    if (ufwOff) warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
+    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: !opts.offline });
+    const plan = round.plan; // already scoped (ufw switched off after enforcing: containers only)
+    if (round.scope === 'containers-only') warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
+    for (const n of round.coverage.notEnforced) {
+      warnings.push(`NOT ENFORCED: Docker network ${n.name} (${n.driver}${n.iface ? ` on ${n.iface}` : ''}, ${n.containers} containers): ${n.how}. The host is NOT protected while it exists.`);
+    }
+    if (opts.signal?.aborted) throw new EgressfwError(`interrupted by ${String(opts.signal.reason)} before any change; nothing was changed`);
     for (const d of round.allowed) {
       if (d.status !== 'ok' && d.status !== 'not-asked') {
         const kept = d.ips.filter((i) => i.source === 'last-known-good').length;
@@ -88,9 +103,9 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       await save({ ...prev, original });
     }
     if (plan.ops.length) {
-      await applyPlan(plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce });
+      await applyPlan(plan, round.observed, { exec: deps.exec, writeFileAtomic: deps.writeFileAtomic, backupOnce: deps.backupOnce, ...(opts.signal ? { signal: opts.signal } : {}) });
       const after = await deps.observe(wanted(config));
-      const left = scope(diff(round.desired, after.observed)).ops;
+      const left = round.rescope(diff(round.desired, after.observed)).ops;
       if (left.length) {
         throw new EgressfwError(`applied, but reading the kernel back shows it differs from the plan (something else changed it meanwhile?):\n${left.map((o) => `  - ${describeOp(o)}`).join('\n')}\nRun \`egressfw sync\` again.`);
       }
@@ -106,13 +121,36 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   }
 }
 
-/** `egressfw sync`. */
-export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number> {
+/**
+ * `egressfw sync`. SIGINT/SIGTERM while it runs do not kill it: they abort
+ * the apply, which rolls back like a failed step, and then it exits 130/143.
+ */
+export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSource = process): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('sync changes the firewall and needs root: run `sudo egressfw sync` (or `egressfw plan` to see what it would do)');
   const config = await loadConfig(opts.config);
-  const release = await deps.acquireLock();
+  const abort = new AbortController();
+  let got: 'SIGINT' | 'SIGTERM' | null = null;
+  const on = (signal: 'SIGINT' | 'SIGTERM') => () => {
+    if (got) return deps.warn(`egressfw sync: ${signal} again: still rolling back; it exits as soon as that is done`);
+    got = signal;
+    abort.abort(signal);
+    deps.warn(`egressfw sync: ${signal}: stopping; rolling back what this sync changed, then exiting`);
+  };
+  const handlers = { SIGINT: on('SIGINT'), SIGTERM: on('SIGTERM') };
+  for (const [s, fn] of Object.entries(handlers)) proc.on(s as 'SIGINT', fn);
+  const release = await deps.acquireLock().catch((e: unknown) => {
+    for (const [s, fn] of Object.entries(handlers)) proc.off(s as 'SIGINT', fn);
+    throw e;
+  });
   try {
-    const r = await syncOnce(config, opts, deps);
+    let r: SyncResult;
+    try {
+      r = await syncOnce(config, { ...opts, signal: abort.signal }, deps);
+    } catch (e) {
+      if (got) throw new InterruptedError(got, (e as Error).message);
+      throw e;
+    }
+    if (got) deps.warn(`egressfw sync: ${got} came after the changes were applied and verified; they are in force`);
     for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${w}`);
     if (!opts.quiet) {
@@ -122,5 +160,6 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps): Promise<number
     return 0;
   } finally {
     await release();
+    for (const [s, fn] of Object.entries(handlers)) proc.off(s as 'SIGINT', fn);
   }
 }

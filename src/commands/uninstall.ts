@@ -1,37 +1,71 @@
-import { rm, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import { PreconditionError, CommandError } from '../errors.js';
 import type { Family } from '../net/ip.js';
 import { UFW_FILE } from '../plan/names.js';
 import { planUninstall } from '../plan/uninstall.js';
-import { parseState, stateFile } from '../system/state.js';
+import type { State } from '../resolve/merge.js';
+import { parseState, recoverOriginal, STATE_FILES, stateFile, type StateDirCleanup } from '../system/state.js';
 import type { SyncDeps } from './sync.js';
 import { removeDockerDns, removeInstalled, type InstallDeps } from './install.js';
 
 export interface UninstallOptions {
   stateDir: string;
   dryRun: boolean;
+  /** accepted like every command's; uninstall needs nothing from it (it removes what the kernel and the state show) */
+  config?: string;
+}
+
+export interface UninstallDeps extends SyncDeps {
+  /** remove egressfw's own files (STATE_FILES) from the state dir, and the dir if that empties it */
+  removeStateFiles: (dir: string, dryRun: boolean) => Promise<StateDirCleanup>;
+  /** delete one file (a missing one is fine) */
+  removeFile: (file: string) => Promise<void>;
 }
 
 const RESTORE = { 4: 'iptables-restore', 6: 'ip6tables-restore' } as const;
 
+/** What egressfw found before its first change: from state.json, else from a damaged copy set aside next to it (newest first). */
+async function originalOf(state: State, aside: string[], deps: UninstallDeps): Promise<State['original']> {
+  if (state.original?.ufwOutputPolicy) return state.original;
+  for (const file of [...aside].sort().reverse()) {
+    const text = await deps.readText(file).catch(() => null);
+    const o = text === null ? undefined : recoverOriginal(text);
+    if (o?.ufwOutputPolicy) return { ...o, ...state.original };
+  }
+  return state.original;
+}
+
 /**
  * `egressfw uninstall`: remove every set, chain, jump, ufw block, unit and
  * cron file egressfw created, and put back the ufw outgoing policy (and
- * enabled state) it found before its first change.
+ * enabled state) it found before its first change. In the state dir only
+ * egressfw's own files go (STATE_FILES); the directory goes only if that
+ * leaves it empty.
  */
-export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, install: InstallDeps): Promise<number> {
+export async function runUninstall(opts: UninstallOptions, deps: UninstallDeps, install: InstallDeps): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('uninstall changes the firewall and needs root: run `sudo egressfw uninstall` (add --dry-run to see what it would do)');
   const release = await deps.acquireLock();
   try {
-    const { state } = parseState(await deps.readText(stateFile(opts.stateDir)));
+    const file = stateFile(opts.stateDir);
+    const loaded = parseState(await deps.readText(file), { now: deps.now() });
+    const stateDir = await deps.removeStateFiles(opts.stateDir, true); // what is there (nothing removed yet)
+    const damagedCopies = stateDir.removed.filter((f) => STATE_FILES[1]!.name.test(path.basename(f)));
+    const original = await originalOf(loaded.state, damagedCopies, deps);
     const { observed, missingTools } = await deps.observe({ ufw: true, docker: false });
     if (!observed.readable) throw new PreconditionError(`cannot read the firewall (missing: ${missingTools.join(', ')}); install them and retry. Nothing was changed.`);
-    const plan = planUninstall(observed, state.original);
+    const plan = planUninstall(observed, original);
     const units = await removeInstalled(install, true);
     const dockerDns = await removeDockerDns(install, true);
-    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...(dockerDns ? [dockerDns] : []), ...(state.lastSync || state.original ? [`remove ${opts.stateDir}`] : [])];
+    const stateSteps = [
+      ...stateDir.removed.map((f) => `remove ${f}`),
+      ...(stateDir.dirRemoved ? [`remove the directory ${opts.stateDir} (empty then)`] : []),
+    ];
+    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...(dockerDns ? [dockerDns] : []), ...stateSteps];
+    const leftNote = stateDir.removed.length && stateDir.left.length
+      ? `left ${opts.stateDir} in place: it holds files egressfw did not write: ${stateDir.left.slice(0, 10).join(', ')}${stateDir.left.length > 10 ? `, ... (${stateDir.left.length} in all)` : ''}\n`
+      : '';
     if (opts.dryRun) {
-      deps.out(steps.length ? `egressfw uninstall would:\n${steps.map((s) => `  ${s}`).join('\n')}\n` : 'nothing of egressfw is installed\n');
+      deps.out(steps.length ? `egressfw uninstall would:\n${steps.map((s) => `  ${s}`).join('\n')}\n${leftNote}` : 'nothing of egressfw is installed\n');
       return 0;
     }
     const run = async (argv: string[], input?: string) => {
@@ -41,7 +75,7 @@ export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, insta
     if (plan.nft) await run(['nft', '-f', '-'], plan.nft);
     for (const f of [4, 6] as Family[]) if (plan.iptables[f]) await run([RESTORE[f], '--noflush'], plan.iptables[f]!);
     if (plan.ufw) {
-      for (const file of plan.ufw.files) await deps.writeFileAtomic(file.file, file.text);
+      for (const f of plan.ufw.files) await deps.writeFileAtomic(f.file, f.text);
       for (const argv of plan.ufw.commands) await run(argv);
     }
     for (const f of [4, 6] as Family[]) if (plan.iptablesAfterUfw[f]) await run([RESTORE[f], '--noflush'], plan.iptablesAfterUfw[f]!);
@@ -49,9 +83,9 @@ export async function runUninstall(opts: UninstallOptions, deps: SyncDeps, insta
     await removeInstalled(install, false);
     await removeDockerDns(install, false);
     // Backups of the ufw files are ours too; the block is out, so the files are as before.
-    for (const f of [4, 6] as Family[]) await unlink(`${UFW_FILE[f]}.egressfw-backup`).catch(() => {});
-    await rm(opts.stateDir, { recursive: true, force: true });
-    deps.out(steps.length ? `${steps.map((s) => `  ${s}`).join('\n')}\negressfw uninstall: done; nothing of egressfw is left\n` : 'nothing of egressfw was installed\n');
+    for (const f of [4, 6] as Family[]) await deps.removeFile(`${UFW_FILE[f]}.egressfw-backup`);
+    await deps.removeStateFiles(opts.stateDir, false);
+    deps.out(steps.length ? `${steps.map((s) => `  ${s}`).join('\n')}\n${leftNote}egressfw uninstall: done; nothing of egressfw is left\n` : 'nothing of egressfw was installed\n');
     return 0;
   } finally {
     await release();

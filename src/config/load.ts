@@ -1,12 +1,19 @@
-import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { parseCidr, compareIp, type Family } from '../net/ip.js';
-import { configSchema, type Port } from './schema.js';
+import { parseCidr, compareIp, refusedExample, type Family } from '../net/ip.js';
+import { NotReadable, readRegularFile, thousands, tooLarge } from '../system/read-file.js';
+import { configSchema, type Port, type RawConfig } from './schema.js';
 import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
+import { DEFAULT_DEADLINE_MS } from '../resolve/resolver.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/egressfw/egressfw.yml';
+/** A config is a few KiB; a bigger file is the wrong one, or an attempt to exhaust memory. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** YAML aliases expanded at most (yaml's default, made explicit): a few are handy, thousands are a bomb. */
+const MAX_ALIASES = 100;
+/** Networks this large (IPv4 /8, IPv6 /16 or wider) get a warning: they hardly restrict anything. */
+const LARGE_PREFIX = { 4: 8, 6: 16 } as const;
 
 export interface DomainRule {
   name: string;
@@ -42,17 +49,21 @@ export interface Config {
     minTtl: number;
     maxTtl: number;
     gate: GateConfig;
+    /** addresses kept per name and family (at most 256) */
+    maxAddresses: number;
+    /** overall time for one name, all queries included */
+    deadlineMs: number;
   };
   staleGrace: number;
   mode: 'enforce' | 'audit';
   containers: { enabled: boolean; exemptFrom: string[] };
-  /** not errors, but worth a line on stderr (printed by the command) */
-  warnings: string[];
   host: { enabled: boolean; enableUfw: boolean; outgoing: 'deny' | 'reject' };
   ipv6: boolean;
   schedule: { refresh: string; driftCheck: number; retryMax: number };
   /** `egressfw proxy` (and the one firewall rule SNI wildcards need) */
   proxy: ProxyConfig;
+  /** things that are allowed but probably not meant; the commands print them (to stderr) */
+  warnings: string[];
 }
 
 /** `allow[2].ports[0]` from zod's path array. */
@@ -78,16 +89,30 @@ export function sortPorts(ports: Port[]): Port[] {
 
 /** Pure: text of a YAML or JSON file -> validated, normalised Config. Throws ConfigError listing every problem. */
 export function parseConfig(text: string, file: string): Config {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_CONFIG_BYTES) throw new ConfigError(file, [tooBig(size)]);
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     // yaml's pretty messages say "... at line N, column M:" then quote the source: keep the first line.
     throw new ConfigError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]!.replace(/:$/, '')}`));
   }
-  const data: unknown = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: MAX_ALIASES }) ?? {};
+  } catch (e) {
+    // yaml throws a ReferenceError when aliases expand too far (a "billion laughs" bomb).
+    const why = /alias count/i.test((e as Error).message)
+      ? `too many aliases (more than ${MAX_ALIASES} expanded, counting nested ones): a config needs few; this looks like a YAML bomb`
+      : `cannot be read: ${(e as Error).message}`;
+    throw new ConfigError(file, [`YAML: ${why}`]);
+  }
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) throw new ConfigError(file, formatIssues(parsed.error.issues));
   const raw = parsed.data;
   if (raw.dns.minTtl > raw.dns.maxTtl) throw new ConfigError(file, ['dns.minTtl: must not be greater than dns.maxTtl']);
+  if (raw.dns.deadline !== undefined && raw.dns.deadline < raw.dns.timeout) {
+    throw new ConfigError(file, [`dns.deadline: must be at least dns.timeout (${raw.dns.timeout} s): it bounds every query of one name`]);
+  }
   const { proxy, problems } = normaliseProxy(raw);
   if (problems.length > 0) throw new ConfigError(file, problems);
 
@@ -121,6 +146,12 @@ export function parseConfig(text: string, file: string): Config {
   if (wildcardProblems.length > 0) throw new ConfigError(file, wildcardProblems);
   const byName = (a: DomainRule, b: DomainRule) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
+    warnings: [
+      ...configWarnings(raw.allow),
+      ...(raw.containers.bridges
+        ? ['containers.bridges is no longer used: egressfw now judges every forwarded connection, whatever the bridge is called; remove the key (use containers.exemptFrom for interfaces you route for, such as a VPN)']
+        : []),
+    ],
     domains: [...domains.values()].sort(byName),
     wildcards: [...wildcards.values()].sort(byName),
     cidrs: [...cidrs.values()].sort((a, b) => compareIp(a.cidr, b.cidr)),
@@ -133,13 +164,12 @@ export function parseConfig(text: string, file: string): Config {
       minTtl: raw.dns.minTtl,
       maxTtl: raw.dns.maxTtl,
       gate: { ...raw.dns.gate, listen: [...new Set(raw.dns.gate.listen)] },
+      maxAddresses: raw.dns.maxAddresses,
+      deadlineMs: Math.round((raw.dns.deadline ?? Math.max(DEFAULT_DEADLINE_MS / 1000, raw.dns.timeout)) * 1000),
     },
     staleGrace: raw.staleGrace,
     mode: raw.mode,
     containers: { enabled: raw.containers.enabled, exemptFrom: raw.containers.exemptFrom },
-    warnings: raw.containers.bridges
-      ? ['containers.bridges is no longer used: egressfw now judges every forwarded connection, whatever the bridge is called; remove the key (use containers.exemptFrom for interfaces you route for, such as a VPN)']
-      : [],
     host: raw.host,
     ipv6: raw.ipv6,
     schedule: raw.schedule,
@@ -147,11 +177,36 @@ export function parseConfig(text: string, file: string): Config {
   };
 }
 
+const tooBig = (size: number) => `${tooLarge(size, MAX_CONFIG_BYTES)}: an egressfw config is a few KiB; is this the right file?`;
+
+/** Pure: what is allowed but probably not meant, in the order of the allow list. */
+function configWarnings(allow: RawConfig['allow']): string[] {
+  if (allow.length === 0) return ['allow is empty: the config allows nothing, so sync blocks all outbound traffic except DNS to the configured servers'];
+  const out: string[] = [];
+  allow.forEach((e, i) => {
+    const c = e.cidr === undefined ? null : parseCidr(e.cidr);
+    if (!c) return;
+    const bits = c.family === 4 ? 32 : 128;
+    if (c.prefix <= LARGE_PREFIX[c.family]) {
+      const count = bits - c.prefix <= 52 ? thousands(2 ** (bits - c.prefix)) : `2^${bits - c.prefix}`;
+      out.push(`allow[${i}].cidr: ${c.text} is very large (${count} addresses): it hardly restricts anything; check it is meant`);
+    }
+    const special = refusedExample(c);
+    if (special) {
+      out.push(`allow[${i}].cidr: ${c.text} includes private or special-purpose addresses, e.g. ${special.ip} (${special.reason}); allowed for every container and the host`);
+    }
+  });
+  return out;
+}
+
 export async function loadConfig(file: string): Promise<Config> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readRegularFile(file, MAX_CONFIG_BYTES);
   } catch (e) {
+    if (e instanceof NotReadable) {
+      throw new ConfigError(file, [e.message.startsWith('the file is larger') ? `${e.message}: an egressfw config is a few KiB; is this the right file?` : `${e.message}: give the path of the config file`]);
+    }
     const code = (e as NodeJS.ErrnoException).code;
     const why =
       code === 'ENOENT'

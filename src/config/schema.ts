@@ -49,6 +49,15 @@ const cidr = z.string().transform((v, ctx) => {
     ctx.addIssue({ code: 'custom', message: `not an IPv4/IPv6 address or network: ${JSON.stringify(v)} (e.g. 192.0.2.0/24, 2001:db8::/48)` });
     return z.NEVER;
   }
+  if (c.prefix === 0) {
+    // ipset's hash:net types refuse a zero prefix ("The value of the CIDR parameter of the IP address is invalid").
+    const [bits, halves] = c.family === 4 ? [32, '0.0.0.0/1 and 128.0.0.0/1'] : [128, '::/1 and 8000::/1'];
+    ctx.addIssue({
+      code: 'custom',
+      message: `${c.text} cannot be stored (ipset hash:net holds /1 to /${bits}): to allow every IPv${c.family} address on these ports, list ${halves}`,
+    });
+    return z.NEVER;
+  }
   return c.text;
 });
 
@@ -156,6 +165,10 @@ export const configSchema = z
         concurrency: z.number().int().min(1).max(256).default(32),
         minTtl: duration('dns.minTtl').default(30),
         maxTtl: duration('dns.maxTtl').default(86400),
+        /** addresses kept per name and family (a server answering thousands must not flood the sets); 256 at most */
+        maxAddresses: z.number().int().min(1, 'dns.maxAddresses must be 1-256').max(256, 'dns.maxAddresses must be 1-256 (256 is the hard cap)').default(256),
+        /** overall time for one name (every server, round and CNAME hop); default 20s, or dns.timeout if longer */
+        deadline: duration('dns.deadline').optional(),
         /** port of the DNS servers (53; tests and local resolvers may differ) */
         port: z.number().int().min(1).max(65535).default(53),
         /** the DNS gate (`egressfw daemon`): containers resolve only allowed names; see docs/dns-gate.md */

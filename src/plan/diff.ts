@@ -20,11 +20,21 @@ export type Op =
   | { kind: 'ufw-enable' }
   | { kind: 'ufw-reload' };
 
+/** Why `sync` would stop before any change. */
+export type BlockerCode = 'missing-tools' | 'ufw-unreadable' | 'ufw-no-filter' | 'ufw-inactive' | 'unsupported';
+export interface Blocker {
+  code: BlockerCode;
+  message: string;
+}
+
 export interface Plan {
   ops: Op[];
   /** conditions that stop `sync` before any change (the plan still shows what it would do) */
-  blockers: string[];
+  blockers: Blocker[];
 }
+
+/** Ops on the host side (ufw and its chain), as opposed to the container table. */
+export const isHostOp = (o: Op): boolean => o.kind.startsWith('ufw-') || (o.kind === 'chain' && o.chain === HOST_CHAIN);
 
 const POLICY = { deny: 'DROP', reject: 'REJECT' } as const;
 
@@ -94,8 +104,8 @@ function diffLegacy(family: Family, table: FilterTable): Op[] {
 
 export function withoutHost(plan: Plan): Plan {
   return {
-    ops: plan.ops.filter((o) => !o.kind.startsWith('ufw-') && !(o.kind === 'chain' && o.chain === HOST_CHAIN)),
-    blockers: plan.blockers.filter((b) => b !== UFW_INACTIVE),
+    ops: plan.ops.filter((o) => !isHostOp(o)),
+    blockers: plan.blockers.filter((b) => b.code !== 'ufw-inactive'),
   };
 }
 
@@ -123,23 +133,23 @@ const sameRules = (a: string[] | undefined, b: string[]) => a !== undefined && a
 
 const isOurJump = (rule: string) => rule.endsWith(` ${JUMP_RULE_SPEC}`);
 
-function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw: Op[]; reloads: boolean } {
+function ufwOps(desired: Desired, observed: Observed, blockers: Blocker[]): { ufw: Op[]; reloads: boolean } {
   const ufw: Op[] = [];
   const want = desired.ufw;
   if (!want) return { ufw, reloads: false };
   const have = observed.ufw;
   if (!have) {
-    if (observed.readable) blockers.push(UFW_UNREADABLE);
+    if (observed.readable) blockers.push({ code: 'ufw-unreadable', message: UFW_UNREADABLE });
     return { ufw, reloads: false };
   }
   let blockChanged = false;
   for (const family of FAMILIES) {
     const text = have.files[family];
-    const before = extractBlock(text);
+    const before = extractBlock(text, UFW_FILE[family]);
     if (before === want.blocks[family]) continue;
     const next = upsertBlock(text, want.blocks[family]);
     if (next === null) {
-      blockers.push(`${UFW_FILE[family]} has no "*filter ... COMMIT" section to hook into; restore it from the ufw package (/usr/share/ufw/iptables/) and retry`);
+      blockers.push({ code: 'ufw-no-filter', message: `${UFW_FILE[family]} has no "*filter ... COMMIT" section to hook into; restore it from the ufw package (/usr/share/ufw/iptables/) and retry` });
       continue;
     }
     blockChanged = true;
@@ -150,7 +160,7 @@ function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw
   if (!have.enabled) {
     if (want.enable) ufw.push({ kind: 'ufw-enable' });
     else {
-      blockers.push(UFW_INACTIVE);
+      blockers.push({ code: 'ufw-inactive', message: UFW_INACTIVE });
     }
     return { ufw, reloads: want.enable };
   }
@@ -161,7 +171,7 @@ function ufwOps(desired: Desired, observed: Observed, blockers: string[]): { ufw
 
 /** Pure: what must change to go from `observed` to `desired`. An empty ops list means nothing to do. */
 export function diff(desired: Desired, observed: Observed): Plan {
-  const blockers: string[] = [];
+  const blockers: Blocker[] = [];
   const ops: Op[] = [...diffSets(desired, observed)];
   const { ufw, reloads } = ufwOps(desired, observed, blockers);
   ops.push(...ufw);

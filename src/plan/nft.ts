@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
-import { parseCidr, type Family } from '../net/ip.js';
+import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
 import { NFT } from './names.js';
 import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 
@@ -51,12 +51,6 @@ export const STATIC_SETS: Record<Family, string> = NFT.allow;
 export const CHAIN_SPEC = { type: 'filter', hook: 'forward', prio: -1, policy: 'accept' } as const;
 const CHAIN_DECL = `type ${CHAIN_SPEC.type} hook ${CHAIN_SPEC.hook} priority filter - 1; policy ${CHAIN_SPEC.policy};`;
 
-/**
- * Ranges the SNI proxy's wildcard rule never opens: private, loopback, link-local
- * (cloud metadata), CGNAT, benchmarking, multicast and reserved space. A proxy
- * that can reach any address on its ports must not reach inside.
- */
-const PROXY_REFUSED_V4 = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/3'];
 
 /** "203.0.113.7,tcp:443" (ipset member) -> "203.0.113.7 . tcp . 443" (nft element). */
 export function nftElement(ipsetEntry: string): string {
@@ -75,14 +69,16 @@ export function forwardRules(config: Config): NftRule[] {
     { tag: 'same-segment', text: 'fib daddr . iif oif exists accept' },
   ];
   const exempt = config.containers.exemptFrom;
-  if (exempt.length) rules.push({ tag: 'exempt', text: `iifname { ${exempt.map((i) => `"${i.replace(/\+$/, '*')}"`).join(', ')} } accept` });
+  // One rule each: a trailing "+" (iptables style) is nft's "*" wildcard.
+  exempt.forEach((i, n) => rules.push({ tag: `exempt-${n}`, text: `iifname "${i.replace(/\+$/, '*')}" accept` }));
   // DNS gate: DNS and DNS-over-TLS leave only through the gate (before any accept by destination).
   if (config.dns.gate.enabled) rules.push(...gateForwardRules());
   const p = config.proxy;
   if (p.wildcards.length) {
     const ports = [...new Set([...p.tlsPorts, ...p.httpPorts])].sort((a, b) => a - b).join(', ');
     // SNI proxy with wildcard names: no IP list exists for them; only the proxy is on this bridge, and it enforces the names.
-    rules.push({ tag: 'proxy-wildcards', text: `iifname "${p.egressBridge}" ip daddr != { ${PROXY_REFUSED_V4.join(', ')} } tcp dport { ${ports} } accept` });
+    // Never inside: the rebinding guard's refused ranges (private, metadata, CGNAT, ...) stay closed to it.
+    rules.push({ tag: 'proxy-wildcards', text: `iifname "${p.egressBridge}" ip daddr != { ${REFUSED_V4_CIDRS.join(', ')} } tcp dport { ${ports} } accept` });
   }
   rules.push(
     { tag: 'allowed', text: `ip daddr . meta l4proto . th dport @${NFT.allow[4]} accept` },

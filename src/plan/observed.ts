@@ -1,6 +1,7 @@
 import { parseCidr, type Family } from '../net/ip.js';
 import { setEntry, sortEntries } from './desired.js';
-import { BLOCK_BEGIN, BLOCK_END, SET, TMP_SET } from './names.js';
+import { PreconditionError } from '../errors.js';
+import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, SET, TMP_SET, UFW_OUTPUT } from './names.js';
 import type { NftObserved } from './nft.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
@@ -71,12 +72,51 @@ export function parseUfwEnabled(ufwConf: string): boolean {
   return /^ENABLED=yes/m.test(ufwConf);
 }
 
-/** The marked block of a before.rules text, or null. */
-export function extractBlock(text: string): string | null {
-  const start = text.indexOf(`\n${BLOCK_BEGIN}`);
-  const end = text.indexOf(`\n${BLOCK_END}`);
-  if (start < 0 || end < start) return null;
-  return text.slice(start + 1, end + 1 + BLOCK_END.length);
+// Any line that looks like one of our markers counts, so a stray or hand-typed one is never skipped.
+const MARKER = /^\s*#\s*(BEGIN|END)\s+EGRESSFW\b/i;
+const UFW_OUTPUT_CHAINS = new Set(Object.values(UFW_OUTPUT));
+/** the DNS gate's lines: redirected container DNS through ufw's INPUT (src/plan/gate.ts) */
+const UFW_INPUT_CHAINS = new Set(['ufw-before-input', 'ufw6-before-input']);
+/** A line egressfw writes inside its block: the chain declaration or a rule carrying our comment. */
+function ourLine(line: string): boolean {
+  if (line === `:${HOST_CHAIN} - [0:0]`) return true;
+  const m = /^-A (\S+) .*-m comment --comment "?egressfw[ "]/.exec(line);
+  return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never) || UFW_INPUT_CHAINS.has(m[1]!));
+}
+
+/**
+ * The marked block of a before.rules text, or null when there is none.
+ * Everything between the markers is replaced or deleted by sync and
+ * uninstall, so anything but exactly one well-formed block (one BEGIN, one
+ * END after it, only our lines between) stops egressfw with the file and
+ * line: a stray marker must never take the user's own rules with it.
+ */
+export function extractBlock(text: string, file = 'before.rules'): string | null {
+  const lines = text.split('\n');
+  const begins: number[] = [];
+  const ends: number[] = [];
+  lines.forEach((l, i) => {
+    const m = MARKER.exec(l);
+    if (m) (m[1]!.toUpperCase() === 'BEGIN' ? begins : ends).push(i);
+  });
+  if (begins.length === 0 && ends.length === 0) return null;
+  const at = (list: number[]) => list.map((i) => i + 1).join(', ');
+  const fix = 'Fix the file by hand (keep your own rules outside the markers; delete stray marker lines), then run egressfw again. Nothing was changed.';
+  const stop = (where: string, what: string) => new PreconditionError(`${file} ${where}: ${what}. ${fix}`);
+  if (begins.length > 1 || ends.length > 1) {
+    throw stop(`lines ${at([...begins, ...ends].sort((a, b) => a - b))}`, `egressfw keeps exactly one block there, found ${begins.length} "${BLOCK_BEGIN}" and ${ends.length} "${BLOCK_END}" lines`);
+  }
+  const [b] = begins;
+  const [e] = ends;
+  if (b === undefined) throw stop(`line ${e! + 1}`, `"${BLOCK_END}" without "${BLOCK_BEGIN}"`);
+  if (e === undefined) throw stop(`line ${b + 1}`, `"${BLOCK_BEGIN}" without "${BLOCK_END}"`);
+  if (e < b) throw stop(`line ${e + 1}`, `"${BLOCK_END}" comes before "${BLOCK_BEGIN}" (line ${b + 1})`);
+  if (!lines[b]!.startsWith(BLOCK_BEGIN)) throw stop(`line ${b + 1}`, `${JSON.stringify(lines[b])} is not a marker egressfw writes`);
+  if (lines[e] !== BLOCK_END) throw stop(`line ${e + 1}`, `${JSON.stringify(lines[e])} is not a marker egressfw writes`);
+  for (let i = b + 1; i < e; i++) {
+    if (!ourLine(lines[i]!)) throw stop(`line ${i + 1}`, `${JSON.stringify(lines[i]!.slice(0, 200))} is inside the egressfw block but not written by egressfw`);
+  }
+  return lines.slice(b, e + 1).join('\n');
 }
 
 export function nothingInstalled(): Observed {

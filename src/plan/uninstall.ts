@@ -65,7 +65,7 @@ export function planUninstall(observed: Observed, original: State['original']): 
     const files: { file: string; text: string }[] = [];
     const commands: string[][] = [];
     for (const f of FAMILIES) {
-      if (extractBlock(u.files[f]) === null) continue;
+      if (extractBlock(u.files[f], UFW_FILE[f]) === null) continue;
       files.push({ file: UFW_FILE[f], text: removeBlock(u.files[f]) });
       steps.push(`ufw: remove the egressfw block from ${UFW_FILE[f]}`);
     }

@@ -3,6 +3,7 @@
  * files. Pure. Each returns null when fine, or a message naming the fix: no
  * string from the config reaches a YAML or nginx file without passing here.
  */
+import { getPublicSuffix } from 'tldts';
 import { checkDomain } from '../config/names.js';
 
 /** Compose service and network names we accept (stricter than compose: no leading "." "_" "-"). */
@@ -38,11 +39,22 @@ export function checkImageRef(raw: string): string | null {
 
 export type WildcardCheck = { ok: true; name: string } | { ok: false; problem: string };
 
-/** "*.example.com": a "*." prefix, then an exact hostname (at least two labels), normalised like allow[].domain. */
+/**
+ * "*.example.com": a "*." prefix, then an exact hostname (at least two labels), normalised like
+ * allow[].domain. The zone must not itself be a public suffix (Public Suffix List, ICANN and
+ * private sections: "co.uk", "github.io", "s3.amazonaws.com"): below a suffix anyone can
+ * register a name, so "*.github.io" would allow every GitHub Pages site, an attacker's included.
+ */
 export function checkWildcard(raw: string): WildcardCheck {
   const t = raw.trim();
   if (!t.startsWith('*.')) return { ok: false, problem: `a wildcard must look like "*.example.com" (got ${JSON.stringify(raw)}); exact names go in allow[].domain` };
   const rest = checkDomain(t.slice(2));
   if (!rest.ok) return { ok: false, problem: `${JSON.stringify(raw)}: after "*.": ${rest.problem}` };
+  if (getPublicSuffix(rest.name, { allowPrivateDomains: true }) === rest.name) {
+    return {
+      ok: false,
+      problem: `${JSON.stringify(raw)}: ${rest.name} is a public suffix (anyone can register a name under it), so the wildcard would allow names anyone controls; use a zone you own, like "*.yourname.${rest.name}", or list the exact names`,
+    };
+  }
   return { ok: true, name: `*.${rest.name}` };
 }

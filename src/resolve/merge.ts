@@ -1,5 +1,5 @@
 import { compareIp, parseIp, type Family } from '../net/ip.js';
-import type { DomainResolution, FamilyResult } from './resolver.js';
+import { MAX_ADDRESSES, type DomainResolution, type FamilyResult } from './resolver.js';
 
 /** What egressfw remembers between syncs (saved as JSON). Times are unix seconds. */
 export interface State {
@@ -58,7 +58,10 @@ export function mergeResolutions(
   now: number,
   staleGrace: number,
   status: (r: DomainResolution) => string,
+  /** addresses kept per name and family: the answer's first, then the most recently seen (MAX_ADDRESSES at most) */
+  maxPerName: number = MAX_ADDRESSES,
 ): { state: State; allowed: AllowedDomain[] } {
+  const cap = Math.min(MAX_ADDRESSES, maxPerName);
   const state: State = { ...prev, version: 1, domains: {} };
   const allowed: AllowedDomain[] = [];
   for (const r of resolutions) {
@@ -71,24 +74,35 @@ export function mergeResolutions(
       [4, r.v4],
       [6, r.v6],
     ] as [Family, FamilyResult | null][]) {
-      const old = Object.entries(before).filter(([ip]) => familyOf(ip) === family);
+      // Most recently seen first, so a cap keeps the freshest (ties by address: stable output).
+      const old = Object.entries(before)
+        .filter(([ip]) => familyOf(ip) === family)
+        .sort(([a, x], [b, y]) => y.lastSeen - x.lastSeen || compareIp(a, b));
       if (result === null) continue; // family turned off: its IPs go
+      const rr = family === 4 ? 'A' : 'AAAA';
+      let room = cap;
       if (!result.ok) {
-        details.push(`${family === 4 ? 'A' : 'AAAA'}: ${result.detail}`);
+        details.push(`${rr}: ${result.detail}`);
         for (const [ip, s] of old) {
+          if (room-- <= 0) break;
           ips[ip] = s;
           out.push({ ip, family, source: 'last-known-good', until: s.lastSeen + Math.max(s.ttl, staleGrace) });
         }
         continue;
       }
+      if (result.dropped || result.addresses.length > cap) {
+        const more = (result.dropped ?? 0) + Math.max(0, result.addresses.length - cap);
+        details.push(`${rr}: ${more} more addresses than dns.maxAddresses (${cap}) in the answer; kept the lowest`);
+      }
       for (const a of result.addresses) {
+        if (room-- <= 0) break;
         ips[a.ip] = { firstSeen: before[a.ip]?.firstSeen ?? now, lastSeen: now, ttl: a.ttl };
         out.push({ ip: a.ip, family, source: 'answer', until: now + a.ttl });
       }
       for (const [ip, s] of old) {
         if (ips[ip]) continue;
         const until = s.lastSeen + Math.max(s.ttl, staleGrace);
-        if (now < until) {
+        if (now < until && room-- > 0) {
           ips[ip] = s;
           out.push({ ip, family, source: 'stale', until });
         }

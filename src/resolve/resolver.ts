@@ -1,5 +1,5 @@
 import { forbiddenReason, parseIp, compareIp, type Family } from '../net/ip.js';
-import { QueryError, type QueryFn, type QueryResult, type RecordType, type Server } from './dns-client.js';
+import { QueryError, type QueryFn, type QueryResult, type RecordType, type Server } from './query.js';
 
 export type FailureKind = 'nxdomain' | 'servfail' | 'refused' | 'timeout' | 'malformed' | 'network' | 'cname-loop' | 'cname-too-long' | 'not-asked';
 
@@ -12,7 +12,8 @@ export interface Address {
 
 /** One family of one name: addresses (possibly none: NODATA) or a typed failure. */
 export type FamilyResult =
-  | { ok: true; addresses: Address[]; cnames: string[] }
+  /** dropped: addresses beyond the per-name cap (maxAddresses), present only when > 0 */
+  | { ok: true; addresses: Address[]; cnames: string[]; dropped?: number }
   | { ok: false; kind: FailureKind; detail: string };
 
 export interface DomainResolution {
@@ -33,9 +34,27 @@ export interface ResolverOptions {
   minTtl: number;
   maxTtl: number;
   ipv6: boolean;
+  /** addresses kept per name and family (the lowest, for stable output); at most MAX_ADDRESSES */
+  maxAddresses?: number;
+  /** overall time for one name (both families, every server, round and CNAME hop) */
+  deadlineMs?: number;
 }
 
 const MAX_CNAME_HOPS = 8;
+/** Hard ceiling on addresses kept per name and family: bounds the ipset and the state file whatever a server sends. */
+export const MAX_ADDRESSES = 256;
+export const DEFAULT_DEADLINE_MS = 20_000;
+
+/** When one name's lookup must end (monotonic clock). */
+interface Deadline {
+  at: number;
+  ms: number;
+}
+/** ms left; under 1 ms counts as none (no query fits in it) */
+const remaining = (d: Deadline) => {
+  const left = d.at - performance.now();
+  return left < 1 ? 0 : left;
+};
 
 class ResolveFailure extends Error {
   constructor(
@@ -46,19 +65,42 @@ class ResolveFailure extends Error {
   }
 }
 
+const pastDeadline = (d: Deadline) => new ResolveFailure('timeout', `no answer within the ${d.ms} ms deadline for this name (dns.deadline)`);
+
+/** One query, never past the deadline, even if the query function ignores its timeout. */
+async function queryBefore(opts: ResolverOptions, deadline: Deadline, server: Server, name: string, type: RecordType): Promise<QueryResult> {
+  const left = remaining(deadline);
+  if (left <= 0) throw pastDeadline(deadline);
+  let timer: NodeJS.Timeout | undefined;
+  const cut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(pastDeadline(deadline)), left + 50);
+  });
+  try {
+    return await Promise.race([opts.query(server, name, type, Math.max(1, Math.min(opts.timeoutMs, Math.ceil(left)))), cut]);
+  } catch (e) {
+    // A query cut short by the deadline that times out has met the deadline (timers may fire a hair early).
+    if (left < opts.timeoutMs && e instanceof QueryError && e.kind === 'timeout') throw pastDeadline(deadline);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Ask each server in turn, `attempts` rounds; NOERROR and NXDOMAIN are final answers, the rest moves on. */
-async function ask(opts: ResolverOptions, name: string, type: RecordType): Promise<QueryResult> {
+async function ask(opts: ResolverOptions, deadline: Deadline, name: string, type: RecordType): Promise<QueryResult> {
   // An Error captures a stack trace: build one only when a query actually fails.
   let last: ResolveFailure | undefined;
   for (let round = 0; round < opts.attempts; round++) {
     for (const server of opts.servers) {
       const where = `${server.host}${server.port === 53 ? '' : `:${server.port}`}`;
+      if (remaining(deadline) <= 0) throw pastDeadline(deadline);
       try {
-        const r = await opts.query(server, name, type, opts.timeoutMs);
+        const r = await queryBefore(opts, deadline, server, name, type);
         if (r.rcode === 'NOERROR' || r.rcode === 'NXDOMAIN') return r;
         const kind: FailureKind = r.rcode === 'REFUSED' ? 'refused' : 'servfail';
         last = new ResolveFailure(kind, `${where} answered ${r.rcode}`);
       } catch (e) {
+        if (e instanceof ResolveFailure) throw e; // the deadline
         const kind: FailureKind = e instanceof QueryError ? e.kind : 'network';
         last = new ResolveFailure(kind, `${where}: ${(e as Error).message}`);
       }
@@ -68,13 +110,13 @@ async function ask(opts: ResolverOptions, name: string, type: RecordType): Promi
 }
 
 /** Resolve one type for one name, following CNAME chains (bounded, loop-safe). */
-async function resolveType(opts: ResolverOptions, name: string, type: RecordType): Promise<{ records: { data: string; ttl: number }[]; cnames: string[] }> {
+async function resolveType(opts: ResolverOptions, deadline: Deadline, name: string, type: RecordType): Promise<{ records: { data: string; ttl: number }[]; cnames: string[] }> {
   const cnames: string[] = [];
   const visited = new Set([name]);
   let target = name;
   let chainTtl = Infinity;
   for (let hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
-    const r = await ask(opts, target, type);
+    const r = await ask(opts, deadline, target, type);
     if (r.rcode === 'NXDOMAIN') {
       throw new ResolveFailure('nxdomain', target === name ? 'no such domain (NXDOMAIN)' : `CNAME target ${target} does not exist (NXDOMAIN)`);
     }
@@ -101,10 +143,10 @@ async function resolveType(opts: ResolverOptions, name: string, type: RecordType
   throw new ResolveFailure('cname-too-long', `CNAME chain longer than ${MAX_CNAME_HOPS}`);
 }
 
-async function resolveFamily(opts: ResolverOptions, name: string, family: Family, refused: DomainResolution['refused'], allowPrivate: boolean): Promise<FamilyResult> {
+async function resolveFamily(opts: ResolverOptions, deadline: Deadline, name: string, family: Family, refused: DomainResolution['refused'], allowPrivate: boolean): Promise<FamilyResult> {
   const type: RecordType = family === 4 ? 'A' : 'AAAA';
   try {
-    const { records, cnames } = await resolveType(opts, name, type);
+    const { records, cnames } = await resolveType(opts, deadline, name, type);
     const byIp = new Map<string, Address>();
     for (const rec of records) {
       const ip = parseIp(rec.data);
@@ -118,7 +160,10 @@ async function resolveFamily(opts: ResolverOptions, name: string, family: Family
       const prev = byIp.get(ip.text);
       byIp.set(ip.text, { ip: ip.text, family, ttl: prev ? Math.min(prev.ttl, ttl) : ttl });
     }
-    return { ok: true, addresses: [...byIp.values()].sort((a, b) => compareIp(a.ip, b.ip)), cnames };
+    const all = [...byIp.values()].sort((a, b) => compareIp(a.ip, b.ip));
+    const max = Math.min(MAX_ADDRESSES, opts.maxAddresses ?? MAX_ADDRESSES);
+    if (all.length <= max) return { ok: true, addresses: all, cnames };
+    return { ok: true, addresses: all.slice(0, max), cnames, dropped: all.length - max };
   } catch (e) {
     if (e instanceof ResolveFailure) return { ok: false, kind: e.kind, detail: e.message };
     throw e;
@@ -127,9 +172,11 @@ async function resolveFamily(opts: ResolverOptions, name: string, family: Family
 
 export async function resolveDomain(opts: ResolverOptions, name: string, allowPrivate: boolean): Promise<DomainResolution> {
   const refused: DomainResolution['refused'] = [];
+  const ms = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const deadline: Deadline = { at: performance.now() + ms, ms };
   const [v4, v6] = await Promise.all([
-    resolveFamily(opts, name, 4, refused, allowPrivate),
-    opts.ipv6 ? resolveFamily(opts, name, 6, refused, allowPrivate) : Promise.resolve(null),
+    resolveFamily(opts, deadline, name, 4, refused, allowPrivate),
+    opts.ipv6 ? resolveFamily(opts, deadline, name, 6, refused, allowPrivate) : Promise.resolve(null),
   ]);
   refused.sort((a, b) => compareIp(a.ip, b.ip));
   return { name, v4, v6, refused };
@@ -172,6 +219,7 @@ export async function resolveOneFamily(
   allowPrivate: boolean,
 ): Promise<{ result: FamilyResult; refused: DomainResolution['refused'] }> {
   const refused: DomainResolution['refused'] = [];
-  const result = await resolveFamily(opts, name, family, refused, allowPrivate);
+  const ms = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const result = await resolveFamily(opts, { at: performance.now() + ms, ms }, name, family, refused, allowPrivate);
   return { result, refused };
 }

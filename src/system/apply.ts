@@ -30,6 +30,8 @@ export interface ApplyDeps {
   exec: Exec;
   writeFileAtomic: (file: string, text: string) => Promise<void>;
   backupOnce: (file: string, backup: string) => Promise<void>;
+  /** aborted (SIGINT/SIGTERM): the next step fails instead of starting, and the normal rollback runs */
+  signal?: AbortSignal;
 }
 
 export class ApplyError extends EgressfwError {}
@@ -130,15 +132,20 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
     });
   }
 
+  // Interruption is checked before each step and once after the last: until applyPlan returns, a signal undoes it all.
+  if (deps.signal) steps.push({ name: 'the last step', partial: false, run: async () => {}, undo: async () => {} });
   const done: Step[] = [];
   for (const step of steps) {
+    let started = false;
     try {
+      if (deps.signal?.aborted) throw new Error(`interrupted by ${String(deps.signal.reason)} before ${step.name === 'the last step' ? 'the sync finished' : step.name}`);
+      started = true;
       await step.run();
       done.push(step);
     } catch (e) {
       // Newest first: the failing step's leftovers, then the completed steps backwards
       // (so iptables, which references the sets, is undone before ipset).
-      const order = [...(step.partial ? [step] : []), ...[...done].reverse()];
+      const order = [...(step.partial && started ? [step] : []), ...[...done].reverse()];
       const problems: string[] = [];
       for (const s of order) {
         try {
@@ -150,8 +157,8 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
       const what = (e as Error).message;
       throw new ApplyError(
         problems.length
-          ? `${step.name} failed: ${what}\nRolling back did not fully succeed:\n${problems.map((p) => `  - ${p}`).join('\n')}\nRun \`egressfw plan\` to see the current state.`
-          : `${step.name} failed: ${what}\nEverything this sync changed was rolled back; the previous rules are in force.`,
+          ? `${started ? `${step.name} failed: ` : ''}${what}\nRolling back did not fully succeed:\n${problems.map((p) => `  - ${p}`).join('\n')}\nRun \`egressfw plan\` to see the current state.`
+          : `${started ? `${step.name} failed: ` : ''}${what}\nEverything this sync changed was rolled back; the previous rules are in force.`,
       );
     }
   }

@@ -124,7 +124,8 @@ export function dockerClient(opts: DockerClientOptions = {}): DockerClient {
         req.destroy();
         reject(e);
       };
-      const req = http.request({ socketPath: sock, path: p, method: 'GET', headers: { Host: 'docker', Accept: 'application/json' } }, (res) => {
+      // agent: false: no pooled keep-alive socket to hold a short-lived CLI open after its last request
+      const req = http.request({ socketPath: sock, path: p, method: 'GET', agent: false, headers: { Host: 'docker', Accept: 'application/json' } }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {

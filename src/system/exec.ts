@@ -1,5 +1,6 @@
 import { execa } from 'execa';
-import { access, constants } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface ExecResult {
@@ -15,30 +16,51 @@ export interface ExecResult {
  */
 export type Exec = (argv: readonly string[], opts?: { input?: string }) => Promise<ExecResult>;
 
-export const realExec: Exec = async (argv, opts = {}) => {
-  const [file, ...args] = argv;
-  if (!file) throw new Error('exec: empty argv');
-  const r = await execa(file, args, {
-    input: opts.input ?? '',
-    reject: false,
-    stripFinalNewline: false,
-    env: { LC_ALL: 'C' },
-    timeout: 120_000,
-  });
-  const notFound = (r as { code?: string }).code === 'ENOENT';
-  return { stdout: r.stdout ?? '', stderr: notFound ? `${file}: not installed` : (r.stderr ?? ''), exitCode: notFound ? 127 : (r.exitCode ?? 1) };
-};
+/**
+ * Where egressfw looks for iptables, ipset, ufw, ...: a fixed list, never the
+ * caller's PATH. It runs as root: a PATH with an empty entry (the current
+ * directory) or a user-writable dir first would otherwise choose what runs.
+ */
+export const SYSTEM_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'] as const;
+export const SYSTEM_PATH = SYSTEM_DIRS.join(':');
+/** All a child gets: messages in a parseable language and the system PATH (ufw runs iptables through it). */
+export const CHILD_ENV: Readonly<Record<string, string>> = Object.freeze({ LC_ALL: 'C', PATH: SYSTEM_PATH });
 
-/** Is `cmd` on PATH (no spawn)? */
-export async function onPath(cmd: string, envPath = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'): Promise<boolean> {
-  for (const dir of envPath.split(':')) {
-    if (!dir) continue;
+/** Absolute path of `cmd` in the system dirs (an executable regular file), or null. Bare names only. */
+export async function resolveTool(cmd: string): Promise<string | null> {
+  if (!cmd || cmd.includes('/') || cmd === '.' || cmd === '..') return null;
+  for (const dir of SYSTEM_DIRS) {
+    const file = path.join(dir, cmd);
     try {
-      await access(path.join(dir, cmd), constants.X_OK);
-      return true;
+      if (!(await stat(file)).isFile()) continue;
+      await access(file, constants.X_OK);
+      return file;
     } catch {
       /* keep looking */
     }
   }
-  return false;
+  return null;
+}
+
+export const realExec: Exec = async (argv, opts = {}) => {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new Error('exec: empty argv');
+  const file = await resolveTool(cmd);
+  if (!file) return { stdout: '', stderr: `${cmd}: not installed (looked in ${SYSTEM_PATH})`, exitCode: 127 };
+  const r = await execa(file, args, {
+    input: opts.input ?? '',
+    reject: false,
+    stripFinalNewline: false,
+    // the caller's environment (PATH, LD_PRELOAD, PYTHONPATH for ufw, ...) stays out
+    env: { ...CHILD_ENV },
+    extendEnv: false,
+    timeout: 120_000,
+  });
+  const notFound = (r as { code?: string }).code === 'ENOENT';
+  return { stdout: r.stdout ?? '', stderr: notFound ? `${cmd}: not installed` : (r.stderr ?? ''), exitCode: notFound ? 127 : (r.exitCode ?? 1) };
+};
+
+/** Is `cmd` installed in the system dirs (no spawn)? */
+export async function onPath(cmd: string): Promise<boolean> {
+  return (await resolveTool(cmd)) !== null;
 }

@@ -4,6 +4,7 @@ import { parseNftList, type NftObserved } from '../plan/nft.js';
 import { nothingInstalled, parseIpsetNames, parseIptablesSave, parseUfwDefaults, parseUfwEnabled, setState, type Observed } from '../plan/observed.js';
 import { CommandError } from '../errors.js';
 import type { Exec } from './exec.js';
+import { findFirewalld, type FirewalldProcess } from './firewalld.js';
 
 export interface ObserveDeps {
   exec: Exec;
@@ -15,6 +16,8 @@ export interface ObserveDeps {
 export interface Observation {
   observed: Observed;
   missingTools: string[];
+  /** a firewalld daemon in this network namespace (unsupported), if any */
+  firewalld?: FirewalldProcess | null;
 }
 
 const SAVE = { 4: 'iptables-save', 6: 'ip6tables-save' } as const;
@@ -62,6 +65,7 @@ export async function observe(deps: ObserveDeps, want: Wanted): Promise<Observat
     }
   }
   return {
+    firewalld: await findFirewalld(),
     observed: { readable: true, sets: setState(names, saves), tables: { 4: parseIptablesSave(t4!), 6: parseIptablesSave(t6!) }, nft, ufw },
     missingTools,
   };

@@ -7,7 +7,8 @@ export const CLI = path.resolve('dist/cli.js');
 
 /**
  * `egressfw ARGS` inside the lab host (its netns + private /etc/ufw, /run, ...).
- * `path` replaces PATH for egressfw only (not for the lab's own nsenter).
+ * `path` replaces PATH for egressfw only (not for the lab's own nsenter); egressfw
+ * ignores it for the tools it runs (see withTools to break or hide one).
  */
 export function efw(lab: Lab, args: string[], opts: ExecOpts & { path?: string } = {}): Promise<ExecResult> {
   const { path: p, ...rest } = opts;
@@ -64,26 +65,52 @@ export function canonical(state: string): string {
   return [...lines.filter((l) => !l.startsWith('add ')), ...adds].join('\n');
 }
 
-/** A directory with a fake `tool` that always fails, to put first on PATH (failure injection). */
-export function brokenTool(lab: Lab, tool: string, opts: { once?: boolean } = {}): string {
-  const dir = path.join(lab.dir, `broken-${tool}`);
-  fs.mkdirSync(dir, { recursive: true });
-  const fail = `echo "${tool}: injected failure" >&2\nexit 1\n`;
-  // once: only the first call fails (the step); later calls (its rollback) run the real tool.
-  const body = opts.once ? `if [ -e ${dir}/failed ]; then exec /usr/sbin/${tool} "$@"; fi\ntouch ${dir}/failed\n${fail}` : fail;
-  fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\n${body}`, { mode: 0o755 });
-  return dir;
+let toolLayers = 0;
+
+/**
+ * Run `fn` while the lab host sees `broken` tools (they print "injected failure" and exit 1)
+ * and no `missing` tools. egressfw finds tools only in the system dirs (never through PATH),
+ * so this overlays those dirs inside the lab host's private mount namespace: the machine and
+ * its own /usr/sbin are untouched, and the overlay is gone when `fn` returns.
+ */
+export async function withTools<T>(lab: Lab, change: { broken?: string[]; missing?: string[]; once?: boolean }, fn: () => Promise<T>): Promise<T> {
+  const layer = path.join(lab.dir, `tools-${++toolLayers}`);
+  fs.mkdirSync(layer, { recursive: true });
+  const tools = [...(change.broken ?? []), ...(change.missing ?? [])];
+  for (const t of change.broken ?? []) {
+    const fail = `echo "${t}: injected failure" >&2\nexit 1\n`;
+    // once: only the first call fails (the step); later ones (its rollback) run the real binary,
+    // found before the overlay hides it (multi-call binaries such as xtables-nft-multi go by argv[0]).
+    const real = fs.realpathSync(['/usr/sbin', '/usr/bin'].map((d) => path.join(d, t)).find((f) => fs.existsSync(f))!);
+    // Only egressfw's own call form (--noflush) fails: ufw runs the same tools with -n.
+    const body = change.once
+      ? `if [ -e ${layer}/${t}.failed ] || [ "$1" != "--noflush" ]; then exec -a ${t} ${real} "$@"; fi\ntouch ${layer}/${t}.failed\n${fail}`
+      : fail;
+    fs.writeFileSync(path.join(layer, t), `#!/bin/bash\n${body}`, { mode: 0o755 });
+  }
+  // an overlayfs whiteout (char device 0:0) hides the lower dir's file
+  for (const t of change.missing ?? []) must(await lab.host(['mknod', path.join(layer, t), 'c', '0', '0']), `mknod ${t}`);
+  // the real dirs that hold any of the tools (/sbin is a symlink to /usr/sbin on merged-/usr systems)
+  const dirs = new Set<string>();
+  for (const dir of ['/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    const real = fs.realpathSync(dir);
+    if (tools.some((t) => fs.existsSync(path.join(real, t)))) dirs.add(real);
+  }
+  if (dirs.size === 0) throw new Error(`withTools: none of ${tools.join(', ')} is installed`);
+  const mounted: string[] = [];
+  try {
+    for (const dir of dirs) {
+      must(await lab.host(['mount', '-t', 'overlay', 'efw-tools', '-o', `lowerdir=${layer}:${dir}`, dir]), `overlay on ${dir}`);
+      mounted.push(dir);
+    }
+    return await fn();
+  } finally {
+    for (const dir of mounted.reverse()) must(await lab.host(['umount', dir]), `umount ${dir}`);
+  }
 }
 
-/** A PATH directory with symlinks to the given tools only (to make another tool "missing"). */
-export function onlyTools(lab: Lab, tools: string[]): string {
-  const dir = path.join(lab.dir, `only-${tools.length}-${Date.now()}`);
-  fs.mkdirSync(dir, { recursive: true });
-  for (const t of tools) {
-    const real = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map((d) => path.join(d, t)).find((p) => fs.existsSync(p));
-    if (real) fs.symlinkSync(real, path.join(dir, t));
-  }
-  return dir;
+function must(r: ExecResult, what: string): void {
+  if (r.exitCode !== 0) throw new Error(`withTools: ${what} failed: ${r.stderr}`);
 }
 
 /**

@@ -3,17 +3,15 @@
 // answered IPs are open at once (before any refresh), wildcards work, and a dead gate fails closed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { snapshotMachineNetwork, startLab, type DockerVersion, type Lab } from './lab.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
+import { labDescribe } from './gate.js';
 import { CLI, efw, writeConfig } from './efw.js';
 
-const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// Both engines by default (their embedded resolvers differ: see docs/dns-gate.md); EFW_DOCKER picks one.
-const versions = (process.env.EFW_DOCKER ? [process.env.EFW_DOCKER] : ['20.10', '28.5']) as DockerVersion[];
-
-describe.skipIf(!isRoot).each(versions)('DNS gate on Docker %s (real kernel, ufw, dockerd)', (dockerVersion) => {
+// The engine is EFW_DOCKER's (scripts/ci-matrix.sh runs this file on 20.10, 26.1, 28.5 and 28.5-nft).
+labDescribe('DNS gate (real kernel, ufw, dockerd)', { docker: true }, () => {
   let lab: Lab;
   let machineBefore: string;
   let config: string;
@@ -44,7 +42,7 @@ describe.skipIf(!isRoot).each(versions)('DNS gate on Docker %s (real kernel, ufw
 
   beforeAll(async () => {
     machineBefore = await snapshotMachineNetwork();
-    lab = await startLab({ docker: true, ipv6: true, dockerVersion });
+    lab = await startLab({ docker: true, ipv6: true });
     stateDir = `${lab.dir}/state`;
     // No refresh during the test (a change must be usable through the gate alone); minTtl 1h: no early refresh either.
     config = writeConfig(lab, 'egressfw.yml', `allow:
@@ -103,7 +101,7 @@ schedule:
       await Promise.race([exited, sleep(5000)]);
     }
     await lab?.stop();
-    if (isRoot) expect(await snapshotMachineNetwork()).toBe(machineBefore);
+    expect(await snapshotMachineNetwork()).toBe(machineBefore);
   });
 
   it('on every network an allowed name resolves and connects; an unlisted one is refused and never reaches the upstream', async () => {

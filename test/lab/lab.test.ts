@@ -1,15 +1,13 @@
 // Proves the lab itself: namespaces, DNS, fake internet, dockerd, images, teardown.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { labDescribe } from './gate.js';
 import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 
 const dnsPacket = createRequire(import.meta.url).resolve('dns-packet');
-const isRoot = process.getuid?.() === 0;
-const SKIP_REASON = 'lab tests need root (network namespaces, iptables, dockerd): skipped';
-if (!isRoot) console.warn(SKIP_REASON);
 
-describe.skipIf(!isRoot)('lab', () => {
+labDescribe('lab', { docker: true }, () => {
   let lab: Lab;
   let before: string;
 

@@ -2,16 +2,16 @@
 // docker-compose 1.29 against the lab's dockerd, the lab's nginx image, and `egressfw sync`
 // enforcing the same allowlist for the proxies' own traffic (containers only, no ufw).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labDescribe } from './gate.js';
 import { efw } from './efw.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { PROXY_ADDR, Project, egressfwConfig, pinnedNginx, writeProject } from './proxy-lab.js';
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn('proxy lab tests need root (network namespaces, dockerd): skipped');
 
 const ALLOWED = /site=203\.0\.113\.10 port=(80|443) name=allowed\.test/;
 
-describe.skipIf(!isRoot)('egressfw proxy (real containers, docker-compose 1.29)', () => {
+labDescribe('egressfw proxy (real containers, docker-compose 1.29)', { docker: true, compose: true }, () => {
   let lab: Lab;
   let machineBefore: string;
   let project: Project;

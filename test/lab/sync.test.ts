@@ -1,17 +1,19 @@
 // `egressfw sync` against a real kernel, ufw and dockerd, inside the namespaced lab.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { labDescribe } from './gate.js';
 import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { brokenTool, canonical, efw, kernelState, onlyTools, writeConfig } from './efw.js';
+import { canonical, efw, kernelState, withTools, writeConfig } from './efw.js';
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.warn('lab tests need root (network namespaces, iptables, dockerd): skipped');
 
 const ALLOWED_V4 = '203.0.113.10';
 const ALLOWED_V6 = '2001:db8:10::10';
 const BLOCKED_V4 = '203.0.113.20';
 const BLOCKED_V6 = '2001:db8:20::20';
 
-describe.skipIf(!isRoot)('egressfw sync (real kernel, ufw, dockerd)', () => {
+labDescribe('egressfw sync (real kernel, ufw, dockerd)', { docker: true }, () => {
   let lab: Lab;
   let machineBefore: string;
   let config: string;
@@ -61,17 +63,20 @@ staleGrace: 30s
 
   it('before sync: ufw deny outgoing stops the host, but containers bypass it', async () => {
     expect((await lab.host(['ufw', 'default', 'deny', 'outgoing'])).exitCode).toBe(0);
-    const [host, fromDefault, fromUser, fromNamed] = await Promise.all([
-      lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
-      lab.fetch('http://blocked.test/', { container: 'c-default' }),
-      lab.fetch('http://blocked.test/', { container: 'c-user' }),
-      lab.fetch('http://blocked.test/', { container: 'c-named0' }),
-    ]);
-    expect(host.ok).toBe(false);
-    expect(fromDefault.body).toMatch(/name=blocked\.test/);
-    expect(fromUser.body).toMatch(/name=blocked\.test/);
-    expect(fromNamed.body).toMatch(/name=blocked\.test/);
-    expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
+    try {
+      // By address: from Docker 28 a user network's DNS leaves through the host's OUTPUT, which ufw already closes.
+      const [host, fromDefault, fromUser, fromNamed] = await Promise.all([
+        lab.fetch(`http://${BLOCKED_V4}/`, { timeoutSec: 2 }),
+        lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-default' }),
+        lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-user' }),
+        lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-named0' }),
+      ]);
+      expect(host.ok).toBe(false);
+      for (const c of [fromDefault, fromUser, fromNamed]) expect(c.body, c.stderr).toMatch(/site=203\.0\.113\.20/);
+    } finally {
+      // else one failure here makes every later test fail for the wrong reason (the host left closed)
+      expect((await lab.host(['ufw', 'default', 'allow', 'outgoing'])).exitCode).toBe(0);
+    }
   });
 
   it('sync applies, verifies and saves state; the second sync changes nothing', async () => {
@@ -209,8 +214,14 @@ staleGrace: 30s
     await lab.setRecords('allowed.test', { A: ['203.0.113.11'], AAAA: [ALLOWED_V6] });
     // ... and a third resolver changes the ufw block: ufw reloads, both host chains are refilled.
     const changed = writeConfig(lab, 'changed.yml', `${configText.replace(`servers: [${lab.dnsServer},`, `servers: [${lab.dnsServer}, 198.51.100.54,`)}mode: audit\n`);
-    const broken = brokenTool(lab, 'ip6tables-restore', { once: true });
-    const r = await efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${broken}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` });
+    // a PATH entry with a broken tool first must not matter: egressfw runs the system's tools
+    const decoy = path.join(lab.dir, 'decoy');
+    fs.mkdirSync(decoy, { recursive: true });
+    for (const t of ['ipset', 'iptables-restore']) fs.writeFileSync(path.join(decoy, t), '#!/bin/sh\necho decoy >&2\nexit 1\n', { mode: 0o755 });
+    const r = await withTools(lab, { broken: ['ip6tables-restore'], once: true }, () =>
+      efw(lab, ['sync', '--config', changed, '--state-dir', stateDir], { path: `${decoy}:/usr/sbin:/usr/bin:/sbin:/bin` }),
+    );
+    expect(r.stderr).not.toMatch(/decoy/);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/ip6tables-restore failed: .*injected failure/);
     expect(r.stderr).toMatch(/rolled back; the previous rules are in force/);
@@ -220,6 +231,36 @@ staleGrace: 30s
     // last-known-good history kept as it was
     expect(Object.keys(state.domains['allowed.test'].ips).sort()).toEqual([ALLOWED_V6, ALLOWED_V4]);
     await lab.resetRecords();
+  });
+
+  it('macvlan on the uplink: plan, sync and status name it NOT enforced (status exits 3, --json has it); its containers really do bypass', async () => {
+    const mk = await lab.docker(['network', 'create', '-d', 'macvlan', '--subnet', '198.51.100.0/24', '--gateway', '198.51.100.1', '--ip-range', '198.51.100.192/27', '-o', 'parent=eth0', 'macnet']);
+    expect(mk.exitCode, mk.stderr).toBe(0);
+    try {
+      // The fake internet routes the macvlan range on its link (inside the lab's inet namespace).
+      expect((await lab.inet(['ip', 'route', 'replace', '198.51.100.192/27', 'dev', 'up0'])).exitCode).toBe(0);
+      await lab.runContainer({ name: 'c-mac', network: 'macnet' });
+      const s = await sync();
+      expect(s.exitCode, s.stderr).toBe(0);
+      expect(s.stderr).toMatch(/NOT ENFORCED: Docker network macnet \(macvlan on eth0, 1 containers\).*The host is NOT protected while it exists/);
+      const plan = await efw(lab, ['plan', '--config', config, '--state-dir', stateDir]);
+      expect(plan.stdout).toMatch(/!!! NOT ENFORCED: the host is NOT protected while these networks exist !!!\n!!!   macnet \(macvlan on eth0, 1 container\)/);
+      const st = await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json']);
+      expect(st.exitCode).toBe(3);
+      const doc = JSON.parse(st.stdout);
+      expect(doc.enforced).toBe(false);
+      expect(doc.coverage.notEnforced).toEqual([expect.objectContaining({ name: 'macnet', driver: 'macvlan', iface: 'eth0', enforced: false })]);
+      expect(doc.coverage.networks.find((n: { name: string }) => n.name === 'named0')).toMatchObject({ iface: 'mybr0', enforced: true });
+      // The report is true: this container's packets never cross the host's forward path.
+      const bypass = await lab.fetch(`http://${BLOCKED_V4}/`, { container: 'c-mac' });
+      expect(bypass.body, bypass.stderr).toMatch(/name=blocked\.test|site=203\.0\.113\.20/);
+    } finally {
+      await lab.docker(['rm', '-f', 'c-mac']);
+      await lab.docker(['network', 'rm', 'macnet']);
+      await lab.inet(['ip', 'route', 'del', '198.51.100.192/27', 'dev', 'up0']);
+    }
+    const st = await efw(lab, ['status', '--config', config, '--state-dir', stateDir]);
+    expect(st.stdout).not.toMatch(/NOT ENFORCED/);
   });
 
   it('not root, bad config, missing tool: a clear error and no change', async () => {
@@ -233,8 +274,7 @@ staleGrace: 30s
     expect(badRun.exitCode).toBe(2);
     expect(badRun.stderr).toMatch(/allow\[0\]\.domain: .*\n.*allow\[0\]\.ports\[0\]: port must be 1-65535/);
 
-    const path = onlyTools(lab, ['iptables', 'ip6tables', 'iptables-save', 'ip6tables-save', 'iptables-restore', 'ip6tables-restore', 'nft', 'ufw', 'dockerd']);
-    const noIpset = await efw(lab, ['sync', '--config', config, '--state-dir', stateDir], { path });
+    const noIpset = await withTools(lab, { missing: ['ipset'] }, () => efw(lab, ['sync', '--config', config, '--state-dir', stateDir]));
     expect(noIpset.exitCode).toBe(1);
     expect(noIpset.stderr).toMatch(/missing: ipset\. Install with `apt-get install ipset`/);
     expect(canonical(await kernelState(lab))).toBe(before);

@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,8 @@ beforeAll(async () => {
       'api.example.com': [A('api.example.com', '203.0.113.10', 120), AAAA('api.example.com', '2001:db8:10::10', 120)],
       'www.example.com': [CNAME('www.example.com', 'api.example.com'), A('api.example.com', '203.0.113.10', 120)],
       'evil.example.com': [A('evil.example.com', '169.254.169.254')],
+      // a CNAME target with a terminal escape and a newline in a label
+      'esc.example.com': [CNAME('esc.example.com', 'x\x1b[2J\nfake.example.net')],
     }),
   ).start();
   dir = mkdtempSync(path.join(tmpdir(), 'egressfw-cli-'));
@@ -69,7 +71,7 @@ describe('egressfw plan (CLI)', () => {
     const r = await run(['plan', '--config', good(), '--state-dir', path.join(dir, 'none'), '--json']);
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(Object.keys(doc)).toEqual(['version', 'config', 'observed', 'dnsServers', 'domains', 'networks', 'pending', 'changes', 'blockers', 'render']);
+    expect(Object.keys(doc)).toEqual(['version', 'config', 'configWarnings', 'observed', 'dnsServers', 'domains', 'networks', 'mode', 'docker', 'coverage', 'pending', 'changes', 'scope', 'blockers', 'render']);
     expect(doc.domains.map((d: { name: string; status: string }) => `${d.name}=${d.status}`)).toEqual([
       'api.example.com=ok',
       'evil.example.com=refused-private',
@@ -84,8 +86,10 @@ describe('egressfw plan (CLI)', () => {
   });
 
   it('--detailed-exitcode returns 3 when changes are pending', async () => {
-    const r = await run(['plan', '--config', good(), '--state-dir', path.join(dir, 'none'), '--detailed-exitcode']);
-    expect(r.exitCode).toBe(3);
+    // containers only: as root this reads the machine's kernel (read-only), and its ufw may be off (a blocker: exit 1)
+    const f = config(`${readFileSync(good(), 'utf8')}host: { enabled: false }\n`);
+    const r = await run(['plan', '--config', f, '--state-dir', path.join(dir, 'none'), '--detailed-exitcode']);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(3);
   });
 
   it('an unresolvable allowlist is reported, not fatal (offline use)', async () => {
@@ -110,6 +114,38 @@ describe('egressfw plan (CLI)', () => {
     const r = await run(['plan', '--config', path.join(dir, 'nope.yml')]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/file not found; create it \(start from examples\/egressfw\.yml\) or pass --config FILE/);
+  });
+
+  it('a YAML alias bomb, a FIFO and a world-wide network exit 2 with a message, no stack, no hang', async () => {
+    const bomb = config(['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefghi'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`)].join('\n'));
+    const fifo = path.join(dir, 'fifo.yml');
+    await execa('mkfifo', [fifo]);
+    const world = config('allow:\n  - cidr: 0.0.0.0/0\n');
+    for (const [f, message] of [
+      [bomb, /YAML: too many aliases/],
+      [fifo, /not a regular file/],
+      [world, /allow\[0\]\.cidr: 0\.0\.0\.0\/0 .*0\.0\.0\.0\/1 and 128\.0\.0\.0\/1/],
+    ] as const) {
+      const r = await execa('node', [cli, 'plan', '--config', f], { reject: false, timeout: 10_000 });
+      expect([f, r.exitCode, r.timedOut]).toEqual([f, 2, false]);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    }
+  });
+
+  it('control characters from DNS are escaped in the text output', async () => {
+    const f = config(`allow:\n  - domain: esc.example.com\ndns:\n  servers: [127.0.0.1]\n  port: ${dns.port}\n  timeout: 500ms\n  attempts: 1\nipv6: false\n`);
+    const r = await run(['plan', '--config', f, '--state-dir', path.join(dir, 'state-esc')]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(r.stdout).toContain('CNAME target x\\x1b[2j\\nfake.example.net does not exist (NXDOMAIN)');
+  });
+
+  it('config warnings (here: an empty allowlist) go to stderr, the plan still prints', async () => {
+    const r = await run(['plan', '--config', config(`allow: []\ndns:\n  servers: [127.0.0.1]\n  port: ${dns.port}\n`), '--state-dir', path.join(dir, 'state-warn')]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/^warning: .*allows nothing/m);
+    expect(r.stdout).toMatch(/^egressfw plan: /);
   });
 
   it('an unknown flag or command exits 2', async () => {

@@ -25,16 +25,8 @@ dns:
       { cidr: '192.0.2.0/24', family: 4, ports: [{ port: 443, proto: 'tcp' }] },
       { cidr: '2001:db8::/48', family: 6, ports: [{ port: 443, proto: 'tcp' }] },
     ]);
-    expect(c.dns).toEqual({
-      servers: ['1.1.1.1', '2606:4700:4700::1111'],
-      port: 53,
-      timeoutMs: 2000,
-      attempts: 2,
-      concurrency: 32,
-      minTtl: 30,
-      maxTtl: 86400,
-      gate: { enabled: false, listen: ['0.0.0.0', '::'], port: 5300, cacheSize: 20000, logMaxBytes: 10485760, logFiles: 2 },
-    });
+    expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400, maxAddresses: 256, deadlineMs: 20000,
+      gate: { enabled: false, listen: ['0.0.0.0', '::'], port: 5300, cacheSize: 20000, logMaxBytes: 10485760, logFiles: 2 } });
     expect(c.wildcards).toEqual([]);
     expect(c.staleGrace).toBe(300);
     expect(c.containers).toEqual({ enabled: true, exemptFrom: [] });
@@ -142,8 +134,59 @@ dns:
     expect(problems('staleGrace: soon')[0]).toMatch(/^staleGrace: staleGrace must be a duration/);
   });
 
-  it('an empty file is a valid config that allows nothing', () => {
-    expect(parseConfig('', 'x.yml').domains).toEqual([]);
+  it('dns.maxAddresses caps addresses per name (1-256); dns.deadline bounds one name, at least dns.timeout', () => {
+    expect(parseConfig('dns: { maxAddresses: 16, deadline: 45s }', 'x.yml').dns).toMatchObject({ maxAddresses: 16, deadlineMs: 45000 });
+    expect(problems('dns: { maxAddresses: 257 }')[0]).toMatch(/^dns\.maxAddresses: /);
+    expect(problems('dns: { maxAddresses: 0 }')[0]).toMatch(/^dns\.maxAddresses: /);
+    // An unset deadline follows a long timeout; a set one shorter than the timeout is an error.
+    expect(parseConfig('dns: { timeout: 30s }', 'x.yml').dns.deadlineMs).toBe(30000);
+    expect(problems('dns: { timeout: 10s, deadline: 5s }')).toEqual(['dns.deadline: must be at least dns.timeout (10 s): it bounds every query of one name']);
+  });
+
+  it('an empty file is a valid config that allows nothing, with a warning', () => {
+    const c = parseConfig('', 'x.yml');
+    expect(c.domains).toEqual([]);
+    expect(c.warnings).toEqual(['allow is empty: the config allows nothing, so sync blocks all outbound traffic except DNS to the configured servers']);
+  });
+
+  it('an ordinary config has no warnings', () => {
+    expect(parseConfig('allow:\n  - domain: api.example.com\n  - cidr: 192.0.2.0/24\n  - cidr: 2001:db8::/32\n', 'x.yml').warnings).toEqual([]);
+  });
+
+  it('warns on very large and on private or special-purpose networks', () => {
+    const c = parseConfig('allow:\n  - cidr: 10.1.0.0/16\n  - cidr: 0.0.0.0/1\n  - cidr: 3.0.0.0/8\n  - cidr: 169.254.169.254\n  - cidr: "2000::/8"\n  - cidr: fd00::/8\n  - cidr: 4.0.0.0/9\n', 'x.yml');
+    expect(c.warnings).toEqual([
+      'allow[0].cidr: 10.1.0.0/16 includes private or special-purpose addresses, e.g. 10.1.0.0 (private); allowed for every container and the host',
+      'allow[1].cidr: 0.0.0.0/1 is very large (2,147,483,648 addresses): it hardly restricts anything; check it is meant',
+      'allow[1].cidr: 0.0.0.0/1 includes private or special-purpose addresses, e.g. 0.0.0.0 (unspecified ("this network")); allowed for every container and the host',
+      'allow[2].cidr: 3.0.0.0/8 is very large (16,777,216 addresses): it hardly restricts anything; check it is meant',
+      'allow[3].cidr: 169.254.169.254/32 includes private or special-purpose addresses, e.g. 169.254.169.254 (link-local (incl. 169.254.169.254 metadata)); allowed for every container and the host',
+      'allow[4].cidr: 2000::/8 is very large (2^120 addresses): it hardly restricts anything; check it is meant',
+      'allow[4].cidr: 2000::/8 includes private or special-purpose addresses, e.g. 2001:: (Teredo); allowed for every container and the host',
+      'allow[5].cidr: fd00::/8 is very large (2^120 addresses): it hardly restricts anything; check it is meant',
+      'allow[5].cidr: fd00::/8 includes private or special-purpose addresses, e.g. fd00:: (unique-local (incl. fd00:ec2::254 metadata)); allowed for every container and the host',
+    ]);
+    // a network inside an accepted hole of a refused block (192.0.0.9, PCP anycast) is not special
+    expect(parseConfig('allow:\n  - cidr: 192.0.0.9/32\n', 'x.yml').warnings).toEqual([]);
+  });
+
+  it('refuses 0.0.0.0/0 and ::/0 (ipset hash:net cannot store a /0) with advice', () => {
+    expect(problems('allow:\n  - cidr: 0.0.0.0/0\n  - cidr: "::/0"\n')).toEqual([
+      'allow[0].cidr: 0.0.0.0/0 cannot be stored (ipset hash:net holds /1 to /32): to allow every IPv4 address on these ports, list 0.0.0.0/1 and 128.0.0.0/1',
+      'allow[1].cidr: ::/0 cannot be stored (ipset hash:net holds /1 to /128): to allow every IPv6 address on these ports, list ::/1 and 8000::/1',
+    ]);
+  });
+
+  it('refuses a YAML alias bomb without expanding it', () => {
+    const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefghi'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`)].join('\n');
+    expect(problems(bomb)).toEqual([expect.stringMatching(/^YAML: too many aliases \(more than 100 expanded/)]);
+    // a few aliases are fine
+    const c = parseConfig('allow:\n  - { domain: a.example.com, ports: &p [443, 80] }\n  - { domain: b.example.com, ports: *p }\n', 'x.yml');
+    expect(c.domains.map((d) => d.ports.length)).toEqual([2, 2]);
+  });
+
+  it('refuses a config text over 1 MiB', () => {
+    expect(problems(`# ${'x'.repeat(1024 * 1024)}\n`)).toEqual(['the file is larger than 1 MiB (1,048,579 bytes): an egressfw config is a few KiB; is this the right file?']);
   });
 
   it('reads nameservers from resolv.conf', () => {

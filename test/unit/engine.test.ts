@@ -3,7 +3,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { computeRound } from '../../src/engine.js';
 import { nothingInstalled } from '../../src/plan/observed.js';
 import { emptyState } from '../../src/resolve/merge.js';
-import type { QueryFn } from '../../src/resolve/dns-client.js';
+import type { QueryFn } from '../../src/resolve/query.js';
 
 const query: QueryFn = async (_s, name, type) => ({ rcode: 'NOERROR', answers: type === 'A' ? [{ name, type: 'A', ttl: 60, data: '203.0.113.5' }] : [] });
 const deps = (missingTools: string[], readText: (f: string) => Promise<string | null> = async () => null) => ({
@@ -19,7 +19,11 @@ describe('computeRound', () => {
   it('names every missing tool with the package and the config way out', async () => {
     const r = await computeRound(config, emptyState(), deps(['ipset', 'ufw', 'dockerd']));
     expect(r.plan.blockers).toEqual([
-      'missing: ipset, ufw, dockerd. Install with `apt-get install ipset ufw docker.io`, or set `host.enabled: false` to manage containers only, or set `containers.enabled: false` to manage the host only',
+      {
+        code: 'missing-tools',
+        message:
+          'missing: ipset, ufw, dockerd. Install with `apt-get install ipset ufw docker.io`, or set `host.enabled: false` to manage containers only, or set `containers.enabled: false` to manage the host only',
+      },
     ]);
   });
 
@@ -39,5 +43,31 @@ describe('computeRound', () => {
     const r = await computeRound(c, emptyState(), deps([], async (f) => (f === '/etc/resolv.conf' ? 'nameserver 198.51.100.9\n' : null)));
     expect(r.dns).toEqual([{ host: '198.51.100.9', port: 53 }]);
     await expect(computeRound(c, emptyState(), deps([]))).rejects.toThrow(/no DNS servers: .*set `dns.servers`/);
+  });
+});
+
+describe('containers.exemptFrom', () => {
+  it('refuses a pattern that matches a Docker bridge, whatever its name', async () => {
+    const c = parseConfig('allow: []\ncontainers: { exemptFrom: ["wg0", "my+"] }\ndns: { servers: [198.51.100.53] }', 'x');
+    const engine = { version: '28.5.2', apiVersion: '1.51', firewallBackend: null, firewallDriver: null, firewalld: false };
+    const net = { id: 'n', name: 'named', driver: 'bridge', scope: 'local', internal: false, bridge: 'mybr', parent: null, subnets: { 4: [], 6: [] }, enableIPv6: false, containers: [] };
+    const r = await computeRound(c, emptyState(), { ...deps([]), inspectDocker: async () => ({ engine, networks: [net] }) });
+    expect(r.plan.blockers).toEqual([expect.objectContaining({ code: 'unsupported', message: expect.stringMatching(/^containers\.exemptFrom "my\+" matches mybr, the bridge of Docker network named/) })]);
+    const ok = await computeRound(parseConfig('allow: []\ncontainers: { exemptFrom: ["wg0"] }\ndns: { servers: [198.51.100.53] }', 'x'), emptyState(), { ...deps([]), inspectDocker: async () => ({ engine, networks: [net] }) });
+    expect(ok.plan.blockers).toEqual([]);
+    expect(ok.desired.nft!.rules.find((x) => x.tag === 'exempt-0')!.text).toBe('iifname "wg0" accept');
+  });
+
+  it('refuses patterns that would exempt containers or the uplink outright (exit 2)', () => {
+    for (const p of ['+', 'br-+', 'docker0', 'veth+', 'e+', 'eth+']) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(/would exempt containers or the uplink/);
+  });
+});
+
+describe('firewalld', () => {
+  it('a running firewalld is a blocker naming the process and the fix', async () => {
+    const c = parseConfig('allow: []\ndns: { servers: [198.51.100.53] }', 'x');
+    const d = deps([]);
+    const r = await computeRound(c, emptyState(), { ...d, observe: async () => ({ ...(await d.observe()), firewalld: { pid: 42, argv: ['/usr/bin/python3', '/usr/sbin/firewalld', '--nofork'] } }) });
+    expect(r.plan.blockers).toEqual([{ code: 'unsupported', message: expect.stringMatching(/^firewalld is running \(pid 42: .*systemctl mask firewalld/) }]);
   });
 });

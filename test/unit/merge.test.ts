@@ -81,9 +81,43 @@ describe('merge: last-known-good and stale grace', () => {
 describe('state file', () => {
   it('round-trips, and reports a damaged file instead of failing', () => {
     const s = mergeResolutions(emptyState(), [res(ok('203.0.113.1'))], 5, GRACE, domainStatus).state;
-    expect(parseState(JSON.stringify(s)).state).toEqual(s);
-    expect(parseState(null)).toEqual({ state: emptyState() });
-    expect(parseState('{nope').warning).toMatch(/not valid JSON/);
-    expect(parseState('{"version":2}').warning).toMatch(/not in the expected format/);
+    const check = { now: 5 };
+    expect(parseState(JSON.stringify(s), check)).toEqual({ state: s, warnings: [], damaged: null });
+    expect(parseState(null, check)).toEqual({ state: emptyState(), warnings: [], damaged: null });
+    expect(parseState('{nope', check).damaged).toMatch(/not valid JSON/);
+    expect(parseState('{"version":2}', check).damaged).toMatch(/not an egressfw state document \(version: /);
+  });
+});
+
+describe('merge: addresses kept per name are capped', () => {
+  const block = (round: number, n: number) => Array.from({ length: n }, (_, i) => `2001:db8:${round.toString(16)}::${(i + 1).toString(16)}`);
+
+  it('a rotating answer cannot grow the stale set past 256 per family: the answer first, then the most recently seen', () => {
+    const out = rounds([
+      [1000, res(ok(), ok(...block(1, 200)))],
+      [1010, res(ok(), ok(...block(2, 200)))],
+      [1020, res(ok(), ok(...block(3, 200)))],
+    ]);
+    const last = out[2]!;
+    expect(last.ips.length).toBe(256);
+    expect(last.sources.filter((s) => s === 'answer').length).toBe(200);
+    // the 56 stale ones come from round 2 (seen at 1010), none from round 1
+    expect(last.ips.filter((ip) => ip.startsWith('2001:db8:2::')).length).toBe(56);
+    expect(last.ips.some((ip) => ip.startsWith('2001:db8:1::'))).toBe(false);
+    expect(Object.keys(last.state.domains['api.example.com']!.ips).length).toBe(256);
+  });
+
+  it('last-known-good is capped too, and a lower cap applies', () => {
+    let state = mergeResolutions(emptyState(), [res(ok(), ok(...block(1, 40)))], 1000, GRACE, domainStatus, 256).state;
+    const m = mergeResolutions(state, [res(ok(), fail)], 1010, GRACE, domainStatus, 10);
+    expect(m.allowed[0]!.ips.length).toBe(10);
+    state = mergeResolutions(state, [res(ok(), ok(...block(2, 20)))], 1010, GRACE, domainStatus, 10).state;
+    expect(Object.keys(state.domains['api.example.com']!.ips)).toEqual(block(2, 10));
+  });
+
+  it('says when a name had more addresses than the cap', () => {
+    const capped: FamilyResult = { ...ok('203.0.113.1'), dropped: 744 } as FamilyResult;
+    const m = mergeResolutions(emptyState(), [res(capped)], 1000, GRACE, domainStatus);
+    expect(m.allowed[0]!.detail).toMatch(/A: 744 more addresses than dns\.maxAddresses/);
   });
 });

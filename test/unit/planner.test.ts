@@ -194,7 +194,7 @@ describe('planner', () => {
   it('stops sync when ufw is inactive, unless enableUfw is set', () => {
     const k = freshKernel();
     k.ufw.enabled = false;
-    expect(diff(desired, k.observe()).blockers[0]).toMatch(/ufw is installed but not active.*ufw allow OpenSSH.*host\.enableUfw: true/);
+    expect(diff(desired, k.observe()).blockers[0]!.message).toMatch(/ufw is installed but not active.*ufw allow OpenSSH.*host\.enableUfw: true/);
     const opted = buildDesired(parseConfig('host: { enableUfw: true }', 'x'), [], dns);
     const plan = diff(opted, k.observe());
     expect(plan.blockers).toEqual([]);
@@ -207,7 +207,7 @@ describe('planner', () => {
     k.ufw.enabled = false;
     k.nft!.rules = []; // damage while ufw is off
     const plan = diff(desired, k.observe());
-    expect(plan.blockers[0]).toMatch(/ufw is installed but not active/);
+    expect(plan.blockers[0]).toMatchObject({ code: 'ufw-inactive', message: expect.stringMatching(/ufw is installed but not active/) });
     const containers = withoutHost(plan);
     expect(containers.blockers).toEqual([]);
     expect(containers.ops.map((o) => o.kind)).toEqual(['nft']);

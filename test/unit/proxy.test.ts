@@ -28,7 +28,7 @@ const sniConfig = parseConfig(
   services: [app]
   image: registry.example.com/nginx:1.28.0-bookworm
   internalSubnet: 172.31.250.0/24
-  wildcards: ["*.S3.Amazonaws.com", "*.example.com"]
+  wildcards: ["*.Files.Example.NET", "*.example.com"]
   tlsPorts: [443, 8443]
   httpPorts: [80]
 `,
@@ -71,7 +71,7 @@ describe('proxy config', () => {
   });
 
   it('normalises wildcards (lowercase, sorted, unique) and services', () => {
-    expect(sniConfig.proxy.wildcards).toEqual(['*.example.com', '*.s3.amazonaws.com']);
+    expect(sniConfig.proxy.wildcards).toEqual(['*.example.com', '*.files.example.net']);
     expect(perDomainConfig.proxy.services).toEqual(['app', 'worker']);
   });
 
@@ -120,6 +120,21 @@ describe('proxy config', () => {
     expect(checkWildcard('*.bücher.example')).toEqual({ ok: true, name: '*.xn--bcher-kva.example' });
     expect(checkWildcard('*.example.com;').ok).toBe(false);
     expect(checkWildcard('a.*.example.com').ok).toBe(false);
+  });
+
+  it('refuses wildcards directly under a public suffix (anyone can register names there)', () => {
+    for (const w of ['*.co.uk', '*.github.io', '*.s3.amazonaws.com', '*.herokuapp.com', '*.us-east-1.compute.amazonaws.com', '*.foo.ck']) {
+      const r = checkWildcard(w);
+      expect([w, r.ok]).toEqual([w, false]);
+      if (!r.ok) expect(r.problem).toMatch(/public suffix/);
+    }
+    // One registrable name and what is below it is fine, also under private suffixes.
+    for (const w of ['*.example.com', '*.example.co.uk', '*.myname.github.io', '*.bucket-1.s3.amazonaws.com', '*.wild.test', '*.bücher.example']) {
+      expect([w, checkWildcard(w).ok]).toEqual([w, true]);
+    }
+    expect(problems('proxy:\n  mode: sni\n  wildcards: ["*.github.io"]\n')[0]).toMatch(
+      /^proxy\.wildcards\[0\]: "\*\.github\.io": github\.io is a public suffix/,
+    );
   });
 
   it('cross-checks the section', () => {
@@ -223,7 +238,7 @@ describe('proxy render: sni', () => {
         '        deb.example.org deb.example.org:443;',
         '        git.example.net git.example.net:443;',
         '        ~*^([a-z0-9-]+\\.)+example\\.com$ $ssl_preread_server_name:443;  # *.example.com',
-        '        ~*^([a-z0-9-]+\\.)+s3\\.amazonaws\\.com$ $ssl_preread_server_name:443;  # *.s3.amazonaws.com',
+        '        ~*^([a-z0-9-]+\\.)+files\\.example\\.net$ $ssl_preread_server_name:443;  # *.files.example.net',
         '    }',
         '    server {',
         '        listen 443;',
@@ -255,7 +270,7 @@ describe('proxy render: sni', () => {
     expect(r.notes).toEqual([
       'deb.example.org: 53/udp is not proxied in sni mode (only TLS and HTTP carry a name); use --mode per-domain for it',
       'git.example.net: 22/tcp is not proxied in sni mode; add 22 to proxy.tlsPorts or proxy.httpPorts',
-      'names under *.example.com, *.s3.amazonaws.com cannot be network aliases: give the protected services extra_hosts entries "NAME:172.31.250.254" for the names they use',
+      'names under *.example.com, *.files.example.net cannot be network aliases: give the protected services extra_hosts entries "NAME:172.31.250.254" for the names they use',
     ]);
   });
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { query } from '../../src/resolve/dns-client.js';
+import { query } from '../../src/system/dns-client.js';
 import { domainStatus, resolveAll, resolveDomain, type ResolverOptions } from '../../src/resolve/resolver.js';
 import { A, AAAA, CNAME, FakeDns, zone, type Handler } from '../support/dns-server.js';
 
@@ -133,9 +133,9 @@ describe('resolver against a real UDP/TCP DNS server on 127.0.0.1', () => {
     expect(dead.log.length).toBe(3);
   });
 
-  it('refuses a malformed answer and an answer with the wrong id', async () => {
+  it('a server that sends only garbage fails as malformed; one that answers another id times out', async () => {
     const garbage = await start(() => 'garbage');
-    const r = await resolveDomain(opts([garbage], { ipv6: false }), 'api.example.com', false);
+    const r = await resolveDomain(opts([garbage], { ipv6: false, timeoutMs: 150 }), 'api.example.com', false);
     expect(r.v4).toMatchObject({ ok: false, kind: 'malformed' });
     // A datagram for another query id is ignored: we keep waiting and time out.
     const wrong = await start(() => 'wrong-id');
@@ -143,12 +143,68 @@ describe('resolver against a real UDP/TCP DNS server on 127.0.0.1', () => {
     expect(w.v4).toMatchObject({ ok: false, kind: 'timeout' });
   });
 
+  it('ignores garbage and datagrams for another id or question, and takes the answer that follows', async () => {
+    const dns = await start((q) => ({ before: ['garbage', 'wrong-id', 'wrong-question'], answers: q.type === 'A' ? [A(q.name, '203.0.113.5')] : [] }));
+    const r = await resolveDomain(opts([dns], { ipv6: false }), 'api.example.com', false);
+    expect(r.v4).toEqual({ ok: true, cnames: [], addresses: [{ ip: '203.0.113.5', family: 4, ttl: 300 }] });
+  });
+
+  it('ignores an answer from another source address with the right port and id (spoofed)', async () => {
+    const dns = await start((q) => ({ before: [{ spoofed: [A(q.name, '203.0.113.66')] }], answers: [A(q.name, '203.0.113.5')] }));
+    const r = await resolveDomain(opts([dns], { ipv6: false }), 'api.example.com', false);
+    expect(r.v4.ok && r.v4.addresses.map((a) => a.ip)).toEqual(['203.0.113.5']);
+    // Only the forger answers: nothing is accepted.
+    const forged = await start((q) => ({ before: [{ spoofed: [A(q.name, '203.0.113.66')] }], drop: true }));
+    const f = await resolveDomain(opts([forged], { ipv6: false, timeoutMs: 150 }), 'api.example.com', false);
+    expect(f.v4).toMatchObject({ ok: false, kind: 'timeout' });
+  });
+
+  it('keeps at most 256 addresses per name and family (the lowest), fewer with maxAddresses', async () => {
+    const v4 = ['192.0.2', '198.51.100', '203.0.113'].flatMap((net) => Array.from({ length: 256 }, (_, i) => `${net}.${i}`));
+    const v6 = Array.from({ length: 1000 }, (_, i) => `2001:db8::${(i + 1).toString(16)}`);
+    const dns = await start((q) => ({ answers: q.type === 'A' ? v4.map((ip) => A(q.name, ip)) : v6.map((ip) => AAAA(q.name, ip)) }));
+    const r = await resolveDomain(opts([dns]), 'many.example.com', false);
+    expect(r.v4.ok && r.v4.addresses.length).toBe(256);
+    expect(r.v4.ok && r.v4.addresses.map((a) => a.ip)).toEqual(v4.slice(0, 256));
+    expect(r.v4).toMatchObject({ ok: true, dropped: 512 });
+    expect(r.v6?.ok && r.v6.addresses.length).toBe(256);
+    expect(r.v6).toMatchObject({ ok: true, dropped: 744 });
+    const few = await resolveDomain(opts([dns], { maxAddresses: 10, ipv6: false }), 'many.example.com', false);
+    expect(few.v4.ok && few.v4.addresses.map((a) => a.ip)).toEqual(v4.slice(0, 10));
+    // The cap is a hard ceiling: a larger setting does not lift it.
+    const big = await resolveDomain(opts([dns], { maxAddresses: 5000, ipv6: false }), 'many.example.com', false);
+    expect(big.v4.ok && big.v4.addresses.length).toBe(256);
+  });
+
+  it('gives each name an overall deadline, even when a query never returns', async () => {
+    const hang: ResolverOptions['query'] = () => new Promise(() => {});
+    const r = await resolveDomain({ ...opts([], { deadlineMs: 200 }), servers: [{ host: '127.0.0.1', port: 1 }], query: hang }, 'slow.example.com', false);
+    expect(r.v4).toMatchObject({ ok: false, kind: 'timeout', detail: expect.stringMatching(/deadline/) });
+    expect(r.v6).toMatchObject({ ok: false, kind: 'timeout' });
+  }, 5000);
+
+  it('the deadline cuts retries short: attempts x servers x timeout is not waited out', async () => {
+    const dead = [await start(() => 'drop'), await start(() => 'drop'), await start(() => 'drop')];
+    const r = await resolveDomain(opts(dead, { ipv6: false, timeoutMs: 150, attempts: 4, deadlineMs: 400 }), 'api.example.com', false);
+    expect(r.v4).toMatchObject({ ok: false, kind: 'timeout' });
+    // 12 tries of 150 ms without a deadline; 400 ms allow three (the third cut short), two on a slow machine.
+    const tries = dead.reduce((n, d) => n + d.log.length, 0);
+    expect(tries).toBeLessThanOrEqual(3);
+    expect(tries).toBeGreaterThanOrEqual(2);
+    expect(r.v4).toMatchObject({ detail: expect.stringMatching(/deadline/) });
+  });
+
   it('refuses A data that is not an address', async () => {
-    const dns = await start(() => ({ answers: [{ type: 'A', name: 'odd.example.com', ttl: 5, class: 'IN', data: '300.1.1.1' }] }));
-    // dns-packet cannot even encode 300.1.1.1 as four bytes faithfully; whatever arrives must be a valid IPv4 or a failure.
+    // An A record whose data is cut to 2 bytes (RDLENGTH 2, last in the message):
+    // dns-packet reads past the end and yields "1.2.undefined.undefined".
+    const short = (b: Buffer) => {
+      const cut = Buffer.from(b.subarray(0, b.length - 2));
+      cut.writeUInt16BE(2, cut.length - 4);
+      return cut;
+    };
+    const dns = await start((q) => ({ answers: [A(q.name, '1.2.3.4')], mangle: short }));
     const r = await resolveDomain(opts([dns], { ipv6: false }), 'odd.example.com', false);
-    if (r.v4.ok) for (const a of r.v4.addresses) expect(a.ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
-    else expect(r.v4.kind).toBe('malformed');
+    expect(r.v4).toMatchObject({ ok: false, kind: 'malformed', detail: 'bad A record data "1.2.undefined.undefined"' });
   });
 
   it('drops rebinding answers (private, metadata, loopback, mapped) with a reason, unless allowPrivate', async () => {

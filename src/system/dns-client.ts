@@ -2,39 +2,11 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import * as packet from 'dns-packet';
+import { parseIp } from '../net/ip.js';
 
-export type RecordType = 'A' | 'AAAA';
+import { QueryError, type Answer, type QueryFn, type QueryResult, type RecordType, type Server } from '../resolve/query.js';
 
-export interface Answer {
-  name: string;
-  type: string;
-  ttl: number;
-  data: string;
-}
-
-export interface QueryResult {
-  rcode: 'NOERROR' | 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED' | string;
-  answers: Answer[];
-}
-
-export type QueryFailure = 'timeout' | 'malformed' | 'network';
-
-export class QueryError extends Error {
-  constructor(
-    readonly kind: QueryFailure,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export interface Server {
-  host: string;
-  port: number;
-}
-
-/** One question to one server: UDP first, TCP when the answer is truncated. */
-export type QueryFn = (server: Server, name: string, type: RecordType, timeoutMs: number) => Promise<QueryResult>;
+export { QueryError, type Answer, type QueryFn, type QueryResult, type RecordType, type Server };
 
 function buildQuery(id: number, name: string, type: RecordType): Buffer {
   return packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });
@@ -42,18 +14,26 @@ function buildQuery(id: number, name: string, type: RecordType): Buffer {
 
 const lower = (s: string) => s.toLowerCase().replace(/\.$/, '');
 
-/** Decode and check that the answer belongs to our question (id, name, type). */
-function decodeAnswer(buf: Buffer, id: number, name: string, type: RecordType): packet.Packet {
-  let p: packet.Packet;
+/** Decode; null when the bytes are not a DNS message. */
+function tryDecode(buf: Buffer): packet.Packet | null {
   try {
-    p = packet.decode(buf);
-  } catch (e) {
-    throw new QueryError('malformed', `malformed answer: ${(e as Error).message}`);
+    return packet.decode(buf);
+  } catch {
+    return null;
   }
+}
+
+/** Does this message answer our question (response, id, one question with our name, type and class)? */
+function matches(p: packet.Packet, id: number, name: string, type: RecordType): boolean {
   const q = p.questions?.[0];
-  if (p.type !== 'response' || p.id !== id || !q || lower(q.name) !== lower(name) || q.type !== type) {
-    throw new QueryError('malformed', 'answer does not match the question (id, name or type)');
-  }
+  return p.type === 'response' && p.id === id && p.questions?.length === 1 && !!q && lower(q.name) === lower(name) && q.type === type && (q.class ?? 'IN') === 'IN';
+}
+
+/** TCP: the connection is the server's, so a bad message is the server's answer: fail at once. */
+function decodeAnswer(buf: Buffer, id: number, name: string, type: RecordType): packet.Packet {
+  const p = tryDecode(buf);
+  if (!p) throw new QueryError('malformed', 'malformed answer (not a DNS message)');
+  if (!matches(p, id, name, type)) throw new QueryError('malformed', 'answer does not match the question (id, name or type)');
   return p;
 }
 
@@ -69,30 +49,47 @@ function toResult(p: packet.Packet): QueryResult {
   return { rcode: (p as { rcode?: string }).rcode ?? 'NOERROR', answers };
 }
 
+/**
+ * UDP: anyone can send us a datagram. The socket is connected to the server, so
+ * the kernel drops datagrams from any other address or port, and the source is
+ * checked again here. Datagrams that do not decode or do not match our question
+ * are ignored until the timeout: one stray packet must not abort the lookup, and
+ * a forged one must not be taken.
+ */
 function udpQuery(server: Server, name: string, type: RecordType, timeoutMs: number): Promise<packet.Packet> {
   const id = randomInt(0, 0x10000);
   const msg = buildQuery(id, name, type);
+  const serverIp = parseIp(server.host)?.text ?? server.host;
   const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
+  let garbage = 0;
+  let mismatched = 0;
   return new Promise<packet.Packet>((resolve, reject) => {
+    let finished = false;
     const done = (err: Error | null, p?: packet.Packet) => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       socket.close();
       if (err) reject(err);
       else resolve(p!);
     };
-    const timer = setTimeout(() => done(new QueryError('timeout', `no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => {
+      const ignored = garbage + mismatched;
+      const note = ignored ? `; ignored ${ignored} datagram${ignored === 1 ? '' : 's'} that ${garbage ? 'did not decode' : ''}${garbage && mismatched ? ' or ' : ''}${mismatched ? 'did not match the question' : ''}` : '';
+      // Only undecodable bytes from the server: say so (a broken server, not a silent one).
+      done(new QueryError(garbage ? 'malformed' : 'timeout', `no answer within ${timeoutMs} ms${note}`));
+    }, timeoutMs);
     socket.on('error', (e) => done(new QueryError('network', e.message)));
     socket.on('message', (buf, rinfo) => {
-      // Ignore stray datagrams (spoofing, late answers); wait for ours until the timeout.
-      if (rinfo.port !== server.port) return;
-      try {
-        done(null, decodeAnswer(buf, id, name, type));
-      } catch (e) {
-        if (e instanceof QueryError && e.message.startsWith('answer does not match')) return;
-        done(e as Error);
-      }
+      if (rinfo.port !== server.port || (parseIp(rinfo.address)?.text ?? rinfo.address) !== serverIp) return;
+      const p = tryDecode(buf);
+      if (!p) garbage++;
+      else if (!matches(p, id, name, type)) mismatched++;
+      else done(null, p);
     });
-    socket.send(msg, server.port, server.host);
+    socket.connect(server.port, server.host, () => {
+      if (!finished) socket.send(msg);
+    });
   });
 }
 

@@ -1,0 +1,105 @@
+// The orchestrators (syncOnce, runPlan, runStatus, the daemon) on the fake kernel, through the
+// same argv they spawn: verify-after-apply, the ufw-off scope and drift repair are load-bearing.
+import { EventEmitter } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import { runDaemon } from '../../src/commands/daemon.js';
+import { runPlan } from '../../src/commands/plan.js';
+import { runStatus } from '../../src/commands/status.js';
+import { syncOnce } from '../../src/commands/sync.js';
+import type { QueryFn } from '../../src/resolve/query.js';
+import type { Exec } from '../../src/system/exec.js';
+import { fakeSyncDeps, kernelExec, tempDirs } from '../support/fake-exec.js';
+import { FakeKernel } from '../support/fake-kernel.js';
+import { fixture } from '../support/files.js';
+
+const dirs = tempDirs('efw-orch-', { beforeEach, afterAll });
+
+const query: QueryFn = async (_s, name, type) => ({ rcode: 'NOERROR', answers: type === 'A' ? [{ name, type: 'A', ttl: 60, data: '203.0.113.5' }] : [] });
+
+function setup(opts: { exec?: (k: FakeKernel, real: Exec) => Exec; yaml?: string } = {}) {
+  const k = new FakeKernel();
+  k.ufw.files = { 4: fixture('before.rules'), 6: fixture('before6.rules') };
+  const { exec: real, calls } = kernelExec(k);
+  const exec = opts.exec ? opts.exec(k, real) : real;
+  const dir = dirs.current();
+  const config = path.join(dir, 'egressfw.yml');
+  writeFileSync(config, opts.yaml ?? 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
+  const { deps, out, warn } = fakeSyncDeps(k, dir, exec, query);
+  return { k, deps, calls, config, out, warn, stateDir: path.join(dir, 'state') };
+}
+
+describe('syncOnce', () => {
+  it('reads the kernel back after applying: a change that did not stick is an error, not "applied"', async () => {
+    // An nft that says yes and does nothing (another program reverted it, a kernel that ignored it).
+    const s = setup({ exec: (_k, real) => async (argv, o) => (argv[0] === 'nft' && argv[1] === '-f' ? { stdout: '', stderr: '', exitCode: 0 } : real(argv, o)) });
+    await expect(syncOnce(await loadConfig(s.config), { stateDir: s.stateDir }, s.deps)).rejects.toThrow(/reading the kernel back shows it differs from the plan[\s\S]*nft: create table inet egressfw/);
+  });
+
+  it('applies, then a second round has nothing to do', async () => {
+    const s = setup();
+    const config = await loadConfig(s.config);
+    expect((await syncOnce(config, { stateDir: s.stateDir }, s.deps)).applied.length).toBeGreaterThan(0);
+    expect((await syncOnce(config, { stateDir: s.stateDir }, s.deps)).applied).toEqual([]);
+  });
+});
+
+describe('ufw switched off after egressfw enforced: one scope for plan, sync, status and the daemon', () => {
+  async function enforcedThenUfwOff() {
+    const s = setup();
+    const config = await loadConfig(s.config);
+    await syncOnce(config, { stateDir: s.stateDir }, s.deps);
+    s.k.ufw.enabled = false;
+    s.k.nft!.rules = []; // damage while ufw is off
+    return { s, config };
+  }
+
+  it('sync repairs the containers and leaves the host to the operator', async () => {
+    const { s, config } = await enforcedThenUfwOff();
+    const from = s.calls.length;
+    const r = await syncOnce(config, { stateDir: s.stateDir }, s.deps);
+    expect(r.round.scope).toBe('containers-only');
+    expect(r.applied).toEqual([expect.stringMatching(/^nft: write chain forward/)]);
+    expect(s.calls.slice(from).filter((c) => c.startsWith('ufw'))).toEqual([]);
+    expect(r.warnings.join()).toMatch(/ufw is not active: the host is not restricted until `ufw enable`/);
+    expect(s.k.nft!.rules.length).toBeGreaterThan(0);
+  });
+
+  it('plan shows the same scope and is not blocked; status says PARTIAL and exits 3', async () => {
+    const { s } = await enforcedThenUfwOff();
+    const planExit = await runPlan({ config: s.config, stateDir: s.stateDir, json: true, detailedExitcode: true }, s.deps);
+    const doc = JSON.parse(s.out.at(-1)!);
+    expect(doc.scope).toBe('containers-only');
+    expect(doc.blockers).toEqual([]);
+    expect(planExit).toBe(3); // the chain to repair
+    s.out.length = 0;
+    expect(await runStatus({ config: s.config, stateDir: s.stateDir, json: false }, s.deps)).toBe(3);
+    expect(s.out.join('')).toMatch(/^egressfw status: DRIFT/);
+    await syncOnce(await loadConfig(s.config), { stateDir: s.stateDir }, s.deps);
+    s.out.length = 0;
+    expect(await runStatus({ config: s.config, stateDir: s.stateDir, json: false }, s.deps)).toBe(3);
+    expect(s.out.join('')).toMatch(/^egressfw status: PARTIAL/);
+  });
+
+  it('a fresh host with ufw inactive is blocked: plan --detailed-exitcode exits 1, like Terraform', async () => {
+    const s = setup();
+    s.k.ufw.enabled = false;
+    expect(await runPlan({ config: s.config, stateDir: s.stateDir, json: false, detailedExitcode: true }, s.deps)).toBe(1);
+    expect(s.out.join('')).toMatch(/`egressfw sync` would stop before any change:\n {2}- ufw is installed but not active/);
+  });
+
+  it('the daemon repairs the container damage once and then sees no drift (no endless drift-repaired)', async () => {
+    const { s } = await enforcedThenUfwOff();
+    const proc = new EventEmitter();
+    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, s.deps, proc as never);
+    const events = () => s.out.map((l) => JSON.parse(l).event as string);
+    await new Promise((r) => setTimeout(r, 4000)); // about four drift checks (every 1 s)
+    proc.emit('SIGTERM');
+    await running;
+    expect(s.k.nft!.rules.length).toBeGreaterThan(0);
+    expect(events().filter((e) => e === 'drift-repaired').length).toBeLessThanOrEqual(1);
+    expect(events()).not.toContain('error');
+  }, 15_000);
+});
