@@ -5,7 +5,7 @@ import { runSync } from './commands/sync.js';
 import { runDaemon } from './commands/daemon.js';
 import { runInstall } from './commands/install.js';
 import { runStatus } from './commands/status.js';
-import { runGate } from './commands/gate.js';
+import { GATE_NODE_FLAGS, runGate } from './commands/gate.js';
 import { NftAdmitter, readGateSets, reAddRefreshes } from './system/nft-admit.js';
 import { release } from 'node:os';
 import { Supervisor } from './system/supervise.js';
@@ -74,7 +74,7 @@ function program(): Command {
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields)}\n`);
       const gate = new Supervisor({
-        argv: [process.execPath, fileURLToPath(import.meta.url), 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
+        argv: [process.execPath, ...GATE_NODE_FLAGS, fileURLToPath(import.meta.url), 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
         onLine: (line) => out(`${line}\n`),
         onEvent: log,
       });

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Lab } from '../../test/lab/lab.js';
 import { NftAdmitter } from '../../src/system/nft-admit.js';
+import { GATE_NODE_FLAGS } from '../../src/commands/gate.js';
 import { BENCH_DNS, type BenchDns } from './dns.js';
 import { nameOf, ZONE } from './allowlist.js';
 import { alive, killPid, must, progress, run, sleep, spawnLogged } from './util.js';
@@ -58,7 +59,7 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
   const config = path.join(dir, 'egressfw.yml');
   fs.writeFileSync(config, `allow:\n  - domain: "*.${ZONE}"\n    ports: [443]\ndns:\n  servers: [${BENCH_DNS}]\n  timeout: 2s\n  gate:\n    enabled: true\n    listen: [127.0.0.1]\n    port: ${GATE_PORT}\n`);
   // NODE_OPTIONS as the systemd unit sets it for the daemon (the gate inherits it)
-  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
+  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
   const dnsmasq = spawnLogged(host([
     'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--group=root',
     `--server=${BENCH_DNS}`, '--cache-size=30000', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${DNSMASQ_PORT}`,
@@ -160,7 +161,7 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
     `### DNS gate, side by side with dnsmasq`,
     '',
     `Both on loopback in the Docker host's namespace, both forwarding to the bench resolver (dnsmasq, TTL 3600 s) in the internet namespace; ` +
-      `dnsmasq \`--cache-size=30000\`, the gate with one \`*.${ZONE}\` entry and NODE_OPTIONS=${NODE_OPTIONS} (as the systemd unit runs it); load from dnsperf (${g.versions.dnsperf}). ` +
+      `dnsmasq \`--cache-size=30000\`, the gate with one \`*.${ZONE}\` entry NODE_OPTIONS=${NODE_OPTIONS} and ${GATE_NODE_FLAGS.join(' ')} (as the daemon runs it); load from dnsperf (${g.versions.dnsperf}). ` +
       'The gate writes one JSON line per query to stdout and to gate.log during all of it.',
     '',
     table(
@@ -180,7 +181,7 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
       ['way', 'p50', 'p99'],
       [
         [`spawn \`nft -f -\` per answer (${g.writer.spawn.n})`, ms(g.writer.spawn.p50), ms(g.writer.spawn.p99)],
-        [`one long-lived \`nft -e -i\`, a line per answer (${g.writer.persistent.n}; what the gate uses)`, ms(g.writer.persistent.p50), ms(g.writer.persistent.p99)],
+        [`one long-lived \`nft -i\`, a line + ack per answer (${g.writer.persistent.n}; what the gate uses)`, ms(g.writer.persistent.p50), ms(g.writer.persistent.p99)],
       ],
     ),
     '',
