@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { startLab, type Lab } from '../test/lab/lab.js';
 import { BenchDns } from './bench/dns.js';
 import { daemonSection, type DaemonResult } from './bench/daemon.js';
+import { gateSection, type GateResult } from './bench/gate.js';
 import { dockerSkeleton } from './bench/kernel.js';
 import { packetPath, type PacketResult } from './bench/packet.js';
 import { renderReport, type Machine } from './bench/report.js';
@@ -25,7 +26,7 @@ const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const SECTIONS = ['sync', 'packet', 'daemon', 'startup'];
+const SECTIONS = ['sync', 'packet', 'daemon', 'startup', 'gate'];
 const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : SECTIONS.join(',');
 const only = new Set(onlyArg.split(','));
 const write = !args.includes('--no-write') && !quick && SECTIONS.every((s) => only.has(s));
@@ -33,7 +34,7 @@ const write = !args.includes('--no-write') && !quick && SECTIONS.every((s) => on
 async function preflight(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root (sudo npm run bench)');
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: \`npm run build\` first (npm run bench does it)`);
-  const need = ['gcc', 'strace', 'dnsmasq', 'ufw', 'ipset', 'iptables-restore', 'busybox', 'unshare', 'nsenter'];
+  const need = ['gcc', 'strace', 'dnsmasq', 'dnsperf', 'nft', 'ufw', 'ipset', 'iptables-restore', 'busybox', 'unshare', 'nsenter'];
   const missing: string[] = [];
   for (const t of need) if ((await run(['sh', '-c', `command -v ${t}`])).exitCode !== 0) missing.push(t);
   if (!fs.existsSync('/usr/bin/time')) missing.push('/usr/bin/time');
@@ -84,6 +85,7 @@ async function main(): Promise<void> {
   let daemon: DaemonResult | undefined;
   let packet: PacketResult | undefined;
   let startup: StartupResult | undefined;
+  let gate: GateResult | undefined;
 
   if (only.has('sync') || only.has('daemon') || only.has('startup')) {
     const sizes = only.has('sync') ? (quick ? [10, 100, 1000] : [10, 100, 1000, 5000]) : [1000];
@@ -138,10 +140,25 @@ async function main(): Promise<void> {
     }
   }
 
+  if (only.has('gate')) {
+    let lab: Lab | undefined;
+    try {
+      lab = await startLab({ docker: false });
+      progress(`lab ${lab.id} up (DNS gate)`);
+      const names = 10_000;
+      const dns = new BenchDns(lab, names);
+      await dns.start(3600);
+      gate = await gateSection(lab, CLI, dns, { names, rateSeconds: quick ? 3 : 8, rounds: quick ? 1 : 3, latencySeconds: quick ? 3 : 8, writerN: quick ? 50 : 300 });
+      await dns.stop();
+    } finally {
+      await lab?.stop();
+    }
+  }
+
   m.loadEnd = os.loadavg();
   const left = await leftovers();
   const totalSec = (Date.now() - t0) / 1000;
-  const report = renderReport({ machine: m, sync, packet, daemon, startup, totalSec, quick, leftovers: left });
+  const report = renderReport({ machine: m, sync, packet, daemon, startup, gate, totalSec, quick, leftovers: left });
   process.stdout.write(`${report.tables}\n`);
   if (write) {
     fs.mkdirSync(path.dirname(DOC), { recursive: true });

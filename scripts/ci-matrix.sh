@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test matrix .ci/run runs (as root; Debian 12 with scripts/install-deps.sh done):
 #   1. the whole suite (unit + every lab file) on Docker 20.10, the machine's own;
-#   2. the sync and lifecycle lab suites on each newer engine (default: 26.1 28.5 28.5-nft).
+#   2. the sync, lifecycle and DNS gate lab suites on each newer engine (default: 26.1 28.5 28.5-nft).
 #
 #   scripts/ci-matrix.sh                      # everything
 #   scripts/ci-matrix.sh --skip-full 28.5     # only the matrix part, only on 28.5
@@ -25,7 +25,7 @@ for a in "$@"; do
   esac
 done
 if [ "${#versions[@]}" -eq 0 ]; then read -r -a versions <<< "${EFW_CI_DOCKER-26.1 28.5 28.5-nft}"; fi
-MATRIX_SUITES=(test/lab/sync.test.ts test/lab/lifecycle.test.ts)
+MATRIX_SUITES=(test/lab/sync.test.ts test/lab/lifecycle.test.ts test/lab/gate.test.ts)
 LOCK=/var/tmp/efw-labrun.lock
 logs="${EFW_MATRIX_LOGS:-$(mktemp -d /var/tmp/efw-ci-matrix-XXXXXX)}"
 mkdir -p "$logs"

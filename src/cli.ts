@@ -53,7 +53,15 @@ function program(): Command {
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       const [{ runDaemon }, d] = await Promise.all([import('./commands/daemon.js'), deps()]);
-      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps());
+      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(o, cliFile()));
+    });
+  p.command('gate', { hidden: true })
+    .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')
+    .addOption(configOption())
+    .addOption(stateDirOption())
+    .action(async (o: { config: string; stateDir: string }) => {
+      const [{ runGate }, d] = await Promise.all([import('./commands/gate.js'), deps()]);
+      process.exitCode = await runGate(o, await d.gateDeps(), process);
     });
   p.command('status')
     .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')
@@ -62,7 +70,7 @@ function program(): Command {
     .option('--json', 'print one machine-readable JSON document', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       const [{ runStatus }, d] = await Promise.all([import('./commands/status.js'), deps()]);
-      process.exitCode = await runStatus(o, d.planDeps());
+      process.exitCode = await runStatus(o, d.statusDeps());
     });
 
   p.command('install')
@@ -72,8 +80,9 @@ function program(): Command {
     .option('--cron', 'write /etc/cron.d/egressfw', false)
     .option('--systemd', 'write and enable egressfw.service (daemon) and egressfw-boot.service (fail closed at boot)', false)
     .option('--remove', 'remove the cron file and units egressfw wrote', false)
+    .option('--docker-dns', "DNS gate: set daemon.json `dns` so Docker's embedded resolver asks from the containers' side (Docker 27+; restart Docker after); undone by uninstall", false)
     .option('--dry-run', 'print the files, write nothing', false)
-    .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dryRun: boolean }) => {
+    .action(async (o: { config: string; stateDir: string; cron: boolean; systemd: boolean; remove: boolean; dockerDns: boolean; dryRun: boolean }) => {
       const [{ runInstall }, d] = await Promise.all([import('./commands/install.js'), deps()]);
       process.exitCode = await runInstall(o, await d.installDeps(cliFile(), process.argv[1]));
     });

@@ -13,6 +13,12 @@ import { dockerClient } from './system/docker.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { removeStateFiles, setAsideDamaged } from './system/state.js';
+import { release } from 'node:os';
+import type { GateDeps } from './commands/gate.js';
+import { probeGate } from './gate/probe.js';
+import { formatLog } from './schedule/daemon.js';
+import { readGateLogs } from './system/gate-log.js';
+import { Supervisor } from './system/supervise.js';
 import { acquireLock } from './system/lock.js';
 import { observe, type Wanted } from './system/observe.js';
 
@@ -83,6 +89,47 @@ export function proxyDeps(out_: string): ProxyDeps {
   return {
     ...confinedFiles(path.resolve(process.cwd(), out_)),
     cwd: process.cwd(),
+    out,
+    warn,
+  };
+}
+
+/** status: the plan deps plus how to look at the DNS gate. */
+export function statusDeps() {
+  return {
+    ...planDeps(),
+    gate: {
+      readText,
+      probe: (port: number) => probeGate(port),
+      dockerVersion: () => dockerClient().engine().then((e) => e.version, () => null),
+      readLogs: (dir: string) => readGateLogs(dir),
+      nowMs: Date.now,
+    },
+  };
+}
+
+/** The daemon runs the gate as a supervised child: this CLI again, `gate`, with the gate's node flags. */
+export async function gateSupervisor(o: { config: string; stateDir: string; json: boolean }, self: string) {
+  // The gate's modules load only where they run (the daemon, the gate): not on every sync.
+  const { GATE_NODE_FLAGS } = await import('./commands/gate.js');
+  const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields)}\n`);
+  return new Supervisor({
+    argv: [process.execPath, ...GATE_NODE_FLAGS, self, 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
+    onLine: (line) => out(`${line}\n`),
+    onEvent: log,
+  });
+}
+
+export async function gateDeps(): Promise<GateDeps> {
+  const { NftAdmitter, readGateSets, reAddRefreshes } = await import('./system/nft-admit.js');
+  return {
+    query,
+    readText,
+    writeFileAtomic,
+    admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
+    ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets() }),
+    containers: () => dockerClient().containers(),
+    isRoot,
     out,
     warn,
   };

@@ -1,4 +1,5 @@
 // Tables for the terminal and docs/benchmarks.md, from the sections' raw results.
+import { gateTables, type GateResult } from './gate.js';
 import { uniqueIps } from './allowlist.js';
 import type { DaemonResult } from './daemon.js';
 import type { PacketResult, ScenarioResult } from './packet.js';
@@ -27,6 +28,7 @@ export interface ReportInput {
   packet: PacketResult | undefined;
   daemon: DaemonResult | undefined;
   startup?: StartupResult | undefined;
+  gate?: GateResult | undefined;
   totalSec: number;
   quick: boolean;
   leftovers: string[];
@@ -357,6 +359,7 @@ export function renderReport(input: ReportInput): { tables: string; markdown: st
     [input.packet, packetTables],
     [input.daemon, daemonTables],
     [input.startup, startupTables],
+    [input.gate, (g: GateResult) => gateTables(g, table)],
   ] as const) {
     if (!r) continue;
     const out = (f as (x: typeof r) => { text: string[]; targets: Target[] })(r);

@@ -15,6 +15,15 @@ export interface DaemonOptions {
   json: boolean;
 }
 
+/** The DNS gate child (src/system/supervise.ts in production): started when dns.gate.enabled, restarted when it exits. */
+export interface GateControl {
+  start(): void;
+  /** SIGHUP to the gate: it re-reads the config */
+  signal(sig: 'SIGHUP'): void;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 export interface DaemonProcess {
   on(signal: 'SIGHUP' | 'SIGTERM' | 'SIGINT', fn: () => void): void;
 }
@@ -31,7 +40,7 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
   const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
@@ -65,7 +74,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log('stopping', { signal });
-      void daemon.stop().then(() => {
+      void Promise.all([daemon.stop(), gate?.stop()]).then(() => {
         log('stopped');
         resolve();
       });
@@ -76,7 +85,15 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   proc.on('SIGHUP', () => {
     loadConfig(opts.config).then(
       (c) => {
+        const was = config.dns.gate;
         config = c;
+        if (gate) {
+          const now = c.dns.gate;
+          if (!now.enabled) void gate.stop();
+          else if (!was.enabled) gate.start();
+          else if (now.port !== was.port || now.listen.join() !== was.listen.join()) void gate.restart();
+          else gate.signal('SIGHUP');
+        }
         daemon.reschedule(scheduleOf(c));
         log('config-reloaded', { domains: c.domains.length });
       },
@@ -84,10 +101,14 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
     );
   });
 
-  log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length });
+  log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
   const stopAudit = audit ? startAuditLoop(auditLoopDeps(opts.stateDir, audit, log)) : async () => {};
+  if (config.dns.gate.enabled) {
+    if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
+    gate.start();
+  }
   await stopped;
   await stopAudit();
   return 0;

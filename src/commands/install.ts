@@ -1,6 +1,7 @@
 import { access, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, parseResolvConf } from '../config/load.js';
+import { DAEMON_JSON, DAEMON_JSON_BACKUP, planDockerDns, undoDockerDns } from '../gate/docker-dns.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { BOOT_FILE, CRON_FILE, HEADER, PACKAGE_HEADER, PACKAGE_UNIT_DIR, renderBootService, renderCron, renderService, SERVICE_FILE, unsafePath, type InstallPaths } from '../schedule/units.js';
 import type { Exec } from '../system/exec.js';
@@ -12,6 +13,8 @@ export interface InstallOptions {
   systemd: boolean;
   remove: boolean;
   dryRun: boolean;
+  /** point Docker's embedded resolver at the upstream servers from the containers' side (DNS gate) */
+  dockerDns?: boolean;
 }
 
 export interface InstallDeps {
@@ -25,6 +28,43 @@ export interface InstallDeps {
   node?: string;
   cli: string;
   out: (text: string) => void;
+}
+
+/**
+ * `install --docker-dns`: daemon.json `dns` so Docker 27+ asks upstream from
+ * the containers' namespaces, where the gate's redirect catches it (see
+ * src/gate/docker-dns.ts). Exit 0 "nothing to change" when already so.
+ */
+async function installDockerDns(opts: InstallOptions, deps: InstallDeps): Promise<number> {
+  const config = await loadConfig(path.resolve(opts.config));
+  const upstream = config.dns.servers ?? parseResolvConf((await deps.readText('/etc/resolv.conf')) ?? '');
+  const plan = planDockerDns(await deps.readText(DAEMON_JSON), upstream);
+  if (plan.action === 'error') throw new PreconditionError(plan.message);
+  if (plan.action === 'nothing') {
+    deps.out(`${plan.message}\n`);
+    return 0;
+  }
+  if (opts.dryRun) {
+    deps.out(`--- ${DAEMON_JSON}\n${plan.text}`);
+    return 0;
+  }
+  // The first backup is the pristine original (a second install after an uninstall makes a new one).
+  if ((await deps.readText(DAEMON_JSON_BACKUP)) === null) await deps.writeFileAtomic(DAEMON_JSON_BACKUP, plan.backup);
+  await deps.writeFileAtomic(DAEMON_JSON, plan.text);
+  deps.out(`${plan.message}\n`);
+  return 0;
+}
+
+/** Undo `install --docker-dns` (uninstall). Returns what it did (or would do), or null when there is nothing to undo. */
+export async function removeDockerDns(deps: Pick<InstallDeps, 'readText' | 'writeFileAtomic'>, dryRun: boolean): Promise<string | null> {
+  const undo = undoDockerDns(await deps.readText(DAEMON_JSON), await deps.readText(DAEMON_JSON_BACKUP));
+  if (!undo) return null;
+  if (!dryRun) {
+    if (undo.text === null) await unlink(DAEMON_JSON).catch(() => {});
+    else await deps.writeFileAtomic(DAEMON_JSON, undo.text);
+    await unlink(DAEMON_JSON_BACKUP);
+  }
+  return `${undo.text === null ? 'remove' : 'restore `dns` in'} ${DAEMON_JSON} (restart Docker afterwards)`;
 }
 
 export const exists = (f: string) => access(f).then(() => true, () => false);
@@ -64,9 +104,10 @@ export async function removeInstalled(deps: InstallDeps, dryRun: boolean): Promi
 
 /** `egressfw install --cron | --systemd [--dry-run] | --remove`. */
 export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promise<number> {
-  const modes = [opts.cron, opts.systemd, opts.remove].filter(Boolean).length;
-  if (modes !== 1) throw new UsageError('choose one of --cron, --systemd or --remove');
+  const modes = [opts.cron, opts.systemd, opts.remove, opts.dockerDns].filter(Boolean).length;
+  if (modes !== 1) throw new UsageError('choose one of --cron, --systemd, --docker-dns or --remove');
   if (!deps.isRoot && !opts.dryRun) throw new PreconditionError('install writes to /etc and needs root: run `sudo egressfw install ...` (or add --dry-run to see the files)');
+  if (opts.dockerDns) return installDockerDns(opts, deps);
 
   if (opts.remove) {
     const done = await removeInstalled(deps, opts.dryRun);

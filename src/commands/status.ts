@@ -5,6 +5,7 @@ import { FAMILIES, NFT } from '../plan/names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
+import { gateStatus, type GateStatusDeps } from './gate-status.js';
 import { coverageText } from '../plan/coverage.js';
 import { UFW_INACTIVE } from '../plan/diff.js';
 import { printable } from '../text.js';
@@ -21,7 +22,7 @@ const ago = (sec: number) => (sec < 120 ? `${Math.round(sec)}s` : sec < 7200 ? `
  * `egressfw status`: what is enforced now, read from the kernel, against the
  * saved state (no DNS, writes nothing). Exit 0 enforced as planned, 3 drift.
  */
-export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<number> {
+export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: GateStatusDeps }): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('status reads the firewall and needs root: run `sudo egressfw status`');
   const config = await loadConfig(opts.config);
   const now = deps.now();
@@ -52,11 +53,13 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       ips: Object.entries(s?.ips ?? {}).map(([ip, i]) => ({ ip, firstSeen: i.firstSeen, lastSeen: i.lastSeen, keptUntil: i.lastSeen + Math.max(i.ttl, config.staleGrace), refreshDue: i.lastSeen + i.ttl })),
     };
   });
+  const gate = deps.gate ? await gateStatus(config, opts.stateDir, deps.gate) : null;
   const doc = {
     enforced: installed && drift.length === 0 && round.plan.blockers.length === 0 && round.scope === 'full' && round.coverage.notEnforced.length === 0,
     scope: round.scope,
     docker: round.coverage.docker,
     coverage: round.coverage,
+    gate: gate?.doc ?? null,
     lastSync: state.lastSync ?? null,
     mode: config.mode,
     sets: { v4: observed.sets[4].entries.length, v6: observed.sets[6].entries.length },
@@ -97,9 +100,11 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps): Promise<nu
       out.push(`  ${printable(d.name)}  ${printable(d.status)}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
       for (const i of d.ips) out.push(`    ${printable(i.ip)}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
     }
+    if (gate) out.push(...gate.lines);
     if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${printable(d)}`));
     for (const w of doc.warnings) out.push(`warning: ${printable(w)}`);
     deps.out(`${out.join('\n')}\n`);
   }
-  return doc.enforced ? 0 : 3;
+  // A gate that does not answer (containers cannot resolve) or that Docker goes around needs attention: 3.
+  return doc.enforced && (gate?.healthy ?? true) ? 0 : 3;
 }

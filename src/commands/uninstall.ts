@@ -6,7 +6,7 @@ import { planUninstall } from '../plan/uninstall.js';
 import type { State } from '../resolve/merge.js';
 import { parseState, recoverOriginal, STATE_FILES, stateFile, type StateDirCleanup } from '../system/state.js';
 import type { SyncDeps } from './sync.js';
-import { removeInstalled, type InstallDeps } from './install.js';
+import { removeDockerDns, removeInstalled, type InstallDeps } from './install.js';
 
 export interface UninstallOptions {
   stateDir: string;
@@ -55,11 +55,12 @@ export async function runUninstall(opts: UninstallOptions, deps: UninstallDeps, 
     if (!observed.readable) throw new PreconditionError(`cannot read the firewall (missing: ${missingTools.join(', ')}); install them and retry. Nothing was changed.`);
     const plan = planUninstall(observed, original);
     const units = await removeInstalled(install, true);
+    const dockerDns = await removeDockerDns(install, true);
     const stateSteps = [
       ...stateDir.removed.map((f) => `remove ${f}`),
       ...(stateDir.dirRemoved ? [`remove the directory ${opts.stateDir} (empty then)`] : []),
     ];
-    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...stateSteps];
+    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...(dockerDns ? [dockerDns] : []), ...stateSteps];
     const leftNote = stateDir.removed.length && stateDir.left.length
       ? `left ${opts.stateDir} in place: it holds files egressfw did not write: ${stateDir.left.slice(0, 10).join(', ')}${stateDir.left.length > 10 ? `, ... (${stateDir.left.length} in all)` : ''}\n`
       : '';
@@ -80,6 +81,7 @@ export async function runUninstall(opts: UninstallOptions, deps: UninstallDeps, 
     for (const f of [4, 6] as Family[]) if (plan.iptablesAfterUfw[f]) await run([RESTORE[f], '--noflush'], plan.iptablesAfterUfw[f]!);
     for (const s of plan.ipsetDestroy) await run(['ipset', 'destroy', s]);
     await removeInstalled(install, false);
+    await removeDockerDns(install, false);
     // Backups of the ufw files are ours too; the block is out, so the files are as before.
     for (const f of [4, 6] as Family[]) await deps.removeFile(`${UFW_FILE[f]}.egressfw-backup`);
     await deps.removeStateFiles(opts.stateDir, false);

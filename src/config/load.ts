@@ -25,8 +25,19 @@ export interface CidrRule {
   family: Family;
   ports: Port[];
 }
+export interface GateConfig {
+  enabled: boolean;
+  listen: string[];
+  port: number;
+  cacheSize: number;
+  logMaxBytes: number;
+  logFiles: number;
+}
 export interface Config {
+  /** exact names (resolved by sync, and answered by the DNS gate) */
   domains: DomainRule[];
+  /** "*.example.com" entries: any name below example.com; answered only by the DNS gate (name keeps the "*.") */
+  wildcards: DomainRule[];
   cidrs: CidrRule[];
   dns: {
     /** undefined: use the nameservers of /etc/resolv.conf */
@@ -37,6 +48,7 @@ export interface Config {
     concurrency: number;
     minTtl: number;
     maxTtl: number;
+    gate: GateConfig;
     /** addresses kept per name and family (at most 256) */
     maxAddresses: number;
     /** overall time for one name, all queries included */
@@ -106,11 +118,19 @@ export function parseConfig(text: string, file: string): Config {
 
   // Duplicates merge: the same name (or network) listed twice allows the union of its ports.
   const domains = new Map<string, DomainRule>();
+  const wildcards = new Map<string, DomainRule>();
   const cidrs = new Map<string, CidrRule>();
-  for (const e of raw.allow) {
+  const wildcardProblems: string[] = [];
+  for (const [i, e] of raw.allow.entries()) {
+    if (e.domain?.startsWith('*.') && !raw.dns.gate.enabled) {
+      wildcardProblems.push(
+        `allow[${i}].domain: "${e.domain}" is a wildcard: it needs the DNS gate (set \`dns.gate.enabled: true\`, see docs/dns-gate.md), since an IP firewall alone has no list of IPs for it; or list each name, or use \`egressfw proxy --mode sni\``,
+      );
+    }
     if (e.domain !== undefined) {
-      const prev = domains.get(e.domain);
-      domains.set(e.domain, {
+      const into = e.domain.startsWith('*.') ? wildcards : domains;
+      const prev = into.get(e.domain);
+      into.set(e.domain, {
         name: e.domain,
         ports: sortPorts([...(prev?.ports ?? []), ...e.ports]),
         allowPrivate: (prev?.allowPrivate ?? false) || e.allowPrivate,
@@ -120,6 +140,11 @@ export function parseConfig(text: string, file: string): Config {
       cidrs.set(e.cidr, { cidr: e.cidr, family: parseCidr(e.cidr)!.family, ports: sortPorts([...(prev?.ports ?? []), ...e.ports]) });
     }
   }
+  if (raw.dns.gate.enabled && !raw.containers.enabled) {
+    wildcardProblems.push('dns.gate.enabled: the DNS gate judges containers\' DNS in egressfw\'s nft table, which containers.enabled: false turns off; enable both or neither');
+  }
+  if (wildcardProblems.length > 0) throw new ConfigError(file, wildcardProblems);
+  const byName = (a: DomainRule, b: DomainRule) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
     warnings: [
       ...configWarnings(raw.allow),
@@ -127,7 +152,8 @@ export function parseConfig(text: string, file: string): Config {
         ? ['containers.bridges is no longer used: egressfw now judges every forwarded connection, whatever the bridge is called; remove the key (use containers.exemptFrom for interfaces you route for, such as a VPN)']
         : []),
     ],
-    domains: [...domains.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    domains: [...domains.values()].sort(byName),
+    wildcards: [...wildcards.values()].sort(byName),
     cidrs: [...cidrs.values()].sort((a, b) => compareIp(a.cidr, b.cidr)),
     dns: {
       servers: raw.dns.servers ? [...new Set(raw.dns.servers)] : undefined,
@@ -137,6 +163,7 @@ export function parseConfig(text: string, file: string): Config {
       concurrency: raw.dns.concurrency,
       minTtl: raw.dns.minTtl,
       maxTtl: raw.dns.maxTtl,
+      gate: { ...raw.dns.gate, listen: [...new Set(raw.dns.gate.listen)] },
       maxAddresses: raw.dns.maxAddresses,
       deadlineMs: Math.round((raw.dns.deadline ?? Math.max(DEFAULT_DEADLINE_MS / 1000, raw.dns.timeout)) * 1000),
     },

@@ -14,7 +14,7 @@ export function checkDomain(raw: string): NameCheck {
     return {
       ok: false,
       problem:
-        'wildcards cannot be enforced by an IP firewall (there is no list of IPs to allow); list each name, or use the SNI proxy mode (`egressfw proxy --mode sni`)',
+        'a wildcard must be a whole leading label, like "*.example.com" (it then needs the DNS gate, `dns.gate.enabled: true`); or list each name, or use the SNI proxy mode (`egressfw proxy --mode sni`)',
     };
   }
   if (/[\s'"`$;&|<>\\(){}\[\]!#,=]/.test(raw) || raw.startsWith('-')) {

@@ -33,8 +33,9 @@ const port = z.union([z.number(), z.string()]).transform((v, ctx): Port => {
   return { port: n, proto: (m[2] as Proto | undefined) ?? 'tcp' };
 });
 
+/** An exact name, or "*.example.com" (any name below example.com; only with the DNS gate, checked in load.ts). */
 const domain = z.string().transform((v, ctx) => {
-  const r = checkDomain(v);
+  const r = v.trim().startsWith('*.') ? checkWildcard(v) : checkDomain(v);
   if (!r.ok) {
     ctx.addIssue({ code: 'custom', message: r.problem });
     return z.NEVER;
@@ -170,6 +171,37 @@ export const configSchema = z
         deadline: duration('dns.deadline').optional(),
         /** port of the DNS servers (53; tests and local resolvers may differ) */
         port: z.number().int().min(1).max(65535).default(53),
+        /** the DNS gate (`egressfw daemon`): containers resolve only allowed names; see docs/dns-gate.md */
+        gate: z
+          .object({
+            enabled: z.boolean().default(false),
+            /**
+             * Where the gate listens. Containers never address it directly: their DNS (port 53, any
+             * destination) is redirected to this port on the address of the bridge it arrives on, so
+             * the wildcard addresses are what covers every bridge, present and future.
+             */
+            listen: z.array(ip).min(1).default(['0.0.0.0', '::']),
+            port: z.number().int().min(1).max(65535).refine((n) => n !== 53, 'must not be 53 (the host may run its own resolver there; container DNS on 53 is redirected to this port)').default(5300),
+            /** answers kept (each name and type is one); the oldest go first when full */
+            cacheSize: z.number().int().min(0).max(1_000_000).default(20_000),
+            /** <state dir>/gate.log is rotated at this size (bytes; "10MB" style also accepted) */
+            logMaxBytes: z
+              .union([z.number(), z.string()])
+              .transform((v, ctx) => {
+                const m = /^([0-9]+)\s*(b|kb|mb|gb)?$/i.exec(String(v).trim());
+                const n = m ? Number(m[1]) * { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b'] : NaN;
+                if (!(n >= 64 * 1024 && n <= 1024 ** 3)) {
+                  ctx.addIssue({ code: 'custom', message: 'dns.gate.logMaxBytes must be a size from 64KB to 1GB (e.g. "10MB")' });
+                  return z.NEVER;
+                }
+                return n;
+              })
+              .default(10 * 1024 ** 2),
+            /** rotated files kept besides gate.log (gate.log.1 ... gate.log.N) */
+            logFiles: z.number().int().min(1).max(20).default(2),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

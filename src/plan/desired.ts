@@ -3,6 +3,7 @@ import { hostAuditRules, type Mode } from './audit.js';
 import type { Port } from '../config/schema.js';
 import { ipSortKey, parseCidr, sortByKey, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
+import { gateUfwRules } from './gate.js';
 import { buildNftDesired, type NftDesired } from './nft.js';
 import { CHAIN, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './names.js';
 
@@ -84,11 +85,13 @@ function hostRules(family: Family, dns: DnsServer[], mode: Mode): string[] {
  * (at boot before egressfw ran, too) and the host is closed, not open, until
  * egressfw fills the chain.
  */
-export function ufwBlock(family: Family, dns: DnsServer[]): string {
+export function ufwBlock(family: Family, dns: DnsServer[], gatePort?: number): string {
   return [
     `${BLOCK_BEGIN} (written by egressfw: change the egressfw config and run \`egressfw sync\`, not this block)`,
     `:${HOST_CHAIN} - [0:0]`,
     ...hostDnsRules(family, dns),
+    // DNS gate: containers' redirected DNS reaches it through ufw's INPUT (only redirected connections).
+    ...(gatePort !== undefined ? gateUfwRules(family, gatePort) : []),
     `-A ${UFW_OUTPUT[family]} ${comment('host')} -j ${HOST_CHAIN}`,
     BLOCK_END,
   ].join('\n');
@@ -105,6 +108,6 @@ export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsS
     sets,
     nft: config.containers.enabled ? buildNftDesired(config, sets) : null,
     hostRules: config.host.enabled ? per((f) => hostRules(f, dnsFor(f), config.mode)) : null,
-    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f))), enable: config.host.enableUfw } : null,
+    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f), config.dns.gate.enabled && config.containers.enabled ? config.dns.gate.port : undefined)), enable: config.host.enableUfw } : null,
   };
 }

@@ -14,7 +14,7 @@ export type Op =
   /** the host's record set of refused connections: created when missing, never replaced (src/plan/audit.ts) */
   | { kind: 'record-set'; family: Family; name: string }
   /** egressfw's nftables table: declare what is missing, rewrite the sets and/or the chain that differ */
-  | { kind: 'nft'; create: boolean; sets: Family[]; chain: boolean; want: NftDesired; added: Record<Family, number>; removed: Record<Family, number>; reason: string }
+  | { kind: 'nft'; create: boolean; sets: Family[]; chain: boolean; want: NftDesired; /** gate chains present but no longer wanted */ dropChains: string[]; added: Record<Family, number>; removed: Record<Family, number>; reason: string }
   | { kind: 'nft-delete' }
   /** the pre-0.2 iptables layout (EGRESSFW chain jumped to from DOCKER-USER/FORWARD): removed once the nft table enforces */
   | { kind: 'legacy'; family: Family; deleteRules: string[]; dropChain: boolean }
@@ -51,6 +51,18 @@ export const UFW_INACTIVE =
  * wait for the operator, but the containers' rules do not depend on ufw and
  * keep being enforced and repaired.
  */
+/** The DNS gate's chains are there exactly when wanted, with the wanted hook and rules. */
+function gateChainsOk(want: NftDesired, have: NonNullable<Observed['nft']>): boolean {
+  if (have.gateChains.size !== want.gate.length) return false;
+  return want.gate.every((c) => {
+    const h = have.gateChains.get(c.name);
+    return (
+      !!h && h.spec.type === c.spec.type && h.spec.hook === c.spec.hook && h.spec.prio === c.spec.prio && h.spec.policy === c.spec.policy &&
+      h.ruleComments.length === c.rules.length && c.rules.every((r, i) => h.ruleComments[i] === ruleComment(r))
+    );
+  });
+}
+
 /** Pure: what makes the nft table match: nothing, or one op. */
 function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boolean): Op[] {
   if (!want) return have ? [{ kind: 'nft-delete' }] : [];
@@ -61,7 +73,8 @@ function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boole
   const c = have?.chain;
   const chainOk =
     !!c && c.type === CHAIN_SPEC.type && c.hook === CHAIN_SPEC.hook && c.prio === CHAIN_SPEC.prio && c.policy === CHAIN_SPEC.policy &&
-    have!.ruleComments.length === want.rules.length && want.rules.every((r, i) => have!.ruleComments[i] === ruleComment(r));
+    have!.ruleComments.length === want.rules.length && want.rules.every((r, i) => have!.ruleComments[i] === ruleComment(r)) &&
+    gateChainsOk(want, have!);
   const declared = !!have && Object.keys(SET_TYPES).every((n) => have.sets.has(n));
   if (have && !sets.length && chainOk && declared) return [];
   const count = (f: Family, from: string[], minus: string[]) => {
@@ -77,6 +90,7 @@ function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boole
       sets,
       chain: !chainOk,
       want,
+      dropChains: [...(have?.gateChains.keys() ?? [])].filter((n) => !want.gate.some((c) => c.name === n)),
       added: { 4: count(4, want.sets[4], cur(4)), 6: count(6, want.sets[6], cur(6)) },
       removed: { 4: count(4, cur(4), want.sets[4]), 6: count(6, cur(6), want.sets[6]) },
       reason,

@@ -3,6 +3,7 @@ import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
 import { NFT } from './names.js';
+import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 
 /**
  * Container egress lives in egressfw's own nftables table. It hooks `forward`
@@ -26,7 +27,12 @@ export interface NftDesired {
   /** members of the static allow sets, nft element syntax: "203.0.113.7 . tcp . 443", "192.0.2.0/24 . udp . 53" */
   sets: Record<Family, string[]>;
   rules: NftRule[];
+  /** the DNS gate's base chains (src/plan/gate.ts); empty when the gate is off */
+  gate: GateChain[];
 }
+
+/** Names of every chain the gate may own: removed when the gate is turned off. */
+export const GATE_CHAINS = ['gate-dns', 'gate-input'] as const;
 
 export const SET_TYPES: Record<string, string> = {
   [NFT.allow[4]]: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
@@ -68,6 +74,8 @@ export function forwardRules(config: Config): NftRule[] {
   const exempt = config.containers.exemptFrom;
   // One rule each: a trailing "+" (iptables style) is nft's "*" wildcard.
   exempt.forEach((i, n) => rules.push({ tag: `exempt-${n}`, text: `iifname "${i.replace(/\+$/, '*')}" accept` }));
+  // DNS gate: DNS and DNS-over-TLS leave only through the gate (before any accept by destination).
+  if (config.dns.gate.enabled) rules.push(...gateForwardRules());
   const p = config.proxy;
   if (p.wildcards.length) {
     const ports = [...new Set([...p.tlsPorts, ...p.httpPorts])].sort((a, b) => a - b).join(', ');
@@ -121,7 +129,10 @@ export function withoutCovered(elements: string[]): string[] {
 }
 
 export function buildNftDesired(config: Config, ipsetSets: Record<Family, string[]>): NftDesired {
-  return { sets: { 4: withoutCovered(ipsetSets[4].map(nftElement)), 6: withoutCovered(ipsetSets[6].map(nftElement)) }, rules: forwardRules(config) };
+  const gate = config.dns.gate.enabled
+    ? [gateNatChain({ port: config.dns.gate.port, exemptInterfaces: config.containers.exemptFrom }), gateInputChain({ port: config.dns.gate.port })]
+    : [];
+  return { sets: { 4: withoutCovered(ipsetSets[4].map(nftElement)), 6: withoutCovered(ipsetSets[6].map(nftElement)) }, rules: forwardRules(config), gate };
 }
 
 const T = `inet ${NFT.table}`;
@@ -130,7 +141,7 @@ const T = `inet ${NFT.table}`;
  * One `nft -f` transaction (all or nothing): declare what is missing, then
  * rewrite what differs. Dynamic sets (gate, records) are declared, never flushed.
  */
-export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain: boolean }): string {
+export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain: boolean; dropChains?: string[] }): string {
   const lines = [`add table ${T}`];
   for (const [name, type] of Object.entries(SET_TYPES)) lines.push(`add set ${T} ${name} { ${type} }`);
   lines.push(`add chain ${T} ${NFT.chain} { ${CHAIN_DECL} }`);
@@ -142,6 +153,14 @@ export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain:
   if (what.chain) {
     lines.push(`flush chain ${T} ${NFT.chain}`);
     for (const r of want.rules) lines.push(`add rule ${T} ${NFT.chain} ${r.text} comment "${ruleComment(r)}"`);
+    // The gate's chains go with the forward chain: rewritten (or removed) together.
+    const wanted = new Set(want.gate.map((c) => c.name));
+    for (const c of want.gate) {
+      lines.push(`add chain ${T} ${c.name} { ${c.decl} }`, `flush chain ${T} ${c.name}`);
+      for (const r of c.rules) lines.push(`add rule ${T} ${c.name} ${r.text} comment "${ruleComment(r)}"`);
+    }
+    // gate turned off: its chains go (flush first: a chain with rules cannot be deleted)
+    for (const name of what.dropChains ?? []) if (!wanted.has(name)) lines.push(`flush chain ${T} ${name}`, `delete chain ${T} ${name}`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -155,6 +174,8 @@ export interface NftObserved {
   chain: { type?: string; hook?: string; prio?: number; policy?: string } | null;
   /** comments of the forward chain's rules, in order ('' for a rule without one) */
   ruleComments: string[];
+  /** the DNS gate's chains (name -> base chain spec and rule comments), when present */
+  gateChains: Map<string, { spec: { type?: string; hook?: string; prio?: number; policy?: string }; ruleComments: string[] }>;
   /** set name -> canonical members (static sets) or count (others); absent: no such set */
   sets: Map<string, string[]>;
   /** the listing itself, to put the table back if a later step of the same sync fails */
@@ -193,7 +214,8 @@ export function canonicalElement(text: string): string {
 export function parseNftList(jsonText: string): NftObserved {
   const doc = JSON.parse(jsonText) as { nftables?: Json[] };
   const items = doc.nftables ?? [];
-  const out: NftObserved = { chain: null, ruleComments: [], sets: new Map(), raw: [] };
+  const out: NftObserved = { chain: null, ruleComments: [], gateChains: new Map(), sets: new Map(), raw: [] };
+  const isGate = (name: unknown) => (GATE_CHAINS as readonly string[]).includes(String(name));
   for (const item of items) {
     if (item.metainfo) continue;
     out.raw.push(item);
@@ -203,10 +225,18 @@ export function parseNftList(jsonText: string): NftObserved {
       out.sets.set(String(s.name), elems.map(canonicalElement).sort());
     } else if (item.chain) {
       const c = item.chain as Json;
-      if (c.name === NFT.chain) out.chain = { type: c.type as string, hook: c.hook as string, prio: c.prio as number, policy: c.policy as string };
+      const spec = { type: c.type as string, hook: c.hook as string, prio: c.prio as number, policy: c.policy as string };
+      if (c.name === NFT.chain) out.chain = spec;
+      else if (isGate(c.name)) out.gateChains.set(String(c.name), { spec, ruleComments: out.gateChains.get(String(c.name))?.ruleComments ?? [] });
     } else if (item.rule) {
       const r = item.rule as Json;
-      if (r.chain === NFT.chain) out.ruleComments.push(typeof r.comment === 'string' ? r.comment : '');
+      const comment = typeof r.comment === 'string' ? r.comment : '';
+      if (r.chain === NFT.chain) out.ruleComments.push(comment);
+      else if (isGate(r.chain)) {
+        const g = out.gateChains.get(String(r.chain)) ?? { spec: {}, ruleComments: [] };
+        g.ruleComments.push(comment);
+        out.gateChains.set(String(r.chain), g);
+      }
     }
   }
   return out;
@@ -214,8 +244,8 @@ export function parseNftList(jsonText: string): NftObserved {
 
 /**
  * Pure: an nft JSON batch that puts the table back exactly as listed
- * (delete and re-create in one transaction). Elements of the dynamic sets are
- * not carried over: the gate re-adds its answers, records start again.
+ * (delete and re-create in one transaction), the gate's answers included;
+ * only the kernel's records of refused connections start again.
  */
 export function restoreBatch(raw: unknown[] | null): string {
   const table = { family: 'inet', name: NFT.table };
@@ -225,7 +255,8 @@ export function restoreBatch(raw: unknown[] | null): string {
       const [kind, body] = Object.entries(item)[0] as [string, Json];
       const copy: Json = { ...body };
       delete copy.handle;
-      if (kind === 'set' && !Object.values(STATIC_SETS).includes(String(copy.name))) delete copy.elem;
+      // The gate's answers go back with their timeouts (checked: nft takes "expires" back); records start again.
+      if (kind === 'set' && (Object.values(NFT.refused) as string[]).includes(String(copy.name))) delete copy.elem;
       cmds.push({ add: { [kind]: copy } });
     }
   }

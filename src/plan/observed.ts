@@ -77,11 +77,13 @@ export function parseUfwEnabled(ufwConf: string): boolean {
 // Any line that looks like one of our markers counts, so a stray or hand-typed one is never skipped.
 const MARKER = /^\s*#\s*(BEGIN|END)\s+EGRESSFW\b/i;
 const UFW_OUTPUT_CHAINS = new Set(Object.values(UFW_OUTPUT));
+/** the DNS gate's lines: redirected container DNS through ufw's INPUT (src/plan/gate.ts) */
+const UFW_INPUT_CHAINS = new Set(['ufw-before-input', 'ufw6-before-input']);
 /** A line egressfw writes inside its block: the chain declaration or a rule carrying our comment. */
 function ourLine(line: string): boolean {
   if (line === `:${HOST_CHAIN} - [0:0]`) return true;
   const m = /^-A (\S+) .*-m comment --comment "?egressfw[ "]/.exec(line);
-  return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never));
+  return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never) || UFW_INPUT_CHAINS.has(m[1]!));
 }
 
 /**

@@ -58,7 +58,7 @@ export function renderIptables(plan: Plan, family: Family): string | null {
 /** The `nft -f` transaction for the container table, or null. */
 export function renderNft(plan: Plan): string | null {
   for (const op of plan.ops) {
-    if (op.kind === 'nft') return renderNftScript(op.want, { sets: op.sets, chain: op.chain });
+    if (op.kind === 'nft') return renderNftScript(op.want, { sets: op.sets, chain: op.chain, dropChains: op.dropChains });
     if (op.kind === 'nft-delete') return DELETE_TABLE;
   }
   return null;
@@ -109,6 +109,8 @@ export function describeOp(op: Op): string {
         ...(op.create ? ['create table inet egressfw'] : []),
         ...op.sets.map((f) => `allow${f}: ${op.want.sets[f].length} entries (+${op.added[f]} -${op.removed[f]})`),
         ...(op.chain ? [`write chain forward (${op.want.rules.length} rules)`] : []),
+        ...(op.chain && op.want.gate.length ? [`write DNS gate chains ${op.want.gate.map((c) => c.name).join(', ')}`] : []),
+        ...(op.dropChains.length ? [`remove ${op.dropChains.join(', ')} (dns.gate off)`] : []),
       ];
       return `nft: ${what.length ? what.join('; ') : 'declare missing sets'} (${op.reason})`;
     }

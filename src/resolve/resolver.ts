@@ -210,3 +210,16 @@ export function domainStatus(r: DomainResolution): string {
   const n = fams.reduce((s, f) => s + (f.ok ? f.addresses.length : 0), 0);
   return n > 0 ? 'ok' : r.refused.length > 0 ? 'refused-private' : 'nodata';
 }
+
+/** One family of one name (the DNS gate asks per question): the addresses after the rebinding guard, or a typed failure. */
+export async function resolveOneFamily(
+  opts: ResolverOptions,
+  name: string,
+  family: Family,
+  allowPrivate: boolean,
+): Promise<{ result: FamilyResult; refused: DomainResolution['refused'] }> {
+  const refused: DomainResolution['refused'] = [];
+  const ms = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const result = await resolveFamily(opts, { at: performance.now() + ms, ms }, name, family, refused, allowPrivate);
+  return { result, refused };
+}

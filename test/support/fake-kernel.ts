@@ -10,6 +10,15 @@ interface FakeNftTable {
   sets: Map<string, Set<string>>;
   chain: { type: string; hook: string; prio: number; policy: string } | null;
   rules: { text: string; comment: string }[];
+  /** the DNS gate's base chains */
+  gate?: Map<string, { spec: { type: string; hook: string; prio: number; policy: string }; rules: { text: string; comment: string }[] }>;
+}
+
+/** `type nat hook prerouting priority dstnat - 5; policy accept;` -> spec as nft -j lists it */
+function chainSpec(decl: string): { type: string; hook: string; prio: number; policy: string } {
+  const m = /type (\S+) hook (\S+) priority (\S+)(?: ([+-]) (\d+))?; policy (\S+);/.exec(decl)!;
+  const base = { dstnat: -100, filter: 0 }[m[3]! as 'filter'] ?? Number(m[3]);
+  return { type: m[1]!, hook: m[2]!, prio: base + (m[4] === '-' ? -Number(m[5]) : Number(m[5] ?? 0)), policy: m[6]! };
 }
 
 /**
@@ -40,7 +49,12 @@ export class FakeKernel {
 
   /** `nft -f -` with the text egressfw renders; all or nothing, like the real transaction. */
   nftScript(text: string): void {
-    let t: FakeNftTable | null = this.nft && { sets: new Map([...this.nft.sets].map(([k, v]) => [k, new Set(v)])), chain: this.nft.chain, rules: [...this.nft.rules] };
+    let t: FakeNftTable | null = this.nft && {
+      sets: new Map([...this.nft.sets].map(([k, v]) => [k, new Set(v)])),
+      chain: this.nft.chain,
+      rules: [...this.nft.rules],
+      gate: new Map([...(this.nft.gate ?? [])].map(([k, v]) => [k, { spec: v.spec, rules: [...v.rules] }])),
+    };
     const need = () => {
       if (!t) throw new Error('nft: No such file or directory (table)');
       return t;
@@ -68,6 +82,19 @@ export class FakeKernel {
       } else if ((m = /^add rule inet egressfw forward (.*) comment "(.*)"$/.exec(line))) {
         if (!need().chain) throw new Error('nft: no chain');
         t!.rules.push({ text: m[1]!, comment: m[2]! });
+      } else if ((m = /^add chain inet egressfw (gate-\S+)(?: \{ (.*) \})?$/.exec(line))) {
+        const g = (need().gate ??= new Map());
+        if (!g.has(m[1]!)) g.set(m[1]!, { spec: chainSpec(m[2] ?? ''), rules: [] });
+      } else if ((m = /^flush chain inet egressfw (gate-\S+)$/.exec(line))) {
+        const c = need().gate?.get(m[1]!);
+        if (!c) throw new Error(`nft: no chain ${m[1]}`);
+        c.rules = [];
+      } else if ((m = /^delete chain inet egressfw (gate-\S+)$/.exec(line))) {
+        if (!need().gate?.delete(m[1]!)) throw new Error(`nft: no chain ${m[1]}`);
+      } else if ((m = /^add rule inet egressfw (gate-\S+) (.*) comment "(.*)"$/.exec(line))) {
+        const c = need().gate?.get(m[1]!);
+        if (!c) throw new Error(`nft: no chain ${m[1]}`);
+        c.rules.push({ text: m[2]!, comment: m[3]! });
       } else throw new Error(`nft: cannot parse ${line}`);
     }
     this.nft = t;
@@ -82,7 +109,10 @@ export class FakeKernel {
       if (verb === 'add' && kind === 'table') t ??= { sets: new Map(), chain: null, rules: [] };
       else if (verb === 'delete' && kind === 'table') t = null;
       else if (verb === 'add' && kind === 'set') t!.sets.set(String(body.name), new Set(((body.elem as string[]) ?? []).map(canonicalElement)));
+      else if (verb === 'add' && kind === 'chain' && String(body.name).startsWith('gate-'))
+        (t!.gate ??= new Map()).set(String(body.name), { spec: { type: String(body.type), hook: String(body.hook), prio: Number(body.prio), policy: String(body.policy) }, rules: [] });
       else if (verb === 'add' && kind === 'chain') t!.chain = { type: String(body.type), hook: String(body.hook), prio: Number(body.prio), policy: String(body.policy) };
+      else if (verb === 'add' && kind === 'rule' && String(body.chain).startsWith('gate-')) t!.gate!.get(String(body.chain))!.rules.push({ text: String(body.expr), comment: String(body.comment) });
       else if (verb === 'add' && kind === 'rule') t!.rules.push({ text: String(body.expr), comment: String(body.comment) });
       else throw new Error(`nft json: cannot do ${verb} ${kind}`);
     }
@@ -96,7 +126,12 @@ export class FakeKernel {
     for (const [name, s] of t.sets) raw.push({ set: { family: 'inet', table: 'egressfw', name, elem: [...s] } });
     if (t.chain) raw.push({ chain: { family: 'inet', table: 'egressfw', name: 'forward', ...t.chain } });
     for (const r of t.rules) raw.push({ rule: { family: 'inet', table: 'egressfw', chain: 'forward', expr: r.text, comment: r.comment } });
-    return { chain: t.chain ? { ...t.chain } : null, ruleComments: t.rules.map((r) => r.comment), sets: new Map([...t.sets].map(([k, v]) => [k, [...v].sort()])), raw };
+    for (const [name, c] of t.gate ?? []) {
+      raw.push({ chain: { family: 'inet', table: 'egressfw', name, ...c.spec } });
+      for (const r of c.rules) raw.push({ rule: { family: 'inet', table: 'egressfw', chain: name, expr: r.text, comment: r.comment } });
+    }
+    const gateChains = new Map([...(t.gate ?? [])].map(([k, v]) => [k, { spec: { ...v.spec }, ruleComments: v.rules.map((r) => r.comment) }]));
+    return { chain: t.chain ? { ...t.chain } : null, ruleComments: t.rules.map((r) => r.comment), gateChains, sets: new Map([...t.sets].map(([k, v]) => [k, [...v].sort()])), raw };
   }
 
   ipsetRestore(text: string): void {

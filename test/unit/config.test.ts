@@ -25,7 +25,9 @@ dns:
       { cidr: '192.0.2.0/24', family: 4, ports: [{ port: 443, proto: 'tcp' }] },
       { cidr: '2001:db8::/48', family: 6, ports: [{ port: 443, proto: 'tcp' }] },
     ]);
-    expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400, maxAddresses: 256, deadlineMs: 20000 });
+    expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400, maxAddresses: 256, deadlineMs: 20000,
+      gate: { enabled: false, listen: ['0.0.0.0', '::'], port: 5300, cacheSize: 20000, logMaxBytes: 10485760, logFiles: 2 } });
+    expect(c.wildcards).toEqual([]);
     expect(c.staleGrace).toBe(300);
     expect(c.containers).toEqual({ enabled: true, exemptFrom: [] });
     expect(c.mode).toBe('enforce');
@@ -77,8 +79,8 @@ dns:
     ]);
   });
 
-  it('refuses wildcards and points to the proxy mode', () => {
-    expect(problems('allow: [{ domain: "*.example.com" }]')[0]).toMatch(/^allow\[0\]\.domain: wildcards .*egressfw proxy --mode sni/);
+  it('refuses wildcards without the gate and points to the gate and the proxy mode', () => {
+    expect(problems('allow: [{ domain: "*.example.com" }]')[0]).toMatch(/^allow\[0\]\.domain: .*dns\.gate\.enabled: true.*egressfw proxy --mode sni/);
   });
 
   it.each([
@@ -189,5 +191,17 @@ dns:
 
   it('reads nameservers from resolv.conf', () => {
     expect(parseResolvConf('# c\nnameserver 10.255.255.53\nnameserver fe80::1%eth0\nsearch x\nnameserver 2001:db8::53\nnameserver bogus\n')).toEqual(['10.255.255.53', '2001:db8::53']);
+  });
+
+  it('wildcard entries need the DNS gate, and say so', () => {
+    expect(problems('allow:\n  - domain: ok.example.com\n  - domain: "*.example.com"\n')).toEqual([
+      'allow[1].domain: "*.example.com" is a wildcard: it needs the DNS gate (set `dns.gate.enabled: true`, see docs/dns-gate.md), since an IP firewall alone has no list of IPs for it; or list each name, or use `egressfw proxy --mode sni`',
+    ]);
+    const c = parseConfig('allow:\n  - domain: "*.Example.com."\n    ports: [80]\n  - domain: "*.example.com"\ndns:\n  gate: {enabled: true, port: 5353, logMaxBytes: 1MB}\n', 'x.yml');
+    expect(c.wildcards).toEqual([{ name: '*.example.com', allowPrivate: false, ports: [{ port: 80, proto: 'tcp' }, { port: 443, proto: 'tcp' }] }]);
+    expect(c.domains).toEqual([]);
+    expect(c.dns.gate).toMatchObject({ enabled: true, port: 5353, logMaxBytes: 1048576 });
+    expect(problems('allow:\n  - domain: "a*.example.com"\n')[0]).toMatch(/whole leading label/);
+    expect(problems('dns:\n  gate: {port: 53}\n')[0]).toMatch(/^dns\.gate\.port: must not be 53/);
   });
 });

@@ -103,3 +103,36 @@ describe('ufw switched off after egressfw enforced: one scope for plan, sync, st
     expect(events()).not.toContain('error');
   }, 15_000);
 });
+
+describe('daemon and the DNS gate', () => {
+  it('starts the gate when dns.gate.enabled, signals it on a reload, restarts it when its port moves, stops it when turned off and at exit', async () => {
+    const yaml = (gate: string) => `allow: [{ domain: "*.example.com" }]\ndns: { servers: [198.51.100.53], gate: { ${gate} } }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n`;
+    const s = setup({ yaml: yaml('enabled: true') });
+    const calls: string[] = [];
+    const gate = {
+      start: () => void calls.push('start'),
+      signal: (sig: string) => void calls.push(sig),
+      restart: async () => void calls.push('restart'),
+      stop: async () => void calls.push('stop'),
+    };
+    const proc = new EventEmitter();
+    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, s.deps, proc as never, undefined, gate);
+    const settle = () => new Promise((r) => setTimeout(r, 300));
+    await settle();
+    expect(calls).toEqual(['start']);
+    expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual(['gate-dns', 'gate-input']); // the first refresh put its chains in
+    const reload = async (text: string) => {
+      writeFileSync(s.config, text);
+      proc.emit('SIGHUP');
+      await settle();
+    };
+    await reload(yaml('enabled: true'));
+    await reload(yaml('enabled: true, port: 5301'));
+    await reload('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
+    expect(calls).toEqual(['start', 'SIGHUP', 'restart', 'stop']);
+    proc.emit('SIGTERM');
+    await running;
+    expect(calls.at(-1)).toBe('stop');
+    expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual([]); // the refresh after the last reload took them out
+  }, 15_000);
+});

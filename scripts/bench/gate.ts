@@ -1,0 +1,199 @@
+// The DNS gate under load, side by side with dnsmasq (the anchor: a caching forwarder doing the same job
+// minus the policy and the kernel) in the same run, both in the lab's Docker-host namespace, on loopback,
+// both forwarding to the bench's upstream dnsmasq in the "internet" namespace. Measured with dnsperf:
+//   - latency of a cached allowed name (dnsperf -v per-query latencies at a moderate rate)
+//   - sustained rate on cached allowed names (dnsperf, 100 outstanding, fixed time)
+//   - new-IP release: upstream answer -> answer sent, kernel insert included (the gate's own releaseMs, per query)
+//   - RSS of the gate with 10,000 names cached (A and AAAA: 20,000 answers)
+//   - the kernel writer itself: one `nft -f -` spawn per answer vs the long-lived `nft -i` the gate uses
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Lab } from '../../test/lab/lab.js';
+import { NftAdmitter } from '../../src/system/nft-admit.js';
+import { GATE_NODE_FLAGS } from '../../src/commands/gate.js';
+import { BENCH_DNS, type BenchDns } from './dns.js';
+import { nameOf, ZONE } from './allowlist.js';
+import { alive, killPid, must, progress, run, sleep, spawnLogged } from './util.js';
+
+export interface Pctl {
+  p50: number;
+  p99: number;
+  n: number;
+}
+export interface GateResult {
+  names: number;
+  latency: { gate: Pctl; dnsmasq: Pctl; qps: number };
+  rate: { gate: number[]; dnsmasq: number[]; seconds: number };
+  /** new-IP release at a moderate rate of new names, and under stress */
+  release: Pctl & { rate: number };
+  releaseStress: Pctl & { rate: number };
+  rss: { idleMiB: number; cachedMiB: number; cachedAnswers: number };
+  writer: { spawn: Pctl; persistent: Pctl };
+  versions: { dnsperf: string; dnsmasq: string };
+}
+
+const GATE_PORT = 5300;
+const NODE_OPTIONS = '--max-semi-space-size=1';
+const DNSMASQ_PORT = 5301;
+
+export function pctl(xs: number[]): Pctl {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]! : NaN);
+  return { p50: at(0.5), p99: at(0.99), n: s.length };
+}
+
+/** dnsperf -v: "> NOERROR name A 0.000151" per query -> latencies in ms */
+function latencies(out: string): number[] {
+  return [...out.matchAll(/^> NOERROR \S+ \S+ ([0-9.]+)$/gm)].map((m) => Number(m[1]) * 1000);
+}
+const qpsOf = (out: string) => Number(/Queries per second:\s+([0-9.]+)/.exec(out)?.[1] ?? NaN);
+
+export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { names: number; rateSeconds: number; rounds: number; latencySeconds: number; writerN: number }): Promise<GateResult> {
+  const host = (argv: string[]) => lab.hostArgv(argv);
+  const dir = path.join(lab.dir, 'gate-bench');
+  fs.mkdirSync(dir, { recursive: true });
+  // egressfw's table with the gate's sets, as sync declares them (the rest of the table plays no part here)
+  await must(host(['nft', '-f', '-']), {
+    input: 'table inet egressfw {\n set gate4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }\n set gate6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }\n}\n',
+  });
+  const config = path.join(dir, 'egressfw.yml');
+  fs.writeFileSync(config, `allow:\n  - domain: "*.${ZONE}"\n    ports: [443]\ndns:\n  servers: [${BENCH_DNS}]\n  timeout: 2s\n  gate:\n    enabled: true\n    listen: [127.0.0.1]\n    port: ${GATE_PORT}\n`);
+  // NODE_OPTIONS as the systemd unit sets it for the daemon (the gate inherits it)
+  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
+  const dnsmasq = spawnLogged(host([
+    'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--group=root',
+    `--server=${BENCH_DNS}`, '--cache-size=30000', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${DNSMASQ_PORT}`,
+  ]), path.join(dir, 'dnsmasq.out'));
+  try {
+    for (let i = 0; ; i++) {
+      if (fs.existsSync(path.join(dir, 'state', 'gate.json'))) break;
+      if (!alive(gate.pid!) || i > 100) throw new Error(`gate did not start: ${fs.readFileSync(path.join(dir, 'gate.out'), 'utf8').slice(-2000)}`);
+      await sleep(100);
+    }
+    const rssMiB = async () => Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${gate.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+    const idleMiB = await rssMiB();
+    const dnsperf = (port: number, file: string, args: string[], timeoutMs = 120_000) => run(host(['dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', file, ...args]), { timeoutMs });
+
+    // 1. new-IP release: every name once (A and AAAA), each answer carrying new IPs: the first 30 % at a moderate
+    //    rate of new names, the rest under stress (2,000 new names a second, dnsperf and the upstream on the same 2 cores)
+    const moderate = Math.round(o.names * 0.3);
+    const releases = async (from: number, to: number, qps: number) => {
+      const file = path.join(dir, `new-${from}.txt`);
+      fs.writeFileSync(file, Array.from({ length: to - from }, (_, k) => `${nameOf(from + k)} A\n${nameOf(from + k)} AAAA\n`).join(''));
+      progress(`gate: names ${from}-${to - 1}, A and AAAA, uncached, at ${qps} q/s (kernel insert before each answer)`);
+      const logFile = path.join(dir, 'state', 'gate.log');
+      const skip = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).length : 0;
+      const out = await dnsperf(GATE_PORT, file, ['-n', '1', '-Q', String(qps), '-q', '50', '-t', '5'], 300_000);
+      await dnsperf(DNSMASQ_PORT, file, ['-n', '1', '-Q', String(qps), '-q', '50', '-t', '5'], 300_000);
+      await sleep(500); // the log is written in batches
+      const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(skip).map((l) => JSON.parse(l) as { releaseMs?: number; ips: string[] });
+      return { ...pctl(lines.filter((l) => l.releaseMs !== undefined && l.ips.length > 0).map((l) => l.releaseMs!)), rate: qpsOf(out.stdout) };
+    };
+    const release = await releases(0, moderate, 300);
+    const releaseStress = await releases(moderate, o.names, 2000);
+    const cachedMiB = await rssMiB();
+
+    // 2. latency, cached: a moderate rate (not a saturation test), per-query latencies
+    const hot = path.join(dir, 'hot.txt');
+    fs.writeFileSync(hot, Array.from({ length: 1000 }, (_, i) => `${nameOf(i)} A\n`).join(''));
+    const latQps = 2000;
+    progress(`gate: latency of cached names at ${latQps} q/s, gate and dnsmasq`);
+    const lat = async (port: number) => latencies((await dnsperf(port, hot, ['-l', String(o.latencySeconds), '-Q', String(latQps), '-q', '10', '-v'])).stdout);
+    const latGate = pctl(await lat(GATE_PORT));
+    const latDnsmasq = pctl(await lat(DNSMASQ_PORT));
+
+    // 3. sustained rate, cached, alternating rounds
+    const rate = { gate: [] as number[], dnsmasq: [] as number[], seconds: o.rateSeconds };
+    for (let r = 0; r < o.rounds; r++) {
+      for (const [which, port] of [['gate', GATE_PORT], ['dnsmasq', DNSMASQ_PORT]] as const) {
+        const out = await dnsperf(port, hot, ['-l', String(o.rateSeconds), '-q', '100', '-c', '4']);
+        rate[which].push(qpsOf(out.stdout));
+      }
+      progress(`gate: rate round ${r + 1}/${o.rounds}: gate ${rate.gate.at(-1)?.toFixed(0)} q/s, dnsmasq ${rate.dnsmasq.at(-1)?.toFixed(0)} q/s`);
+    }
+
+    // 4. the kernel writer: spawn per answer vs the gate's long-lived nft (same set, same element shape)
+    progress(`gate: kernel writer, ${o.writerN} single inserts each way`);
+    const spawnMs: number[] = [];
+    for (let i = 0; i < o.writerN; i++) {
+      const r = await run(host(['nft', '-f', '-']), { input: `add element inet egressfw gate4 { 192.0.2.${(i % 250) + 1} . tcp . ${1000 + i} timeout 60s }\n` });
+      spawnMs.push(r.ms);
+    }
+    // NftAdmitter runs nft in this process's namespace: put the writer inside the lab host with nsenter as its "nft"
+    const wrapper = path.join(dir, 'nft-in-lab');
+    fs.writeFileSync(wrapper, `#!/bin/sh\nexec ${lab.hostArgv(['nft']).join(' ')} "$@"\n`, { mode: 0o755 });
+    const writer = new NftAdmitter({ nft: wrapper });
+    const persistentMs: number[] = [];
+    await writer.admit([{ family: 4, ip: '192.0.2.1', proto: 'tcp', port: 1, timeoutSec: 60 }]); // start-up not counted
+    for (let i = 0; i < o.writerN; i++) {
+      const t0 = process.hrtime.bigint();
+      await writer.admit([{ family: 4, ip: `192.0.2.${(i % 250) + 1}`, proto: 'udp', port: 1000 + i, timeoutSec: 60 }]);
+      persistentMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    writer.close();
+
+    const first = async (argv: string[]) => ((await run(argv)).stdout.split('\n').find((l) => /Version|version/.test(l)) ?? '').trim();
+    return {
+      names: o.names,
+      latency: { gate: latGate, dnsmasq: latDnsmasq, qps: latQps },
+      rate,
+      release,
+      releaseStress,
+      rss: { idleMiB, cachedMiB, cachedAnswers: o.names * 2 },
+      writer: { spawn: pctl(spawnMs), persistent: pctl(persistentMs) },
+      versions: { dnsperf: await first(['dnsperf', '-h']), dnsmasq: await first(['dnsmasq', '--version']) },
+    };
+  } finally {
+    await killPid(gate.pid);
+    await killPid(dnsmasq.pid);
+    void dns;
+  }
+}
+
+const ms = (x: number) => (Number.isFinite(x) ? `${x.toFixed(x < 10 ? 2 : 1)} ms` : '–');
+
+/** The report section and its targets (scripts/bench/report.ts). */
+export function gateTables(g: GateResult, table: (head: string[], rows: string[][]) => string): { text: string[]; targets: { what: string; measured: string; met: boolean | undefined }[] } {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+  const gq = med(g.rate.gate);
+  const dq = med(g.rate.dnsmasq);
+  const text = [
+    `### DNS gate, side by side with dnsmasq`,
+    '',
+    `Both on loopback in the Docker host's namespace, both forwarding to the bench resolver (dnsmasq, TTL 3600 s) in the internet namespace; ` +
+      `dnsmasq \`--cache-size=30000\`, the gate with one \`*.${ZONE}\` entry, NODE_OPTIONS=${NODE_OPTIONS} and ${GATE_NODE_FLAGS.join(' ')} (as the daemon runs it); load from dnsperf (${g.versions.dnsperf}). ` +
+      'The gate writes one JSON line per query to stdout and to gate.log during all of it.',
+    '',
+    table(
+      ['measure', 'gate', 'dnsmasq'],
+      [
+        [`cached name, latency at ${g.latency.qps} q/s (p50 / p99, ${g.latency.gate.n} queries)`, `${ms(g.latency.gate.p50)} / ${ms(g.latency.gate.p99)}`, `${ms(g.latency.dnsmasq.p50)} / ${ms(g.latency.dnsmasq.p99)}`],
+        [`cached names, sustained rate (median of ${g.rate.gate.length} x ${g.rate.seconds} s; 4 clients, 100 outstanding)`, `${gq.toFixed(0)} q/s`, `${dq.toFixed(0)} q/s`],
+        [`new IPs: upstream answer -> released, kernel insert included (p50 / p99 of ${g.release.n} answers, at ${g.release.rate.toFixed(0)} q/s)`, `${ms(g.release.p50)} / ${ms(g.release.p99)}`, 'no kernel insert'],
+        [`the same under stress (${g.releaseStress.n} answers at ${g.releaseStress.rate.toFixed(0)} q/s, all new)`, `${ms(g.releaseStress.p50)} / ${ms(g.releaseStress.p99)}`, 'no kernel insert'],
+        [`RSS: idle / ${g.names.toLocaleString('en-US')} names cached (${g.rss.cachedAnswers.toLocaleString('en-US')} answers)`, `${g.rss.idleMiB.toFixed(0)} / ${g.rss.cachedMiB.toFixed(0)} MiB`, '–'],
+      ],
+    ),
+    '',
+    'The kernel writer: one insert (add element with timeout, ack included), p50 / p99:',
+    '',
+    table(
+      ['way', 'p50', 'p99'],
+      [
+        [`spawn \`nft -f -\` per answer (${g.writer.spawn.n})`, ms(g.writer.spawn.p50), ms(g.writer.spawn.p99)],
+        [`one long-lived \`nft -i\`, a line + ack per answer (${g.writer.persistent.n}; what the gate uses)`, ms(g.writer.persistent.p50), ms(g.writer.persistent.p99)],
+      ],
+    ),
+    '',
+  ];
+  const targets = [
+    { what: 'gate: cached name latency p50 ≤ 0.5 ms', measured: ms(g.latency.gate.p50), met: g.latency.gate.p50 <= 0.5 },
+    { what: 'gate: cached name latency p99 ≤ 2 ms', measured: ms(g.latency.gate.p99), met: g.latency.gate.p99 <= 2 },
+    { what: 'gate: cached rate ≥ 20,000 q/s', measured: `${gq.toFixed(0)} q/s`, met: gq >= 20_000 },
+    { what: "gate: cached rate ≥ 40 % of dnsmasq's", measured: `${((gq / dq) * 100).toFixed(0)} % (${dq.toFixed(0)} q/s)`, met: gq >= 0.4 * dq },
+    { what: `gate: new IP released ≤ 5 ms p99 after the upstream answer (${g.release.rate.toFixed(0)} new answers/s)`, measured: ms(g.release.p99), met: g.release.p99 <= 5 },
+    { what: `gate: the same under stress (${g.releaseStress.rate.toFixed(0)} new answers/s)`, measured: ms(g.releaseStress.p99), met: g.releaseStress.p99 <= 5 },
+    { what: `gate: RSS < 120 MB with ${g.names.toLocaleString('en-US')} names cached`, measured: `${g.rss.cachedMiB.toFixed(0)} MiB`, met: g.rss.cachedMiB * 1.048576 < 120 },
+  ];
+  return { text, targets };
+}

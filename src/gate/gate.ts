@@ -1,0 +1,324 @@
+/**
+ * The DNS gate's decision core: parse, judge, answer from cache or upstream,
+ * and put every answered IP into the kernel before the answer is released.
+ * No sockets, no processes, no clock of its own: upstream, admit (the kernel
+ * insert) and the clock are injected, so it is unit-tested with fakes.
+ */
+import type { Proto, Port } from '../config/schema.js';
+import type { Family } from '../net/ip.js';
+import type { FailureKind } from '../resolve/resolver.js';
+import { GatePolicy, type Match } from './policy.js';
+import { addressRdata, buildError, buildResponse, parseQuery, TYPE, typeName, type Query, type Rcode, type WireRecord } from './wire.js';
+
+/** One kernel set element: `ip . proto . port timeout T` in gate4/gate6. */
+export interface AdmitEntry {
+  family: Family;
+  ip: string;
+  proto: Proto;
+  port: number;
+  /** seconds, whole */
+  timeoutSec: number;
+  /** the gate wrote it before (it may still be in the set): kernels before 6.12 need delete + add to refresh it */
+  exists?: boolean;
+}
+
+/** Resolves once every entry is in the kernel (or rejects: then the answer is not released). */
+export type Admit = (entries: AdmitEntry[]) => Promise<void>;
+
+export type UpstreamResult =
+  | { ok: true; addresses: { ip: string; ttl: number }[]; refused: { ip: string; reason: string }[] }
+  | { ok: false; kind: FailureKind; detail: string };
+
+/** Resolve one family of an allowed name (rebinding guard applied; TTLs lowered to dns.maxTtl, not raised). */
+export type Upstream = (name: string, family: Family, allowPrivate: boolean) => Promise<UpstreamResult>;
+
+export type Verdict = 'allowed' | 'refused' | 'failed' | 'malformed';
+
+export interface QueryEvent {
+  /** unix ms */
+  at: number;
+  client: string;
+  transport: 'udp' | 'tcp';
+  name: string;
+  type: string;
+  verdict: Verdict;
+  rcode: Rcode;
+  /** the addresses in the answer */
+  ips: string[];
+  cached: boolean;
+  /** config entries that allowed the name */
+  rules?: string[];
+  /** time in the gate (upstream + kernel included) */
+  ms: number;
+  /** fresh answers: from the upstream answer to the release (kernel insert included), high resolution */
+  releaseMs?: number;
+  /** of which waiting for the kernel insert */
+  kernelMs?: number;
+  detail?: string;
+}
+
+export interface GateOptions {
+  minTtl: number;
+  maxTtl: number;
+  staleGrace: number;
+  ipv6: boolean;
+  /** answers kept; 0 = no cache */
+  cacheSize: number;
+}
+
+export interface GateDeps {
+  upstream: Upstream;
+  admit: Admit;
+  nowMs: () => number;
+  onQuery: (e: QueryEvent) => void;
+  /** a monotonic clock in ms with sub-ms resolution (performance.now); default nowMs */
+  hrMs?: () => number;
+}
+
+/** NXDOMAIN and NODATA carry no SOA through our client: they are kept this long. */
+export const NEGATIVE_TTL = 5;
+/** A cache hit re-writes its kernel elements when their last write is older than this (a flushed set heals). */
+const REWRITE_AFTER_MS = 30_000;
+
+interface Entry {
+  rcode: Rcode;
+  records: WireRecord[];
+  ips: { ip: string; family: Family }[];
+  /** the TTL as answered upstream (lowered to maxTtl) */
+  ttl: number;
+  storedAt: number;
+  expiresAt: number;
+  rules: string[];
+  ports: Port[];
+  detail?: string;
+  /** until then a cache hit needs no look at the kernel ledger (checked at most once a second per answer) */
+  checkAfter: number;
+}
+
+/** How often a cached answer re-checks whether its kernel elements need a refresh. */
+const CHECK_EVERY_MS = 1000;
+
+type Outcome = { entry: Entry; answeredAt: number; kernelMs?: number } | { fail: string };
+
+/** Kernel elements the gate has written, with their expiry: skips redundant writes, keeps the promise of T. */
+export class KernelLedger {
+  private readonly seen = new Map<string, { expiresAt: number; writtenAt: number }>();
+
+  /** entries of `want` whose kernel element would expire before `now + timeout` (minus slack), or was last written long ago */
+  stale(want: AdmitEntry[], now: number): AdmitEntry[] {
+    return this.mark(want, now).filter((e) => {
+      const s = this.seen.get(key(e));
+      if (!s) return true;
+      const slack = Math.max(1000, Math.min(60_000, e.timeoutSec * 100));
+      return s.expiresAt < now + e.timeoutSec * 1000 - slack || s.writtenAt < now - REWRITE_AFTER_MS;
+    });
+  }
+
+  /** `exists` set on entries the kernel may hold (written before and not expired) */
+  mark(want: AdmitEntry[], now: number): AdmitEntry[] {
+    return want.map((e) => {
+      const s = this.seen.get(key(e));
+      return s && s.expiresAt > now ? { ...e, exists: true } : e;
+    });
+  }
+
+  /** What the set holds at start (a previous gate's elements): their expiry, so refreshes treat them as existing. */
+  seed(present: { ip: string; proto: Proto; port: number; expiresInSec: number }[], now: number): void {
+    for (const p of present) this.seen.set(`${p.ip}|${p.proto}|${p.port}`, { expiresAt: now + p.expiresInSec * 1000, writtenAt: -Infinity });
+  }
+
+  record(done: AdmitEntry[], now: number): void {
+    for (const e of done) this.seen.set(key(e), { expiresAt: now + e.timeoutSec * 1000, writtenAt: now });
+  }
+
+  clear(): void {
+    this.seen.clear();
+  }
+
+  /** forget expired elements (bounded memory) */
+  prune(now: number): void {
+    for (const [k, s] of this.seen) if (s.expiresAt <= now) this.seen.delete(k);
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+}
+const key = (e: AdmitEntry) => `${e.ip}|${e.proto}|${e.port}`;
+
+export class Gate {
+  private policy: GatePolicy;
+  private readonly cache = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<Outcome>>();
+  readonly ledger = new KernelLedger();
+  private lastPrune = 0;
+
+  constructor(
+    policy: GatePolicy,
+    private opts: GateOptions,
+    private readonly deps: GateDeps,
+  ) {
+    this.policy = policy;
+  }
+
+  /**
+   * New allowlist (SIGHUP): cached answers of names no longer allowed are never
+   * served again, and the ledger is forgotten (the table may have been
+   * re-created: every element is written again at its next answer).
+   */
+  reload(policy: GatePolicy, opts: GateOptions): void {
+    this.policy = policy;
+    this.opts = opts;
+    this.cache.clear();
+    this.ledger.clear();
+  }
+
+  get cached(): number {
+    return this.cache.size;
+  }
+
+  /** Kernel element timeout for an answer TTL: max(TTL, minTtl) + staleGrace. */
+  timeoutFor(ttl: number): number {
+    return Math.ceil(Math.max(ttl, this.opts.minTtl) + this.opts.staleGrace);
+  }
+
+  /**
+   * One query in, one response out (null: not answerable, e.g. a stray
+   * response packet). Synchronous for refusals and warm cache hits.
+   */
+  handle(msg: Buffer, client: string, transport: 'udp' | 'tcp'): Buffer | null | Promise<Buffer | null> {
+    const t0 = this.deps.nowMs();
+    const parsed = parseQuery(msg);
+    if (!parsed.ok) {
+      if (parsed.id === null) return null;
+      this.emit(t0, client, transport, '', '', 'malformed', parsed.rcode, [], false);
+      return buildError(msg, parsed.id, parsed.questionEnd, parsed.rcode);
+    }
+    const q = parsed.q;
+    const match = q.qclass === 1 && !q.oddName ? this.policy.match(q.name) : null;
+    if (!match) {
+      // Not allowed: answered here, nothing goes upstream.
+      this.emit(t0, client, transport, q.name, typeName(q.qtype), 'refused', 'REFUSED', [], false);
+      return buildResponse(msg, q, 'REFUSED', [], 0, transport === 'udp');
+    }
+    const family: Family | null = q.qtype === TYPE.A ? 4 : q.qtype === TYPE.AAAA ? 6 : null;
+    if (family === null || (family === 6 && !this.opts.ipv6)) {
+      // Only addresses are answered (and only those open anything): other types get NODATA.
+      const detail = family === null ? 'only A and AAAA are answered' : 'ipv6 is off in the config';
+      this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', 'NOERROR', [], false, match.rules, detail);
+      return buildResponse(msg, q, 'NOERROR', [], 0, transport === 'udp');
+    }
+    const ck = `${q.qtype}:${q.name}`;
+    const hit = this.cache.get(ck);
+    if (hit && hit.expiresAt > t0) {
+      if (t0 < hit.checkAfter) return this.respond(msg, q, hit, t0, client, transport, true);
+      const remaining = Math.ceil((hit.expiresAt - t0) / 1000);
+      const stale = this.ledger.stale(this.entriesOf(hit, remaining), t0);
+      hit.checkAfter = t0 + CHECK_EVERY_MS;
+      if (stale.length === 0) return this.respond(msg, q, hit, t0, client, transport, true);
+      return this.deps.admit(stale).then(
+        () => {
+          this.ledger.record(stale, this.deps.nowMs());
+          return this.respond(msg, q, hit, t0, client, transport, true);
+        },
+        (e: Error) => this.failed(msg, q, t0, client, transport, `kernel: ${e.message}`, match.rules),
+      );
+    }
+    if (hit) this.cache.delete(ck);
+    let p = this.inflight.get(ck);
+    if (!p) {
+      p = this.fetch(q.name, family, match).finally(() => this.inflight.delete(ck));
+      this.inflight.set(ck, p);
+    }
+    return p.then((o) => {
+      if ('fail' in o) return this.failed(msg, q, t0, client, transport, o.fail, match.rules);
+      if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0) this.store(ck, o.entry);
+      return this.respond(msg, q, o.entry, t0, client, transport, false, o.answeredAt, o.kernelMs);
+    });
+  }
+
+  /** Upstream, then the kernel, then (the caller) the answer. */
+  private async fetch(name: string, family: Family, match: Match): Promise<Outcome> {
+    let r: UpstreamResult;
+    try {
+      r = await this.deps.upstream(name, family, match.allowPrivate);
+    } catch (e) {
+      return { fail: `upstream: ${(e as Error).message}` };
+    }
+    const answeredAt = this.hr();
+    const now = this.deps.nowMs();
+    const base = { storedAt: now, rules: match.rules, ports: match.ports };
+    if (!r.ok) {
+      if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', records: [], ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000, checkAfter: Infinity } };
+      return { fail: `upstream ${r.kind}: ${r.detail}` };
+    }
+    const ttl = Math.min(this.opts.maxTtl, ...r.addresses.map((a) => a.ttl), r.addresses.length ? Infinity : NEGATIVE_TTL);
+    const records: WireRecord[] = [];
+    const ips: Entry['ips'] = [];
+    for (const a of r.addresses) {
+      const rec = addressRdata(a.ip);
+      if (rec) {
+        records.push(rec);
+        ips.push({ ip: a.ip, family });
+      }
+    }
+    const detail = r.refused.length ? `dropped (rebinding guard): ${r.refused.map((x) => `${x.ip} ${x.reason}`).join(', ')}` : undefined;
+    const entry: Entry = { ...base, rcode: 'NOERROR', records, ips, ttl, expiresAt: now + ttl * 1000, checkAfter: ips.length ? now + CHECK_EVERY_MS : Infinity, ...(detail ? { detail } : {}) };
+    const want = this.ledger.mark(this.entriesOf(entry, ttl), now);
+    let kernelMs: number | undefined;
+    if (want.length) {
+      const k0 = this.hr();
+      try {
+        await this.deps.admit(want);
+      } catch (e) {
+        return { fail: `kernel: ${(e as Error).message}` };
+      }
+      kernelMs = Math.round((this.hr() - k0) * 1000) / 1000;
+      this.ledger.record(want, this.deps.nowMs());
+    }
+    return { entry, answeredAt, ...(kernelMs !== undefined ? { kernelMs } : {}) };
+  }
+
+  private entriesOf(e: Entry, ttl: number): AdmitEntry[] {
+    const timeoutSec = this.timeoutFor(ttl);
+    const out: AdmitEntry[] = [];
+    for (const a of e.ips) for (const p of e.ports) out.push({ family: a.family, ip: a.ip, proto: p.proto, port: p.port, timeoutSec });
+    return out;
+  }
+
+  private store(ck: string, e: Entry): void {
+    this.cache.delete(ck);
+    this.cache.set(ck, e);
+    // Map keeps insertion order: the first key is the oldest answer.
+    while (this.cache.size > this.opts.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
+    if (e.storedAt - this.lastPrune > 60_000) {
+      this.lastPrune = e.storedAt;
+      this.ledger.prune(e.storedAt);
+      for (const [k, v] of this.cache) if (v.expiresAt <= e.storedAt) this.cache.delete(k);
+    }
+  }
+
+  private respond(msg: Buffer, q: Query, e: Entry, t0: number, client: string, transport: 'udp' | 'tcp', cached: boolean, answeredAt?: number, kernelMs?: number): Buffer {
+    const now = this.deps.nowMs();
+    const ttl = Math.max(0, Math.ceil((e.expiresAt - now) / 1000));
+    const res = buildResponse(msg, q, e.rcode, e.records, ttl, transport === 'udp');
+    const releaseMs = answeredAt === undefined ? undefined : Math.round((this.hr() - answeredAt) * 1000) / 1000;
+    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips.map((i) => i.ip), cached, e.rules, e.detail, releaseMs, kernelMs);
+    return res;
+  }
+
+  private hr(): number {
+    return (this.deps.hrMs ?? this.deps.nowMs)();
+  }
+
+  private failed(msg: Buffer, q: Query, t0: number, client: string, transport: 'udp' | 'tcp', detail: string, rules: string[]): Buffer {
+    // Fail closed: no answer that the kernel does not back. SERVFAIL makes the client retry.
+    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'failed', 'SERVFAIL', [], false, rules, detail);
+    return buildResponse(msg, q, 'SERVFAIL', [], 0, transport === 'udp');
+  }
+
+  private emit(t0: number, client: string, transport: 'udp' | 'tcp', name: string, type: string, verdict: Verdict, rcode: Rcode, ips: string[], cached: boolean, rules?: string[], detail?: string, releaseMs?: number, kernelMs?: number): void {
+    const now = this.deps.nowMs();
+    this.deps.onQuery({ at: now, client, transport, name, type, verdict, rcode, ips, cached, ...(rules ? { rules } : {}), ms: now - t0, ...(releaseMs !== undefined ? { releaseMs } : {}), ...(kernelMs !== undefined ? { kernelMs } : {}), ...(detail ? { detail } : {}) });
+  }
+}

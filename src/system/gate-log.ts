@@ -1,0 +1,92 @@
+/**
+ * <state dir>/gate.log: the gate's query lines, appended in batches and
+ * rotated by size (gate.log -> gate.log.1 -> ... -> gate.log.N, the oldest
+ * dropped), so a busy or attacked host never fills its disk.
+ */
+import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+
+export const GATE_LOG = 'gate.log';
+
+export class RotatingLog {
+  private buf: string[] = [];
+  private bytes = -1;
+  /** kept open between batches (an open + close per batch showed in profiles) */
+  private fh: FileHandle | null = null;
+  private writing: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly file: string,
+    private readonly maxBytes: number,
+    private readonly keep: number,
+    private readonly onError: (e: Error) => void = () => {},
+  ) {}
+
+  write(line: string): void {
+    this.buf.push(line);
+    if (this.buf.length >= 512) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), 200);
+  }
+
+  /** Write what is buffered (also on shutdown). */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.writing) await this.writing;
+    if (!this.buf.length) return;
+    const text = `${this.buf.join('\n')}\n`;
+    this.buf = [];
+    this.writing = this.append(text).catch(this.onError).finally(() => {
+      this.writing = null;
+    });
+    await this.writing;
+  }
+
+  private async append(text: string): Promise<void> {
+    if (this.bytes < 0) {
+      await mkdir(path.dirname(this.file), { recursive: true });
+      this.bytes = await stat(this.file).then((s) => s.size, () => 0);
+    }
+    if (this.bytes > 0 && this.bytes + Buffer.byteLength(text) > this.maxBytes) await this.rotate();
+    this.fh ??= await open(this.file, 'a', 0o640);
+    try {
+      await this.fh.write(text);
+    } catch (e) {
+      await this.closeFile();
+      throw e;
+    }
+    this.bytes += Buffer.byteLength(text);
+  }
+
+  /** Flush and close (shutdown). */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.closeFile();
+  }
+
+  private async closeFile(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close().catch(() => {});
+  }
+
+  private async rotate(): Promise<void> {
+    await this.closeFile();
+    await unlink(`${this.file}.${this.keep}`).catch(() => {});
+    for (let i = this.keep - 1; i >= 1; i--) await rename(`${this.file}.${i}`, `${this.file}.${i + 1}`).catch(() => {});
+    await rename(this.file, `${this.file}.1`).catch(() => {});
+    this.bytes = 0;
+  }
+}
+
+/** The lines of gate.log and its rotated files (oldest first); missing files are skipped. */
+export async function readGateLogs(stateDir: string, keep = 20): Promise<string[]> {
+  const file = path.join(stateDir, GATE_LOG);
+  const out: string[] = [];
+  for (let i = keep; i >= 0; i--) {
+    const text = await readFile(i ? `${file}.${i}` : file, 'utf8').catch(() => null);
+    if (text) out.push(...text.split('\n'));
+  }
+  return out;
+}

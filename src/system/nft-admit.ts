@@ -1,0 +1,256 @@
+/**
+ * The gate's kernel writer: adds `ip . proto . port timeout T` elements to
+ * the gate4/gate6 sets of table inet egressfw, and says when they are in.
+ *
+ * One long-lived `nft -i` process fed over stdin, a line per transaction.
+ * After each line goes `ack N`, a deliberate syntax error: nft reports it on
+ * stderr with the offending line, so "ack N" there means the line before it
+ * is done; any other "Error:" before it means that line failed.
+ * Measured (scripts/bench/gate.ts, and by hand with 50,000 elements in the
+ * set): 0.2 ms p50 / 0.5 ms p99 per insert, against 4-8 ms per spawned
+ * `nft -f -`. Not `nft -e` (--echo) as the ack: echo makes nft fetch every
+ * element of the set first, 300 ms per line at 50,000 elements.
+ * Requests that arrive while a line is in flight share the next line.
+ *
+ * Timeouts: since Linux 6.12 adding an element that exists refreshes its
+ * timeout. Before, it keeps the old one: an element the gate may already
+ * have written (`exists`) is then written as add + delete + add in one
+ * (atomic) transaction; slower (nft reads the set's elements for a delete)
+ * but only for refreshes.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Family } from '../net/ip.js';
+import type { AdmitEntry } from '../gate/gate.js';
+
+export const GATE_TABLE = 'inet egressfw';
+export const GATE_SET: Record<Family, string> = { 4: 'gate4', 6: 'gate6' };
+
+interface Pending {
+  entries: AdmitEntry[];
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export interface NftAdmitterOptions {
+  /** the nft binary (tests put a fake one here) */
+  nft?: string;
+  /** re-adding refreshes timeouts (reAddRefreshes(os.release())); default true */
+  reAdd?: boolean;
+  /** lines written before the oldest is acknowledged (more: less waiting, but more nft transactions under load) */
+  maxInflight?: number;
+  /** an unanswered line fails after this long (and nft is restarted) */
+  timeoutMs?: number;
+  /** nft stopped or failed: told once per restart */
+  onProblem?: (what: string) => void;
+}
+
+/** Does adding an existing element refresh its timeout on this kernel (`uname -r`)? Linux 6.12 and later. */
+export function reAddRefreshes(release: string): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return false;
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  return maj > 6 || (maj === 6 && min >= 12);
+}
+
+/** Pure: the nft line (one transaction) that puts these elements in with their timeouts. */
+export function admitLine(entries: readonly AdmitEntry[], reAdd = true): string {
+  // One element once per line, with the longest timeout asked (a duplicate in one command is an error).
+  const byKey = new Map<string, AdmitEntry>();
+  for (const e of entries) {
+    const k = `${e.family}|${e.ip}|${e.proto}|${e.port}`;
+    const prev = byKey.get(k);
+    if (!prev || prev.timeoutSec < e.timeoutSec) byKey.set(k, e);
+  }
+  const cmds: string[] = [];
+  const elem = (e: AdmitEntry) => `${e.ip} . ${e.proto} . ${e.port}`;
+  const timed = (e: AdmitEntry) => `${elem(e)} timeout ${Math.max(1, Math.ceil(e.timeoutSec))}s`;
+  for (const fam of [4, 6] as Family[]) {
+    const es = [...byKey.values()].filter((e) => e.family === fam);
+    if (!es.length) continue;
+    const set = `${GATE_TABLE} ${GATE_SET[fam]}`;
+    const refresh = reAdd ? [] : es.filter((e) => e.exists);
+    if (refresh.length) {
+      // add (so the delete cannot fail) + delete + add: the timeout is set anew on any kernel
+      const list = refresh.map(elem).join(', ');
+      cmds.push(`add element ${set} { ${list} }`, `delete element ${set} { ${list} }`);
+    }
+    cmds.push(`add element ${set} { ${es.map(timed).join(', ')} }`);
+  }
+  return cmds.join('; ');
+}
+
+
+export class NftAdmitter {
+  private proc: ChildProcessWithoutNullStreams | null = null;
+  private queue: Pending[] = [];
+  /** lines written and not yet acknowledged, oldest first (nft runs them in order) */
+  private inflight: { seq: number; batch: Pending[]; sentAt: number }[] = [];
+  private flushing = false;
+  private err = '';
+  private seq = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** lines committed and failed since start (status, bench) */
+  readonly stats = { lines: 0, elements: 0, failures: 0, restarts: 0 };
+
+  constructor(private readonly opts: NftAdmitterOptions = {}) {}
+
+  /**
+   * Requests of one event-loop turn share a line; lines are pipelined (the
+   * next one does not wait for the previous ack), so a slow line never holds
+   * up the answers behind it by more than nft's own work.
+   */
+  admit = (entries: AdmitEntry[]): Promise<void> => {
+    if (this.closed) return Promise.reject(new Error('the kernel writer is closed'));
+    if (!entries.length) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ entries, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        queueMicrotask(() => this.flush());
+      }
+    });
+  };
+
+  close(): void {
+    this.closed = true;
+    this.failAll(new Error('the kernel writer is closed'));
+    for (const p of this.queue.splice(0)) p.reject(new Error('the kernel writer is closed'));
+    this.stop();
+  }
+
+  private start(): ChildProcessWithoutNullStreams {
+    const p = spawn(this.opts.nft ?? 'nft', ['-i'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    p.stdout.resume(); // nothing is printed there without --echo; never let it fill up
+    p.stderr.setEncoding('utf8');
+    p.stderr.on('data', (d: string) => {
+      if (p !== this.proc) return;
+      this.err += d;
+      this.scan();
+    });
+    p.on('error', (e) => {
+      if (p === this.proc) this.failed(`cannot run nft: ${e.message}`);
+    });
+    p.on('exit', (code, signal) => {
+      if (p === this.proc) this.failed(`nft exited (${signal ?? code})`);
+    });
+    p.stdin.on('error', () => {}); // reported through 'exit'
+    this.proc = p;
+    return p;
+  }
+
+  /** Each "ack <seq>" on stderr closes the oldest line in flight: its own errors, if any, come before the ack's. */
+  private scan(): void {
+    for (;;) {
+      const head = this.inflight[0];
+      if (!head) {
+        if (this.err.length > 1 << 16) this.err = this.err.slice(-4096);
+        return;
+      }
+      const m = new RegExp(`^ack ${head.seq}$`, 'm').exec(this.err);
+      if (!m) return;
+      const before = this.err.slice(0, m.index);
+      const nl = this.err.indexOf('\n', m.index);
+      this.err = nl < 0 ? '' : this.err.slice(nl + 1);
+      const errors = before.split('\n').filter((l) => l.startsWith('Error:'));
+      this.inflight.shift();
+      // the last "Error:" is the ack's own syntax error; one before it is the line's
+      this.settle(head.batch, errors.length > 1 ? errors[0]! : null);
+      if (this.queue.length && !this.flushing) this.flush();
+    }
+    this.arm();
+  }
+
+  private settle(batch: Pending[], error: string | null): void {
+    if (error === null) {
+      this.stats.lines++;
+      for (const b of batch) {
+        this.stats.elements += b.entries.length;
+        b.resolve();
+      }
+    } else {
+      this.stats.failures++;
+      for (const b of batch) b.reject(new Error(error));
+    }
+  }
+
+  /** The oldest line in flight must be answered within timeoutMs. */
+  private arm(): void {
+    clearTimeout(this.timer);
+    const head = this.inflight[0];
+    if (!head) return;
+    const ms = this.opts.timeoutMs ?? 2000;
+    this.timer = setTimeout(() => this.failed(`nft did not answer within ${ms} ms`), Math.max(0, head.sentAt + ms - Date.now()));
+  }
+
+  private stop(): void {
+    clearTimeout(this.timer);
+    const p = this.proc;
+    this.proc = null;
+    this.err = '';
+    if (p && p.exitCode === null && p.signalCode === null) {
+      p.stdin.end();
+      p.kill('SIGTERM');
+    }
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    if (!this.queue.length || this.closed) return;
+    // Bounded pipelining: further requests wait (and share a line) until an ack frees a slot.
+    if (this.inflight.length >= (this.opts.maxInflight ?? 2)) return;
+    const batch = this.queue.splice(0);
+    const line = admitLine(batch.flatMap((b) => b.entries), this.opts.reAdd ?? true);
+    const p = this.proc ?? this.start();
+    const seq = ++this.seq;
+    this.inflight.push({ seq, batch, sentAt: Date.now() });
+    if (this.inflight.length === 1) this.arm();
+    p.stdin.write(`${line}\nack ${seq}\n`);
+  }
+
+  /** nft gone or stuck: fail everything in flight; the next line starts a fresh nft (no stale output). */
+  private failed(why: string): void {
+    this.opts.onProblem?.(why);
+    this.stop();
+    this.stats.restarts++;
+    this.failAll(new Error(why));
+  }
+
+  private failAll(e: Error): void {
+    const lines = this.inflight.splice(0);
+    for (const l of lines) {
+      this.stats.failures++;
+      for (const b of l.batch) b.reject(e);
+    }
+  }
+}
+
+/** Pure: elements of a gate set from `nft -j list set inet egressfw gateN` (a previous gate's answers), with seconds left. */
+export function parseGateSet(jsonText: string): { ip: string; proto: 'tcp' | 'udp'; port: number; expiresInSec: number }[] {
+  const out: { ip: string; proto: 'tcp' | 'udp'; port: number; expiresInSec: number }[] = [];
+  const doc = JSON.parse(jsonText) as { nftables?: { set?: { elem?: unknown[] } }[] };
+  for (const item of doc.nftables ?? []) {
+    for (const raw of item.set?.elem ?? []) {
+      const e = (raw as { elem?: { val?: unknown; expires?: number; timeout?: number } }).elem;
+      const c = (e?.val as { concat?: unknown[] } | undefined)?.concat;
+      if (!e || !c || c.length !== 3) continue;
+      const [ip, proto, port] = c;
+      if (typeof ip !== 'string' || (proto !== 'tcp' && proto !== 'udp') || typeof port !== 'number') continue;
+      out.push({ ip, proto, port, expiresInSec: e.expires ?? e.timeout ?? 0 });
+    }
+  }
+  return out;
+}
+
+/** The gate sets' current elements (for the ledger at start); [] when the table or set is missing. */
+export async function readGateSets(nft = 'nft'): Promise<ReturnType<typeof parseGateSet>> {
+  const { execFile } = await import('node:child_process');
+  const out: ReturnType<typeof parseGateSet> = [];
+  for (const fam of [4, 6] as Family[]) {
+    const text = await new Promise<string>((resolve) =>
+      execFile(nft, ['-j', 'list', 'set', ...GATE_TABLE.split(' '), GATE_SET[fam]], { maxBuffer: 256 << 20, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout) => resolve(err ? '' : stdout)),
+    );
+    if (text) out.push(...parseGateSet(text));
+  }
+  return out;
+}

@@ -1,0 +1,58 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { renderSummary, summarise } from '../../src/gate/log.js';
+import { readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
+
+const line = (at: string, client: string, name: string, verdict: string, container: object | null = null) =>
+  JSON.stringify({ time: at, client, container, name, type: 'A', verdict, rcode: verdict === 'refused' ? 'REFUSED' : 'NOERROR', ips: [], cached: false, ms: 0, transport: 'udp' });
+
+describe('gate log', () => {
+  it('rotates by size, keeps N files, and reads them back oldest first', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efw-gl-'));
+    const log = new RotatingLog(path.join(dir, 'gate.log'), 64 * 1024, 2);
+    const big = 'x'.repeat(1000);
+    for (let i = 0; i < 300; i++) {
+      log.write(`${i} ${big}`);
+      if (i % 50 === 49) await log.flush();
+    }
+    await log.close();
+    const files = fs.readdirSync(dir).sort();
+    expect(files).toEqual(['gate.log', 'gate.log.1', 'gate.log.2']);
+    for (const f of files) expect(fs.statSync(path.join(dir, f)).size).toBeLessThanOrEqual(64 * 1024);
+    const lines = (await readGateLogs(dir)).filter(Boolean);
+    expect(lines.at(-1)).toMatch(/^299 /);
+    const nums = lines.map((l) => Number(l.split(' ')[0]));
+    expect(nums).toEqual([...nums].sort((a, b) => a - b)); // oldest first, no gaps within what is kept
+    expect(nums.at(-1)! - nums[0]! + 1).toBe(nums.length);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('summarises the last hour per container, with the top refused names', () => {
+    const now = Date.parse('2026-11-30T12:00:00Z');
+    const web = { id: 'aaaaaaaaaaaa', name: 'shop-web-1', service: 'web', project: 'shop' };
+    const s = summarise(
+      [
+        line('2026-11-30T10:30:00Z', '172.18.0.2', 'old.example', 'refused', web), // older than an hour
+        line('2026-11-30T11:10:00Z', '172.18.0.2', 'api.example.com', 'allowed', web),
+        line('2026-11-30T11:20:00Z', '172.18.0.2', 'x1.attacker.example', 'refused', web),
+        line('2026-11-30T11:21:00Z', '172.18.0.2', 'x1.attacker.example', 'refused', web),
+        line('2026-11-30T11:22:00Z', '172.17.0.5', 'x1.attacker.example', 'refused'),
+        line('2026-11-30T11:23:00Z', '172.17.0.5', 'tracker.example', 'refused'),
+        'not json',
+      ],
+      now,
+    );
+    expect(s).toMatchObject({ total: 5, allowed: 1, refused: 4, skipped: 1 });
+    expect(s.clients.map((c) => [c.who, c.allowed, c.refused])).toEqual([
+      ['shop-web-1 (shop/web)', 1, 2],
+      ['172.17.0.5', 0, 2],
+    ]);
+    expect(s.topRefused).toEqual([
+      { name: 'x1.attacker.example', count: 3, clients: 2 },
+      { name: 'tracker.example', count: 1, clients: 1 },
+    ]);
+    expect(renderSummary(s).join('\n')).toMatch(/3x x1\.attacker\.example \(2 clients\)/);
+  });
+});

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { gateStatus } from '../../src/commands/gate-status.js';
+import { parseConfig } from '../../src/config/load.js';
+
+describe('status: the DNS gate section', () => {
+  const config = parseConfig('dns: {gate: {enabled: true, port: 5300}}\n', 'x.yml');
+  const deps = (over: Partial<Parameters<typeof gateStatus>[2]> = {}) => ({
+    readText: async (f: string) => (f.endsWith('gate.json') ? JSON.stringify({ pid: 42, since: '2026-11-30T10:00:00.000Z', bound: ['0.0.0.0:5300/udp'] }) : null),
+    probe: async () => ({ ok: true, ms: 0.4, detail: 'answering' }),
+    dockerVersion: async () => '28.5.2',
+    readLogs: async () => [JSON.stringify({ time: '2026-11-30T11:59:00.000Z', client: '172.17.0.2', container: null, name: 'evil.example', type: 'A', verdict: 'refused' })],
+    nowMs: () => Date.parse('2026-11-30T12:00:00Z'),
+    ...over,
+  });
+
+  it('healthy only when the gate answers and Docker goes through it', async () => {
+    const around = await gateStatus(config, '/state', deps());
+    expect(around!.healthy).toBe(false); // Docker 28 without daemon.json dns
+    expect(around!.lines.join('\n')).toMatch(/AROUND THE GATE .*install --docker-dns/);
+    const ok = await gateStatus(config, '/state', deps({ dockerVersion: async () => '20.10.24' }));
+    expect(ok!.healthy).toBe(true);
+    expect(ok!.doc.lastHour.refused).toBe(1);
+    const down = await gateStatus(config, '/state', deps({ dockerVersion: async () => '20.10.24', probe: async () => ({ ok: false, ms: 500, detail: 'no answer within 500 ms' }) }));
+    expect(down!.healthy).toBe(false);
+    expect(down!.lines.join('\n')).toMatch(/NOT ANSWERING/);
+  });
+
+  it('nothing when the gate is off', async () => {
+    expect(await gateStatus(parseConfig('{}', 'x.yml'), '/state', deps())).toBeNull();
+  });
+});

@@ -1,0 +1,292 @@
+import * as packet from 'dns-packet';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { Gate, NEGATIVE_TTL, type AdmitEntry, type GateDeps, type QueryEvent, type UpstreamResult } from '../../src/gate/gate.js';
+import { GatePolicy } from '../../src/gate/policy.js';
+import { parseQuery } from '../../src/gate/wire.js';
+
+const q = (name: string, type: packet.RecordType = 'A', opts: { id?: number; edns?: boolean; flags?: number } = {}) =>
+  packet.encode({
+    type: 'query',
+    id: opts.id ?? 4242,
+    flags: opts.flags ?? packet.RECURSION_DESIRED,
+    questions: [{ name, type, class: 'IN' }],
+    ...(opts.edns ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as unknown as packet.Answer] } : {}),
+  });
+type Rec = { name: string; type: string; data: string; ttl: number };
+const answersOf = (b: Buffer) => (packet.decode(b).answers ?? []) as unknown as Rec[];
+const rcodeOf = (b: Buffer) => (packet.decode(b) as { rcode?: string }).rcode;
+
+const config = (extra = '') =>
+  parseConfig(
+    `allow:
+  - domain: api.example.com
+    ports: [443]
+  - domain: "*.cdn.example.net"
+    ports: [443, 80]
+  - domain: www.cdn.example.net
+    ports: ["8443/tcp"]
+  - domain: private.example.com
+    allowPrivate: true
+dns:
+  minTtl: 30s
+  maxTtl: 1h
+  gate:
+    enabled: true
+staleGrace: 5m
+${extra}`,
+    't.yml',
+  );
+
+interface Harness {
+  gate: Gate;
+  asked: string[];
+  admitted: AdmitEntry[][];
+  events: QueryEvent[];
+  clock: { now: number };
+  answers: Map<string, UpstreamResult>;
+  admitFails: { on: boolean };
+  run(buf: Buffer, transport?: 'udp' | 'tcp'): Promise<Buffer>;
+}
+
+function harness(cacheSize = 100): Harness {
+  const c = config();
+  const clock = { now: 1_700_000_000_000 };
+  const asked: string[] = [];
+  const admitted: AdmitEntry[][] = [];
+  const events: QueryEvent[] = [];
+  const answers = new Map<string, UpstreamResult>();
+  const admitFails = { on: false };
+  const order: string[] = [];
+  const deps: GateDeps = {
+    upstream: async (name, family) => {
+      asked.push(`${name}/${family}`);
+      order.push('upstream');
+      return answers.get(`${name}/${family}`) ?? { ok: false, kind: 'nxdomain', detail: 'no such domain' };
+    },
+    admit: async (entries) => {
+      order.push('admit');
+      if (admitFails.on) throw new Error('nft: No such file or directory');
+      admitted.push(entries);
+    },
+    nowMs: () => clock.now,
+    onQuery: (e) => events.push(e),
+  };
+  const gate = new Gate(new GatePolicy(c.domains, c.wildcards), { minTtl: c.dns.minTtl, maxTtl: c.dns.maxTtl, staleGrace: c.staleGrace, ipv6: c.ipv6, cacheSize }, deps);
+  return {
+    gate,
+    asked,
+    admitted,
+    events,
+    clock,
+    answers,
+    admitFails,
+    run: async (buf, transport = 'udp') => {
+      const r = await gate.handle(buf, '198.51.100.66', transport);
+      if (!r) throw new Error('no response');
+      return r;
+    },
+  };
+}
+
+describe('gate policy', () => {
+  it('matches exact names and any depth below a wildcard zone, never the zone itself; ports are united', () => {
+    const c = config();
+    const p = new GatePolicy(c.domains, c.wildcards);
+    expect(p.match('api.example.com')?.ports).toEqual([{ port: 443, proto: 'tcp' }]);
+    expect(p.match('x.api.example.com')).toBeNull();
+    expect(p.match('example.com')).toBeNull();
+    expect(p.match('cdn.example.net')).toBeNull();
+    expect(p.match('a.cdn.example.net')?.rules).toEqual(['*.cdn.example.net']);
+    expect(p.match('a.b.c.cdn.example.net')?.rules).toEqual(['*.cdn.example.net']);
+    expect(p.match('xcdn.example.net')).toBeNull();
+    expect(p.match('www.cdn.example.net')).toEqual({
+      rules: ['*.cdn.example.net', 'www.cdn.example.net'],
+      ports: [{ port: 80, proto: 'tcp' }, { port: 443, proto: 'tcp' }, { port: 8443, proto: 'tcp' }],
+      allowPrivate: false,
+    });
+  });
+});
+
+describe('gate wire format', () => {
+  it('reads the question as sent (lowercased name), and marks bytes no allowed name can hold', () => {
+    const p = parseQuery(q('API.Example.COM', 'AAAA', { id: 7 }));
+    expect(p).toMatchObject({ ok: true, q: { id: 7, name: 'api.example.com', qtype: 28, qclass: 1, oddName: false, ednsUdp: null } });
+    // a label that contains a dot must not pass as two labels
+    const dotted = Buffer.from([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 15, ...Buffer.from('api.example.com'), 0, 0, 1, 0, 1]);
+    expect(parseQuery(dotted)).toMatchObject({ ok: true, q: { oddName: true } });
+    expect(parseQuery(q('a.example.com', 'A', { edns: true }))).toMatchObject({ ok: true, q: { ednsUdp: 4096 } });
+  });
+
+  it('refuses to parse responses, other opcodes and broken questions', () => {
+    expect(parseQuery(Buffer.from([1, 2]))).toMatchObject({ ok: false, id: null });
+    const resp = Buffer.from(q('a.example.com'));
+    resp[2]! |= 0x80;
+    expect(parseQuery(resp)).toMatchObject({ ok: false, id: null });
+    const notify = Buffer.from(q('a.example.com'));
+    notify[2] = (4 << 3) | 1;
+    expect(parseQuery(notify)).toMatchObject({ ok: false, rcode: 'NOTIMP', id: 4242 });
+    expect(parseQuery(q('a.example.com').subarray(0, 20))).toMatchObject({ ok: false, rcode: 'FORMERR' });
+  });
+});
+
+describe('gate', () => {
+  it('refuses an unlisted name without asking upstream, and logs it', async () => {
+    const h = harness();
+    const res = await h.run(q('secret-data.attacker.example'));
+    const d = packet.decode(res);
+    expect(rcodeOf(res)).toBe('REFUSED');
+    expect(d.id).toBe(4242);
+    expect(d.questions?.[0]?.name).toBe('secret-data.attacker.example');
+    expect(h.asked).toEqual([]);
+    expect(h.admitted).toEqual([]);
+    expect(h.events).toMatchObject([{ client: '198.51.100.66', name: 'secret-data.attacker.example', type: 'A', verdict: 'refused', rcode: 'REFUSED', ips: [] }]);
+  });
+
+  it('an allowed answer is in the kernel (for its ports, T = max(TTL, minTtl) + staleGrace) before it is released', async () => {
+    const h = harness();
+    h.answers.set('a.cdn.example.net/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 10 }, { ip: '203.0.113.8', ttl: 20 }], refused: [] });
+    let released = false;
+    const admitSeen: boolean[] = [];
+    const orig = (h.gate as unknown as { deps: GateDeps }).deps.admit;
+    (h.gate as unknown as { deps: GateDeps }).deps.admit = async (e) => {
+      admitSeen.push(released);
+      return orig(e);
+    };
+    const res = await h.run(q('A.cdn.example.net'));
+    released = true;
+    expect(admitSeen).toEqual([false]);
+    const d = packet.decode(res);
+    expect(rcodeOf(res)).toBe('NOERROR');
+    expect(d.questions?.[0]?.name).toBe('A.cdn.example.net'); // the client's case comes back
+    expect(answersOf(res).map((a) => [a.name, a.type, a.data, a.ttl])).toEqual([
+      ['A.cdn.example.net', 'A', '203.0.113.7', 10],
+      ['A.cdn.example.net', 'A', '203.0.113.8', 10],
+    ]);
+    // TTL 10 < minTtl 30: kernel keeps 30 + 300 s
+    expect(h.admitted).toEqual([
+      [
+        { family: 4, ip: '203.0.113.7', proto: 'tcp', port: 80, timeoutSec: 330 },
+        { family: 4, ip: '203.0.113.7', proto: 'tcp', port: 443, timeoutSec: 330 },
+        { family: 4, ip: '203.0.113.8', proto: 'tcp', port: 80, timeoutSec: 330 },
+        { family: 4, ip: '203.0.113.8', proto: 'tcp', port: 443, timeoutSec: 330 },
+      ],
+    ]);
+    expect(h.events.at(-1)).toMatchObject({ verdict: 'allowed', ips: ['203.0.113.7', '203.0.113.8'], rules: ['*.cdn.example.net'], cached: false });
+  });
+
+  it('kernel insert fails: SERVFAIL, nothing cached (fail closed)', async () => {
+    const h = harness();
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 60 }], refused: [] });
+    h.admitFails.on = true;
+    expect(rcodeOf(await h.run(q('api.example.com')))).toBe('SERVFAIL');
+    expect(h.events.at(-1)).toMatchObject({ verdict: 'failed', detail: expect.stringMatching(/^kernel: /) });
+    h.admitFails.on = false;
+    expect(rcodeOf(await h.run(q('api.example.com')))).toBe('NOERROR');
+    expect(h.asked).toEqual(['api.example.com/4', 'api.example.com/4']);
+  });
+
+  it('caches no longer than the TTL (lowered to maxTtl), counting the TTL down', async () => {
+    const h = harness();
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 60 }], refused: [] });
+    await h.run(q('api.example.com'));
+    h.clock.now += 20_000;
+    const second = answersOf(await h.run(q('api.example.com')));
+    expect(second[0]?.ttl).toBe(40);
+    expect(h.asked).toHaveLength(1);
+    expect(h.events.at(-1)).toMatchObject({ cached: true });
+    h.clock.now += 40_000;
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.9', ttl: 60 }], refused: [] });
+    const third = answersOf(await h.run(q('api.example.com')));
+    expect(third.map((a) => a.data)).toEqual(['203.0.113.9']);
+    expect(h.asked).toHaveLength(2);
+  });
+
+  it('a cache hit re-writes the kernel element once its promise would fall short, before answering', async () => {
+    const h = harness();
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 3600 }], refused: [] });
+    await h.run(q('api.example.com'));
+    expect(h.admitted).toHaveLength(1);
+    h.clock.now += 500;
+    await h.run(q('api.example.com'));
+    expect(h.admitted).toHaveLength(1); // within the slack: no write
+    h.clock.now += 31_000;
+    await h.run(q('api.example.com'));
+    expect(h.admitted).toHaveLength(2);
+    expect(h.admitted[1]![0]!.timeoutSec).toBe(Math.ceil(3600 - 31.5) + 300);
+  });
+
+  it('identical queries in flight share one upstream lookup and one kernel write', async () => {
+    const h = harness();
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 60 }], refused: [] });
+    const rs = await Promise.all([h.run(q('api.example.com', 'A', { id: 1 })), h.run(q('api.example.com', 'A', { id: 2 }))]);
+    expect(rs.map((r) => packet.decode(r).id)).toEqual([1, 2]);
+    expect(h.asked).toHaveLength(1);
+    expect(h.admitted).toHaveLength(1);
+  });
+
+  it('NXDOMAIN and NODATA pass through and are kept briefly; upstream failure is SERVFAIL and not kept', async () => {
+    const h = harness();
+    expect(rcodeOf(await h.run(q('api.example.com', 'AAAA')))).toBe('NXDOMAIN');
+    await h.run(q('api.example.com', 'AAAA'));
+    expect(h.asked).toHaveLength(1);
+    h.clock.now += NEGATIVE_TTL * 1000;
+    h.answers.set('api.example.com/6', { ok: false, kind: 'timeout', detail: 'no answer' });
+    expect(rcodeOf(await h.run(q('api.example.com', 'AAAA')))).toBe('SERVFAIL');
+    expect(rcodeOf(await h.run(q('api.example.com', 'AAAA')))).toBe('SERVFAIL');
+    expect(h.asked).toHaveLength(3);
+  });
+
+  it('answers other types of allowed names with NODATA, without upstream', async () => {
+    const h = harness();
+    const res = await h.run(q('api.example.com', 'TXT'));
+    expect(rcodeOf(res)).toBe('NOERROR');
+    expect(packet.decode(res).answers).toEqual([]);
+    expect(h.asked).toEqual([]);
+  });
+
+  it('truncates a UDP answer that does not fit 512 bytes (no EDNS); TCP gets it whole; EDNS is echoed', async () => {
+    const h = harness();
+    const many = Array.from({ length: 40 }, (_, i) => ({ ip: `203.0.113.${i + 1}`, ttl: 60 }));
+    h.answers.set('api.example.com/4', { ok: true, addresses: many, refused: [] });
+    const udp = await h.run(q('api.example.com'));
+    expect(udp.readUInt16BE(2) & 0x0200).toBe(0x0200);
+    expect(packet.decode(udp).answers).toEqual([]);
+    const tcp = packet.decode(await h.run(q('api.example.com'), 'tcp'));
+    expect(tcp.answers).toHaveLength(40);
+    const edns = packet.decode(await h.run(q('api.example.com', 'A', { edns: true })));
+    expect(edns.answers).toHaveLength(40);
+    expect(edns.additionals?.[0]).toMatchObject({ type: 'OPT', udpPayloadSize: 1232 });
+  });
+
+  it('never answers a response packet; answers an unknown opcode with NOTIMP', async () => {
+    const h = harness();
+    const resp = Buffer.from(q('api.example.com'));
+    resp[2]! |= 0x80;
+    expect(await h.gate.handle(resp, '198.51.100.66', 'udp')).toBeNull();
+    const notify = Buffer.from(q('api.example.com'));
+    notify[2] = (4 << 3) | 1;
+    expect(rcodeOf(await h.run(notify))).toBe('NOTIMP');
+  });
+
+  it('a reload drops cached answers of names no longer allowed', async () => {
+    const h = harness();
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 60 }], refused: [] });
+    await h.run(q('api.example.com'));
+    const c = parseConfig('allow: [{domain: other.example.com}]\ndns: {gate: {enabled: true}}\n', 'x.yml');
+    h.gate.reload(new GatePolicy(c.domains, c.wildcards), { minTtl: 30, maxTtl: 3600, staleGrace: 300, ipv6: true, cacheSize: 100 });
+    expect(rcodeOf(await h.run(q('api.example.com')))).toBe('REFUSED');
+    expect(h.gate.cached).toBe(0);
+  });
+
+  it('keeps at most cacheSize answers, dropping the oldest', async () => {
+    const h = harness(2);
+    for (const n of ['a', 'b', 'c']) {
+      h.answers.set(`${n}.cdn.example.net/4`, { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 60 }], refused: [] });
+      await h.run(q(`${n}.cdn.example.net`));
+    }
+    expect(h.gate.cached).toBe(2);
+    await h.run(q('a.cdn.example.net'));
+    expect(h.asked.filter((a) => a.startsWith('a.'))).toHaveLength(2);
+  });
+});

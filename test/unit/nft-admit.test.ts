@@ -1,0 +1,76 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { admitLine, NftAdmitter, parseGateSet, reAddRefreshes } from '../../src/system/nft-admit.js';
+
+const e = (ip: string, port: number, timeoutSec: number, exists = false) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, ip, proto: 'tcp' as const, port, timeoutSec, ...(exists ? { exists } : {}) });
+
+describe('gate kernel writer', () => {
+  it('one transaction per line: elements once each (longest timeout), per family; delete + add only to refresh on old kernels', () => {
+    const entries = [e('203.0.113.7', 443, 60), e('203.0.113.7', 443, 90), e('2001:db8::1', 443, 60), e('203.0.113.8', 80, 30, true)];
+    expect(admitLine(entries, true)).toBe(
+      'add element inet egressfw gate4 { 203.0.113.7 . tcp . 443 timeout 90s, 203.0.113.8 . tcp . 80 timeout 30s }; add element inet egressfw gate6 { 2001:db8::1 . tcp . 443 timeout 60s }',
+    );
+    expect(admitLine(entries, false)).toBe(
+      'add element inet egressfw gate4 { 203.0.113.8 . tcp . 80 }; delete element inet egressfw gate4 { 203.0.113.8 . tcp . 80 }; ' +
+        'add element inet egressfw gate4 { 203.0.113.7 . tcp . 443 timeout 90s, 203.0.113.8 . tcp . 80 timeout 30s }; add element inet egressfw gate6 { 2001:db8::1 . tcp . 443 timeout 60s }',
+    );
+  });
+
+  it('re-adding refreshes timeouts from Linux 6.12', () => {
+    expect(reAddRefreshes('6.1.0-28-amd64')).toBe(false);
+    expect(reAddRefreshes('6.11.9')).toBe(false);
+    expect(reAddRefreshes('6.12.1')).toBe(true);
+    expect(reAddRefreshes('6.18.44-fc-v857')).toBe(true);
+    expect(reAddRefreshes('7.0.0-30-generic')).toBe(true);
+  });
+
+  it('reads a gate set listing (nft -j) with the seconds left', () => {
+    const json = JSON.stringify({ nftables: [{ metainfo: {} }, { set: { name: 'gate4', elem: [{ elem: { val: { concat: ['203.0.113.7', 'tcp', 443] }, timeout: 330, expires: 300 } }] } }] });
+    expect(parseGateSet(json)).toEqual([{ ip: '203.0.113.7', proto: 'tcp', port: 443, expiresInSec: 300 }]);
+  });
+
+  it('speaks the ack protocol with nft -i: a line, then "ack N"; an error before the ack fails that line only; lines are pipelined', async () => {
+    // a stand-in for `nft -i` that prints what nft prints on stderr: errors for lines naming set "nope", then the ack's syntax error
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efw-nft-'));
+    const fake = path.join(dir, 'nft');
+    fs.writeFileSync(
+      fake,
+      `#!/usr/bin/env node
+let buf = '';
+process.stdin.on('data', (d) => {
+  buf += d;
+  let nl;
+  while ((nl = buf.indexOf('\\n')) >= 0) {
+    const line = buf.slice(0, nl);
+    buf = buf.slice(nl + 1);
+    require('fs').appendFileSync(${JSON.stringify(path.join(dir, 'lines'))}, line + '\\n');
+    if (line.includes('203.0.113.66')) process.stderr.write('Error: No such file or directory\\n' + line + '\\n     ^^^^\\n');
+    else if (line.startsWith('ack ')) setTimeout(() => process.stderr.write('Error: syntax error, unexpected number, expecting string\\n' + line + '\\n    ^^^\\n'), 5);
+  }
+});
+`,
+      { mode: 0o755 },
+    );
+    const w = new NftAdmitter({ nft: fake });
+    await w.admit([e('203.0.113.7', 443, 60)]);
+    const three = await Promise.allSettled([w.admit([e('203.0.113.8', 443, 60)]), w.admit([e('203.0.113.9', 443, 60)]), w.admit([e('203.0.113.11', 443, 60)])]);
+    expect(three.map((b) => b.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    // a failing line rejects with nft's message; the next line works again (same nft process)
+    const bad = w.admit([e('203.0.113.66', 443, 60)]);
+    await new Promise((r) => setImmediate(r)); // next turn: its own line, written before the first is acknowledged
+    const good = w.admit([e('203.0.113.10', 443, 60)]);
+    await expect(bad).rejects.toThrow(/^Error: No such file or directory$/);
+    await good;
+    expect(w.stats).toMatchObject({ failures: 1, restarts: 0 });
+    const lines = () => fs.readFileSync(path.join(dir, 'lines'), 'utf8').trim().split('\n');
+    expect(lines()[0]).toBe('add element inet egressfw gate4 { 203.0.113.7 . tcp . 443 timeout 60s }');
+    expect(lines()[1]).toBe('ack 1');
+    // requests of one event-loop turn share a line
+    expect(lines()).toContain('add element inet egressfw gate4 { 203.0.113.8 . tcp . 443 timeout 60s, 203.0.113.9 . tcp . 443 timeout 60s, 203.0.113.11 . tcp . 443 timeout 60s }');
+    w.close();
+    await expect(w.admit([e('203.0.113.7', 443, 60)])).rejects.toThrow(/closed/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
