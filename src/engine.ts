@@ -94,6 +94,16 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
         (observation.missingTools.includes('dockerd') ? ', or set `containers.enabled: false` to manage the host only' : ''),
     });
   }
+  if (dockerView && !('error' in dockerView)) {
+    const driver = dockerView.engine.firewallDriver;
+    // A firewall setup Docker reports that egressfw has not met: say so rather than guess it is harmless.
+    if (driver !== null && !/^(iptables|nftables)(\+firewalld)?$/.test(driver)) {
+      full.blockers.push({
+        code: 'unsupported',
+        message: `Docker reports a firewall backend egressfw does not know ("${driver}"): it cannot tell whether its own table is enough. Use Docker's iptables or nftables backend, or report this setup`,
+      });
+    }
+  }
   if (observation.firewalld) full.blockers.push({ code: 'unsupported', message: firewalldError(observation.firewalld).message.replace(/ Nothing was changed\.$/, '') });
   else if (dockerView && !('error' in dockerView) && dockerView.engine.firewalld) {
     full.blockers.push({

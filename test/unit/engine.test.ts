@@ -71,3 +71,16 @@ describe('firewalld', () => {
     expect(r.plan.blockers).toEqual([{ code: 'unsupported', message: expect.stringMatching(/^firewalld is running \(pid 42: .*systemctl mask firewalld/) }]);
   });
 });
+
+describe('Docker setup', () => {
+  const c = parseConfig('allow: []\ndns: { servers: [198.51.100.53] }', 'x');
+  const engine = (firewallDriver: string | null) => ({ version: '29.0.0', apiVersion: '1.52', firewallBackend: null, firewallDriver, firewalld: false });
+  it('an unknown firewall backend is a blocker, never a silent pass; known ones are not', async () => {
+    const r = await computeRound(c, emptyState(), { ...deps([]), inspectDocker: async () => ({ engine: engine('ebpf'), networks: [] }) });
+    expect(r.plan.blockers).toEqual([{ code: 'unsupported', message: expect.stringMatching(/^Docker reports a firewall backend egressfw does not know \("ebpf"\)/) }]);
+    for (const d of [null, 'iptables', 'nftables']) {
+      const ok = await computeRound(c, emptyState(), { ...deps([]), inspectDocker: async () => ({ engine: engine(d), networks: [] }) });
+      expect(ok.plan.blockers).toEqual([]);
+    }
+  });
+});
