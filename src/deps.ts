@@ -81,6 +81,7 @@ export async function installDeps(self: string, started?: string): Promise<Insta
     ...(selfStarting ? {} : { node: process.execPath }),
     cli,
     out,
+    removeFile,
   };
 }
 

@@ -1,10 +1,11 @@
-import { access, unlink } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, parseResolvConf } from '../config/load.js';
 import { DAEMON_JSON, DAEMON_JSON_BACKUP, planDockerDns, undoDockerDns } from '../gate/docker-dns.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { BOOT_FILE, CRON_FILE, HEADER, PACKAGE_HEADER, PACKAGE_UNIT_DIR, renderBootService, renderCron, renderService, SERVICE_FILE, unsafePath, type InstallPaths } from '../schedule/units.js';
 import type { Exec } from '../system/exec.js';
+import { describeSteps, executeSteps, type Step } from '../system/steps.js';
 
 export interface InstallOptions {
   config: string;
@@ -28,6 +29,8 @@ export interface InstallDeps {
   node?: string;
   cli: string;
   out: (text: string) => void;
+  /** delete one file (a missing one is fine) */
+  removeFile: (file: string) => Promise<void>;
 }
 
 /**
@@ -55,16 +58,12 @@ async function installDockerDns(opts: InstallOptions, deps: InstallDeps): Promis
   return 0;
 }
 
-/** Undo `install --docker-dns` (uninstall). Returns what it did (or would do), or null when there is nothing to undo. */
-export async function removeDockerDns(deps: Pick<InstallDeps, 'readText' | 'writeFileAtomic'>, dryRun: boolean): Promise<string | null> {
+/** Undo `install --docker-dns` (uninstall): the steps, none when there is nothing to undo. */
+export async function removeDockerDnsSteps(deps: Pick<InstallDeps, 'readText'>): Promise<Step[]> {
   const undo = undoDockerDns(await deps.readText(DAEMON_JSON), await deps.readText(DAEMON_JSON_BACKUP));
-  if (!undo) return null;
-  if (!dryRun) {
-    if (undo.text === null) await unlink(DAEMON_JSON).catch(() => {});
-    else await deps.writeFileAtomic(DAEMON_JSON, undo.text);
-    await unlink(DAEMON_JSON_BACKUP);
-  }
-  return `${undo.text === null ? 'remove' : 'restore `dns` in'} ${DAEMON_JSON} (restart Docker afterwards)`;
+  if (!undo) return [];
+  const say = `${undo.text === null ? 'remove' : 'restore `dns` in'} ${DAEMON_JSON} (restart Docker afterwards)`;
+  return [undo.text === null ? { say, remove: DAEMON_JSON } : { say, write: { file: DAEMON_JSON, text: undo.text } }, { say: '', remove: DAEMON_JSON_BACKUP }];
 }
 
 export const exists = (f: string) => access(f).then(() => true, () => false);
@@ -72,34 +71,33 @@ export const exists = (f: string) => access(f).then(() => true, () => false);
 /**
  * Remove what `install` wrote (only files carrying our header), and stop and disable
  * the units the .deb ships if they are there (their files belong to the package and stay).
- * Returns what it did (or would do), one line each.
  */
-export async function removeInstalled(deps: InstallDeps, dryRun: boolean): Promise<string[]> {
-  const done: string[] = [];
+export async function removeInstalledSteps(deps: InstallDeps): Promise<Step[]> {
   const systemd = await deps.systemdRunning();
   const ours: string[] = [];
   const units: string[] = [];
+  const says: string[] = [];
   for (const file of [SERVICE_FILE, BOOT_FILE, CRON_FILE]) {
     const text = await deps.readText(file);
     if (text === null || !text.includes(HEADER)) continue;
     ours.push(file);
-    done.push(`remove ${file}`);
     if (systemd && file !== CRON_FILE) units.push(path.basename(file));
   }
   for (const unit of [SERVICE_FILE, BOOT_FILE].map((f) => path.basename(f))) {
     const text = await deps.readText(path.join(PACKAGE_UNIT_DIR, unit));
     if (text === null || !text.includes(PACKAGE_HEADER) || !systemd) continue;
     if (!units.includes(unit)) units.push(unit);
-    done.push(`disable ${unit}${unit === path.basename(SERVICE_FILE) ? ' and stop it' : ''} (shipped by the package; its file stays)`);
+    says.push(`disable ${unit}${unit === path.basename(SERVICE_FILE) ? ' and stop it' : ''} (shipped by the package; its file stays)`);
   }
-  if (dryRun) return done;
   // Disable while the unit files are still there (systemctl needs them), then remove ours. Only the
   // daemon is stopped: docker.service requires egressfw-boot, so stopping that would stop Docker.
-  if (units.length) await deps.exec(['systemctl', 'disable', ...units]);
-  if (units.includes(path.basename(SERVICE_FILE))) await deps.exec(['systemctl', 'stop', path.basename(SERVICE_FILE)]);
-  for (const file of ours) await unlink(file);
-  if (units.length) await deps.exec(['systemctl', 'daemon-reload']);
-  return done;
+  // systemctl's own failures do not stop the removal (the files must go either way).
+  return [
+    ...(units.length ? [{ say: says.join('\n'), argv: ['systemctl', 'disable', ...units], mayFail: true }] : []),
+    ...(units.includes(path.basename(SERVICE_FILE)) ? [{ say: '', argv: ['systemctl', 'stop', path.basename(SERVICE_FILE)], mayFail: true }] : []),
+    ...ours.map((file): Step => ({ say: `remove ${file}`, remove: file })),
+    ...(units.length ? [{ say: '', argv: ['systemctl', 'daemon-reload'], mayFail: true }] : []),
+  ];
 }
 
 /** `egressfw install --cron | --systemd [--dry-run] | --remove`. */
@@ -110,7 +108,9 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
   if (opts.dockerDns) return installDockerDns(opts, deps);
 
   if (opts.remove) {
-    const done = await removeInstalled(deps, opts.dryRun);
+    const steps = await removeInstalledSteps(deps);
+    await executeSteps(steps, deps, { dryRun: opts.dryRun, hint: 'Run `egressfw install --remove` again once fixed.' });
+    const done = describeSteps(steps);
     deps.out(done.length ? `${opts.dryRun ? 'would' : 'done'}:\n${done.map((d) => `  ${d}\n`).join('')}` : 'nothing to remove: no egressfw cron file or units found\n');
     return 0;
   }
@@ -138,18 +138,20 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
     const old = await deps.readText(file);
     if (old !== null && !old.includes(HEADER)) throw new PreconditionError(`${file} exists and was not written by egressfw; move it away and retry. Nothing was changed.`);
   }
-  for (const [file, text] of files) await deps.writeFileAtomic(file, text);
-  deps.out(`wrote: ${files.map(([f]) => f).join(', ')}\n`);
-  if (opts.systemd) {
-    if (await deps.systemdRunning()) {
-      for (const argv of [['systemctl', 'daemon-reload'], ['systemctl', 'enable', '--now', 'egressfw-boot.service', 'egressfw.service']]) {
-        const r = await deps.exec(argv);
-        if (r.exitCode !== 0) throw new PreconditionError(`\`${argv.join(' ')}\` failed: ${r.stderr.trim()}`);
-      }
-      deps.out('enabled and started: egressfw-boot.service, egressfw.service\n');
-    } else {
-      deps.out('systemd is not running here; enable the units with: systemctl daemon-reload && systemctl enable --now egressfw-boot.service egressfw.service\n');
-    }
+  const systemd = opts.systemd && (await deps.systemdRunning());
+  const steps: Step[] = [
+    ...files.map(([file, text]): Step => ({ say: `wrote ${file}`, write: { file, text } })),
+    ...(systemd
+      ? [
+          { say: '', argv: ['systemctl', 'daemon-reload'] },
+          { say: 'enabled and started: egressfw-boot.service, egressfw.service', argv: ['systemctl', 'enable', '--now', 'egressfw-boot.service', 'egressfw.service'] },
+        ]
+      : []),
+  ];
+  await executeSteps(steps, deps, { dryRun: false, hint: 'Fix that, then run `egressfw install` again.' });
+  deps.out(`${describeSteps(steps).join('\n')}\n`);
+  if (opts.systemd && !systemd) {
+    deps.out('systemd is not running here; enable the units with: systemctl daemon-reload && systemctl enable --now egressfw-boot.service egressfw.service\n');
   }
   return 0;
 }

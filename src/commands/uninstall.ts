@@ -1,12 +1,13 @@
 import path from 'node:path';
-import { PreconditionError, CommandError } from '../errors.js';
+import { PreconditionError } from '../errors.js';
 import type { Family } from '../net/ip.js';
 import { UFW_FILE } from '../plan/names.js';
 import { planUninstall } from '../plan/uninstall.js';
 import type { State } from '../resolve/merge.js';
 import { parseState, recoverOriginal, STATE_FILES, stateFile, type StateDirCleanup } from '../system/state.js';
 import type { SyncDeps } from './sync.js';
-import { removeDockerDns, removeInstalled, type InstallDeps } from './install.js';
+import { removeDockerDnsSteps, removeInstalledSteps, type InstallDeps } from './install.js';
+import { describeSteps, executeSteps, type Step } from '../system/steps.js';
 
 export interface UninstallOptions {
   stateDir: string;
@@ -54,38 +55,37 @@ export async function runUninstall(opts: UninstallOptions, deps: UninstallDeps, 
     const { observed, missingTools } = await deps.observe({ ufw: true, docker: false });
     if (!observed.readable) throw new PreconditionError(`cannot read the firewall (missing: ${missingTools.join(', ')}); install them and retry. Nothing was changed.`);
     const plan = planUninstall(observed, original);
-    const units = await removeInstalled(install, true);
-    const dockerDns = await removeDockerDns(install, true);
+    // Firewall first (nft, iptables, ufw, then what ufw let go of, the sets), then units, daemon.json, files.
+    const restore = (f: Family, text: string | null): Step[] => (text ? [{ say: '', argv: [RESTORE[f], '--noflush'], input: text }] : []);
+    const steps: Step[] = [
+      ...(plan.nft ? [{ say: '', argv: ['nft', '-f', '-'], input: plan.nft }] : []),
+      ...restore(4, plan.iptables[4]),
+      ...restore(6, plan.iptables[6]),
+      ...(plan.ufw?.files ?? []).map((f): Step => ({ say: '', write: f })),
+      ...(plan.ufw?.commands ?? []).map((argv): Step => ({ say: '', argv })),
+      ...restore(4, plan.iptablesAfterUfw[4]),
+      ...restore(6, plan.iptablesAfterUfw[6]),
+      ...plan.ipsetDestroy.map((set): Step => ({ say: '', argv: ['ipset', 'destroy', set] })),
+      ...(await removeInstalledSteps(install)),
+      ...(await removeDockerDnsSteps(install)),
+      // Backups of the ufw files are ours too; the block is out, so the files are as before.
+      ...([4, 6] as Family[]).map((f): Step => ({ say: '', remove: `${UFW_FILE[f]}.egressfw-backup` })),
+    ];
     const stateSteps = [
       ...stateDir.removed.map((f) => `remove ${f}`),
       ...(stateDir.dirRemoved ? [`remove the directory ${opts.stateDir} (empty then)`] : []),
     ];
-    const steps = [...plan.steps, ...units.map((f) => `remove ${f}`), ...(dockerDns ? [dockerDns] : []), ...stateSteps];
+    const said = [...plan.steps, ...describeSteps(steps), ...stateSteps];
     const leftNote = stateDir.removed.length && stateDir.left.length
       ? `left ${opts.stateDir} in place: it holds files egressfw did not write: ${stateDir.left.slice(0, 10).join(', ')}${stateDir.left.length > 10 ? `, ... (${stateDir.left.length} in all)` : ''}\n`
       : '';
+    await executeSteps(steps, { ...deps, removeFile: deps.removeFile }, { dryRun: opts.dryRun, hint: 'Run `egressfw uninstall` again once fixed: it picks up from where it stopped.' });
     if (opts.dryRun) {
-      deps.out(steps.length ? `egressfw uninstall would:\n${steps.map((s) => `  ${s}`).join('\n')}\n${leftNote}` : 'nothing of egressfw is installed\n');
+      deps.out(said.length ? `egressfw uninstall would:\n${said.map((s) => `  ${s}`).join('\n')}\n${leftNote}` : 'nothing of egressfw is installed\n');
       return 0;
     }
-    const run = async (argv: string[], input?: string) => {
-      const r = await deps.exec(argv, input === undefined ? {} : { input });
-      if (r.exitCode !== 0) throw new CommandError(argv, r.exitCode, r.stderr, 'Run `egressfw uninstall` again once fixed: it picks up from where it stopped.');
-    };
-    if (plan.nft) await run(['nft', '-f', '-'], plan.nft);
-    for (const f of [4, 6] as Family[]) if (plan.iptables[f]) await run([RESTORE[f], '--noflush'], plan.iptables[f]!);
-    if (plan.ufw) {
-      for (const f of plan.ufw.files) await deps.writeFileAtomic(f.file, f.text);
-      for (const argv of plan.ufw.commands) await run(argv);
-    }
-    for (const f of [4, 6] as Family[]) if (plan.iptablesAfterUfw[f]) await run([RESTORE[f], '--noflush'], plan.iptablesAfterUfw[f]!);
-    for (const s of plan.ipsetDestroy) await run(['ipset', 'destroy', s]);
-    await removeInstalled(install, false);
-    await removeDockerDns(install, false);
-    // Backups of the ufw files are ours too; the block is out, so the files are as before.
-    for (const f of [4, 6] as Family[]) await deps.removeFile(`${UFW_FILE[f]}.egressfw-backup`);
     await deps.removeStateFiles(opts.stateDir, false);
-    deps.out(steps.length ? `${steps.map((s) => `  ${s}`).join('\n')}\n${leftNote}egressfw uninstall: done; nothing of egressfw is left\n` : 'nothing of egressfw was installed\n');
+    deps.out(said.length ? `${said.map((s) => `  ${s}`).join('\n')}\n${leftNote}egressfw uninstall: done; nothing of egressfw is left\n` : 'nothing of egressfw was installed\n');
     return 0;
   } finally {
     await release();

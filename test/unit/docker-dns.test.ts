@@ -46,7 +46,7 @@ describe('daemon.json dns for the gate', () => {
       readText: async (f: string) => files.get(f) ?? null,
       writeFileAtomic: async (f: string, t: string) => void files.set(f, t),
       isRoot: true,
-      systemdRunning: async () => false,
+      systemdRunning: async () => false, removeFile: async () => {},
       node: '/usr/bin/node',
       cli: '/x/cli.js',
       out: (t: string) => void outs.push(t),

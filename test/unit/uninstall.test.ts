@@ -44,7 +44,7 @@ function deps(k: FakeKernel) {
     out: (t: string) => out.push(t),
     warn: (t: string) => out.push(t),
   };
-  const install = { exec: d.exec, readText: async () => null, writeFileAtomic: async () => {}, isRoot: true, systemdRunning: async () => false, node: '', cli: '', out: d.out };
+  const install = { exec: d.exec, readText: async () => null, writeFileAtomic: async () => {}, isRoot: true, systemdRunning: async () => false, removeFile: async () => {}, node: '', cli: '', out: d.out };
   return { d, install, out };
 }
 

@@ -5,7 +5,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { removeInstalled, runInstall, type InstallDeps } from '../../src/commands/install.js';
+import { removeInstalledSteps, runInstall, type InstallDeps } from '../../src/commands/install.js';
+import { describeSteps, executeSteps } from '../../src/system/steps.js';
+
+/** install --remove's steps through the shared executor: what they said. */
+async function removeInstalled(d: InstallDeps, dryRun: boolean): Promise<string[]> {
+  const steps = await removeInstalledSteps(d);
+  await executeSteps(steps, d, { dryRun, hint: '' });
+  return describeSteps(steps);
+}
 import { PACKAGE_HEADER, PACKAGE_UNIT_DIR, renderBootService, renderService, type InstallPaths } from '../../src/schedule/units.js';
 
 const analyze = await execa('systemd-analyze', ['--version'], { reject: false }).catch(() => ({ exitCode: 127 }));
@@ -79,6 +87,7 @@ describe('install --remove / uninstall with the units the .deb ships', () => {
       systemdRunning: async () => systemd,
       cli: '/usr/bin/egressfw',
       out: () => {},
+      removeFile: async () => {},
     };
     return { d, calls };
   }
