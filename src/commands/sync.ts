@@ -5,6 +5,7 @@ import { diff, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
 import type { QueryFn } from '../resolve/query.js';
 import type { DockerView } from '../plan/coverage.js';
+import { printable } from '../text.js';
 import type { State } from '../resolve/merge.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
@@ -152,7 +153,7 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSou
     }
     if (got) deps.warn(`egressfw sync: ${got} came after the changes were applied and verified; they are in force`);
     for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
-    for (const w of r.warnings) deps.warn(`warning: ${w}`);
+    for (const w of r.warnings) deps.warn(`warning: ${printable(w)}`); // names and details come from DNS
     if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
       else deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);

@@ -126,3 +126,11 @@ describe('daemon log lines', () => {
     expect(JSON.parse(formatLog(true, at, 'error', { job: 'refresh', error: 'x' }))).toEqual({ time: '2026-11-28T12:00:00.000Z', event: 'error', job: 'refresh', error: 'x' });
   });
 });
+
+describe('log lines escape what a terminal would act on', () => {
+  it('text: a DNS name with an escape sequence stays on one line, escaped', () => {
+    const line = formatLog(false, new Date(0), 'refresh', { name: 'x\x1b[2Jy', warnings: ['a\nb'] });
+    expect(line).not.toMatch(/[\x00-\x1f\x7f]/);
+    expect(line).toContain('name=x\\x1b[2Jy');
+  });
+});
