@@ -1,4 +1,4 @@
-// Section 2: packet-path cost. client netns -> router netns (the Docker host: FORWARD -> DOCKER-USER -> EGRESSFW)
+// Section 2: packet-path cost. client netns -> router netns (the Docker host: Docker's FORWARD chains, and egressfw's nft forward chain)
 // -> server netns, with no rules, with a Docker-like FORWARD skeleton, with egressfw's real rules (written by the
 // real CLI) at 1,000 and 10,000 allowed IPs, and with the same allowlists as linear rules.
 import fs from 'node:fs';
@@ -138,6 +138,8 @@ export async function packetPath(lab: Lab, cli: string, bin: string, opts: Packe
     }
 
     const reset = async (text: string) => {
+      // egressfw's own table (containers, since 0.2) goes first: every scenario starts from Docker's rules alone
+      await run(lab.hostArgv(['nft', 'delete', 'table', 'inet', 'egressfw']));
       await router(['iptables-restore'], { input: text.includes('EFW-LINEAR') ? dockerSkeleton() : text });
       await router(['ip6tables-restore'], { input: text });
       // sets last: rules referencing them are gone now
@@ -165,7 +167,7 @@ export async function packetPath(lab: Lab, cli: string, bin: string, opts: Packe
       { name: 'docker', label: 'Docker FORWARD chains only', allowed: 0, enforce: false, setup: () => reset(dockerSkeleton()) },
       ...opts.sizes.map((n) => ({
         name: `egressfw-${n}`,
-        label: `egressfw, ${n.toLocaleString('en-US')} IPs (ipset)`,
+        label: `egressfw, ${n.toLocaleString('en-US')} IPs (nft set)`,
         allowed: n,
         enforce: true,
         setup: async () => {
