@@ -18,6 +18,7 @@ import { renderReport, type Machine } from './bench/report.js';
 import { startupSection, type StartupResult } from './bench/startup.js';
 import { syncSection, type SyncResult } from './bench/sync.js';
 import { must, progress, run } from './bench/util.js';
+import { auditBench, renderAuditBench, type AuditBenchResult } from './bench/audit.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -26,7 +27,7 @@ const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const SECTIONS = ['sync', 'packet', 'daemon', 'startup', 'gate'];
+const SECTIONS = ['sync', 'packet', 'daemon', 'startup', 'gate', 'audit'];
 const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : SECTIONS.join(',');
 const only = new Set(onlyArg.split(','));
 const write = !args.includes('--no-write') && !quick && SECTIONS.every((s) => only.has(s));
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
   let packet: PacketResult | undefined;
   let startup: StartupResult | undefined;
   let gate: GateResult | undefined;
+  let audit: AuditBenchResult | undefined;
 
   if (only.has('sync') || only.has('daemon') || only.has('startup')) {
     const sizes = only.has('sync') ? (quick ? [10, 100, 1000] : [10, 100, 1000, 5000]) : [1000];
@@ -155,14 +157,31 @@ async function main(): Promise<void> {
     }
   }
 
+  if (only.has('audit')) {
+    // Issue 12: what recording refused connections costs, on the product's own nft chain and host rule.
+    let lab: Lab | undefined;
+    try {
+      lab = await startLab({ docker: false });
+      progress(`lab ${lab.id} up (audit recording cost)`);
+      const bin = path.join(lab.dir, 'tcpbench');
+      const nflog = path.join(lab.dir, 'nflogread');
+      await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(HERE, 'bench', 'tcpbench.c')]);
+      await must(['gcc', '-O2', '-o', nflog, path.join(HERE, 'bench', 'nflogread.c')]);
+      audit = await auditBench(lab, bin, nflog, { blocks: quick ? 2 : 15, runSeconds: quick ? 0.3 : 0.5, crrThreads: 2, prefill: quick ? 5000 : 50_000, amplify: 20 });
+    } finally {
+      await lab?.stop();
+    }
+  }
+
   m.loadEnd = os.loadavg();
   const left = await leftovers();
   const totalSec = (Date.now() - t0) / 1000;
   const report = renderReport({ machine: m, sync, packet, daemon, startup, gate, totalSec, quick, leftovers: left });
-  process.stdout.write(`${report.tables}\n`);
+  const auditText = audit ? `\n## Recording refused connections (audit, issue 12)\n\n${renderAuditBench(audit)}\n` : '';
+  process.stdout.write(`${report.tables}\n${auditText}`);
   if (write) {
     fs.mkdirSync(path.dirname(DOC), { recursive: true });
-    fs.writeFileSync(DOC, report.markdown);
+    fs.writeFileSync(DOC, `${report.markdown}${auditText}`);
     progress(`wrote ${path.relative(process.cwd(), DOC)}`);
   }
   progress(`done in ${totalSec.toFixed(0)} s; left behind: ${left.length ? left.join('; ') : 'nothing'}`);
