@@ -319,10 +319,10 @@ function bounds(input: ReportInput, targets: Target[]): string[] {
     out.push(
       `- **New connections/s with 10,000 IPs at ${fmtPct(ratio(e10, base, 'cps'))} of no rules at all, not 90 %.** Docker's own FORWARD chains, without egressfw, ` +
         `already give ${fmtPct(ratio(docker, base, 'cps'))}: the step from "no rules" is connection tracking, which Docker's rules (and its NAT) switch on on every Docker host, ` +
-        'and which egressfw\'s first rule (RELATED,ESTABLISHED → RETURN, so replies cost one rule) needs too. Against Docker\'s chains alone egressfw gives ' +
+        'and which egressfw\'s first rule (ct state established,related accept, so replies cost one rule) needs too. Against Docker\'s chains alone egressfw gives ' +
         `${fmtPct(ratio(e10, docker, 'cps'))} at 10,000 IPs${e1 ? ` and ${fmtPct(ratio(e1, docker, 'cps'))} at 1,000` : ''}: the set lookup does not grow with the set ` +
         `(1,000 vs 10,000 differ by noise only), while the same allowlist as linear rules falls to ${l10 ? fmtPct(ratio(l10, base, 'cps')) : '–'}. ` +
-        'What egressfw adds per new connection is one jump and four rule checks, one of them the hash lookup; ' +
+        'What egressfw adds per new connection is one more base chain (its own nft table) with a few rule checks before the set lookup; ' +
         (ratio(e10, docker, 'cps') >= 0.9
           ? 'the 90 % target holds against the Docker host egressfw is built for, not against a router with no firewall at all.'
           : 'measured against Docker\'s chains alone the target is missed in this run too (the rounds are short and the machine is shared: see the spread between 1,000 and 10,000, which cost the same).'),
