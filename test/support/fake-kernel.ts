@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { Family } from '../../src/net/ip.js';
 import type { Plan } from '../../src/plan/diff.js';
 import type { Observed } from '../../src/plan/observed.js';
@@ -221,38 +220,3 @@ export class FakeKernel {
   }
 }
 
-/**
- * An Exec backed by a FakeKernel: runs the same argv egressfw would spawn.
- * `failOn(argv)` returning true makes that command fail (nothing applied), to drive rollbacks.
- */
-export function fakeExec(k: FakeKernel, failOn: (argv: readonly string[]) => boolean = () => false) {
-  const log: string[] = [];
-  const exec = async (argv: readonly string[], opts: { input?: string } = {}) => {
-    log.push(argv.join(' '));
-    const ok = { stdout: '', stderr: '', exitCode: 0 };
-    if (failOn(argv)) return { stdout: '', stderr: 'injected failure', exitCode: 1 };
-    try {
-      const [cmd, ...args] = argv;
-      const a = args.join(' ');
-      if (cmd === 'ipset' && a === 'restore') k.ipsetRestore(opts.input ?? '');
-      else if (cmd === 'ipset' && args[0] === 'destroy') k.ipsetRestore(`destroy ${args[1]}`);
-      else if (cmd === 'iptables-restore' && a === '--noflush') k.iptablesRestore(4, opts.input ?? '');
-      else if (cmd === 'ip6tables-restore' && a === '--noflush') k.iptablesRestore(6, opts.input ?? '');
-      else if (cmd === 'nft' && a === '-f -') k.nftScript(opts.input ?? '');
-      else if (cmd === 'nft' && args[0] === '-j' && args[1] === '-f') k.nftJson(readFileSync(args[2]!, 'utf8'));
-      else if (cmd === 'ufw' && args[0] === 'default') {
-        k.ufw.outputPolicy = { allow: 'ACCEPT', deny: 'DROP', reject: 'REJECT' }[args[1]!]!;
-        k.ufwReload();
-      } else if (cmd === 'ufw' && a === '--force enable') {
-        k.ufw.enabled = true;
-        k.ufwReload();
-      } else if (cmd === 'ufw' && a === '--force disable') k.ufw.enabled = false;
-      else if (cmd === 'ufw' && a === 'reload') k.ufwReload();
-      else return { stdout: '', stderr: `fake exec: unknown command ${argv.join(' ')}`, exitCode: 127 };
-      return ok;
-    } catch (e) {
-      return { stdout: '', stderr: (e as Error).message, exitCode: 1 };
-    }
-  };
-  return { exec, log };
-}

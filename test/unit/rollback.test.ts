@@ -6,7 +6,8 @@ import { diff } from '../../src/plan/diff.js';
 import type { Observed } from '../../src/plan/observed.js';
 import type { AllowedDomain } from '../../src/resolve/merge.js';
 import { applyPlan, ApplyError } from '../../src/system/apply.js';
-import { fakeExec, FakeKernel } from '../support/fake-kernel.js';
+import { kernelExec } from '../support/fake-exec.js';
+import { FakeKernel } from '../support/fake-kernel.js';
 import { fixture } from '../support/files.js';
 
 const config = parseConfig('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }', 'x');
@@ -21,6 +22,10 @@ function kernel(): FakeKernel {
   k.tables[4].set('FORWARD', ['-A FORWARD -j DOCKER-USER']);
   return k;
 }
+
+/** kernelExec with `failOn` commands failing as if the tool had (nothing applied). */
+const failing = (k: FakeKernel, failOn: (argv: readonly string[]) => boolean) =>
+  kernelExec(k, async (argv) => (failOn(argv) ? { stdout: '', stderr: 'injected failure', exitCode: 1 } : undefined));
 
 const files = (k: FakeKernel) => ({
   writeFileAtomic: async (file: string, text: string) => {
@@ -39,13 +44,13 @@ const comparable = (o: Observed) => ({
 });
 
 describe('rollback (applyPlan on the fake kernel)', () => {
-  for (const failing of ['iptables-restore', 'ip6tables-restore', 'nft -f -', 'ufw default'] as const) {
-    it(`a first sync failing at \`${failing}\` leaves nothing behind`, async () => {
+  for (const step of ['iptables-restore', 'ip6tables-restore', 'nft -f -', 'ufw default'] as const) {
+    it(`a first sync failing at \`${step}\` leaves nothing behind`, async () => {
       const k = kernel();
       const before = k.observe();
       const plan = diff(buildDesired(config, allowed('203.0.113.1'), dns), before);
       let failed = false; // the step fails once; the undo's own calls of the same tool work
-      const { exec } = fakeExec(k, (argv) => !failed && (failed = argv.join(' ').startsWith(failing)));
+      const { exec } = failing(k, (argv) => !failed && (failed = argv.join(' ').startsWith(step)));
       await expect(applyPlan(plan, before, { exec, ...files(k) })).rejects.toThrow(ApplyError);
       expect(comparable(k.observe())).toEqual(comparable(before));
       // EGRESSFW-HOST may stay, empty (ufw may still hook it): the only difference allowed.
@@ -56,11 +61,11 @@ describe('rollback (applyPlan on the fake kernel)', () => {
   it('a later sync failing after nft applied: old set members, old chain (enforce) and old ufw come back', async () => {
     const k = kernel();
     const first = diff(buildDesired(config, allowed('203.0.113.1'), dns), k.observe());
-    await applyPlan(first, k.observe(), { exec: fakeExec(k).exec, ...files(k) });
+    await applyPlan(first, k.observe(), { exec: kernelExec(k).exec, ...files(k) });
     const before = k.observe();
     const plan = diff(buildDesired(later, allowed('203.0.113.2'), [...dns, { host: '198.51.100.54', port: 53 }]), before);
     expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'ufw-block', 'ufw-reload', 'nft', 'chain', 'chain']);
-    const { exec, log } = fakeExec(k, (argv) => argv[0] === 'ip6tables-restore' && !log.some((l) => l.startsWith('nft -j')));
+    const { exec, calls: log } = failing(k, (argv) => argv[0] === 'ip6tables-restore' && !log.some((l) => l.startsWith('nft -j')));
     await expect(applyPlan(plan, before, { exec, ...files(k) })).rejects.toThrow(/ip6tables-restore failed.*\n.*rolled back/);
     // Undo runs newest first: iptables, nft, ufw, then the sets.
     const undo = log.slice(log.findIndex((l) => l.startsWith('ip6tables-restore')) + 1);
