@@ -8,9 +8,8 @@ import type { QueryFn } from './resolve/query.js';
 import { mergeResolutions, type AllowedDomain, type State } from './resolve/merge.js';
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
-import { buildCoverage, type Coverage, type DockerView } from './plan/coverage.js';
-import { ifaceMatches } from './proxy/config.js';
-import { firewalldError } from './system/firewalld.js';
+import { buildCoverage, dockerBlockers, type Coverage, type DockerView } from './plan/coverage.js';
+import { firewalldMessage } from './system/firewalld.js';
 
 /** Everything one round computes, from config to plan. Shared by `plan` and `sync`. */
 export interface Round {
@@ -94,34 +93,7 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
         (observation.missingTools.includes('dockerd') ? ', or set `containers.enabled: false` to manage the host only' : ''),
     });
   }
-  if (dockerView && !('error' in dockerView)) {
-    const driver = dockerView.engine.firewallDriver;
-    // A firewall setup Docker reports that egressfw has not met: say so rather than guess it is harmless.
-    if (driver !== null && !/^(iptables|nftables)(\+firewalld)?$/.test(driver)) {
-      full.blockers.push({
-        code: 'unsupported',
-        message: `Docker reports a firewall backend egressfw does not know ("${driver}"): it cannot tell whether its own table is enough. Use Docker's iptables or nftables backend, or report this setup`,
-      });
-    }
-  }
-  if (observation.firewalld) full.blockers.push({ code: 'unsupported', message: firewalldError(observation.firewalld).message.replace(/ Nothing was changed\.$/, '') });
-  else if (dockerView && !('error' in dockerView) && dockerView.engine.firewalld) {
-    full.blockers.push({
-      code: 'unsupported',
-      message: `Docker reports firewalld in its firewall setup (${dockerView.engine.firewallDriver}): egressfw does not support firewalld yet (its reload can drop other tables' rules). Stop and mask firewalld, or leave egressfw off this host`,
-    });
-  }
-  if (dockerView && !('error' in dockerView)) {
-    for (const n of dockerView.networks) {
-      const hit = n.bridge && config.containers.exemptFrom.find((p) => ifaceMatches(p, n.bridge!));
-      if (hit) {
-        full.blockers.push({
-          code: 'unsupported',
-          message: `containers.exemptFrom "${hit}" matches ${n.bridge}, the bridge of Docker network ${n.name}: its containers would not be judged. List only interfaces you route for (a VPN), never a Docker bridge`,
-        });
-      }
-    }
-  }
+  full.blockers.push(...dockerBlockers(config, dockerView, observation.firewalld ? firewalldMessage(observation.firewalld) : null));
   // Decided once, here: ufw switched off after egressfw had been enforcing.
   const ufwOff = prev.enforcedSince !== undefined && full.blockers.some((b) => b.code === 'ufw-inactive');
   const rescope = ufwOff ? withoutHost : (p: Plan) => p;

@@ -79,7 +79,7 @@ export async function runUninstall(opts: UninstallOptions, deps: UninstallDeps, 
     const leftNote = stateDir.removed.length && stateDir.left.length
       ? `left ${opts.stateDir} in place: it holds files egressfw did not write: ${stateDir.left.slice(0, 10).join(', ')}${stateDir.left.length > 10 ? `, ... (${stateDir.left.length} in all)` : ''}\n`
       : '';
-    await executeSteps(steps, { ...deps, removeFile: deps.removeFile }, { dryRun: opts.dryRun, hint: 'Run `egressfw uninstall` again once fixed: it picks up from where it stopped.' });
+    await executeSteps(steps, deps, { dryRun: opts.dryRun, hint: 'Run `egressfw uninstall` again once fixed: it picks up from where it stopped.' });
     if (opts.dryRun) {
       deps.out(said.length ? `egressfw uninstall would:\n${said.map((s) => `  ${s}`).join('\n')}\n${leftNote}` : 'nothing of egressfw is installed\n');
       return 0;

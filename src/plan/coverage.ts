@@ -1,4 +1,6 @@
 import type { Config } from '../config/load.js';
+import { ifaceMatches } from '../proxy/config.js';
+import type { Blocker } from './diff.js';
 import type { DockerEngine, DockerNetwork } from '../system/docker.js';
 
 /** What Docker said when asked, or why it could not be asked. Gathered by the side-effect layer. */
@@ -107,4 +109,39 @@ export function coverageText(c: Coverage): string[] {
     for (const n of c.notEnforced) out.push(`!!!   ${n.name} (${n.driver}${n.iface ? ` on ${n.iface}` : ''}, ${n.containers} container${n.containers === 1 ? '' : 's'}): ${n.how}`);
   }
   return out;
+}
+
+/**
+ * Pure: what about this Docker host stops `sync` (a firewall setup egressfw does not know, firewalld,
+ * an exemption that would cover a Docker bridge). `hostFirewalld`: the message for a firewalld process
+ * found on the host, which says more than Docker's report of it.
+ */
+export function dockerBlockers(config: Config, view: DockerView | null, hostFirewalld: string | null): Blocker[] {
+  const docker = view && !('error' in view) ? view : null;
+  const blockers: Blocker[] = [];
+  const driver = docker?.engine.firewallDriver ?? null;
+  // A firewall setup Docker reports that egressfw has not met: say so rather than guess it is harmless.
+  if (driver !== null && !/^(iptables|nftables)(\+firewalld)?$/.test(driver)) {
+    blockers.push({
+      code: 'unsupported',
+      message: `Docker reports a firewall backend egressfw does not know ("${driver}"): it cannot tell whether its own table is enough. Use Docker's iptables or nftables backend, or report this setup`,
+    });
+  }
+  if (hostFirewalld) blockers.push({ code: 'unsupported', message: hostFirewalld });
+  else if (docker?.engine.firewalld) {
+    blockers.push({
+      code: 'unsupported',
+      message: `Docker reports firewalld in its firewall setup (${driver}): egressfw does not support firewalld yet (its reload can drop other tables' rules). Stop and mask firewalld, or leave egressfw off this host`,
+    });
+  }
+  for (const n of docker?.networks ?? []) {
+    const hit = n.bridge && config.containers.exemptFrom.find((p) => ifaceMatches(p, n.bridge!));
+    if (hit) {
+      blockers.push({
+        code: 'unsupported',
+        message: `containers.exemptFrom "${hit}" matches ${n.bridge}, the bridge of Docker network ${n.name}: its containers would not be judged. List only interfaces you route for (a VPN), never a Docker bridge`,
+      });
+    }
+  }
+  return blockers;
 }

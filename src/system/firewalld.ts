@@ -75,11 +75,16 @@ export async function findFirewalld(proc: ProcFs = realProcFs): Promise<Firewall
   return null;
 }
 
+/** What is wrong with a running firewalld and what to do about it. */
+export function firewalldMessage(f: FirewalldProcess): string {
+  return (
+    `firewalld is running (pid ${f.pid}: ${f.argv.join(' ')}): egressfw does not support it yet ` +
+    '(firewalld owns the host firewall, and its reloads remove rules other programs added). ' +
+    'Stop and mask it (`systemctl disable --now firewalld && systemctl mask firewalld`) and use ufw, then retry.'
+  );
+}
+
 /** The blocker for a running firewalld: what is wrong and what to do, nothing changed. */
 export function firewalldError(f: FirewalldProcess): PreconditionError {
-  return new PreconditionError(
-    `firewalld is running (pid ${f.pid}: ${f.argv.join(' ')}): egressfw does not support it yet ` +
-      '(firewalld owns the host firewall, and its reloads remove rules other programs added). ' +
-      'Stop and mask it (`systemctl disable --now firewalld && systemctl mask firewalld`) and use ufw, then retry. Nothing was changed.',
-  );
+  return new PreconditionError(`${firewalldMessage(f)} Nothing was changed.`);
 }
