@@ -8,9 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLab, type Lab } from '../test/lab/lab.js';
-import { auditBench, renderAuditBench } from './bench/audit.js';
-import { must, progress, run } from './bench/util.js';
+import { auditSection, renderAuditBench } from './bench/audit.js';
+import { progress, run } from './bench/util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DOC = path.resolve(HERE, '..', 'docs', 'bench-audit.md');
@@ -26,32 +25,21 @@ async function main(): Promise<void> {
   }
   const t0 = Date.now();
   const load0 = os.loadavg();
-  let lab: Lab | undefined;
-  try {
-    lab = await startLab({ docker: false });
-    progress(`lab ${lab.id} up (audit recording cost)`);
-    const bin = path.join(lab.dir, 'tcpbench');
-    const nflog = path.join(lab.dir, 'nflogread');
-    await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(HERE, 'bench', 'tcpbench.c')]);
-    await must(['gcc', '-O2', '-o', nflog, path.join(HERE, 'bench', 'nflogread.c')]);
-    const result = await auditBench(lab, bin, nflog, { blocks, runSeconds: quick ? 0.3 : 0.5, crrThreads: 2, prefill: quick ? 5000 : 50_000, amplify: 20 });
-    const nft = (await run(['nft', '--version'])).stdout.trim();
-    const body = renderAuditBench(result);
-    const head = [
-      '# Recording refused connections: cost',
-      '',
-      '<!-- Written by `npm run bench:audit` (scripts/bench-audit.ts); the next run replaces it. -->',
-      '',
-      `Run ${new Date().toISOString()} on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Linux ${os.release()}, ${nft}; load average ${load0.map((l) => l.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s. Target: recording costs at most 3 % of new connections/s against the same rules without it.`,
-      '',
-    ].join('\n');
-    process.stdout.write(`${head}\n${body}\n`);
-    if (write) {
-      fs.writeFileSync(DOC, `${head}\n${body}\n`);
-      progress(`wrote ${path.relative(process.cwd(), DOC)}`);
-    }
-  } finally {
-    await lab?.stop();
+  const result = await auditSection({ quick, blocks });
+  const nft = (await run(['nft', '--version'])).stdout.trim();
+  const body = renderAuditBench(result);
+  const head = [
+    '# Recording refused connections: cost',
+    '',
+    '<!-- Written by `npm run bench:audit` (scripts/bench-audit.ts); the next run replaces it. -->',
+    '',
+    `Run ${new Date().toISOString()} on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Linux ${os.release()}, ${nft}; load average ${load0.map((l) => l.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s. Target: recording costs at most 3 % of new connections/s against the same rules without it.`,
+    '',
+  ].join('\n');
+  process.stdout.write(`${head}\n${body}\n`);
+  if (write) {
+    fs.writeFileSync(DOC, `${head}\n${body}\n`);
+    progress(`wrote ${path.relative(process.cwd(), DOC)}`);
   }
 }
 

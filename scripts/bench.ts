@@ -18,7 +18,7 @@ import { renderReport, type Machine } from './bench/report.js';
 import { startupSection, type StartupResult } from './bench/startup.js';
 import { syncSection, type SyncResult } from './bench/sync.js';
 import { must, progress, run } from './bench/util.js';
-import { auditBench, renderAuditBench, type AuditBenchResult } from './bench/audit.js';
+import { auditSection, renderAuditBench, type AuditBenchResult } from './bench/audit.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -157,21 +157,8 @@ async function main(): Promise<void> {
     }
   }
 
-  if (only.has('audit')) {
-    // Issue 12: what recording refused connections costs, on the product's own nft chain and host rule.
-    let lab: Lab | undefined;
-    try {
-      lab = await startLab({ docker: false });
-      progress(`lab ${lab.id} up (audit recording cost)`);
-      const bin = path.join(lab.dir, 'tcpbench');
-      const nflog = path.join(lab.dir, 'nflogread');
-      await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(HERE, 'bench', 'tcpbench.c')]);
-      await must(['gcc', '-O2', '-o', nflog, path.join(HERE, 'bench', 'nflogread.c')]);
-      audit = await auditBench(lab, bin, nflog, { blocks: quick ? 2 : 15, runSeconds: quick ? 0.3 : 0.5, crrThreads: 2, prefill: quick ? 5000 : 50_000, amplify: 20 });
-    } finally {
-      await lab?.stop();
-    }
-  }
+  // Issue 12: what recording refused connections costs, on the product's own nft chain and host rule.
+  if (only.has('audit')) audit = await auditSection({ quick });
 
   m.loadEnd = os.loadavg();
   const left = await leftovers();

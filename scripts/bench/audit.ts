@@ -9,13 +9,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { Lab } from '../../test/lab/lab.js';
+import { fileURLToPath } from 'node:url';
+import { startLab, type Lab } from '../../test/lab/lab.js';
 import { parseConfig } from '../../src/config/load.js';
 import { hostAuditRules, refusedSetCreateLine, REFUSED_HOST_SET } from '../../src/plan/audit.js';
 import { desiredSets } from '../../src/plan/desired.js';
 import { buildNftDesired, renderNftScript } from '../../src/plan/nft.js';
 import { EMPTY_FILTER } from './kernel.js';
-import { alive, fmtNum, killPid, median, max, min, must, progress, run, sleep, spawnLogged, table, waitForLine, type RunResult } from './util.js';
+import { alive, CLIENT, fmtNum, killPid, median, max, min, must, progress, run, sleep, spawnClientHolder, spawnLogged, table, waitForLine, wireClient, type RunResult } from './util.js';
 
 export interface AuditBenchOpts {
   /** ABBA blocks per comparison (baseline, recording, recording, baseline) */
@@ -54,7 +55,6 @@ export interface AuditBenchResult {
 const PORT = '5001';
 const TARGET4 = '203.0.113.77';
 const TARGET6 = '2001:db8:77::1';
-const CLIENT = { v4: '198.51.100.66/26', gw4: '198.51.100.65', v6: '2001:db8:1::2/64', gw6: '2001:db8:1::1' };
 const NFLOG_GROUP = '7';
 
 /** egressfw's own audit-mode config for the bench: 200 allowed networks per family (none of them the target). */
@@ -79,7 +79,7 @@ export function containerScript(times: number, withSets: boolean): string {
   const want = buildNftDesired(BENCH_CONFIG, desiredSets(BENCH_CONFIG, [], [{ host: '198.51.100.53', port: 53 }]));
   const record = want.rules.filter((r) => r.tag.startsWith('record'));
   const rest = want.rules.filter((r) => !r.tag.startsWith('record'));
-  if (record.length !== 2 || rest.at(-1)?.tag !== 'audit') throw new Error(`the product's forward chain changed shape: ${want.rules.map((r) => r.tag).join(', ')}`);
+  if (record.length !== 4 || rest.at(-1)?.tag !== 'audit') throw new Error(`the product's forward chain changed shape: ${want.rules.map((r) => r.tag).join(', ')}`);
   const rules = [...rest.slice(0, -1), ...Array.from({ length: times }, () => record).flat(), rest.at(-1)!];
   return renderNftScript({ ...want, rules }, { sets: withSets ? [4, 6] : [], chain: true });
 }
@@ -117,33 +117,33 @@ export function hostToggle(variant: HostVariant, times = 1): string {
   return ['*filter', ':EGRESSFW-HOST - [0:0]', ...hostChainRules(variant, times), 'COMMIT', ''].join('\n');
 }
 
+/** The whole section: a lab of its own (no Docker), the load generator and NFLOG reader built in it, the comparisons. */
+export async function auditSection(opts: { quick: boolean; blocks?: number }): Promise<AuditBenchResult> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  let lab: Lab | undefined;
+  try {
+    lab = await startLab({ docker: false });
+    progress(`lab ${lab.id} up (audit recording cost)`);
+    const bin = path.join(lab.dir, 'tcpbench');
+    const nflog = path.join(lab.dir, 'nflogread');
+    await must(['gcc', '-O2', '-pthread', '-o', bin, path.join(here, 'tcpbench.c')]);
+    await must(['gcc', '-O2', '-o', nflog, path.join(here, 'nflogread.c')]);
+    const q = opts.quick;
+    return await auditBench(lab, bin, nflog, { blocks: opts.blocks ?? (q ? 2 : 15), runSeconds: q ? 0.3 : 0.5, crrThreads: 2, prefill: q ? 5000 : 50_000, amplify: 20 });
+  } finally {
+    await lab?.stop();
+  }
+}
+
 export async function auditBench(lab: Lab, bin: string, nflogBin: string, opts: AuditBenchOpts): Promise<AuditBenchResult> {
   const notes: string[] = [];
   const router = (argv: string[], o: { input?: string; timeoutMs?: number } = {}) => must(lab.hostArgv(argv), o);
   const server = (argv: string[]) => must(['nsenter', `--net=${lab.inetNetns}`, '--', ...argv]);
-  const holder = spawnLogged(lab.hostArgv(['unshare', '--net', '--', 'sh', '-c', 'echo "ready $$"; exec sleep infinity']), path.join(lab.dir, 'audit-client-holder.log'), true);
+  const holder = spawnClientHolder(lab, path.join(lab.dir, 'audit-client-holder.log'));
   const pids: number[] = [];
   let reader: ChildProcess | undefined;
   try {
-    const m = await waitForLine(holder, /^ready (\d+)$/m, 10_000, 'client namespace holder');
-    const cpid = Number(m[1]);
-    if (fs.readlinkSync(`/proc/${cpid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net')) throw new Error('client holder is not in its own network namespace');
-    const client = (argv: string[], o: { timeoutMs?: number } = {}) => run(['nsenter', '-t', String(cpid), '-n', '-m', '--', ...argv], o);
-    await router(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-    await router(['ip', '-batch', '-'], {
-      input: [`link add docker0 type veth peer name eth0 netns ${cpid}`, `addr add ${CLIENT.gw4}/26 dev docker0`, `addr add ${CLIENT.gw6}/64 dev docker0 nodad`, 'link set docker0 up', ''].join('\n'),
-    });
-    const c = await client(['sh', '-c', [
-      'set -e',
-      'sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 net.ipv4.ip_local_port_range="1024 65000"',
-      'ip link set lo up',
-      `ip addr add ${CLIENT.v4} dev eth0`,
-      `ip addr add ${CLIENT.v6} dev eth0 nodad`,
-      'ip link set eth0 up',
-      `ip route add default via ${CLIENT.gw4}`,
-      `ip -6 route add default via ${CLIENT.gw6}`,
-    ].join('\n')]);
-    if (c.exitCode !== 0) throw new Error(`client setup: ${c.stderr}`);
+    const client = await wireClient(lab, holder);
     await router(['sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=1024 65000']);
     await server(['ip', 'addr', 'add', `${TARGET4}/32`, 'dev', 'lo']);
     await server(['ip', 'addr', 'add', `${TARGET6}/128`, 'dev', 'lo', 'nodad']);

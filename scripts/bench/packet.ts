@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Lab } from '../../test/lab/lab.js';
 import { dockerSkeleton, EMPTY_FILTER as EMPTY } from './kernel.js';
 import { SEED } from './allowlist.js';
-import { must, prng, progress, run, sleep, spawnLogged, waitForLine, killPid, alive, type RunResult } from './util.js';
+import { must, prng, progress, run, sleep, spawnLogged, waitForLine, killPid, alive, spawnClientHolder, wireClient, type RunResult } from './util.js';
 
 function shuffled<T>(xs: T[], rand: () => number): T[] {
   const a = [...xs];
@@ -54,7 +54,6 @@ const PORT = '5001';
 /** server addresses (inet netns lo): the allowed target, and one that is never allowed */
 const TARGET = '2001:db8:77::1';
 const OTHER = '2001:db8:77::2';
-const CLIENT = { v4: '198.51.100.66/26', gw4: '198.51.100.65', v6: '2001:db8:1::2/64', gw6: '2001:db8:1::1' };
 
 
 /** n allowed IPv6 addresses; the benchmark's target is the LAST one (worst case for a linear chain). */
@@ -98,37 +97,10 @@ export async function packetPath(lab: Lab, cli: string, bin: string, opts: Packe
 
   // client netns: a `sleep` started inside the router's mount namespace (so lab.stop() sweeps it and whatever runs
   // in it), with a new network namespace of its own; the veth is created inside the router: the machine never sees it
-  const holder = spawnLogged(lab.hostArgv(['unshare', '--net', '--', 'sh', '-c', 'echo "ready $$"; exec sleep infinity']), path.join(lab.dir, 'client-holder.log'), true);
+  const holder = spawnClientHolder(lab, path.join(lab.dir, 'client-holder.log'));
   const servers: number[] = [];
   try {
-    const m = await waitForLine(holder, /^ready (\d+)$/m, 10_000, 'client namespace holder');
-    const cpid = Number(m[1]);
-    if (cpid !== holder.pid) throw new Error(`client holder pid mismatch (${cpid} vs ${holder.pid})`);
-    const mine = fs.readlinkSync('/proc/self/ns/net');
-    if (fs.readlinkSync(`/proc/${cpid}/ns/net`) === mine) throw new Error('client holder is not in its own network namespace');
-    const client = (argv: string[], o: { timeoutMs?: number } = {}) => run(['nsenter', '-t', String(cpid), '-n', '-m', '--', ...argv], o);
-
-    await router(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-    await router(['ip', '-batch', '-'], {
-      input: [
-        `link add docker0 type veth peer name eth0 netns ${cpid}`,
-        `addr add ${CLIENT.gw4}/26 dev docker0`,
-        `addr add ${CLIENT.gw6}/64 dev docker0 nodad`,
-        'link set docker0 up',
-        '',
-      ].join('\n'),
-    });
-    const c = await client(['sh', '-c', [
-      'set -e',
-      'sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 net.ipv4.ip_local_port_range="1024 65000"',
-      'ip link set lo up',
-      `ip addr add ${CLIENT.v4} dev eth0`,
-      `ip addr add ${CLIENT.v6} dev eth0 nodad`,
-      'ip link set eth0 up',
-      `ip route add default via ${CLIENT.gw4}`,
-      `ip -6 route add default via ${CLIENT.gw6}`,
-    ].join('\n')]);
-    if (c.exitCode !== 0) throw new Error(`client setup: ${c.stderr}`);
+    const client = await wireClient(lab, holder);
     await server(['ip', 'addr', 'add', `${TARGET}/128`, 'dev', 'lo', 'nodad']);
     await server(['ip', 'addr', 'add', `${OTHER}/128`, 'dev', 'lo', 'nodad']);
     for (const addr of [TARGET, OTHER]) {

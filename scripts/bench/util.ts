@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { execa } from 'execa';
-import { procAlive as alive, waitForLine } from '../../test/lab/lab.js';
+import { procAlive as alive, waitForLine, type Lab } from '../../test/lab/lab.js';
 
 export const ENV_PATH = [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'])].join(':');
 
@@ -132,4 +132,41 @@ export function table(head: string[], rows: string[][]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
   return [line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+/** The client ("container") side of the packet benches, behind the lab host's docker0. */
+export const CLIENT = { v4: '198.51.100.66/26', gw4: '198.51.100.65', v6: '2001:db8:1::2/64', gw6: '2001:db8:1::1' };
+
+/** A `sleep` in a network namespace of its own, started inside the lab host's mount namespace (so lab.stop() sweeps it). */
+export function spawnClientHolder(lab: Lab, log: string): ChildProcess {
+  return spawnLogged(lab.hostArgv(['unshare', '--net', '--', 'sh', '-c', 'echo "ready $$"; exec sleep infinity']), log, true);
+}
+
+/**
+ * Wire the holder's namespace to the lab host as a container would be: a veth made inside the
+ * host (the machine never sees it) named docker0 there, addresses, default routes, forwarding on.
+ * Returns a runner for commands inside the client namespace.
+ */
+export async function wireClient(lab: Lab, holder: ChildProcess): Promise<(argv: string[], o?: { timeoutMs?: number }) => Promise<RunResult>> {
+  const m = await waitForLine(holder, /^ready (\d+)$/m, 10_000, 'client namespace holder');
+  const cpid = Number(m[1]);
+  if (cpid !== holder.pid) throw new Error(`client holder pid mismatch (${cpid} vs ${holder.pid})`);
+  if (fs.readlinkSync(`/proc/${cpid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net')) throw new Error('client holder is not in its own network namespace');
+  const client = (argv: string[], o: { timeoutMs?: number } = {}) => run(['nsenter', '-t', String(cpid), '-n', '-m', '--', ...argv], o);
+  await must(lab.hostArgv(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']));
+  await must(lab.hostArgv(['ip', '-batch', '-']), {
+    input: [`link add docker0 type veth peer name eth0 netns ${cpid}`, `addr add ${CLIENT.gw4}/26 dev docker0`, `addr add ${CLIENT.gw6}/64 dev docker0 nodad`, 'link set docker0 up', ''].join('\n'),
+  });
+  const c = await client(['sh', '-c', [
+    'set -e',
+    'sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 net.ipv4.ip_local_port_range="1024 65000"',
+    'ip link set lo up',
+    `ip addr add ${CLIENT.v4} dev eth0`,
+    `ip addr add ${CLIENT.v6} dev eth0 nodad`,
+    'ip link set eth0 up',
+    `ip route add default via ${CLIENT.gw4}`,
+    `ip -6 route add default via ${CLIENT.gw6}`,
+  ].join('\n')]);
+  if (c.exitCode !== 0) throw new Error(`client setup: ${c.stderr}`);
+  return client;
 }
