@@ -124,3 +124,13 @@ export function orderInsensitive(state: string): string {
     .map((section) => section.split('\n').sort().join('\n'))
     .join('\n');
 }
+
+/** Poll `check` until it is true; returns the ms it took, or throws after `ms`. */
+export async function within(ms: number, what: string, check: () => Promise<boolean>): Promise<number> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (await check()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`not within ${ms} ms: ${what}`);
+}

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { labDescribe } from './gate.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { CLI, canonical, efw, kernelState, orderInsensitive, writeConfig } from './efw.js';
+import { CLI, canonical, efw, kernelState, orderInsensitive, within, writeConfig } from './efw.js';
 
 const isRoot = process.getuid?.() === 0;
 const OLD_V4 = '203.0.113.10';
@@ -12,15 +12,6 @@ const NEW_V4 = '203.0.113.11';
 const V6 = '2001:db8:10::10';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Poll `check` until it is true; returns the ms it took, or throws after `ms`. */
-async function within(ms: number, what: string, check: () => Promise<boolean>): Promise<number> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return Date.now() - t0;
-    await sleep(200);
-  }
-  throw new Error(`not within ${ms} ms: ${what}`);
-}
 
 labDescribe('egressfw over time: daemon, drift repair, status, uninstall', { docker: true }, () => {
   let lab: Lab;

@@ -11,21 +11,13 @@ import { DEB } from '../../scripts/package.js';
 import { debianNode18Root } from '../support/node-runtimes.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { labDescribe } from './gate.js';
+import { within } from './efw.js';
 import { installedArgv, parseUnit, type Unit } from './sandbox.js';
 
 const isRoot = process.getuid?.() === 0;
 const VERSION = (JSON.parse(fs.readFileSync('package.json', 'utf8')) as { version: string }).version;
 const CONFIG = '/etc/egressfw/egressfw.yml';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function within(ms: number, what: string, check: () => Promise<boolean>): Promise<number> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    if (await check()) return Date.now() - t0;
-    await sleep(200);
-  }
-  throw new Error(`not within ${ms} ms: ${what}`);
-}
 
 /** `systemd-analyze syscall-filter` groups, expanded: the syscalls a SystemCallFilter= list allows. */
 async function allowedSyscalls(filter: string[]): Promise<Set<string>> {
