@@ -99,16 +99,17 @@ function program(): Command {
 
   p.command('report')
     .description('refused connections (and those audit mode let through) per container and for the host: count, first and last seen, DNS name where known')
+    .addOption(configOption().default(DEFAULT_CONFIG_PATH, `${DEFAULT_CONFIG_PATH}, if it exists`))
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 30m, 1h, 24h, 7d', '1h')
     .option('--json', 'print one machine-readable JSON document', false)
-    .action(async (o: { stateDir: string; since: string; json: boolean }) => {
+    .action(async (o: { config: string; stateDir: string; since: string; json: boolean }) => {
       const [{ runReport }, d] = await Promise.all([import('./commands/report.js'), deps()]);
       process.exitCode = await runReport(o, d.auditDeps());
     });
   p.command('suggest')
     .description('print an allowlist fragment (YAML) from what was refused or audited, to review and merge into the config (never edits it)')
-    .addOption(configOption())
+    .addOption(configOption().default(DEFAULT_CONFIG_PATH, `${DEFAULT_CONFIG_PATH}, if it exists`))
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 1h, 24h, 7d', '24h')
     .action(async (o: { config: string; stateDir: string; since: string }) => {
@@ -119,6 +120,7 @@ function program(): Command {
   p.command('proxy')
     .description('write a compose override (compose.egress.yml) + nginx configs: listed services lose their route out and reach allowed domains only through proxies')
     .addOption(configOption())
+    .addOption(stateDirOption('accepted like every command takes it; proxy keeps no state'))
     .addOption(new Option('-o, --out <dir>', 'directory for the generated files (nothing is written elsewhere)').default(DEFAULT_PROXY_OUT))
     .addOption(new Option('--mode <mode>', 'per-domain (one stream proxy per domain) or sni (one proxy, routes by TLS SNI / HTTP Host); default proxy.mode').choices(['per-domain', 'sni']))
     .option('--services <list>', 'comma-separated compose services to protect (default proxy.services)')

@@ -1,8 +1,11 @@
 import { buildReport, renderReportText, reportJson } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
+import { parseConfig } from '../config/load.js';
+import type { Config } from '../config/load.js';
 import { collectAudit, type AuditDeps } from '../system/audit.js';
 
 export interface ReportOptions {
+  config: string;
   stateDir: string;
   since: string;
   json: boolean;
@@ -12,6 +15,17 @@ export interface AuditCommandDeps extends AuditDeps {
   out: (text: string) => void;
 }
 
+/** report and suggest read the config when there is one (they work without it); a config that is there must be valid. */
+export async function optionalConfig(file: string, deps: Pick<AuditDeps, 'readText'>): Promise<Config | null> {
+  const text = await deps.readText(file);
+  return text === null ? null : parseConfig(text, file);
+}
+
+/** Docker is asked who held which address only when the config manages containers (or there is no config). */
+export function auditDepsFor<D extends AuditDeps>(config: Config | null, deps: D): D {
+  return config && !config.containers.enabled ? { ...deps, listContainers: undefined } : deps;
+}
+
 /**
  * `egressfw report`: collect the kernel's records now (root), then per
  * container and for the host the destinations refused (enforce) or let
@@ -19,7 +33,8 @@ export interface AuditCommandDeps extends AuditDeps {
  */
 export async function runReport(opts: ReportOptions, deps: AuditCommandDeps): Promise<number> {
   const since = parseSince(opts.since);
-  const { history, notes } = await collectAudit(opts.stateDir, deps);
+  const config = await optionalConfig(opts.config, deps);
+  const { history, notes } = await collectAudit(opts.stateDir, auditDepsFor(config, deps));
   const report = buildReport({ history, now: deps.now(), since, notes });
   deps.out(opts.json ? `${JSON.stringify(reportJson(report), null, 2)}\n` : renderReportText(report));
   return 0;
