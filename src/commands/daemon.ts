@@ -1,6 +1,6 @@
 import { loadConfig, type Config } from '../config/load.js';
 import { computeRound } from '../engine.js';
-import { PreconditionError } from '../errors.js';
+import { InterruptedError, PreconditionError } from '../errors.js';
 import { describeOp } from '../plan/render.js';
 import { nextRefreshAt } from '../resolve/merge.js';
 import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
@@ -53,10 +53,22 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
     }
   };
 
+  // SIGTERM/SIGINT abort a refresh or repair in flight: its apply rolls back like a failed step (as in
+  // `egressfw sync`), and the daemon then exits 143/130 instead of 0.
+  const abort = new AbortController();
+  let interrupted = null as InterruptedError | null; // set inside the jobs (TS cannot see that)
+  const sync = async (offline: boolean) => {
+    try {
+      return await syncOnce(config, { stateDir: opts.stateDir, offline, signal: abort.signal }, deps);
+    } catch (e) {
+      if (abort.signal.aborted) throw (interrupted = new InterruptedError(abort.signal.reason as 'SIGTERM' | 'SIGINT', (e as Error).message));
+      throw e;
+    }
+  };
   const daemon = new Daemon(scheduleOf(config), {
     refresh: () =>
       locked(async () => {
-        const r = await syncOnce(config, { stateDir: opts.stateDir }, deps);
+        const r = await sync(false);
         const next = nextRefreshAt(r.round.allowed);
         return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
       }),
@@ -66,13 +78,15 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
       const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: false });
       return round.plan.ops.map(describeOp);
     },
-    repair: () => locked(async () => (await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps)).applied),
+    repair: () => locked(async () => (await sync(true)).applied),
     log,
     now: deps.now,
   });
 
   const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+    const stop = (signal: 'SIGTERM' | 'SIGINT') => {
+      if (abort.signal.aborted) return log('stopping', { signal, note: 'already stopping; a rollback in progress is finished first' });
+      abort.abort(signal);
       log('stopping', { signal });
       void Promise.all([daemon.stop(), gate?.stop()]).then(() => {
         log('stopped');
@@ -111,5 +125,9 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   }
   await stopped;
   await stopAudit();
+  if (interrupted) {
+    log('interrupted', { signal: abort.signal.reason, error: interrupted.message.split('\n')[0] });
+    return interrupted.exitCode;
+  }
   return 0;
 }
