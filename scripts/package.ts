@@ -25,8 +25,8 @@ export const LICENSES = path.join(ROOT, 'dist', 'pkg', 'THIRD-PARTY-LICENSES.txt
 export const DEB = path.join(ROOT, 'dist', `egressfw_${PKG.version}_all.deb`);
 export const NPM_TGZ = path.join(ROOT, 'dist', `egressfw-${PKG.version}.tgz`);
 
-/** What the .deb depends on: Debian 12's own Node (18) is enough; the firewall tools egressfw drives. */
-export const DEPENDS = 'nodejs (>= 18), iptables, ipset, nftables';
+/** What the .deb depends on: Debian 12's own Node (18) is enough; the firewall tools egressfw drives (conntrack and ip: cutting refused flows after a sync). */
+export const DEPENDS = 'nodejs (>= 18), iptables, ipset, nftables, conntrack, iproute2';
 export const RECOMMENDS = 'ufw';
 
 // Node 18 loads ES modules with top-level await; a CommonJS dependency that calls require() on a

@@ -37,10 +37,11 @@ function program(): Command {
     .option('--dry-run', 'print the plan and change nothing (same as `egressfw plan`)', false)
     .option('-q, --quiet', 'print only warnings and errors', false)
     .option('--offline', 'no DNS: re-apply the saved IPs (used at boot, before the network is up)', false)
-    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean }) => {
+    .option('--json', 'print one JSON document: changes applied, warnings, connections cut', false)
+    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean; json: boolean }) => {
       if (o.dryRun) {
         const [{ runPlan }, d] = await Promise.all([import('./commands/plan.js'), deps()]);
-        process.exitCode = await runPlan({ ...o, json: false, detailedExitcode: false }, d.planDeps());
+        process.exitCode = await runPlan({ ...o, detailedExitcode: false }, d.planDeps());
         return;
       }
       const [{ runSync }, d] = await Promise.all([import('./commands/sync.js'), deps()]);

@@ -70,7 +70,8 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
       locked(async () => {
         const r = await sync(false);
         const next = nextRefreshAt(r.round.allowed);
-        return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
+        const flowsCut = r.flows.host + r.flows.containers;
+        return { changes: r.applied, warnings: r.warnings, ...(flowsCut ? { flowsCut } : {}), ...(next !== undefined ? { nextRefreshAt: next } : {}) };
       }),
     detectDrift: async () => {
       const now = deps.now();

@@ -34,7 +34,7 @@ describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
     expect(await field('Package')).toBe('egressfw');
     expect(await field('Version')).toBe(VERSION);
     expect(await field('Architecture')).toBe('all');
-    expect(await field('Depends')).toBe('nodejs (>= 18), iptables, ipset, nftables');
+    expect(await field('Depends')).toBe('nodejs (>= 18), iptables, ipset, nftables, conntrack, iproute2');
     expect(DEPENDS).toBe(await field('Depends'));
     expect(await field('Recommends')).toBe(RECOMMENDS);
   });

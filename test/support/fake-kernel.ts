@@ -35,6 +35,23 @@ export class FakeKernel {
   ufw = { enabled: true, outputPolicy: 'ACCEPT', files: { 4: '', 6: '' } as Record<Family, string> };
   /** egressfw's nft table (inet egressfw), or null */
   nft: FakeNftTable | null = null;
+  /** tracked connections, as `conntrack -L -o save` prints them */
+  conntrack: string[] = [];
+  /** `ip -j -d addr show` */
+  ifaces: unknown[] = [{ ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8 }] }];
+
+  /** `conntrack -R -` with -D lines: delete the entries with that original tuple; prints what it deleted. */
+  conntrackDelete(input: string): string {
+    const tuple = (l: string) => {
+      const t = l.split(/\s+/);
+      const v = (k: string) => t[t.indexOf(k) + 1];
+      return ['-s', '-d', '-p', '--sport', '--dport', '--icmp-type', '--icmp-code', '--icmp-id'].map((k) => (t.includes(k) ? `${k}=${v(k)}` : '')).join(' ');
+    };
+    const gone = new Set(input.split('\n').filter((l) => l.startsWith('-D ')).map(tuple));
+    const deleted = this.conntrack.filter((l) => gone.has(tuple(l)));
+    this.conntrack = this.conntrack.filter((l) => !gone.has(tuple(l)));
+    return deleted.map((l) => `${l}\n`).join('');
+  }
 
   /** What a ufw (re)load does to egressfw's host chain: declared afresh from the marked block. */
   ufwReload(): void {
