@@ -12,7 +12,7 @@ import type { Observed } from './observed.js';
  * long as conntrack keeps its entry (a TCP one 5 days by default, a UDP one as
  * long as replies come). After each apply, sync lists the tracked flows
  * (`conntrack -L -o save`), this module judges each against the rules just
- * applied, and the refused ones are deleted (`conntrack -D`, in one batch):
+ * applied, and the refused ones are deleted (`conntrack -R`: one batch of -D lines):
  * their next packet is then a new connection, and the rules refuse it.
  *
  * Judged exactly as the kernel would judge the flow's first packet now, and
@@ -72,8 +72,9 @@ export function parseConntrackSave(text: string): { flows: Flow[]; skipped: numb
     for (let i = 1; i < t.length; i++) if (t[i]!.startsWith('-') && t[i + 1] !== undefined && !t[i + 1]!.startsWith('-')) opt.set(t[i]!, t[++i]!);
     const src = parseIp(opt.get('-s') ?? '');
     const dst = parseIp(opt.get('-d') ?? '');
-    const rs = parseIp(opt.get('-r') ?? '');
-    const rd = parseIp(opt.get('-q') ?? '');
+    // the reply tuple: -r/-q, or -g (dst-nat: the reply comes from there) / -n (src-nat: it goes there)
+    const rs = parseIp(opt.get('-r') ?? opt.get('-g') ?? '');
+    const rd = parseIp(opt.get('-q') ?? opt.get('-n') ?? '');
     const proto = opt.get('-p') as FlowProto | undefined;
     if (!src || !dst || !rs || !rd || src.family !== dst.family || !proto || !(FLOW_PROTOS as readonly string[]).includes(proto)) {
       skipped++;
@@ -337,7 +338,7 @@ export function refusedFlows({ flows, ifaces, host, containers }: FlowJudgeInput
 }
 
 /**
- * Pure: `conntrack -R -` input deleting exactly these flows (one line each,
+ * Pure: `conntrack -R FILE` input deleting exactly these flows (one line each,
  * the original tuple). Only parsed, canonical values reach it.
  */
 export function conntrackDeleteBatch(flows: Flow[]): string {

@@ -1,5 +1,6 @@
 import { conntrackDeleteBatch, parseConntrackSave, parseIpAddrJson, refusedFlows, type ContainerRules, type HostRules } from '../plan/flows.js';
 import type { Exec } from './exec.js';
+import { withPrivateFile } from './files.js';
 
 /** What cutting the refused flows did: how many per side, and why not (a note) when it could not. */
 export interface FlowCut {
@@ -15,7 +16,7 @@ const firstLine = (s: string) => s.trim().split('\n')[0] ?? '';
 /**
  * After an apply: list the tracked flows, judge them against the rules just
  * applied (src/plan/flows.ts) and delete the refused ones in one
- * `conntrack -R -` batch. Never throws: the rules are in force either way,
+ * `conntrack -R FILE` batch. Never throws: the rules are in force either way,
  * so a problem here is a note (the flows then end on their own).
  */
 export async function cutRefusedFlows(exec: Exec, rules: { host: HostRules | null; containers: ContainerRules | null }): Promise<FlowCut> {
@@ -47,7 +48,7 @@ export async function cutRefusedFlows(exec: Exec, rules: { host: HostRules | nul
   const refused = refusedFlows({ flows, ifaces, ...rules });
   const all = [...refused.host, ...refused.containers];
   if (!all.length) return cut;
-  const del = await exec(['conntrack', '-R', '-'], { input: conntrackDeleteBatch(all) });
+  const del = await withPrivateFile('delete.conntrack', conntrackDeleteBatch(all), (file) => exec(['conntrack', '-R', file]));
   if (del.exitCode !== 0) {
     cut.notes.push(`\`conntrack -R\` failed (${firstLine(del.stderr)}): some connections to destinations this sync refuses may keep flowing until they end`);
     return cut;

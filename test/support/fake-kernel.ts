@@ -40,7 +40,7 @@ export class FakeKernel {
   /** `ip -j -d addr show` */
   ifaces: unknown[] = [{ ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8 }] }];
 
-  /** `conntrack -R -` with -D lines: delete the entries with that original tuple; prints what it deleted. */
+  /** `conntrack -R FILE` with -D lines: delete the entries with that original tuple; prints what it deleted. */
   conntrackDelete(input: string): string {
     const tuple = (l: string) => {
       const t = l.split(/\s+/);

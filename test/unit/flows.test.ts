@@ -74,6 +74,20 @@ describe('refusedFlows', () => {
     golden('flows-delete.txt', conntrackDeleteBatch([...r.host, ...r.containers]));
   });
 
+  it('recorded in the lab (test/lab/flows.test.ts, EFW_CAPTURE): the TCP and UDP flows to the refused address, host and container', () => {
+    const lab = parseConntrackSave(fixture('flows/lab-conntrack-save.txt'));
+    expect(lab.skipped).toBe(1); // IGMP (-p 2)
+    const sets4 = ['203.0.113.10,tcp:7000', '203.0.113.10,udp:7001', '198.51.100.53,udp:53', '198.51.100.53,tcp:53'];
+    const r = refusedFlows({
+      flows: lab.flows,
+      ifaces: parseIpAddrJson(fixture('flows/lab-ip-addr.json')),
+      host: hostRules({ sets: { 4: sets4, 6: [] } }),
+      containers: containerRules({ sets: { 4: sets4.map((e) => e.replace(',', ' . ').replace(':', ' . ')), 6: [] }, gate: { 4: [], 6: [] } }),
+    });
+    expect(r.host.map(show).sort()).toEqual(['198.51.100.2 > 203.0.113.20 tcp/7000', '198.51.100.2 > 203.0.113.20 udp/7001']);
+    expect(r.containers.map(show).sort()).toEqual(['198.51.100.66 > 203.0.113.20 tcp/7000', '198.51.100.66 > 203.0.113.20 udp/7001']);
+  });
+
   it('audit mode, or neither side managed: nothing is cut', () => {
     expect(refusedFlows({ flows, ifaces, host: null, containers: null })).toEqual({ host: [], containers: [] });
   });
