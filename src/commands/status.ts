@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
-import { FAMILIES, NFT } from '../plan/names.js';
+import { FAMILIES, NFT } from '../plan/kernel-names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
-import { NFT } from './names.js';
+import { NFT } from './kernel-names.js';
 import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 
 /**

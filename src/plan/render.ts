@@ -1,8 +1,8 @@
 import type { Family } from '../net/ip.js';
 import type { Op, Plan } from './diff.js';
-import { CHAIN, TMP_SET } from './names.js';
+import { CHAIN, TMP_SET } from './kernel-names.js';
 import { DELETE_TABLE, renderNftScript } from './nft.js';
-import { refusedSetCreateLine } from './audit.js';
+import { refusedSetCreateLine } from './audit-rules.js';
 
 const INET = { 4: 'inet', 6: 'inet6' } as const;
 

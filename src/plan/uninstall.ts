@@ -1,11 +1,11 @@
 import type { Family } from '../net/ip.js';
 import type { State } from '../resolve/merge.js';
 import { JUMP_RULE_SPEC } from './desired.js';
-import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, TMP_SET, UFW_FILE } from './names.js';
+import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, TMP_SET, UFW_FILE } from './kernel-names.js';
 import { extractBlock, type Observed } from './observed.js';
 import { removeBlock } from './ufw-file.js';
 import { DELETE_TABLE } from './nft.js';
-import { REFUSED_HOST_SET } from './audit.js';
+import { REFUSED_HOST_SET } from './audit-rules.js';
 
 export interface UninstallPlan {
   /** first: jumps out, EGRESSFW gone, EGRESSFW-HOST emptied (ufw may still hook it) */

@@ -1,5 +1,5 @@
 import type { Family } from '../net/ip.js';
-import { FAMILIES, NFT, SET, UFW_FILE } from '../plan/names.js';
+import { FAMILIES, NFT, SET, UFW_FILE } from '../plan/kernel-names.js';
 import { parseNftList, type NftObserved } from '../plan/nft.js';
 import { nothingInstalled, parseIpsetNames, parseIptablesSave, parseUfwDefaults, parseUfwEnabled, setState, type Observed } from '../plan/observed.js';
 import { CommandError } from '../errors.js';

@@ -1,5 +1,5 @@
 import type { Family } from '../net/ip.js';
-import { HOST_CHAIN } from './names.js';
+import { HOST_CHAIN } from './kernel-names.js';
 
 /**
  * Audit mode and the record of refused connections, host side (pure).
@@ -14,7 +14,7 @@ import { HOST_CHAIN } from './names.js';
  * Why ipset `-j SET` and not NFLOG: no user space per packet, nothing lost
  * while no daemon runs (cron installs), bounded kernel memory, and Node cannot
  * open a netlink socket without a native addon. Measured side by side in
- * scripts/bench/audit.ts.
+ * scripts/bench/audit-recording.ts.
  */
 
 export type Mode = 'enforce' | 'audit';
