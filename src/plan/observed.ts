@@ -1,9 +1,8 @@
 import { parseCidr, type Family } from '../net/ip.js';
 import { setEntry, sortEntries } from './desired.js';
 import { PreconditionError } from '../errors.js';
-import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, SET, TMP_SET, UFW_OUTPUT } from './kernel-names.js';
+import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, REFUSED_HOST_SET, SET, TMP_SET, UFW_OUTPUT } from './kernel-names.js';
 import type { NftObserved } from './nft.js';
-import { REFUSED_HOST_SET } from './audit-rules.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
 export interface Observed {
