@@ -1,5 +1,5 @@
 import type { Family } from '../net/ip.js';
-import type { State } from '../resolve/merge.js';
+import type { State } from '../state-file.js';
 import { JUMP_RULE_SPEC } from './desired.js';
 import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_TABLE_REF, REFUSED_HOST_SET, SET, TMP_SET, UFW_FILE } from './kernel-names.js';
 import { extractBlock, type Observed } from './observed.js';
