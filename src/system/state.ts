@@ -1,6 +1,7 @@
 import { link, lstat, readdir, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AUDIT_LOCK, HISTORY_FILE } from '../audit/history.js';
+import { FileError, PreconditionError } from '../errors.js';
 import { STATE_NAME } from '../state-file.js';
 import { TMP_INFIX } from './files.js';
 
@@ -35,12 +36,14 @@ export async function setAsideDamaged(file: string, now: number): Promise<string
       await link(file, aside);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw e;
+      throw new FileError('write', aside, e);
     }
-    await unlink(file);
+    await unlink(file).catch((e: unknown) => {
+      throw new FileError('write', file, e);
+    });
     return aside;
   }
-  throw new Error(`cannot set ${file} aside: too many damaged copies next to it`);
+  throw new PreconditionError(`cannot set ${file} aside: 100 damaged copies of it are there already; remove the old ${path.basename(file)}.damaged-* files`);
 }
 
 export interface StateDirCleanup {
