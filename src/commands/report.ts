@@ -2,7 +2,7 @@ import { buildReport, renderReportText, reportJson } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
 import { parseConfig } from '../config/load.js';
 import type { Config } from '../config/load.js';
-import { collectAudit, type AuditDeps } from '../system/audit.js';
+import { collectAudit, type AuditDeps } from '../system/audit-io.js';
 
 export interface ReportOptions {
   config: string;

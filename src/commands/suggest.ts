@@ -1,8 +1,8 @@
-import { gateRefusals } from '../audit/names.js';
+import { gateRefusals } from '../audit/destination-names.js';
 import { buildReport } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
 import { renderSuggestion } from '../audit/suggest.js';
-import { collectAudit } from '../system/audit.js';
+import { collectAudit } from '../system/audit-io.js';
 import { auditDepsFor, optionalConfig, type AuditCommandDeps } from './report.js';
 
 export interface SuggestOptions {

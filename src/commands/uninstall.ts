@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { PreconditionError } from '../errors.js';
 import type { Family } from '../net/ip.js';
-import { UFW_FILE } from '../plan/names.js';
+import { UFW_FILE } from '../plan/kernel-names.js';
 import { planUninstall } from '../plan/uninstall.js';
-import type { State } from '../resolve/merge.js';
-import { parseState, recoverOriginal, STATE_FILES, stateFile, type StateDirCleanup } from '../system/state.js';
+import { STATE_FILES, type StateDirCleanup } from '../system/state.js';
+import { parseState, recoverOriginal, stateFile, type State } from '../state-file.js';
 import type { SyncDeps } from './sync.js';
 import { removeDockerDnsSteps, removeInstalledSteps, type InstallDeps } from './install.js';
 import { describeSteps, executeSteps, type Step } from '../system/steps.js';

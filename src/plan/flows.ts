@@ -1,9 +1,9 @@
 import ipaddr from 'ipaddr.js';
 import { parseCidr, parseIp, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
 import type { Config } from '../config/load.js';
-import { hostModeOf } from './audit.js';
+import { hostModeOf } from './audit-rules.js';
 import type { Desired, DnsServer } from './desired.js';
-import { HOST_CHAIN, NFT } from './names.js';
+import { HOST_CHAIN, NFT } from './kernel-names.js';
 import type { Observed } from './observed.js';
 
 /**

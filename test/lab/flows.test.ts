@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { efw, writeConfig } from './efw.js';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { ADDR, snapshotMachineNetwork, startLab, waitForLine, type Lab } from './lab.js';
 
 const PEER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'flow-peer.mjs');
