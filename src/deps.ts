@@ -7,6 +7,7 @@ import { access, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { InstallDeps } from './commands/install.js';
 import type { ProxyDeps } from './commands/proxy.js';
+import type { ExportDeps } from './commands/export.js';
 import { query } from './system/dns-client.js';
 import { inspectDocker } from './system/docker-view.js';
 import { dockerClient } from './system/docker.js';
@@ -89,6 +90,16 @@ export async function installDeps(self: string, started?: string): Promise<Insta
 export function proxyDeps(out_: string): ProxyDeps {
   return {
     ...confinedFiles(path.resolve(process.cwd(), out_)),
+    cwd: process.cwd(),
+    out,
+    warn,
+  };
+}
+
+/** export: like proxy, every write goes through the real --out ("-": stdout, nothing written). */
+export function exportDeps(out_: string): ExportDeps {
+  return {
+    writeText: confinedFiles(path.resolve(process.cwd(), out_ === '-' ? '.' : out_)).writeText,
     cwd: process.cwd(),
     out,
     warn,
