@@ -10,10 +10,9 @@
  * expresses default deny (FQDN rules are meant for Allow, followed by such a Drop).
  */
 import type { Port } from '../config/schema.js';
-import { REFUSED_V4_CIDRS, REFUSED_V6_CIDRS } from '../net/ip.js';
 import { NO_POLICY } from '../policy/assign.js';
 import { selectorOf, type ExportModel, type NameGroup, type PolicyAllow, type Term } from './model.js';
-import { objectName, MANAGED_BY, type K8sObject, type RenderOptions, type Rendered } from './render.js';
+import { guardRanges, objectName, MANAGED_BY, type K8sObject, type RenderOptions, type Rendered } from './render.js';
 
 export const ANTREA_API = 'crd.antrea.io/v1beta1';
 /** the label Kubernetes puts on every namespace */
@@ -41,8 +40,9 @@ export function egressRules(allow: PolicyAllow, ipv6: boolean): Record<string, u
   }
   allow.cidrs.forEach((g, i) => rules.push({ name: `networks-${i + 1}`, action: 'Allow', to: g.cidrs.map((cidr) => ({ ipBlock: { cidr } })), ports: antreaPorts(g.ports) }));
   allow.names.filter((g) => g.allowPrivate).forEach((g, i) => rules.push(fqdnRule(`names-private-${i + 1}`, g)));
-  const guard = [...REFUSED_V4_CIDRS, ...(ipv6 ? REFUSED_V6_CIDRS : [])];
-  if (allow.names.some((g) => !g.allowPrivate)) rules.push({ name: 'rebinding-guard', action: 'Drop', to: guard.map((cidr) => ({ ipBlock: { cidr } })) });
+  // (IPv6 is already dropped above when it is off)
+  const guard = guardRanges(true).filter((g) => ipv6 || !g.cidr.includes(':'));
+  if (allow.names.some((g) => !g.allowPrivate)) rules.push({ name: 'rebinding-guard', action: 'Drop', to: guard.map((g) => ({ ipBlock: g })) });
   allow.names.filter((g) => !g.allowPrivate).forEach((g, i) => rules.push(fqdnRule(`names-${i + 1}`, g)));
   rules.push({ name: 'default-deny', action: 'Drop' });
   return rules;

@@ -11,10 +11,10 @@
  * Default deny is explicit (enableDefaultDeny.egress), and ingress is left alone.
  */
 import type { Port } from '../config/schema.js';
-import { parseCidr, REFUSED_V4_CIDRS, REFUSED_V6_CIDRS } from '../net/ip.js';
+import { parseCidr } from '../net/ip.js';
 import { NO_POLICY } from '../policy/assign.js';
 import { selectorOf, type ExportModel, type PolicyAllow, type Term } from './model.js';
-import { cidrContains, objectName, MANAGED_BY, type K8sObject, type RenderOptions, type Rendered } from './render.js';
+import { cidrContains, guardRanges, objectName, type GuardRange, MANAGED_BY, type K8sObject, type RenderOptions, type Rendered } from './render.js';
 
 export const CILIUM_API = 'cilium.io/v2';
 /** the label every pod of a namespace carries in Cilium's view */
@@ -49,20 +49,21 @@ function egressOf(allow: PolicyAllow): { egress: unknown[]; lookups: unknown[] }
 }
 
 /**
- * What egressfw refuses even where an allowance matches: answers in the rebinding guard's ranges
- * (a name's private answers; allowPrivate cannot be said per name in Cilium, so it is refused
- * for every name: narrower) except the networks the policy lists itself, and IPv6 when it is off.
+ * What egressfw refuses even where an allowance matches: the rebinding guard's ranges (a name's
+ * private answers; allowPrivate cannot be said per name in Cilium, so they are refused for every
+ * name: narrower) except the networks the policy lists itself, and IPv6 when it is off.
  */
-export function denyCidrs(allow: PolicyAllow, ipv6: boolean): { cidr: string; except?: string[] }[] {
+export function denyCidrs(allow: PolicyAllow, ipv6: boolean): GuardRange[] {
   const listed = allow.cidrs.flatMap((g) => g.cidrs);
-  const out: { cidr: string; except?: string[] }[] = [];
-  const ranges = [...REFUSED_V4_CIDRS, ...(ipv6 ? REFUSED_V6_CIDRS : ['::/0'])];
-  for (const range of ranges) {
+  const out: GuardRange[] = [];
+  for (const g of guardRanges(ipv6)) {
+    const family = parseCidr(g.cidr)!.family;
     // with ipv6: false even the listed IPv6 networks are refused, as on this host
-    const keep = range === '::/0' ? [] : listed.filter((c) => parseCidr(c)!.family === parseCidr(range)!.family);
-    if (keep.some((c) => cidrContains(c, range))) continue;
-    const except = keep.filter((c) => c !== range && cidrContains(range, c));
-    out.push({ cidr: range, ...(except.length ? { except } : {}) });
+    const keep = !ipv6 && family === 6 ? [] : listed.filter((c) => parseCidr(c)!.family === family);
+    if (keep.some((c) => cidrContains(c, g.cidr))) continue;
+    const holes = g.except ?? [];
+    const except = [...holes, ...keep.filter((c) => cidrContains(g.cidr, c) && !holes.some((h) => cidrContains(h, c)))];
+    out.push({ cidr: g.cidr, ...(except.length ? { except } : {}) });
   }
   return out;
 }

@@ -238,7 +238,8 @@ function ordered(config: Config, labels: LabelMap, notes: string[]): Selection[]
   const take = (policy: string, match: Term) => {
     const chosen = rest.map((t) => conjoin(t, match)).filter((t): t is Term => t !== null);
     picks.push({ policy, terms: chosen });
-    rest = rest.flatMap((t) => (match.length === 0 ? [] : match.map((r) => conjoin(t, [negate(r)])))).filter((t): t is Term => t !== null);
+    // NOT (r1 AND r2 AND ...) as disjoint parts: NOT r1, r1 AND NOT r2, r1 AND r2 AND NOT r3, ...
+    rest = rest.flatMap((t) => match.map((r, i) => conjoin(t, [...match.slice(0, i), negate(r)]))).filter((t): t is Term => t !== null);
     if (rest.length + picks.reduce((n, p) => n + p.terms.length, 0) > MAX_TERMS) {
       throw new UsageError(
         `containers.assign: expressing its order as Kubernetes label selectors takes more than ${MAX_TERMS} selectors; give the workloads a label per policy (match.label, or the ${POLICY_LABEL} label) instead of many overlapping project/service matches`,

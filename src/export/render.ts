@@ -5,6 +5,7 @@
 import ipaddr from 'ipaddr.js';
 import { stringify } from 'yaml';
 import type { Config } from '../config/load.js';
+import { REFUSED_V4_CIDRS } from '../net/ip.js';
 import { HOST_POLICY } from '../policy/assign.js';
 import { printable } from '../text.js';
 
@@ -39,6 +40,23 @@ export function ipInCidr(ip: string, cidr: string): boolean {
   return a.kind() === n.kind() && a.match(n, p);
 }
 
+/** A destination range refused whatever the allowances, minus the holes in it that stay allowed. */
+export interface GuardRange {
+  cidr: string;
+  except?: string[];
+}
+
+/**
+ * The rebinding guard's ranges (src/net/ip.ts) as few engine rules. IPv4: exactly the guard's.
+ * IPv6: the guard's list is hundreds of blocks (IPv4-mapped and NAT64 addresses are judged by the
+ * IPv4 address inside); here everything outside global unicast 2000::/3 is refused, and 2001::/23
+ * and 2002::/16 whole: slightly narrower (a test checks it covers every block the guard refuses).
+ * With ipv6: false, all of IPv6.
+ */
+export function guardRanges(ipv6: boolean): GuardRange[] {
+  return [...REFUSED_V4_CIDRS.map((cidr) => ({ cidr })), ...(ipv6 ? [{ cidr: '::/0', except: ['2000::/3'] }, { cidr: '2001::/23' }, { cidr: '2002::/16' }] : [{ cidr: '::/0' }])];
+}
+
 /** Pure: what the config says that no Kubernetes object can, whatever the engine. */
 export function commonNotes(config: Config): string[] {
   const notes: string[] = [
@@ -52,7 +70,11 @@ export function commonNotes(config: Config): string[] {
   }
   if (!config.containers.enabled) notes.push('containers.enabled is false: this host does not judge containers at all; the objects still restrict the pods they select (narrower)');
   if (config.containers.exemptFrom.length) notes.push(`containers.exemptFrom (${config.containers.exemptFrom.join(', ')}): interfaces are not a pod property; not exported (narrower)`);
-  if (!config.ipv6) notes.push('ipv6: false: every IPv6 destination is refused, as on this host');
+  notes.push(
+    config.ipv6
+      ? "rebinding guard: a name's answers in private and special-purpose ranges are refused (unless allowPrivate) by an explicit deny; for IPv6 everything outside 2000::/3, and 2001::/23 and 2002::/16 whole (IPv4-mapped and NAT64 addresses included): slightly narrower than this host"
+      : 'ipv6: false: every IPv6 destination is refused, as on this host',
+  );
   notes.push('staleGrace and dns.minTtl/maxTtl do not carry over: the engines follow the DNS answers\' TTLs');
   return notes;
 }
