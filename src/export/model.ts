@@ -261,6 +261,7 @@ function ordered(config: Config, labels: LabelMap, notes: string[]): Selection[]
     // a label naming no defined policy gives nothing, never the default
     take(NO_POLICY, [{ key: POLICY_LABEL, operator: 'Exists' }]);
   }
+  if (!known.has(config.containers.default)) notes.push(`containers.default: policy "${config.containers.default}" is not defined: the workloads nothing else selects get nothing (as on this host)`);
   take(target(config.containers.default), []);
   const by = new Map<string, Term[]>();
   for (const p of picks) by.set(p.policy, [...(by.get(p.policy) ?? []), ...p.terms]);

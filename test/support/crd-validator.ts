@@ -12,6 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import ipaddr from 'ipaddr.js';
 import { Ajv, type ValidateFunction } from 'ajv';
 
@@ -25,7 +26,7 @@ export interface CrdFixture {
   versions: Record<string, { storage: boolean; schema: Schema }>;
 }
 
-export const CRD_DIR = path.join(import.meta.dirname, '..', 'unit', 'fixtures', 'crd');
+export const CRD_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'unit', 'fixtures', 'crd');
 
 export function loadCrd(file: string): CrdFixture {
   return JSON.parse(readFileSync(path.join(CRD_DIR, file), 'utf8')) as CrdFixture;

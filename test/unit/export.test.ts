@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseConfig, type Config } from '../../src/config/load.js';
@@ -11,9 +12,10 @@ import { cidrContains, commonNotes, guardRanges, yamlStream } from '../../src/ex
 import { REFUSED_V6_CIDRS } from '../../src/net/ip.js';
 import { runExport } from '../../src/commands/export.js';
 import { crdValidator, loadCrd } from '../support/crd-validator.js';
+import { golden } from '../support/files.js';
 import { antreaAllows, antreaFqdnMatches, ciliumAllows, ciliumPatternMatches, egressfwAllows, type Query, type Workload } from '../support/engine-eval.js';
 
-const ROOT = path.join(import.meta.dirname, '..', '..');
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const EXAMPLE = path.join(ROOT, 'examples', 'egressfw.yml');
 const POLICIES_EXAMPLE = path.join(ROOT, 'examples', 'egressfw-policies.yml');
 
@@ -391,6 +393,14 @@ describe('export: each exported policy allows what egressfw allows, name by name
       expect(chosen, JSON.stringify(w)).toHaveLength(1);
     }
   });
+});
+
+describe('export: golden output for the two example configs (the README quotes them)', () => {
+  for (const [name, file] of [['example', 'export-example'], ['policiesExample', 'export-policies']] as const) {
+    for (const engine of ['cilium', 'antrea'] as const) {
+      it(`${name} -> ${engine}`, () => golden(`${file}-${engine}.yaml`, exported(configOf(name), engine).text));
+    }
+  }
 });
 
 describe('export: the model', () => {
