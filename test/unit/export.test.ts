@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -494,6 +495,19 @@ describe('egressfw export (command)', () => {
   it('bad --to and --namespace are usage errors (exit 2), before anything is read', async () => {
     await expect(run({ to: 'calico' })).rejects.toThrow(UsageError);
     await expect(run({ namespace: 'Bad_NS' })).rejects.toThrow(/not a Kubernetes namespace/);
+  });
+
+  it('text from the config is escaped in the notes and the header comment (no terminal escapes, no forged lines)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'efw-export-'));
+    const file = path.join(dir, 'bidi.yml');
+    writeFileSync(file, 'allow: [{ domain: a.example.com }]\ncontainers: { assign: [{ match: { project: "shop\u202e\u2028x" }, policy: none }] }\n');
+    const r = await run({ config: file });
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.warn).toContain('\\u202e');
+    expect(r.warn).not.toContain('\u202e');
+    expect(r.out).not.toContain('\u202e');
+    expect(r.out).not.toContain('\u2028');
+    for (const line of r.out.split('\n').filter((l) => l.includes('containers.assign[0]'))) expect(line.startsWith('# ')).toBe(true);
   });
 
   it('a config that does not load is the usual config error', async () => {
