@@ -22,11 +22,17 @@ export interface ExportOptions {
 export interface ExportDeps {
   /** write a file under the out dir, creating it */
   writeText: (file: string, text: string) => Promise<void>;
+  readText: (file: string) => Promise<string | null>;
+  removeFile: (file: string) => Promise<void>;
+  /** file names in a directory ([] when it does not exist) */
+  listDir: (dir: string) => Promise<string[]>;
   cwd: string;
   out: (text: string) => void;
   warn: (text: string) => void;
 }
 
+/** the first line of every file export writes */
+const GENERATED = '# egressfw ';
 /** DNS-1123 label, as Kubernetes names namespaces */
 const NAMESPACE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 
@@ -53,8 +59,22 @@ export async function runExport(opts: ExportOptions, deps: ExportDeps): Promise<
     deps.out(yamlStream(rendered.objects, header, notes));
     return 0;
   }
-  const files = rendered.objects.map((o: K8sObject) => ({ file: path.join(path.resolve(deps.cwd, opts.out), `${engine}-${o.metadata.name}.yaml`), o }));
+  const dir = path.resolve(deps.cwd, opts.out);
+  const files = rendered.objects.map((o: K8sObject) => ({ file: path.join(dir, `${engine}-${o.metadata.name}.yaml`), o }));
+  // Only files an earlier export wrote are replaced or removed: a stale one (a policy since
+  // deleted) would otherwise be applied again by `kubectl apply -f DIR`.
+  const ours = async (file: string) => ((await deps.readText(file)) ?? GENERATED).startsWith(GENERATED);
+  for (const { file } of files) {
+    if (!(await ours(file))) throw new UsageError(`${printable(file)} exists and was not written by egressfw export: move it away or choose another --out`);
+  }
+  const wanted = new Set(files.map((f) => path.basename(f.file)));
+  const stale = (await deps.listDir(dir)).filter((n) => n.startsWith(`${engine}-egressfw-`) && n.endsWith('.yaml') && !wanted.has(n));
   for (const { file, o } of files) await deps.writeText(file, yamlStream([o], header, notes));
-  deps.warn(`wrote ${files.length} file${files.length === 1 ? '' : 's'} to ${printable(path.resolve(deps.cwd, opts.out))}: apply with kubectl apply -f ${printable(opts.out)}`);
+  for (const n of stale) {
+    if (!(await ours(path.join(dir, n)))) continue;
+    await deps.removeFile(path.join(dir, n));
+    deps.warn(`removed ${printable(n)}: no longer exported (kubectl apply does not delete the object: kubectl delete it)`);
+  }
+  deps.warn(`wrote ${files.length} file${files.length === 1 ? '' : 's'} to ${printable(dir)}: apply with kubectl apply -f ${printable(opts.out)}`);
   return 0;
 }

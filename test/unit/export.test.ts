@@ -464,16 +464,36 @@ containers: { assign: [{ match: { name: "web-*" }, policy: p }] }
 });
 
 describe('egressfw export (command)', () => {
-  const run = async (args: Partial<Parameters<typeof runExport>[0]>) => {
+  const run = async (args: Partial<Parameters<typeof runExport>[0]>, files = new Map<string, string>()) => {
     const out: string[] = [];
     const warn: string[] = [];
-    const files = new Map<string, string>();
     const code = await runExport(
       { config: EXAMPLE, to: 'cilium', namespace: 'default', out: '-', clusterWide: false, serviceLabel: DEFAULT_LABELS.service, projectLabel: DEFAULT_LABELS.project, ...args },
-      { writeText: async (f, t) => void files.set(f, t), cwd: '/work/x', out: (t) => out.push(t), warn: (t) => warn.push(t) },
+      {
+        writeText: async (f, t) => void files.set(f, t),
+        readText: async (f) => files.get(f) ?? null,
+        removeFile: async (f) => void files.delete(f),
+        listDir: async (d) => [...files.keys()].filter((f) => path.dirname(f) === d).map((f) => path.basename(f)),
+        cwd: '/work/x',
+        out: (t) => out.push(t),
+        warn: (t) => warn.push(t),
+      },
     );
     return { code, out: out.join(''), warn: warn.join('\n'), files };
   };
+
+  it('--out DIR replaces its own files, removes the stale ones it wrote, and never touches a file it did not write', async () => {
+    const files = new Map<string, string>();
+    await run({ config: POLICIES_EXAMPLE, out: 'k8s' }, files);
+    files.set('/work/x/k8s/cilium-egressfw-retired.yaml', '# egressfw 0.1.0 export --to cilium\n---\n');
+    files.set('/work/x/k8s/notes.yaml', 'mine');
+    const again = await run({ config: EXAMPLE, out: 'k8s' }, files);
+    expect([...files.keys()].sort()).toEqual(['/work/x/k8s/cilium-egressfw-host.yaml', '/work/x/k8s/notes.yaml']);
+    expect(again.warn).toContain('removed cilium-egressfw-retired.yaml');
+    files.set('/work/x/k8s/cilium-egressfw-host.yaml', 'hand-written');
+    await expect(run({ config: EXAMPLE, out: 'k8s' }, files)).rejects.toThrow(/not written by egressfw export/);
+    expect(files.get('/work/x/k8s/cilium-egressfw-host.yaml')).toBe('hand-written');
+  });
 
   it('prints one document per object, with the notes on stderr and as a comment on top', async () => {
     const r = await run({ config: POLICIES_EXAMPLE, to: 'antrea' });
