@@ -108,6 +108,11 @@ export function renderCilium(model: ExportModel, opts: RenderOptions): Rendered 
 
 function ciliumNotes(model: ExportModel): string[] {
   const notes: string[] = [];
+  if ([...model.allows.values()].some((a) => a.names.length > 0)) {
+    notes.push(
+      "DNS: the DNS rule answers only the listed names, as the DNS gate does; Cilium refuses the others with REFUSED, which stops musl (Alpine) resolvers that try the cluster's search domains first (ndots: 5): run the agent with --tofqdns-dns-reject-response-code=nameError, or give those pods dnsConfig ndots: 1",
+    );
+  }
   const wildcards = [...new Set([...model.allows.values()].flatMap((a) => a.names.flatMap((g) => g.wildcards)))];
   if (wildcards.length) {
     notes.push(
