@@ -12,7 +12,7 @@
  */
 import type { Port } from '../config/schema.js';
 import { parseCidr } from '../net/ip.js';
-import { NO_POLICY } from '../policy/assign.js';
+import { HOST_POLICY, NO_POLICY } from '../policy/assign.js';
 import { selectorOf, type ExportModel, type PolicyAllow, type Term } from './model.js';
 import { cidrContains, guardRanges, objectName, type GuardRange, MANAGED_BY, type K8sObject, type RenderOptions, type Rendered } from './render.js';
 
@@ -32,7 +32,7 @@ const ciliumPorts = (ports: Port[]) => {
   return out;
 };
 
-function egressOf(allow: PolicyAllow): { egress: unknown[]; lookups: unknown[] } {
+function egressOf(allow: PolicyAllow): unknown[] {
   const egress: unknown[] = [];
   const lookups: unknown[] = [];
   for (const g of allow.names) {
@@ -45,7 +45,7 @@ function egressOf(allow: PolicyAllow): { egress: unknown[]; lookups: unknown[] }
   if (lookups.length > 0) {
     egress.unshift({ toEndpoints: [CILIUM_DNS_PEER], toPorts: [{ ports: [{ port: '53', protocol: 'ANY' }], rules: { dns: lookups } }] });
   }
-  return { egress, lookups };
+  return egress;
 }
 
 /**
@@ -86,7 +86,7 @@ export function renderCilium(model: ExportModel, opts: RenderOptions): Rendered 
         enableDefaultDeny: { egress: true, ingress: false },
       };
       if (s.policy === NO_POLICY) return { ...base, egressDeny: [{ toEntities: ['all'] }] };
-      const { egress } = egressOf(allow);
+      const egress = egressOf(allow);
       const deny = denyCidrs(allow, model.ipv6);
       return {
         ...base,
@@ -95,7 +95,7 @@ export function renderCilium(model: ExportModel, opts: RenderOptions): Rendered 
         ...(deny.length ? { egressDeny: [{ toCIDRSet: deny }] } : {}),
       };
     });
-    const described = rules.map((r, i) => ({ description: `egressfw ${s.policy === 'host' ? 'top-level allow list' : `policy ${s.policy}`}${rules.length > 1 ? ` (selector ${i + 1} of ${rules.length})` : ''}`, ...r }));
+    const described = rules.map((r, i) => ({ description: `egressfw ${s.policy === HOST_POLICY ? 'top-level allow list' : `policy ${s.policy}`}${rules.length > 1 ? ` (selector ${i + 1} of ${rules.length})` : ''}`, ...r }));
     objects.push({
       apiVersion: CILIUM_API,
       kind: opts.clusterWide ? 'CiliumClusterwideNetworkPolicy' : 'CiliumNetworkPolicy',
