@@ -161,7 +161,7 @@ dns:
         const help = (await run(['--help'])).stdout;
         const commands = [...help.matchAll(/^ {2}([a-z][a-z-]*) \[options\]/gm)].map((m) => m[1]!);
         // the list is read from the help, so a new command is covered without touching this test
-        expect(commands).toEqual(expect.arrayContaining(['plan', 'sync', 'daemon', 'status', 'install', 'uninstall', 'report', 'suggest', 'proxy']));
+        expect(commands).toEqual(expect.arrayContaining(['plan', 'sync', 'daemon', 'status', 'install', 'uninstall', 'report', 'suggest', 'proxy', 'export']));
         for (const c of [...commands, 'gate']) {
           const r = await run([c, '--help']);
           expect([c, r.exitCode]).toEqual([c, 0]);
