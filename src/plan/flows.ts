@@ -165,7 +165,17 @@ export interface FlowVerdicts {
 }
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
-const addr = (ip: string) => ipaddr.parse(ip);
+// Parsed once per address (a table of 10,000 flows names far fewer): bounded like src/net/ip.ts's memo.
+const parsed = new Map<string, ipaddr.IPv4 | ipaddr.IPv6>();
+const addr = (ip: string) => {
+  let a = parsed.get(ip);
+  if (!a) {
+    if (parsed.size >= 100_000) parsed.clear();
+    a = ipaddr.parse(ip);
+    parsed.set(ip, a);
+  }
+  return a;
+};
 const inNet = (ip: ipaddr.IPv4 | ipaddr.IPv6, [n, len]: Net) => ip.kind() === n.kind() && ip.match(n as never, len);
 
 /** Exact members by "ip|proto|port", networks scanned (an allowlist has few). */
