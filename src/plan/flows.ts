@@ -50,6 +50,11 @@ export interface Flow {
   /** reply direction: a reply source other than dst means the flow was DNAT'ed */
   replySrc: string;
   replyDst: string;
+  /**
+   * set by refusedFlows on a container flow: the bridge segment it comes from (e.g. 198.51.100.64/26),
+   * when no other local segment lies inside it: every flow from there to the same destination is judged alike
+   */
+  srcNet?: string;
 }
 
 const int = (s: string | undefined, max: number): number | undefined => (s !== undefined && /^(0|[1-9][0-9]{0,9})$/.test(s) && Number(s) <= max ? Number(s) : undefined);
@@ -307,10 +312,14 @@ export function refusedFlows({ flows, ifaces, host, containers }: FlowJudgeInput
   }
   // longest prefix first: the interface an address is on
   segments.sort((x, y) => y.net[1] - x.net[1]);
-  const segmentOf = (ip: string) => {
+  const segmentAt = (ip: string) => {
     const a = addr(ip);
-    return segments.find((s) => inNet(a, s.net))?.iface;
+    return segments.find((s) => inNet(a, s.net));
   };
+  const segmentOf = (ip: string) => segmentAt(ip)?.iface;
+  // A bridge's segment names all its flows in one delete, unless another local segment lies inside it.
+  const segmentNet = (seg: (typeof segments)[number]) =>
+    segments.some((o) => o !== seg && o.net[1] > seg.net[1] && inNet(o.net[0], seg.net)) ? undefined : `${seg.net[0].toString()}/${seg.net[1]}`;
   const isLocal = (ip: string) => local.has(ip) || addr(ip).range() === 'loopback';
 
   const hostAllowed = host ? { 4: ipsetAllowed(host.sets[4]), 6: ipsetAllowed(host.sets[6]) } : null;
@@ -319,21 +328,26 @@ export function refusedFlows({ flows, ifaces, host, containers }: FlowJudgeInput
   const exempt = (containers?.exemptFrom ?? []).map((p) => (p.endsWith('+') ? (n: string) => n.startsWith(p.slice(0, -1)) : (n: string) => n === p));
   const refusedV4 = REFUSED_V4_CIDRS.map((c) => ipaddr.parseCIDR(c) as Net);
 
+  const hostRefuses = (f: Flow): boolean => {
+    if (!host || segmentOf(f.dst)) return false; // the host's own segments (its LAN, its containers) are left alone
+    const port = f.dport ?? 0;
+    if (host.dns[f.family].some((s) => parseIp(s.host)?.text === f.dst && s.port === port && (f.proto === 'udp' || f.proto === 'tcp'))) return false;
+    if (f.dport !== undefined && hostAllowed![f.family].has(f.dst, f.proto, f.dport)) return false;
+    return !host.otherAccepts[f.family].some((r) => ruleMayAccept(r, f));
+  };
+
   for (const f of flows) {
     if (isLocal(f.dst) || unjudgedDestination(f.dst)) continue; // inbound, loopback, the gate; multicast and the like
     if (f.replySrc !== f.dst) continue; // DNAT'ed: a published port (or another redirect)
     const port = f.dport ?? 0;
     if (isLocal(f.src)) {
-      if (!host || segmentOf(f.dst)) continue; // the host's own segments (its LAN, its containers) are left alone
-      if (host.dns[f.family].some((s) => parseIp(s.host)?.text === f.dst && s.port === port && (f.proto === 'udp' || f.proto === 'tcp'))) continue;
-      if (f.dport !== undefined && hostAllowed![f.family].has(f.dst, f.proto, f.dport)) continue;
-      if (host.otherAccepts[f.family].some((r) => ruleMayAccept(r, f))) continue;
-      out.host.push(f);
+      if (hostRefuses(f)) out.host.push(f);
       continue;
     }
     if (!containers) continue;
-    const from = segmentOf(f.src);
-    if (!from || from.kind !== 'bridge' || exempt.some((m) => m(from.name))) continue; // not a container (or exempt)
+    const fromSeg = segmentAt(f.src);
+    const from = fromSeg?.iface;
+    if (!fromSeg || !from || from.kind !== 'bridge' || exempt.some((m) => m(from.name))) continue; // not a container (or exempt)
     const to = segmentOf(f.dst);
     if (to && to.kind === 'bridge') continue; // container to container (one bridge or two): Docker's isolation decides
     const dnsLike = (f.proto === 'udp' || f.proto === 'tcp') && (port === 53 || port === 853);
@@ -342,24 +356,39 @@ export function refusedFlows({ flows, ifaces, host, containers }: FlowJudgeInput
       if (p && from.name === p.bridge && f.family === 4 && f.proto === 'tcp' && p.ports.includes(port) && !refusedV4.some((n) => inNet(addr(f.dst), n))) continue;
       if (f.dport !== undefined && (ctAllowed![f.family].has(f.dst, f.proto, f.dport) || ctGate![f.family].has(f.dst, f.proto, f.dport))) continue;
     }
-    out.containers.push(f);
+    // The segment holds the bridge's own (host) address too: one delete for the whole segment only when the
+    // host's rules refuse the same destination as well.
+    const srcNet = segmentNet(fromSeg);
+    const own = from.addrs.find((a) => a.family === f.family)?.ip;
+    out.containers.push(srcNet && own && hostRefuses({ ...f, src: own }) ? { ...f, srcNet } : f);
   }
   return out;
 }
 
 /**
- * Pure: `conntrack -R FILE` input deleting exactly these flows (one line each,
- * the original tuple). Only parsed, canonical values reach it.
+ * Pure: `conntrack -R FILE` input deleting these flows. Each line is a filter
+ * (conntrack dumps the table once per line, so one line per flow would cost
+ * O(flows x tracked)): one per source (a host address, or a container's
+ * bridge segment with --mask-src), destination, protocol and port (ICMP:
+ * type and code); the reply source equal to the destination (-r) leaves
+ * DNAT'ed flows out. Whatever matches a line is judged exactly like the flow
+ * it came from (the judgement depends on nothing else), so only refused flows
+ * go. Only parsed, canonical values reach it.
  */
 export function conntrackDeleteBatch(flows: Flow[]): string {
-  return flows
-    .map((f) => {
-      const base = `-D -f ipv${f.family} -s ${f.src} -d ${f.dst} -p ${f.proto}`;
-      const k = f.proto === 'icmpv6' ? '--icmpv6' : '--icmp';
-      return f.icmp ? `${base} ${k}-type ${f.icmp.type} ${k}-code ${f.icmp.code} ${k}-id ${f.icmp.id}` : `${base} --sport ${f.sport} --dport ${f.dport}`;
-    })
-    .map((l) => `${l}\n`)
-    .join('');
+  const lines = new Set<string>();
+  for (const f of flows) {
+    let src = `-s ${f.src}`;
+    if (f.srcNet) {
+      const [net, len] = ipaddr.parseCIDR(f.srcNet);
+      const mask = net.kind() === 'ipv4' ? ipaddr.IPv4.subnetMaskFromPrefixLength(len) : ipaddr.IPv6.subnetMaskFromPrefixLength(len);
+      src = `-s ${net.toString()} --mask-src ${mask.toString()}`;
+    }
+    const k = f.proto === 'icmpv6' ? '--icmpv6' : '--icmp';
+    const what = f.icmp ? `${k}-type ${f.icmp.type} ${k}-code ${f.icmp.code}` : `--dport ${f.dport}`;
+    lines.add(`-D -f ipv${f.family} ${src} -d ${f.dst} -r ${f.dst} -p ${f.proto} ${what}\n`);
+  }
+  return [...lines].join('');
 }
 
 /**

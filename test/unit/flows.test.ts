@@ -88,6 +88,15 @@ describe('refusedFlows', () => {
     expect(r.containers.map(show).sort()).toEqual(['198.51.100.66 > 203.0.113.20 tcp/7000', '198.51.100.66 > 203.0.113.20 udp/7001']);
   });
 
+  it('one delete line per source segment and destination; a segment holding an address the host rules do not refuse from is named flow by flow', () => {
+    const r = refusedFlows({ flows, ifaces, host: null, containers: containerRules() });
+    const batch = conntrackDeleteBatch(r.containers);
+    expect(batch).not.toContain('--mask-src'); // host not managed: a host flow from docker0's own address must stay
+    expect(batch).toContain('-D -f ipv4 -s 198.51.100.66 -d 203.0.113.20 -r 203.0.113.20 -p tcp --dport 443\n');
+    const both = conntrackDeleteBatch(refusedFlows({ flows, ifaces, host: hostRules(), containers: containerRules() }).containers);
+    expect(both).toContain('-D -f ipv4 -s 198.51.100.64 --mask-src 255.255.255.192 -d 203.0.113.20 -r 203.0.113.20 -p tcp --dport 443\n');
+  });
+
   it('audit mode, or neither side managed: nothing is cut', () => {
     expect(refusedFlows({ flows, ifaces, host: null, containers: null })).toEqual({ host: [], containers: [] });
   });
