@@ -20,11 +20,13 @@ import { formatLog } from './schedule/daemon.js';
 import { readGateLogs } from './system/gate-log.js';
 import { Supervisor } from './system/supervise.js';
 import { acquireLock } from './system/lock.js';
+import { printText } from './text.js';
 import { observe, type Wanted } from './system/observe.js';
 
 const isRoot = process.getuid?.() === 0;
-const out = (t: string) => process.stdout.write(t);
-const warn = (t: string) => process.stderr.write(`${t}\n`);
+// Every command prints through these two: nothing a terminal acts on gets through, whatever a message quotes.
+const out = (t: string) => process.stdout.write(printText(t));
+const warn = (t: string) => process.stderr.write(`${printText(t)}\n`);
 
 export function planDeps() {
   return {
