@@ -130,7 +130,7 @@ export async function gateDeps(): Promise<GateDeps> {
     readText,
     writeFileAtomic,
     admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
-    ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets() }),
+    ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets(realExec) }),
     containers: () => dockerClient().containers(),
     isRoot,
     out,
