@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, parseResolvConf } from '../../src/config/load.js';
+import type { ConfigError } from '../../src/errors.js';
 import { problems } from '../support/config.js';
 
 describe('config', () => {
