@@ -112,7 +112,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
 /** A key from the file, as a message may name it: short and escaped (the file may be any file: `--config /etc/shadow`). */
 const MAX_KEY_SHOWN = 32;
 const MAX_KEYS_SHOWN = 5;
-const MAX_PROBLEM_CHARS = 300;
+const MAX_PROBLEM_CHARS = 400;
 const keyText = (k: string) => printable(JSON.stringify(k.length > MAX_KEY_SHOWN ? `${k.slice(0, MAX_KEY_SHOWN)}…` : k));
 const short = (msg: string) => (msg.length > MAX_PROBLEM_CHARS ? `${msg.slice(0, MAX_PROBLEM_CHARS)}…` : msg);
 
