@@ -2,6 +2,7 @@ import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import { parseCidr, parseIp } from '../net/ip.js';
 import { checkDomain, checkInterface } from './names.js';
+import { matchesDockerName } from '../net/docker-interfaces.js';
 import { checkComposeName, checkImageRef, checkWildcard } from '../proxy/validate.js';
 
 export type Proto = 'tcp' | 'udp';
@@ -253,8 +254,12 @@ export const configSchema = z
         exemptFrom: z
           .array(
             iface.superRefine((v, ctx) => {
-              if (v === '+' || /^(docker|br-|veth|e|en|eth|wl|ww)\+?$/.test(v) || /^(docker0|br-|veth)/.test(v)) {
-                ctx.addIssue({ code: 'custom', message: `"${v}" would exempt containers or the uplink itself: list only interfaces you route for, such as a VPN (wg0, tun0)` });
+              // Any name Docker can generate (docker0, br-<id>, veth...), whatever Docker runs now; and the uplink.
+              const docker = matchesDockerName(v);
+              if (docker) {
+                ctx.addIssue({ code: 'custom', message: `"${v}" can match ${docker.example}, ${docker.what}: containers would not be judged; list only interfaces you route for, such as a VPN (wg0, tun0)` });
+              } else if (v === '+' || /^(e|en|eth|wl|ww)\+?$/.test(v)) {
+                ctx.addIssue({ code: 'custom', message: `"${v}" would exempt the uplink itself: list only interfaces you route for, such as a VPN (wg0, tun0)` });
               }
             }),
           )

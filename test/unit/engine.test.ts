@@ -59,7 +59,28 @@ describe('containers.exemptFrom', () => {
   });
 
   it('refuses patterns that would exempt containers or the uplink outright (exit 2)', () => {
-    for (const p of ['+', 'br-+', 'docker0', 'veth+', 'e+', 'eth+']) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(/would exempt containers or the uplink/);
+    for (const p of ['+', 'br-+', 'docker0', 'veth+', 'e+', 'eth+']) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(/containers would not be judged|would exempt the uplink/);
+  });
+
+  it('refuses every pattern that can match a name Docker generates, judged by the name shapes (issue 21 item 5)', () => {
+    const refused: Record<string, RegExp> = {
+      'd+': /"d\+" can match docker0, the default bridge/,
+      'do+': /can match docker0/,
+      'docker+': /can match docker0/,
+      'docker_+': /can match docker_gwbridge, Swarm's gateway bridge/,
+      'b+': /can match br-000000000000, a user network bridge/,
+      'br+': /can match br-000000000000/,
+      'br-0a+': /can match br-0a0000000000/,
+      'br-0123456789ab': /can match br-0123456789ab/,
+      'v+': /can match veth0000000, a container's veth/,
+      've+': /can match veth0000000/,
+      'veth1a2b3c4': /can match veth1a2b3c4/,
+      'vx+': /can match vx-000000-aaaaa, an overlay VXLAN interface/,
+    };
+    for (const [p, why] of Object.entries(refused)) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(why);
+    // VPNs and names no Docker shape can take stay possible (bridges named by the user are a sync blocker, above)
+    const ok = ['wg0', 'wg+', 'tun+', 'tailscale0', 'zt+', 'br-lan', 'br-0123456789xy', 'veth-vpn', 'docker1', 'dockerx+', 'vpn+', 'vxlan100'];
+    expect(parseConfig(`containers: { exemptFrom: ${JSON.stringify(ok)} }`, 'x').containers.exemptFrom).toEqual(ok);
   });
 });
 
