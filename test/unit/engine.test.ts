@@ -84,6 +84,26 @@ describe('containers.exemptFrom', () => {
   });
 });
 
+describe('proxy.egressBridge (issue 21 item 6)', () => {
+  it('names only the bridge egressfw gives the proxy\'s egress network: never docker0 or another Docker bridge', () => {
+    for (const b of ['docker0', 'docker_gwbridge', 'br-0123456789ab', 'eth0', 'br-lan', 'egressfw', 'br-egressfwx']) {
+      expect(() => parseConfig(`proxy: { mode: sni, wildcards: ["*.example.com"], egressBridge: ${b} }`, 'x')).toThrow(/egressBridge: must be br-egressfw or br-egressfw-<1 to 3 letters or digits>/);
+    }
+    for (const b of ['br-egressfw', 'br-egressfw-2', 'br-egressfw-a1b']) expect(parseConfig(`proxy: { egressBridge: ${b} }`, 'x').proxy.egressBridge).toBe(b);
+  });
+
+  it('sync stops when that bridge belongs to a network that is not the proxy\'s egress network', async () => {
+    const c = parseConfig('allow: []\ndns: { servers: [198.51.100.53], gate: { enabled: true } }\nproxy: { mode: sni, wildcards: ["*.example.com"] }', 'x');
+    const engine = { version: '28.5.2', apiVersion: '1.51', firewallBackend: null, firewallDriver: null, firewalld: false };
+    const net = (name: string) => ({ id: 'n', name, driver: 'bridge', scope: 'local', internal: false, bridge: 'br-egressfw', parent: null, subnets: { 4: [], 6: [] }, enableIPv6: false, containers: [] });
+    const round = (name: string) => computeRound(c, emptyState(), { ...deps([]), inspectDocker: async () => ({ engine, networks: [net(name)] }) });
+    expect((await round('shop_default')).plan.blockers).toEqual([
+      expect.objectContaining({ code: 'unsupported', message: expect.stringMatching(/^proxy\.egressBridge br-egressfw is the bridge of Docker network shop_default, not of the proxy's egress network \(egressfw-egress/) }),
+    ]);
+    expect((await round('shop_egressfw-egress')).plan.blockers).toEqual([]);
+  });
+});
+
 describe('firewalld', () => {
   it('a running firewalld is a blocker naming the process and the fix', async () => {
     const c = parseConfig('allow: []\ndns: { servers: [198.51.100.53] }', 'x');
