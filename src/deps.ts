@@ -13,6 +13,7 @@ import { dockerClient } from './system/docker.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { removeStateFiles, setAsideDamaged } from './system/state.js';
+import { composeConfig } from './system/compose.js';
 import { release } from 'node:os';
 import type { GateDeps } from './commands/gate.js';
 import { probeGate } from './gate/probe.js';
@@ -91,6 +92,7 @@ export async function installDeps(self: string, started?: string): Promise<Insta
 export function proxyDeps(out_: string): ProxyDeps {
   return {
     ...confinedFiles(path.resolve(process.cwd(), out_)),
+    composeConfig: composeConfig(realExec),
     cwd: process.cwd(),
     out,
     warn,
