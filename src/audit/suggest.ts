@@ -1,5 +1,5 @@
 import { sortPorts } from '../config/load.js';
-import { checkDomain } from '../config/names.js';
+import { checkDomain } from '../config/name-checks.js';
 import type { Port } from '../config/schema.js';
 import { compareIp, parseIp } from '../net/ip.js';
 import { printable, printLines } from '../text.js';

@@ -3,7 +3,7 @@
  * files. Pure. Each returns null when fine, or a message naming the fix: no
  * string from the config reaches a YAML or nginx file without passing here.
  */
-import { checkDomain } from '../config/names.js';
+import { checkDomain } from '../config/name-checks.js';
 import { ipEchoZone, isPublicSuffix, suffixesBelow } from '../net/public-suffix.js';
 
 /** Compose service and network names we accept (stricter than compose: no leading "." "_" "-"). */

@@ -7,7 +7,7 @@ import { closeSync, constants, mkdtempSync, openSync, rmSync, symlinkSync, write
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { collectAudit } from '../../src/system/audit.js';
+import { collectAudit } from '../../src/system/audit-io.js';
 import { readGateLogs } from '../../src/system/gate-log.js';
 import { NotReadable, readHead, readRegularFile, readTail } from '../../src/system/read-file.js';
 import { firstLine, readText } from '../../src/system/files.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyCollection, type ContainerInfo } from '../../src/audit/collect.js';
 import { emptyHistory } from '../../src/audit/history.js';
-import { gateRefusals, type GateEntry } from '../../src/audit/names.js';
+import { gateRefusals, type GateEntry } from '../../src/audit/destination-names.js';
 import { buildReport, renderReportText, reportJson } from '../../src/audit/report.js';
 import { renderSuggestion } from '../../src/audit/suggest.js';
 import { runStatus } from '../../src/commands/status.js';
