@@ -5,9 +5,8 @@
  */
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { GATE_LOG } from '../gate/log.js';
 import { readTail } from './read-file.js';
-
-export const GATE_LOG = 'gate.log';
 
 export class RotatingLog {
   private buf: string[] = [];
