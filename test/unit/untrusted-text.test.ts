@@ -107,7 +107,7 @@ describe('every command escapes network text (item 2)', () => {
     const config = path.join(dir, 'c.yml');
     writeFileSync(config, 'allow:\n  - domain: api.example.com\ndns:\n  servers: [192.0.2.53]\n  gate: {enabled: true}\n');
     const line = (name: string, who: string) =>
-      JSON.stringify({ time: '2026-11-30T11:59:00.000Z', client: '172.17.0.2', container: { id: 'x', name: who }, name, type: 'A', verdict: 'refused' });
+      JSON.stringify({ time: '2026-11-30T11:59:00.000Z', client: '172.17.0.2', container: { id: 'x', name: who }, name, type: 'A', verdict: 'refused', rcode: 'REFUSED', ips: [], cached: false, ms: 0, transport: 'udp' });
     let text = '';
     await runStatus(
       { config, stateDir: dir, json: false },
