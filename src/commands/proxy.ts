@@ -134,15 +134,11 @@ export async function runProxy(opts: ProxyOptions, deps: ProxyDeps): Promise<num
   if (base && baseAbs !== undefined) {
     // egressfw's own reading, unless it could not resolve the file (then only the CLI judges)
     const check = ownReading === null ? checkBaseCompose(base, proxy.services, proxy.peers, rendered.generatedServices) : { problems: [], warnings: [] };
+    // What egressfw's own reading finds is said in its words; only a file that passes it goes to the CLI.
     const override = rendered.files.find((f) => f.path === COMPOSE_FILE)!.content;
-    const merged = await deps.composeConfig?.(baseAbs, override, projectDir);
+    const merged = check.problems.length ? null : await deps.composeConfig?.(baseAbs, override, projectDir);
     if (merged && 'error' in merged) throw new UsageError(`\`${merged.cli} config\` refuses ${base.file} with the override (nothing written): ${merged.error}`);
-    if (merged) {
-      const flagged = (p: string) => check.problems.some((q) => q.includes(p));
-      for (const p of checkResolvedCompose(merged.text, merged.cli, base.file, proxy.services, proxy.peers)) {
-        if (!flagged(/^(service|peer) ("[^"]+")/.exec(p)?.[2] ?? p)) check.problems.push(p);
-      }
-    }
+    if (merged) check.problems.push(...checkResolvedCompose(merged.text, merged.cli, base.file, proxy.services, proxy.peers));
     for (const w of check.warnings) deps.warn(`warning: ${w}`);
     if (check.problems.length) {
       throw new UsageError(`the override could not isolate the protected services (nothing written):\n${check.problems.map((p) => `  - ${p}`).join('\n')}`);
