@@ -3,9 +3,9 @@ import { constants, type Stats } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { FileError, isErrno, PreconditionError } from '../errors.js';
-import { NotReadable, readHead, readRegularFile, type ReadOptions } from './read-file.js';
+import { NotReadable, readHead, readRegularBytes, readRegularFile, type ReadOptions } from './read-file.js';
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 /** Exclusive create that never follows a link at the name: a planted symlink makes it fail (EEXIST/ELOOP). */
 const CREATE_NEW = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 /** Reads are capped: no config, state or ufw file is anywhere near this. */
@@ -145,13 +145,9 @@ export async function backupOnce(file: string, backup: string): Promise<void> {
   const src = await regularOrMissing(file);
   if (!src) return;
   if (await lstatOrNull(backup)) return;
-  const inp = await open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-  let data: Buffer;
-  try {
-    data = await inp.readFile();
-  } finally {
-    await inp.close();
-  }
+  const data = await readRegularBytes(file, MAX_READ_BYTES, { follow: false }).catch((e: unknown) => {
+    throw e instanceof NotReadable ? new PreconditionError(`${file}: ${e.message}; egressfw backs up only regular files: remove or replace it`) : e;
+  });
   const dir = path.dirname(backup);
   await realDirectory(dir, false);
   const tmp = await writeTemp(dir, path.basename(backup), data, src.mode & 0o7777, src);

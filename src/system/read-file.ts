@@ -73,12 +73,17 @@ async function readUpTo(fh: FileHandle, at: number, sizeHint: number, limit: num
  * errno errors (ENOENT, EACCES) pass through.
  */
 export async function readRegularFile(file: string, maxBytes: number, opts: ReadOptions = {}): Promise<string> {
+  return (await readRegularBytes(file, maxBytes, opts)).toString('utf8');
+}
+
+/** The same, the exact bytes (backups). */
+export async function readRegularBytes(file: string, maxBytes: number, opts: ReadOptions = {}): Promise<Buffer> {
   const { fh, st } = await openRegular(file, opts);
   try {
     if (st.size > maxBytes) throw new NotReadable(tooLarge(st.size, maxBytes));
     const buf = await readUpTo(fh, 0, st.size, maxBytes);
     if (buf.length > maxBytes) throw new NotReadable(tooLarge(buf.length, maxBytes));
-    return buf.toString('utf8');
+    return buf;
   } finally {
     await fh.close();
   }
