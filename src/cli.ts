@@ -19,7 +19,7 @@ function program(): Command {
     .version(VERSION)
     .exitOverride()
     .showHelpAfterError('(run `egressfw --help` for usage)')
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(printText(s)) });
 
   p.command('plan')
     .description('dry run: resolve the allowlist, compare with the kernel, print exactly what sync would change (writes nothing)')
