@@ -3,6 +3,7 @@ import { parseSince } from '../audit/since.js';
 import { parseConfig } from '../config/load.js';
 import type { Config } from '../config/load.js';
 import { collectAudit, type AuditDeps } from '../system/audit-io.js';
+import { printJson } from '../text.js';
 
 export interface ReportOptions {
   config: string;
@@ -36,6 +37,6 @@ export async function runReport(opts: ReportOptions, deps: AuditCommandDeps): Pr
   const config = await optionalConfig(opts.config, deps);
   const { history, notes } = await collectAudit(opts.stateDir, auditDepsFor(config, deps));
   const report = buildReport({ history, now: deps.now(), since, notes });
-  deps.out(opts.json ? `${JSON.stringify(reportJson(report), null, 2)}\n` : renderReportText(report));
+  deps.out(opts.json ? `${printJson(reportJson(report), 2)}\n` : renderReportText(report));
   return 0;
 }

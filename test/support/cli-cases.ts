@@ -168,7 +168,7 @@ dns:
           expect([c, /^\s+-c, --config <file>/m.test(r.stdout), /^\s+--state-dir <dir>/m.test(r.stdout)]).toEqual([c, true, true]);
         }
         // report and suggest read --config before anything else: a broken one is named, exit 2 (not "unknown option")
-        const bad = config('bogus: 1\n');
+        const bad = config('allow: []\nbogus: 1\n');
         for (const c of ['report', 'suggest']) {
           const r = await run([c, '--config', bad, '--state-dir', path.join(dir, 'state-report')]);
           expect([c, r.exitCode]).toEqual([c, 2]);
