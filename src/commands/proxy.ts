@@ -8,7 +8,6 @@ import type { ProxyConfig, ProxyMode } from '../proxy/config.js';
 import { COMPOSE_FILE, GENERATED_MARKER, NGINX_DIR, checkMountDir, renderProxy } from '../proxy/render.js';
 import { checkComposeName } from '../proxy/validate.js';
 
-export { DEFAULT_PROXY_OUT } from '../defaults.js';
 /** compose's own lookup order in a project dir */
 const COMPOSE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yaml', 'docker-compose.yml'];
 
