@@ -9,7 +9,6 @@ import { COMPOSE_FILE, GENERATED_MARKER, NGINX_DIR, checkMountDir, renderProxy }
 import { checkComposeName } from '../proxy/validate.js';
 import type { ComposeConfig } from '../system/compose.js';
 
-export { DEFAULT_PROXY_OUT } from '../defaults.js';
 /** compose's own lookup order in a project dir */
 const COMPOSE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yaml', 'docker-compose.yml'];
 

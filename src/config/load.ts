@@ -8,7 +8,6 @@ import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
 import { DEFAULT_DEADLINE_MS } from '../resolve/resolver.js';
 import { printable } from '../text.js';
 
-export { DEFAULT_CONFIG_PATH } from '../defaults.js';
 /** A config is a few KiB; a bigger file is the wrong one, or an attempt to exhaust memory. */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** YAML aliases expanded at most (yaml's default, made explicit): a few are handy, thousands are a bomb. */

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, type Config } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
+import { buildNftDesired } from '../../src/plan/nft.js';
 import { checkBaseCompose, parseBaseCompose } from '../../src/proxy/base.js';
 import { checkMountDir, GENERATED_MARKER, lastHost, renderProxy, type ProxyRenderInput } from '../../src/proxy/render.js';
 import { checkImageRef, checkWildcard } from '../../src/proxy/validate.js';
@@ -68,6 +69,13 @@ describe('proxy config', () => {
       httpPorts: [80],
       healthPort: 8999,
     });
+  });
+
+  it('wildcards with many ports: one nft set in one rule (the 15-port cap was for an iptables multiport rule)', () => {
+    const ports = Array.from({ length: 20 }, (_, i) => 8000 + i);
+    const c = parseConfig(`${ALLOW}proxy:\n  mode: sni\n  services: [app]\n  wildcards: ["*.example.com"]\n  tlsPorts: [${ports.join(', ')}]\n`, 'test.yml');
+    const rule = buildNftDesired(c, { 4: [], 6: [] }).rules.find((r) => r.tag === 'proxy-wildcards')!;
+    expect(rule.text).toContain(`tcp dport { ${[...c.proxy.httpPorts, ...ports].join(', ')} } accept`);
   });
 
   it('normalises wildcards (lowercase, sorted, unique) and services', () => {
