@@ -52,8 +52,9 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      const [{ runDaemon }, d] = await Promise.all([import('./commands/daemon.js'), deps()]);
-      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(o, cliFile()));
+      const [{ runDaemon }, d, { journalStream }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/journal.js')]);
+      const opts = { ...o, journal: journalStream(1) };
+      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps());
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')
@@ -146,7 +147,9 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 2;
     }
     if (e instanceof EgressfwError) {
-      warn(`egressfw: ${e.message}`);
+      // Under systemd (egressfw-boot's sync, the daemon) an error is filed as one: `<3>` (sd-daemon(3)).
+      const journal = (await import('./system/journal.js')).journalStream(2);
+      warn(`${journal ? '<3>' : ''}egressfw: ${e.message}`);
       return e.exitCode;
     }
     warn(`egressfw: unexpected error: ${(e as Error).stack ?? String(e)}`);
