@@ -55,7 +55,8 @@ export class Metrics {
   private readonly refused = new Counter({ name: 'egressfw_refused_connections_total', help: 'New connections refused (in audit mode: that would have been refused), from the kernel\'s own record counters; elements expire 7 days after last use, which reads as a counter reset.', labelNames: ['part', 'family'], registers: this.r });
   private readonly dns = new Counter({ name: 'egressfw_dns_queries_total', help: 'DNS gate decisions: answered (allowed name), refused (not allowed, never asked upstream), failed (upstream or kernel), shed (dropped under load).', labelNames: ['decision'], registers: this.r });
   private readonly upstream = new Histogram({ name: 'egressfw_dns_upstream_duration_seconds', help: 'DNS gate: time asking upstream for answers not in its cache.', buckets: DNS_BUCKETS, registers: this.r });
-  private readonly gateUp = new Gauge({ name: 'egressfw_gate_up', help: 'DNS gate process running (1) or not (0); absent when the gate is not enabled.', registers: this.r });
+  // registered only while the gate is enabled: a host without the gate has no egressfw_gate_up, so `== 0` alerts mean a gate that is down
+  private readonly gateUp = new Gauge({ name: 'egressfw_gate_up', help: 'DNS gate process running (1) or not (0); absent when the gate is not enabled.', registers: [] });
   private readonly gateRestarts = new Counter({ name: 'egressfw_gate_restarts_total', help: 'Times the daemon started the DNS gate again (after it exited, or for a config change).', registers: this.r });
   private readonly build = new Gauge({ name: 'egressfw_build_info', help: 'Build and host facts (value 1): egressfw and Node.js versions, Docker version and firewall backend.', labelNames: ['version', 'nodejs', 'docker', 'firewall_backend'], registers: this.r });
   private readonly domainOk: Gauge | null;
@@ -145,8 +146,13 @@ export class Metrics {
 
   /** The gate supervisor's view: running or not, times started (null: gate not enabled, no series). */
   gate(g: { running: boolean; starts: number } | null): void {
-    if (g === null) this.gateUp.reset();
-    else this.gateUp.set(g.running ? 1 : 0);
+    const registered = this.registry.getSingleMetric('egressfw_gate_up') !== undefined;
+    if (g === null) {
+      if (registered) this.registry.removeSingleMetric('egressfw_gate_up');
+    } else {
+      if (!registered) this.registry.registerMetric(this.gateUp);
+      this.gateUp.set(g.running ? 1 : 0);
+    }
     this.gateStarts = g?.starts ?? 0;
   }
 
