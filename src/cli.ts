@@ -68,10 +68,12 @@ function program(): Command {
     .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')
     .addOption(configOption())
     .addOption(stateDirOption())
-    .option('--json', 'print one machine-readable JSON document', false)
-    .action(async (o: { config: string; stateDir: string; json: boolean }) => {
+    .option('--json', 'print one machine-readable JSON document (everything)', false)
+    .option('-v, --verbose', 'every name with its IPs and every network (default: a summary, details only for what needs attention)', false)
+    .option('--domains', 'the same as --verbose', false)
+    .action(async (o: { config: string; stateDir: string; json: boolean; verbose: boolean; domains: boolean }) => {
       const [{ runStatus }, d] = await Promise.all([import('./commands/status.js'), deps()]);
-      process.exitCode = await runStatus(o, d.statusDeps());
+      process.exitCode = await runStatus({ config: o.config, stateDir: o.stateDir, json: o.json, verbose: o.verbose || o.domains }, d.statusDeps());
     });
 
   p.command('install')
