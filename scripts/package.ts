@@ -12,6 +12,7 @@
 import { build } from 'esbuild';
 import { execa } from 'execa';
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,10 +94,46 @@ export const PACKAGE_BUNDLE = '/usr/lib/egressfw/egressfw.mjs';
 type DebEntry = { mode: number; content: string | Buffer } | { link: string };
 
 /** Files of the package root, path (relative, no leading slash) -> file or symlink. */
-function debFiles(bundleText: string, copyright: string): Map<string, DebEntry> {
+/** Debian's gzip for docs and man pages: maximum compression, no name or time in the header (reproducible). */
+const gz = (text: string | Buffer) => zlib.gzipSync(text, { level: 9 });
+
+/** Maintainer field: the packager's own, or the project's. */
+export const MAINTAINER = process.env.DEB_MAINTAINER ?? 'egressfw developers <egressfw@users.noreply.github.com>';
+
+/** A native package's changelog (Debian format): one entry for this version, dated by the build's fixed time. */
+function changelog(epoch: number): string {
+  const date = new Date(epoch * 1000).toUTCString().replace(/GMT$/, '+0000');
+  return `egressfw (${PKG.version}) unstable; urgency=medium\n\n  * egressfw ${PKG.version}: see /usr/share/doc/egressfw/README.Debian and the\n    project's release notes.\n\n -- ${MAINTAINER}  ${date}\n`;
+}
+
+/**
+ * Debian's copyright file refers to /usr/share/common-licenses for licences Debian ships
+ * (lintian: copyright-file-contains-full-apache-2-license); the bundle's own file keeps the texts.
+ */
+export function debianCopyright(licenceText: string): string {
+  return licenceText.replace(/^([^\n]+ \(Apache-2\.0\))\n\n[\s\S]*?(?=\n-{72}\n|$)/gm, '$1\n\nOn Debian systems the complete text of the Apache License, Version 2.0, is in\n/usr/share/common-licenses/Apache-2.0.\n');
+}
+
+/** lintian overrides, each with its reason (lintian prints the comment when it applies one). */
+const LINTIAN_OVERRIDES = `# egressfw.service is wanted by docker.service on purpose: the daemon starts, and re-asserts its
+# rules, whenever Docker starts (Docker may have moved rules while it was down).
+egressfw: systemd-service-file-refers-to-unusual-wantedby-target docker.service [lib/systemd/system/egressfw.service]
+# prerm stops the daemon and disables the units the operator enabled with systemctl (the package never enables them), so
+# deb-systemd-helper, which undoes only what it enabled itself, has nothing to undo.
+egressfw: maintainer-script-calls-systemctl [prerm:*]
+`;
+
+function debFiles(bundleText: string, copyright: string, epoch: number): Map<string, DebEntry> {
   const doc = 'usr/share/doc/egressfw';
   const deb = (f: string) => fs.readFileSync(path.join(ROOT, 'scripts', 'deb', f), 'utf8');
+  const file = (f: string) => fs.readFileSync(path.join(ROOT, f));
   return new Map<string, DebEntry>([
+    ['usr/share/man/man8/egressfw.8.gz', { mode: 0o644, content: gz(file('docs/egressfw.8')) }],
+    ['usr/share/bash-completion/completions/egressfw', { mode: 0o644, content: deb('egressfw.bash-completion') }],
+    ['usr/share/lintian/overrides/egressfw', { mode: 0o644, content: LINTIAN_OVERRIDES }],
+    [`${doc}/changelog.gz`, { mode: 0o644, content: gz(changelog(epoch)) }],
+    [`${doc}/metrics.md`, { mode: 0o644, content: file('docs/metrics.md') }],
+    [`${doc}/examples/egressfw-alerts.yml`, { mode: 0o644, content: file('examples/prometheus/egressfw-alerts.yml') }],
     // Debian's node is /usr/bin/node; so is NodeSource's. The same bundle, only the first line differs.
     [PACKAGE_BUNDLE.slice(1), { mode: 0o755, content: bundleText.replace(/^#!\/usr\/bin\/env node\n/, '#!/usr/bin/node\n') }],
     [PACKAGE_CLI.slice(1), { link: path.relative(path.dirname(PACKAGE_CLI), PACKAGE_BUNDLE) }],
@@ -112,7 +149,7 @@ function control(installedKiB: number): string {
   return `Package: egressfw
 Version: ${PKG.version}
 Architecture: all
-Maintainer: egressfw developers <egressfw@localhost>
+Maintainer: ${MAINTAINER}
 Depends: ${DEPENDS}
 Recommends: ${RECOMMENDS}
 Section: net
@@ -124,7 +161,8 @@ Description: keep a Docker host's outbound traffic to an allowlist of domain nam
  destinations, for the host itself and for every container.
  .
  The systemd units are installed but not enabled, and installing or removing
- the package never changes the firewall: see /usr/share/doc/egressfw/README.Debian.
+ the package never changes the firewall: see
+ /usr/share/doc/egressfw/README.Debian.
 `;
 }
 
@@ -133,7 +171,7 @@ async function buildDeb(bundleText: string, copyright: string): Promise<void> {
   const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? (await execa('git', ['log', '-1', '--format=%ct'], { cwd: ROOT, reject: false })).stdout) || 0;
   const stage = fs.mkdtempSync(path.join(ROOT, 'dist', '.deb-root-'));
   try {
-    const files = debFiles(bundleText, copyright);
+    const files = debFiles(bundleText, debianCopyright(copyright), epoch);
     let bytes = 0;
     const sums: string[] = [];
     for (const [rel, e] of files) {
