@@ -126,7 +126,7 @@ export async function gateSupervisor(o: { config: string; stateDir: string; json
 
 /** The daemon's metrics outputs (loaded only when metrics are configured... and cheap when not). */
 export async function metricsDeps(): Promise<DaemonMetricsDeps> {
-  const [{ serveMetrics }, { readKernelRecords }] = await Promise.all([import('./system/metrics-out.js'), import('./system/audit.js')]);
+  const [{ serveMetrics }, { readKernelRecords }] = await Promise.all([import('./system/metrics-out.js'), import('./system/audit-io.js')]);
   return {
     build: { version: VERSION, nodejs: process.versions.node },
     readRecords: () => readKernelRecords(realExec),

@@ -3,13 +3,13 @@ import { loadConfig, parseResolvConf, type Config } from '../config/load.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
 import { Gate, type Admit, type GateOptions, type QueryEvent } from '../gate/gate.js';
-import { queryLine } from '../gate/log.js';
+import { GATE_LOG, queryLine } from '../gate/log.js';
 import { GatePolicy } from '../gate/policy.js';
 import { PROBE_NAME } from '../gate/probe.js';
 import { startGateServer } from '../gate/server.js';
 import type { QueryFn } from '../resolve/query.js';
 import { resolveOneFamily, type ResolverOptions } from '../resolve/resolver.js';
-import { GATE_LOG, RotatingLog } from '../system/gate-log.js';
+import { RotatingLog } from '../system/gate-log.js';
 
 export interface GateCommandOptions {
   config: string;

@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
-import { FAMILIES, NFT } from '../plan/names.js';
+import { FAMILIES, NFT, NFT_TABLE_REF, SET } from '../plan/kernel-names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
@@ -71,7 +71,7 @@ const summary: StatusSection = ({ doc, config, state, now, installed, drift, rou
 };
 
 const kernel: StatusSection = ({ doc }) => {
-  const out = [`host: ipset egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries`];
+  const out = [`host: ipset ${SET[4]} ${doc.sets.v4} entries, ${SET[6]} ${doc.sets.v6} entries`];
   const c = doc.containers;
   if (c) out.push(`containers: nft table ${c.table}, forward hook ${c.hook}, ${c.rules} rules; allowed ${c.allowed.v4} v4 + ${c.allowed.v6} v6 entries; gate ${c.gate.v4 + c.gate.v6}; recorded refusals ${c.recorded.v4 + c.recorded.v6}`);
   if (doc.ufw) out.push(`ufw: ${doc.ufw.enabled ? 'active' : 'INACTIVE'}, outgoing ${doc.ufw.outgoing}, egressfw block ${doc.ufw.hooked ? 'present' : 'MISSING'}`);
@@ -125,7 +125,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
   const containers = !config.containers.enabled
     ? null
     : {
-        table: nft ? 'inet egressfw' : 'MISSING',
+        table: nft ? NFT_TABLE_REF : 'MISSING',
         hook: nft?.chain ? `${nft.chain.hook} priority ${nft.chain.prio}` : 'MISSING',
         rules: nft?.ruleComments.length ?? 0,
         allowed: { v4: nft?.sets.get(NFT.allow[4])?.length ?? 0, v6: nft?.sets.get(NFT.allow[6])?.length ?? 0 },

@@ -11,9 +11,9 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Round } from '../engine.js';
-import { NFT, SET } from '../plan/names.js';
+import { NFT, SET } from '../plan/kernel-names.js';
 import { HOST, type KernelRecord } from '../audit/records.js';
-import type { QueryLine } from '../gate/log.js';
+import { parseQueryLine } from '../gate/log.js';
 import type { Family } from '../net/ip.js';
 
 export interface BuildInfo {
@@ -156,20 +156,17 @@ export class Metrics {
     this.gateStarts = g?.starts ?? 0;
   }
 
-  /** One line of the gate's query log (its stdout); anything else is ignored. */
+  /** One line of the gate's query log (its stdout; the contract is src/gate/log.ts); anything else is ignored. */
   gateLine(raw: string): void {
-    if (!raw.startsWith('{')) return;
-    let l: Omit<Partial<QueryLine>, 'verdict'> & { verdict?: string };
-    try {
-      l = JSON.parse(raw) as typeof l;
-    } catch {
-      return;
-    }
-    const decision = l.verdict === 'allowed' ? 'answered' : l.verdict === 'refused' ? 'refused' : l.verdict === 'failed' ? 'failed' : l.verdict === 'shed' ? 'shed' : null;
+    const l = parseQueryLine(raw);
+    if (!l) return;
+    // 'shed' (dropped under load) counts once the gate logs such a verdict
+    const verdict: string = l.verdict;
+    const decision = verdict === 'allowed' ? 'answered' : verdict === 'refused' ? 'refused' : verdict === 'failed' ? 'failed' : verdict === 'shed' ? 'shed' : null;
     if (!decision) return;
     this.dns.inc({ decision });
     // Fresh answers: time in the gate less the release (kernel insert and answer) is the upstream's share.
-    if (decision === 'answered' && l.cached === false && typeof l.ms === 'number') this.upstream.observe(Math.max(0, l.ms - (l.releaseMs ?? 0)) / 1000);
+    if (decision === 'answered' && !l.cached && typeof l.ms === 'number') this.upstream.observe(Math.max(0, l.ms - (l.releaseMs ?? 0)) / 1000);
   }
 
   /** The kernel's refusal records (nft refused4/6 for containers, ipset records for the host): their packet counters summed. */

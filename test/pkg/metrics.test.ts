@@ -58,8 +58,9 @@ it('the exposition egressfw writes passes `promtool check metrics` (format and n
   m.event('drift-repaired', { ms: 80 });
   m.event('error', { job: 'refresh' });
   m.gate({ running: true, starts: 2 });
-  m.gateLine(JSON.stringify({ verdict: 'allowed', cached: false, ms: 12, releaseMs: 1 }));
-  m.gateLine(JSON.stringify({ verdict: 'refused', cached: false, ms: 0 }));
+  const line = (verdict: string, ms: number) => JSON.stringify({ time: '2026-12-02T00:00:00.000Z', client: '172.17.0.2', container: null, name: 'x.test', type: 'A', verdict, rcode: 'NOERROR', ips: [], cached: false, ms, releaseMs: 1, transport: 'udp' });
+  m.gateLine(line('allowed', 12));
+  m.gateLine(line('refused', 0));
   m.kernelRecords([{ family: 4, src: 'host', dst: '203.0.113.20', proto: 'tcp', port: '443', packets: 2, bytes: 120 }], ['host4', 'containers4']);
   const text = await m.render();
   const check = await run(['check', 'metrics'], text);

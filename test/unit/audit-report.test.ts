@@ -2,12 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as yaml } from 'yaml';
 import { applyCollection, type Collection, type ContainerInfo } from '../../src/audit/collect.js';
 import { emptyHistory, type History } from '../../src/audit/history.js';
-import { gateRefusals, parseGateLog } from '../../src/audit/names.js';
+import { gateRefusals, parseGateLog } from '../../src/audit/destination-names.js';
 import { HOST, type KernelRecord } from '../../src/audit/records.js';
 import { buildReport, renderReportText, reportJson } from '../../src/audit/report.js';
 import { renderSuggestion } from '../../src/audit/suggest.js';
 import { parseConfig } from '../../src/config/load.js';
 import { golden } from '../support/files.js';
+import { gateLogLine } from '../support/gate-log.js';
 
 const T0 = 1_790_000_000;
 
@@ -33,11 +34,9 @@ dns:
 );
 
 const gateLog = [
-  { time: new Date((T0 - 60) * 1000).toISOString(), client: '198.51.100.66', name: 'api.blocked.test', type: 'A', verdict: 'allowed', answers: ['203.0.113.20'] },
-  { time: new Date((T0 + 70) * 1000).toISOString(), client: '198.51.100.130', name: 'tracker.example', type: 'A', verdict: 'refused', answers: [] },
-]
-  .map((o) => JSON.stringify(o))
-  .join('\n');
+  gateLogLine({ at: (T0 - 60) * 1000, client: '198.51.100.66', name: 'api.blocked.test', verdict: 'allowed', ips: ['203.0.113.20'] }),
+  gateLogLine({ at: (T0 + 70) * 1000, client: '198.51.100.130', name: 'tracker.example', verdict: 'refused' }),
+].join('\n');
 const gate = parseGateLog(gateLog);
 
 const r = (src: string, dst: string, proto: string, port: string, packets: number, ago: number): KernelRecord =>

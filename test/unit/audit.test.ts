@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { applyCollection, applySnapshot, attribute, type Collection, type ContainerInfo } from '../../src/audit/collect.js';
 import { bucketFor, emptyHistory, parseHistory, serializeHistory, trimHistory, type History, type Hit } from '../../src/audit/history.js';
-import { gateRefusals, namesFor, parseGateLog } from '../../src/audit/names.js';
+import { gateRefusals, namesFor, parseGateLog } from '../../src/audit/destination-names.js';
 import { nftChainMode, parseIpsetRefusedSet, parseNftRefusedSet, HOST, type KernelRecord } from '../../src/audit/records.js';
 import { parseSince } from '../../src/audit/since.js';
-import { hostAuditRules, hostModeOf, refusedSetCreateLines, refusedSetsToDestroy } from '../../src/plan/audit.js';
+import { hostAuditRules, hostModeOf, refusedSetCreateLines, refusedSetsToDestroy } from '../../src/plan/audit-rules.js';
 import { parseIptablesSave } from '../../src/plan/observed.js';
 import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
@@ -12,10 +12,11 @@ import { diff } from '../../src/plan/diff.js';
 import { describeOp } from '../../src/plan/render.js';
 import { FakeKernel } from '../support/fake-kernel.js';
 import { fixture } from '../support/files.js';
+import { gateLogLine } from '../support/gate-log.js';
 
 const T0 = 1_790_000_000;
 
-describe('host recording rules (src/plan/audit.ts)', () => {
+describe('host recording rules (src/plan/audit-rules.ts)', () => {
   it('one rule counts found tuples and adds new ones (so each NEW packet counts once); only audit accepts', () => {
     expect(hostAuditRules(4, 'enforce')).toEqual([
       '-A EGRESSFW-HOST -m conntrack --ctstate NEW -m set ! --match-set egressfw-refused-host-v4 dst,dst -m comment --comment "egressfw refused-record" -j SET --add-set egressfw-refused-host-v4 dst,dst',
@@ -216,10 +217,10 @@ describe('collection: counter growth becomes attempts, attributed when collected
   it('names: the gate answer to this client first, then anyone, then egressfw resolution history', () => {
     const gate = parseGateLog(
       [
-        JSON.stringify({ time: new Date((T0 - 50) * 1000).toISOString(), client: '198.51.100.7', name: 'cdn.other.test.', type: 'A', verdict: 'allowed', answers: ['203.0.113.20'] }),
-        JSON.stringify({ time: T0 - 60, client: '198.51.100.66#41234', name: 'API.Blocked.test', type: 'A', verdict: 'allowed', answers: [{ data: '203.0.113.20' }] }),
+        gateLogLine({ at: (T0 - 50) * 1000, client: '198.51.100.7', name: 'cdn.other.test.', verdict: 'allowed', ips: ['203.0.113.20'] }),
+        gateLogLine({ at: (T0 - 60) * 1000, client: '198.51.100.66', name: 'API.Blocked.test', verdict: 'allowed', ips: ['203.0.113.20'] }),
         '{"time": "garbage',
-        JSON.stringify({ time: (T0 - 5) * 1000, client: '198.51.100.66', name: 'tracker.test', verdict: 'refused', answers: [] }),
+        gateLogLine({ at: (T0 - 5) * 1000, client: '198.51.100.66', name: 'tracker.test', verdict: 'refused' }),
       ].join('\n'),
     );
     expect(gate).toHaveLength(3);

@@ -8,7 +8,7 @@ describe('status: the DNS gate section', () => {
     readText: async (f: string) => (f.endsWith('gate.json') ? JSON.stringify({ pid: 42, since: '2026-11-30T10:00:00.000Z', bound: ['0.0.0.0:5300/udp'] }) : null),
     probe: async () => ({ ok: true, ms: 0.4, detail: 'answering' }),
     dockerVersion: async () => '28.5.2',
-    readLogs: async () => [JSON.stringify({ time: '2026-11-30T11:59:00.000Z', client: '172.17.0.2', container: null, name: 'evil.example', type: 'A', verdict: 'refused' })],
+    readLogs: async () => [JSON.stringify({ time: '2026-11-30T11:59:00.000Z', client: '172.17.0.2', container: null, name: 'evil.example', type: 'A', verdict: 'refused', rcode: 'REFUSED', ips: [], cached: false, ms: 0, transport: 'udp' })],
     nowMs: () => Date.parse('2026-11-30T12:00:00Z'),
     ...over,
   });

@@ -53,7 +53,7 @@ describe('metrics.listen', () => {
 describe('Metrics', () => {
   it('counts the gate\'s decisions from its query lines and the upstream share of fresh answers in the histogram', async () => {
     const m = new Metrics(BUILD, { domainLabels: false, now: () => 1000 });
-    const line = (verdict: string, cached: boolean, ms: number, releaseMs?: number) => JSON.stringify({ time: 't', client: '172.17.0.2', name: 'x.test', type: 'A', verdict, cached, ms, ...(releaseMs !== undefined ? { releaseMs } : {}) });
+    const line = (verdict: string, cached: boolean, ms: number, releaseMs?: number) => JSON.stringify({ time: '2026-12-02T00:00:00.000Z', client: '172.17.0.2', container: null, name: 'x.test', type: 'A', verdict, rcode: 'NOERROR', ips: [], cached, ms, ...(releaseMs !== undefined ? { releaseMs } : {}), transport: 'udp' });
     m.gateLine(line('allowed', false, 30, 2)); // 28 ms upstream
     m.gateLine(line('allowed', true, 0));
     m.gateLine(line('refused', false, 0));
