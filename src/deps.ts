@@ -129,7 +129,7 @@ export async function metricsDeps(): Promise<DaemonMetricsDeps> {
   const [{ serveMetrics }, { readKernelRecords }] = await Promise.all([import('./system/metrics-out.js'), import('./system/audit-io.js')]);
   return {
     build: { version: VERSION, nodejs: process.versions.node },
-    readRecords: () => readKernelRecords(realExec),
+    readRecords: () => readKernelRecords(realExec, { modes: false }),
     serve: serveMetrics,
     writeFileAtomic: (file, text) => writeFileAtomic(file, text, 0o644),
   };
