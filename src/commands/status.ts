@@ -79,7 +79,15 @@ const kernel: StatusSection = ({ doc }) => {
 };
 
 /** Docker and its networks; without --verbose only the networks that are not enforced are listed (coverageText's banner). */
-const coverage: StatusSection = ({ round, verbose }) => coverageText(verbose ? round.coverage : { ...round.coverage, networks: [] }).concat(verbose || !round.coverage.networks.length ? [] : [`networks: ${round.coverage.networks.length}, ${round.coverage.networks.length - round.coverage.notEnforced.length} enforced (--verbose lists them)`]);
+const coverage: StatusSection = ({ round, verbose }) => {
+  const c = round.coverage;
+  if (verbose || !c.networks.length) return coverageText(c);
+  const out = coverageText({ ...c, networks: [] });
+  // the count goes before the NOT ENFORCED banner (which starts with an empty line)
+  const banner = out.indexOf('');
+  out.splice(banner < 0 ? out.length : banner, 0, `networks: ${c.networks.length}, ${c.networks.length - c.notEnforced.length} enforced (--verbose lists them)`);
+  return out;
+};
 
 const domainLines = (d: StatusDoc['domains'][number], now: number) => [
   `  ${printable(d.name)}  ${printable(d.status)}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`,

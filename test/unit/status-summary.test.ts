@@ -68,3 +68,19 @@ it('--verbose (and --domains) lists every name with its IPs; --json keeps everyt
   expect(doc.domains).toHaveLength(1000);
   expect(doc.domains.every((d) => d.ips.length === 1)).toBe(true);
 }, 30_000);
+
+it('networks: only the count and the ones NOT enforced, unless --verbose', async () => {
+  const s = await synced(new Set());
+  const net = (name: string, driver: string, bridge: string | null, parent: string | null) => ({ id: name, name, driver, scope: 'local', internal: false, bridge, parent, subnets: { 4: ['198.51.100.128/28'], 6: [] }, enableIPv6: false, containers: [] });
+  const inspectDocker = async () => ({
+    engine: { version: '28.5.2', apiVersion: '1.51', firewallBackend: 'iptables' as const, firewallDriver: 'iptables', firewalld: false },
+    networks: [net('bridge', 'bridge', 'docker0', null), net('appnet', 'bridge', 'br-0123456789ab', null), net('macnet', 'macvlan', null, 'eth0')],
+  });
+  await runStatus({ config: s.file, stateDir: s.stateDir, json: false }, { ...s.deps, inspectDocker });
+  const text = s.out.join('');
+  expect(text).toMatch(/^networks: 3, 2 enforced \(--verbose lists them\)\n\n!!! NOT ENFORCED: the host is NOT protected while these networks exist !!!\n!!! {3}macnet \(macvlan on eth0/m);
+  expect(text).not.toMatch(/^ {2}appnet /m);
+  s.out.length = 0;
+  await runStatus({ config: s.file, stateDir: s.stateDir, json: false, verbose: true }, { ...s.deps, inspectDocker });
+  expect(s.out.join('')).toMatch(/^ {2}appnet +bridge +br-0123456789ab/m);
+}, 30_000);
