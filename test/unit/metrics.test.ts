@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -216,5 +217,27 @@ describe('journal priorities', () => {
     expect(journalStream(1, {})).toBe(false);
     expect(journalStream(1, { JOURNAL_STREAM: '1:1' })).toBe(false);
     expect(journalStream(1, { JOURNAL_STREAM: 'garbage' })).toBe(false);
+    const st = fstatSync(1, { bigint: true });
+    expect(journalStream(1, { JOURNAL_STREAM: `${st.dev}:${st.ino}` })).toBe(true);
+  });
+
+  it('the CLI, its stderr being the journal, files a fatal error as an error (<3>); not otherwise', async () => {
+    const dir = dirs.current();
+    const errFile = path.join(dir, 'stderr');
+    const run = (env: Record<string, string>) => {
+      const fd = openSync(errFile, 'w');
+      try {
+        const st = fstatSync(fd, { bigint: true });
+        const r = spawnSync(process.execPath, [path.resolve('dist/cli.js'), 'plan', '--config', path.join(dir, 'missing.yml')], { stdio: ['ignore', 'ignore', fd], env: { ...process.env, ...(env.JOURNAL_STREAM === 'this' ? { JOURNAL_STREAM: `${st.dev}:${st.ino}` } : env) } });
+        return { status: r.status, stderr: readFileSync(errFile, 'utf8') };
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const journal = run({ JOURNAL_STREAM: 'this' });
+    expect(journal.status).toBe(2);
+    expect(journal.stderr).toMatch(/^<3>egressfw: /);
+    const elsewhere = run({ JOURNAL_STREAM: '1:2' });
+    expect(elsewhere.stderr).toMatch(/^egressfw: /);
   });
 });
