@@ -1,6 +1,6 @@
 import { parseQueryLine } from '../gate/log.js';
 import { parseIp } from '../net/ip.js';
-import type { State } from '../resolve/merge.js';
+import type { State } from '../state-file.js';
 import type { HitName, NameSpan } from './history.js';
 
 /**

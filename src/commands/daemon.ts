@@ -6,7 +6,8 @@ import { nextRefreshAt } from '../resolve/merge.js';
 import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
 import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
 import type { AuditDeps } from '../system/audit-io.js';
-import { parseState, stateCheck, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile } from '../state-file.js';
+import { realTimers, type Timers } from '../timers.js';
 import { syncOnce, type SyncDeps } from './sync.js';
 import { Metrics, type BuildInfo } from '../metrics/metrics.js';
 import { startMetricsLoop } from '../schedule/metrics-loop.js';
@@ -60,15 +61,16 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
+  const timers = deps.timers ?? realTimers;
   const m0 = config.metrics;
   // Metrics only when an output is configured: nothing is counted for nobody.
   const metrics = metricsDeps && (m0.textfile || m0.listen) ? new Metrics(metricsDeps.build, { domainLabels: m0.domainLabels, now: deps.now }) : null;
   const log = (event: string, fields: Record<string, unknown> = {}) => {
     metrics?.event(event, fields);
-    deps.out(`${formatLog(opts.json, new Date(), event, fields, opts.journal)}\n`);
+    deps.out(`${formatLog(opts.json, new Date(timers.nowMs()), event, fields, opts.journal)}\n`);
   };
   const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
     const release = await deps.acquireLock();
@@ -103,6 +105,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
       }),
     log,
     now: deps.now,
+    timers,
   });
 
   const stopped = new Promise<void>((resolve) => {
@@ -141,7 +144,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
-  const stopAudit = audit ? startAuditLoop(auditLoopDeps(opts.stateDir, audit, log)) : async () => {};
+  const stopAudit = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : async () => {};
   if (config.dns.gate.enabled) {
     if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
     gate.start();
@@ -155,6 +158,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
           gate: () => (config.dns.gate.enabled && gate?.state ? gate.state : null),
           ...(m0.textfile ? { writeTextfile: (text: string) => metricsDeps!.writeFileAtomic(m0.textfile!, text) } : {}),
           log,
+          timers,
         },
         m0.intervalSec,
       )

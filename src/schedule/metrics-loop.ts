@@ -1,5 +1,6 @@
 import type { KernelRecord } from '../audit/records.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { realTimers, type Timers } from '../timers.js';
 
 export interface MetricsLoopDeps {
   metrics: Metrics;
@@ -10,6 +11,7 @@ export interface MetricsLoopDeps {
   /** metrics.textfile: write the exposition atomically */
   writeTextfile?: (text: string) => Promise<void>;
   log: (event: string, fields?: Record<string, unknown>) => void;
+  timers?: Timers;
 }
 
 /**
@@ -45,10 +47,11 @@ export function startMetricsLoop(deps: MetricsLoopDeps, intervalSec: number): ()
       }
     })();
   };
-  const timer = setInterval(tick, intervalSec * 1000);
+  const timers = deps.timers ?? realTimers;
+  const timer = timers.setInterval(tick, intervalSec * 1000);
   tick();
   return async () => {
-    clearInterval(timer);
+    timers.clearInterval(timer);
     await running;
   };
 }

@@ -11,7 +11,7 @@ import { hostModeOf, type Mode } from '../plan/audit-rules.js';
 import { HOST_CHAIN, NFT, NFT_TABLE_REF, REFUSED_HOST_SET } from '../plan/kernel-names.js';
 import { parseIptablesSave } from '../plan/observed.js';
 import type { Exec } from './exec.js';
-import { parseState, stateFile } from './state.js';
+import { parseState, stateFile } from '../state-file.js';
 
 /** Reading the kernel's records, Docker and the state dir; writing the audit history. The only side effects of audit. */
 
