@@ -17,6 +17,7 @@ import { serveMetrics } from '../../src/system/metrics-out.js';
 import { fakeSyncDeps, kernelExec, tempDirs } from '../support/fake-exec.js';
 import { FakeKernel } from '../support/fake-kernel.js';
 import { fixture } from '../support/files.js';
+import { FakeTimers, until } from '../support/fake-timers.js';
 import { parseExposition } from '../support/prom-text.js';
 
 const dirs = tempDirs('efw-metrics-', { beforeEach, afterAll });
@@ -110,17 +111,19 @@ describe('daemon metrics', () => {
         written.push(text);
       },
     };
+    const timers = new FakeTimers();
     const proc = new EventEmitter();
-    const running = runDaemon({ config, stateDir: path.join(dir, 'state'), json: true }, deps, proc as never, undefined, undefined, metricsDeps);
+    const running = runDaemon({ config, stateDir: path.join(dir, 'state'), json: true }, { ...deps, timers }, proc as never, undefined, undefined, metricsDeps);
     const events = () => out.map((l) => JSON.parse(l).event as string);
-    const until = async (what: () => boolean) => {
-      for (let i = 0; i < 100 && !what(); i++) await new Promise((r) => setTimeout(r, 50));
-    };
-    await until(() => events().includes('refresh'));
-    await new Promise((r) => setTimeout(r, 1300)); // a drift check with nothing to repair
+    await until(() => events().includes('refresh') && written.length > 0, 'the first refresh and textfile');
+    await timers.advance(1000); // a drift check with nothing to repair, a metrics tick
     k.nft!.rules = []; // damage
-    await until(() => events().includes('drift-repaired'));
-    await new Promise((r) => setTimeout(r, 2300)); // more drift checks (nothing to repair) and metric ticks
+    await timers.advance(1000);
+    await until(() => events().includes('drift-repaired'), 'the repair');
+    for (let i = 0; i < 3; i++) await timers.advance(1000); // more drift checks (nothing to repair) and ticks
+    const n = written.length;
+    await timers.advance(1000);
+    await until(() => written.length > n, 'a textfile written after the repair');
     proc.emit('SIGTERM');
     await running;
     expect(events().filter((e) => e === 'drift-repaired')).toHaveLength(1);
@@ -141,7 +144,7 @@ describe('daemon metrics', () => {
     expect(s.get('egressfw_build_info{docker="",firewall_backend="",nodejs="18.20.4",version="0.1.0"}')).toBe(1);
     expect(s.has('egressfw_gate_up')).toBe(false); // the gate is not enabled
     expect([...s.keys()].some((x) => x.includes('api.example.com'))).toBe(false); // no names in labels by default
-  }, 20_000);
+  });
 });
 
 describe('serveMetrics', () => {
