@@ -52,6 +52,14 @@ describe('metrics.listen', () => {
   });
 });
 
+it('the example config\'s metrics block, uncommented, loads', async () => {
+  const file = path.join(dirs.current(), 'example.yml');
+  const text = readFileSync('examples/egressfw.yml', 'utf8').replace(/^# (metrics:|  listen:|  textfile:)/gm, '$1');
+  expect(text).toMatch(/^metrics:\n {2}listen: "127\.0\.0\.1:9633"/m);
+  writeFileSync(file, text);
+  expect((await loadConfig(file)).metrics).toEqual({ listen: { kind: 'tcp', host: '127.0.0.1', port: 9633 }, textfile: '/var/lib/prometheus/node-exporter/egressfw.prom', intervalSec: 15, domainLabels: false });
+});
+
 describe('Metrics', () => {
   it('counts the gate\'s decisions from its query lines and the upstream share of fresh answers in the histogram', async () => {
     const m = new Metrics(BUILD, { domainLabels: false, now: () => 1000 });
