@@ -5,13 +5,13 @@
  */
 export type MetricsListen = { kind: 'tcp'; host: '127.0.0.1' | '::1'; port: number } | { kind: 'unix'; path: string };
 
-const HINT = 'egressfw serves metrics only on loopback ("127.0.0.1:9633", "[::1]:9633") or a unix socket ("unix:/run/egressfw/metrics.sock"); to scrape it from elsewhere use metrics.textfile with node_exporter, or a reverse proxy with authentication';
+const HINT = 'egressfw serves metrics only on loopback ("127.0.0.1:9633", "[::1]:9633") or a unix socket ("unix:/run/egressfw-metrics.sock"); to scrape it from elsewhere use metrics.textfile with node_exporter, or a reverse proxy with authentication';
 
 /** The parsed address, or a message naming the fix. */
 export function parseMetricsListen(v: string): MetricsListen | { error: string } {
   if (v.startsWith('unix:')) {
     const p = v.slice(5);
-    if (!p.startsWith('/') || p.includes('\0') || p.length > 107) return { error: `"${v}": a unix socket path must be absolute and at most 107 bytes (e.g. "unix:/run/egressfw/metrics.sock")` };
+    if (!p.startsWith('/') || p.includes('\0') || p.length > 107) return { error: `"${v}": a unix socket path must be absolute and at most 107 bytes (e.g. "unix:/run/egressfw-metrics.sock")` };
     return { kind: 'unix', path: p };
   }
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(v);

@@ -28,7 +28,7 @@ describe('metrics.listen', () => {
     expect(parseMetricsListen('127.0.0.1:9633')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 9633 });
     expect(parseMetricsListen('localhost:9633')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 9633 });
     expect(parseMetricsListen('[::1]:9633')).toEqual({ kind: 'tcp', host: '::1', port: 9633 });
-    expect(parseMetricsListen('unix:/run/egressfw/metrics.sock')).toEqual({ kind: 'unix', path: '/run/egressfw/metrics.sock' });
+    expect(parseMetricsListen('unix:/run/egressfw-metrics.sock')).toEqual({ kind: 'unix', path: '/run/egressfw-metrics.sock' });
   });
 
   it('refuses anything else with a message naming the fix', () => {
