@@ -118,10 +118,11 @@ async function main(): Promise<void> {
         daemon = await daemonSection(lab, CLI, dns, { n: 1000, idleSeconds: quick ? 20 : 60, refreshSamples: 3, changeSamples: 3, ttl: 5 });
       }
       if (only.has('startup')) startup = await startupSection(lab, ROOT, { n: 1000, reps: quick ? 3 : 7 });
-      // Issue 19: metrics at the soak schedule (EFW_BENCH_SOAK_MIN sets the soak's minutes; default 15, --quick 2)
+      // Issue 19: metrics at the soak schedule (EFW_BENCH_SOAK_MIN: minutes of each soak, without and with metrics; default 15, --quick 2)
       if (only.has('metrics')) {
         const soakMin = Number(process.env.EFW_BENCH_SOAK_MIN ?? (quick ? 2 : 15));
-        metrics = await metricsSection(lab, CLI, dns, { n: 1000, phaseSeconds: quick ? 30 : 90, phases: 2, soakSeconds: soakMin * 60 });
+        const phases = Number(process.env.EFW_BENCH_METRICS_PHASES ?? 2);
+        metrics = await metricsSection(lab, CLI, dns, { n: 1000, phaseSeconds: quick ? 30 : 90, phases, soakSeconds: soakMin * 60, baselineSoakSeconds: soakMin * 60 });
       }
       await dns.stop();
     } finally {

@@ -19,6 +19,8 @@ export interface MetricsBenchOpts {
   phases: number;
   /** seconds of the last, long phase with metrics (RSS over time) */
   soakSeconds: number;
+  /** seconds of the same soak without metrics before it, for comparison (0: none) */
+  baselineSoakSeconds: number;
 }
 
 export interface MetricsBenchResult {
@@ -35,6 +37,8 @@ export interface MetricsBenchResult {
   soakSeconds: number;
   /** [seconds since start of the soak, VmRSS kB] */
   rss: [number, number][];
+  /** the same without metrics (baseline soak) */
+  baselineRss: [number, number][];
   soakCpu: number;
   soakRefreshes: number;
 }
@@ -72,10 +76,10 @@ export async function metricsSection(lab: Lab, cli: string, _dns: BenchDns, o: M
   await must(lab.hostArgv(['sh', '-c', resetKeepHookScript(stateDir)]));
   // one sync first: every phase starts from an enforced kernel, as a running host is
   await must(lab.hostArgv([process.execPath, cli, 'sync', '--quiet', '--config', cfgOff, '--state-dir', stateDir]));
-  const r: MetricsBenchResult = { n: o.n, phaseSeconds: o.phaseSeconds, offCpu: [], onCpu: [], offRefreshes: [], onRefreshes: [], scrapes: 0, scrapeBytes: 0, soakSeconds: o.soakSeconds, rss: [], soakCpu: 0, soakRefreshes: 0 };
+  const r: MetricsBenchResult = { n: o.n, phaseSeconds: o.phaseSeconds, offCpu: [], onCpu: [], offRefreshes: [], onRefreshes: [], scrapes: 0, scrapeBytes: 0, soakSeconds: o.soakSeconds, rss: [], baselineRss: [], soakCpu: 0, soakRefreshes: 0 };
 
   /** one daemon for `seconds`: CPU ticks over the window (after a 6 s warm-up), refreshes, RSS samples */
-  async function phase(on: boolean, seconds: number, sampleRss: boolean): Promise<{ cpu: number; refreshes: number }> {
+  async function phase(on: boolean, seconds: number, rss?: [number, number][]): Promise<{ cpu: number; refreshes: number }> {
     const log = path.join(lab.dir, `metrics-${on ? 'on' : 'off'}.log`);
     fs.writeFileSync(log, '');
     const child = spawnLogged(lab.hostArgv(['env', 'NODE_OPTIONS=--max-semi-space-size=1', process.execPath, cli, 'daemon', '--json', '--config', on ? cfgOn : cfgOff, '--state-dir', stateDir]), log);
@@ -96,8 +100,8 @@ export async function metricsSection(lab: Lab, cli: string, _dns: BenchDns, o: M
           r.scrapes++;
           nextScrape += 5;
         }
-        if (sampleRss && t >= nextRss) {
-          r.rss.push([Math.round(t), rssKb(pid)]);
+        if (rss && t >= nextRss) {
+          rss.push([Math.round(t), rssKb(pid)]);
           nextRss += 10;
         }
         if (!alive(pid)) throw new Error(`daemon died:\n${fs.readFileSync(log, 'utf8').slice(-2000)}`);
@@ -113,15 +117,16 @@ export async function metricsSection(lab: Lab, cli: string, _dns: BenchDns, o: M
 
   try {
     for (let k = 0; k < o.phases; k++) {
-      const off = await phase(false, o.phaseSeconds, false);
+      const off = await phase(false, o.phaseSeconds);
       r.offCpu.push(off.cpu);
       r.offRefreshes.push(off.refreshes);
-      const on = await phase(true, o.phaseSeconds, false);
+      const on = await phase(true, o.phaseSeconds);
       r.onCpu.push(on.cpu);
       r.onRefreshes.push(on.refreshes);
       progress(`metrics: phase ${k + 1}/${o.phases}: CPU ${off.cpu.toFixed(2)} s without, ${on.cpu.toFixed(2)} s with metrics (${off.refreshes} / ${on.refreshes} refreshes)`);
     }
-    const soak = await phase(true, o.soakSeconds, true);
+    if (o.baselineSoakSeconds) await phase(false, o.baselineSoakSeconds, r.baselineRss);
+    const soak = await phase(true, o.soakSeconds, r.rss);
     r.soakCpu = soak.cpu;
     r.soakRefreshes = soak.refreshes;
     progress(`metrics: soak ${o.soakSeconds} s with metrics: CPU ${soak.cpu.toFixed(1)} s, RSS ${Math.round(r.rss[0]![1] / 1024)} -> ${Math.round(r.rss.at(-1)![1] / 1024)} MB`);
@@ -132,6 +137,23 @@ export async function metricsSection(lab: Lab, cli: string, _dns: BenchDns, o: M
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** RSS medians per 2 minutes, with metrics and (when run) without, side by side. */
+function curve(r: MetricsBenchResult): string[] {
+  const slots = Math.ceil(Math.max(r.soakSeconds, ...r.baselineRss.map(([t]) => t + 1)) / 120);
+  const at = (xs: [number, number][], k: number) => {
+    const m = median(xs.filter(([t]) => t >= k * 120 && t < (k + 1) * 120).map(([, kb]) => kb));
+    return Number.isNaN(m) ? '-' : (m / 1024).toFixed(1);
+  };
+  const head = Array.from({ length: slots }, (_, k) => `${k * 2}-${k * 2 + 2}`);
+  return [
+    '',
+    `| RSS MB, median per 2 min | ${head.join(' | ')} |`,
+    `|---|${head.map(() => '---').join('|')}|`,
+    ...(r.baselineRss.length ? [`| without metrics | ${head.map((_, k) => at(r.baselineRss, k)).join(' | ')} |`] : []),
+    `| with metrics | ${head.map((_, k) => at(r.rss, k)).join(' | ')} |`,
+  ];
+}
 
 export function renderMetricsBench(r: MetricsBenchResult): string {
   const off = sum(r.offCpu);
@@ -156,6 +178,8 @@ export function renderMetricsBench(r: MetricsBenchResult): string {
     `| with metrics | ${r.onCpu.map((c) => c.toFixed(2)).join(', ')} | ${perRefresh(on, sum(r.onRefreshes))} | ${((on / wall) * 100).toFixed(1)} % | ${r.onRefreshes.join(', ')} |`,
     '',
     `Metrics cost ${(((on - off) / off) * 100).toFixed(1)} % of the daemon's CPU (target < 5 %).`,
+    '',
+    ...curve(r),
     '',
     `Soak with metrics, ${Math.round(r.soakSeconds / 60)} min (${r.soakRefreshes} refreshes, ${r.soakCpu.toFixed(1)} CPU s): RSS median of the first 2 min ${(first / 1024).toFixed(1)} MB, of the last 2 min ${(last / 1024).toFixed(1)} MB; least-squares slope ${((slope * 3600) / 1024).toFixed(1)} MB/h over ${n} samples.`,
   ].join('\n');
