@@ -86,17 +86,19 @@ describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
     const r = await execa('man', ['--warnings', '-l', page], { reject: false, env: { MANWIDTH: '80', MAN_KEEP_FORMATTING: '' } });
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
-    for (const c of ['plan', 'sync', 'daemon', 'status', 'install', 'report', 'suggest', 'proxy', 'uninstall']) expect(r.stdout).toMatch(new RegExp(`^ {7}(\\w+, )?${c}\\b`, 'm'));
+    for (const c of ['plan', 'sync', 'daemon', 'status', 'install', 'report', 'suggest', 'proxy', 'export', 'uninstall']) expect(r.stdout).toMatch(new RegExp(`^ {7}(\\w+, )?${c}\\b`, 'm'));
   });
 
-  it('bash completion offers every command and, per command, every option the CLI has', async () => {
+  it('bash completion (generated from the CLI) offers every command and, per command, every option the CLI has', async () => {
     const script = path.join(root, 'usr/share/bash-completion/completions/egressfw');
     const complete = async (words: string[]) => {
       const line = ['egressfw', ...words];
       const r = await execa('bash', ['-c', `source "$0"; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; _egressfw; printf '%s\\n' "\${COMPREPLY[@]}"`, script]);
       return r.stdout.split('\n').filter(Boolean).sort();
     };
-    const commands = ['daemon', 'install', 'plan', 'proxy', 'report', 'status', 'suggest', 'sync', 'uninstall'];
+    const top = (await execa(process.execPath, [BUNDLE, '--help'])).stdout;
+    const commands = [...top.slice(top.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z0-9-]*)\b/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+    expect(commands).toEqual(expect.arrayContaining(['daemon', 'install', 'plan', 'proxy', 'report', 'status', 'suggest', 'sync', 'uninstall']));
     expect(await complete([''])).toEqual(expect.arrayContaining(commands));
     expect(await complete(['st'])).toEqual(['status']);
     for (const c of commands) {
