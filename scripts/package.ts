@@ -174,7 +174,8 @@ function debFiles(bundleText: string, copyright: string, epoch: number, completi
   const deb = (f: string) => fs.readFileSync(path.join(ROOT, 'scripts', 'deb', f), 'utf8');
   const file = (f: string) => fs.readFileSync(path.join(ROOT, f));
   return new Map<string, DebEntry>([
-    ['usr/share/man/man8/egressfw.8.gz', { mode: 0o644, content: gz(file('docs/egressfw.8')) }],
+    // the page's header names this version, whatever docs/egressfw.8 was last edited for
+    ['usr/share/man/man8/egressfw.8.gz', { mode: 0o644, content: gz(file('docs/egressfw.8').toString().replace(/^(\.TH EGRESSFW 8 "[^"]*" )"egressfw [^"]*"/m, `$1"egressfw ${PKG.version}"`)) }],
     ['usr/share/bash-completion/completions/egressfw', { mode: 0o644, content: completion }],
     ['usr/share/lintian/overrides/egressfw', { mode: 0o644, content: LINTIAN_OVERRIDES }],
     [`${doc}/changelog.gz`, { mode: 0o644, content: gz(changelog(epoch)) }],
