@@ -8,7 +8,7 @@ import type { PlanDeps } from './plan.js';
 import { gateStatus, type GateStatusDeps } from './gate-status.js';
 import { coverageText } from '../plan/coverage.js';
 import { UFW_INACTIVE } from '../plan/diff.js';
-import { printable } from '../text.js';
+import { printable, printJson, printLines } from '../text.js';
 import type { Config } from '../config/load.js';
 import type { Round } from '../engine.js';
 import type { State } from '../state-file.js';
@@ -170,10 +170,10 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
       ...round.plan.blockers.map((b) => b.message),
     ],
   };
-  if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
+  if (opts.json) deps.out(`${printJson(doc, 2)}\n`);
   else {
     const view: StatusView = { doc, config, state, now, installed, drift, round, gateLines: gate?.lines ?? null, verbose: opts.verbose ?? false };
-    deps.out(`${STATUS_SECTIONS.flatMap((section) => section(view)).join('\n')}\n`);
+    deps.out(printLines(STATUS_SECTIONS.flatMap((section) => section(view))));
   }
   // A gate that does not answer (containers cannot resolve) or that Docker goes around needs attention: 3.
   return doc.enforced && (gate?.healthy ?? true) ? 0 : 3;
