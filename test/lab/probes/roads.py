@@ -2,7 +2,7 @@
 # capabilities, NET_RAW included, or a host process). Sends one probe per road and prints JSON:
 # what could be sent, and whether the gate answered. The fake internet counts what arrives.
 # usage: roads.py BLOCKED_V4 BLOCKED_V6 ALLOWED_V4 ALLOWED_V6 [GATE_ADDR GATE_PORT]
-import json, socket, struct, sys, threading
+import json, os, socket, struct, sys, threading
 
 v4, v6, ok4, ok6 = sys.argv[1:5]
 gate = (sys.argv[5], int(sys.argv[6])) if len(sys.argv) > 6 else None
@@ -35,13 +35,16 @@ def raw(fam, proto, dst, data):
     s.sendto(data, (dst, 0))
     s.close()
 
+# A new echo identifier each run: an echo with the id of an answered one is conntrack's ESTABLISHED.
+ECHO_ID = os.getpid() & 0xffff
+
 def ping(fam, dst):
     if fam == socket.AF_INET:
-        body = struct.pack('!BBHHH', 8, 0, 0, 0x4242, 1) + b'roads-out'
-        body = struct.pack('!BBHHH', 8, 0, csum(body), 0x4242, 1) + b'roads-out'
+        body = struct.pack('!BBHHH', 8, 0, 0, ECHO_ID, 1) + b'roads-out'
+        body = struct.pack('!BBHHH', 8, 0, csum(body), ECHO_ID, 1) + b'roads-out'
         raw(fam, socket.IPPROTO_ICMP, dst, body)
     else:  # the kernel fills in ICMPv6 checksums
-        raw(fam, socket.IPPROTO_ICMPV6, dst, struct.pack('!BBHHH', 128, 0, 0, 0x4242, 1) + b'roads-out')
+        raw(fam, socket.IPPROTO_ICMPV6, dst, struct.pack('!BBHHH', 128, 0, 0, ECHO_ID, 1) + b'roads-out')
 
 def tcp(fam, dst, port):
     s = socket.socket(fam, socket.SOCK_STREAM)
