@@ -2,7 +2,7 @@
 // Docker's default capabilities, NET_RAW included, and a process on the host). The fake internet counts
 // every probe that arrives (an nft table in its own namespace); a control round before egressfw runs
 // shows each probe is seen, so a zero after sync means the road is closed, not that the probe is broken.
-// Roads still OPEN are `itOpen` (skipped; EFW_REDTEAM_OPEN=1 runs them, and they fail while open).
+// Roads still OPEN are `itOpen` (todo; EFW_REDTEAM_OPEN=1 runs them, and they fail while open).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,7 +17,7 @@ const ALLOWED_V4 = '203.0.113.10';
 const ALLOWED_V6 = '2001:db8:10::10';
 const GATE_PORT = 5300;
 const PROBES = path.resolve('test/lab/probes/roads.py');
-const itOpen = process.env.EFW_REDTEAM_OPEN ? it : it.skip;
+const itOpen = process.env.EFW_REDTEAM_OPEN ? it : it.todo;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** what the fake internet counts: probe name -> nft match (destinations are the blocked site's) */
