@@ -32,6 +32,8 @@ export function planDeps() {
     readText,
     observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
     inspectDocker: () => inspectDocker(),
+    // running containers, for the policy map (asked only when policies are in use)
+    inventory: async () => (await import('./plan/policies.js')).inventoryOf(await dockerClient({ timeoutMs: 5000 }).containers()),
     now: () => Math.floor(Date.now() / 1000),
     isRoot,
     out,

@@ -63,7 +63,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
     detectDrift: async () => {
       const now = deps.now();
       const { state } = parseState(await deps.readText(stateFile(opts.stateDir)), stateCheck(config, now));
-      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: false });
+      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inventory: deps.inventory, now, resolve: false });
       return round.plan.ops.map(describeOp);
     },
     repair: () => locked(async () => (await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps)).applied),

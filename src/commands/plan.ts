@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { computeRound, type Round } from '../engine.js';
+import { computeRound, type RoundDeps, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/query.js';
@@ -19,6 +19,8 @@ export interface PlanDeps {
   query: QueryFn;
   /** Docker's networks for the coverage report (absent: not asked) */
   inspectDocker?: () => Promise<DockerView>;
+  /** running containers for the policy map (asked only when policies are in use) */
+  inventory?: RoundDeps['inventory'];
   readText: (file: string) => Promise<string | null>;
   observe: (want: Wanted) => Promise<Observation>;
   now: () => number;
@@ -35,7 +37,7 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   const file = stateFile(opts.stateDir);
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
   for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
-  const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now });
+  const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now });
   deps.out(opts.json ? `${JSON.stringify(planJson(round, opts.config), null, 2)}\n` : planText(round, opts.config, deps.isRoot));
   // Like Terraform: a plan sync could not apply is an error (1), not "changes pending" (3).
   if (opts.detailedExitcode && round.plan.blockers.length) return 1;

@@ -29,7 +29,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
   const file = stateFile(opts.stateDir);
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
   const { state } = loaded;
-  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: false });
+  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now, resolve: false });
   const { observed } = round;
   const drift = round.plan.ops.map(describeOp);
   const installed = state.lastSync !== undefined;

@@ -23,3 +23,17 @@ export const NFT = {
   gate: { 4: 'gate4', 6: 'gate6' },
   refused: { 4: 'refused4', 6: 'refused6' },
 } as const satisfies { table: string; chain: string; allow: Record<Family, string>; gate: Record<Family, string>; refused: Record<Family, string> };
+
+/**
+ * Per-workload policies (issue 18), in the same table: a verdict map per family from container
+ * source address to its policy's chain, and per defined policy its own allow and gate sets.
+ * Policy names are at most 24 of [a-z0-9-] (src/config/schema.ts), so these stay valid nft names;
+ * "pol-host" is the chain of containers given the top-level list (it reads allow4/6, gate4/6).
+ */
+export const POLICY_NFT = {
+  map: { 4: 'policy4', 6: 'policy6' } as const satisfies Record<Family, string>,
+  chainPrefix: 'pol-',
+  chain: (policy: string): string => `pol-${policy}`,
+  allow: (policy: string, f: Family): string => `pol-${policy}-allow${f}`,
+  gate: (policy: string, f: Family): string => `pol-${policy}-gate${f}`,
+};
