@@ -1,7 +1,7 @@
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import { parseCidr, parseIp } from '../net/ip.js';
-import { checkDomain, checkInterface } from './names.js';
+import { checkDomain, checkInterface } from './name-checks.js';
 import { checkComposeName, checkImageRef, checkWildcard } from '../proxy/validate.js';
 
 export type Proto = 'tcp' | 'udp';

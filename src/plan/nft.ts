@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
-import { NFT } from './names.js';
+import { NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
 import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 import { policiesInUse } from '../policy/assign.js';
-import { ALLOW_SET_TYPE, GATE_SET_TYPE, MAP_TYPE, POLICY_FORWARD_RULES, type PolicyDesired } from './policies.js';
-import { POLICY_NFT } from './names.js';
+import { POLICY_FORWARD_RULES, type PolicyDesired } from './policies.js';
+import { POLICY_MAP_TYPE, POLICY_NFT, policySetType } from './kernel-names.js';
 
 /**
  * Container egress lives in egressfw's own nftables table. It hooks `forward`
@@ -36,25 +36,10 @@ export interface NftDesired {
   policies: PolicyDesired | null;
 }
 
-/** Names of every chain the gate may own: removed when the gate is turned off. */
-export const GATE_CHAINS = ['gate-dns', 'gate-input'] as const;
-
-export const SET_TYPES: Record<string, string> = {
-  [NFT.allow[4]]: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
-  [NFT.allow[6]]: 'type ipv6_addr . inet_proto . inet_service; flags interval;',
-  // The DNS gate adds what it answered, each with its own timeout; sync never flushes these.
-  [NFT.gate[4]]: 'type ipv4_addr . inet_proto . inet_service; flags timeout;',
-  [NFT.gate[6]]: 'type ipv6_addr . inet_proto . inet_service; flags timeout;',
-  // Every refused (or, in audit mode, would-be-refused) new connection: source . destination . proto . port, counted.
-  [NFT.refused[4]]: 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
-  [NFT.refused[6]]: 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
-};
-
 /** Sets sync rewrites (the others belong to the gate and the kernel's recording). */
 export const STATIC_SETS: Record<Family, string> = NFT.allow;
 
-export const CHAIN_SPEC = { type: 'filter', hook: 'forward', prio: -1, policy: 'accept' } as const;
-const CHAIN_DECL = `type ${CHAIN_SPEC.type} hook ${CHAIN_SPEC.hook} priority filter - 1; policy ${CHAIN_SPEC.policy};`;
+const CHAIN_DECL = `type ${NFT_CHAIN_SPEC.type} hook ${NFT_CHAIN_SPEC.hook} priority filter - 1; policy ${NFT_CHAIN_SPEC.policy};`;
 
 
 /** "203.0.113.7,tcp:443" (ipset member) -> "203.0.113.7 . tcp . 443" (nft element). */
@@ -166,7 +151,7 @@ export interface PolicyOps {
 
 export const NO_POLICY_OPS: PolicyOps = { sets: [], chains: [], mapDelete: { 4: [], 6: [] }, mapAdd: { 4: [], 6: [] }, dropChains: [], dropSets: [], dropMaps: false };
 
-const T = `inet ${NFT.table}`;
+const T = NFT_TABLE_REF;
 
 /**
  * One `nft -f` transaction (all or nothing): declare what is missing, then
@@ -174,7 +159,7 @@ const T = `inet ${NFT.table}`;
  */
 export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain: boolean; dropChains?: string[]; policy?: PolicyOps }): string {
   const lines = [`add table ${T}`];
-  for (const [name, type] of Object.entries(SET_TYPES)) lines.push(`add set ${T} ${name} { ${type} }`);
+  for (const [name, type] of Object.entries(NFT_SET_TYPES)) lines.push(`add set ${T} ${name} { ${type} }`);
   const pol = want.policies;
   const pops = what.policy ?? NO_POLICY_OPS;
   // Chunks keep each line short; still one transaction.
@@ -183,10 +168,10 @@ export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain:
   };
   if (pol) {
     // Declared before anything refers to them: sets, then the chains the map jumps to, then the maps.
-    for (const [name] of Object.entries(pol.sets)) lines.push(`add set ${T} ${name} { ${ALLOW_SET_TYPE[name.endsWith('6') ? 6 : 4]} }`);
-    for (const name of pol.gateSets) lines.push(`add set ${T} ${name} { ${GATE_SET_TYPE[name.endsWith('6') ? 6 : 4]} }`);
+    for (const [name] of Object.entries(pol.sets)) lines.push(`add set ${T} ${name} { ${policySetType(name)} }`);
+    for (const name of pol.gateSets) lines.push(`add set ${T} ${name} { ${policySetType(name)} }`);
     for (const c of pol.chains) lines.push(`add chain ${T} ${c.name}`);
-    for (const f of [4, 6] as Family[]) lines.push(`add map ${T} ${POLICY_NFT.map[f]} { ${MAP_TYPE[f]} }`);
+    for (const f of [4, 6] as Family[]) lines.push(`add map ${T} ${POLICY_NFT.map[f]} { ${POLICY_MAP_TYPE[f]} }`);
   }
   lines.push(`add chain ${T} ${NFT.chain} { ${CHAIN_DECL} }`);
   for (const f of what.sets) {
@@ -290,7 +275,7 @@ export function parseNftList(jsonText: string): NftObserved {
   const doc = JSON.parse(jsonText) as { nftables?: Json[] };
   const items = doc.nftables ?? [];
   const out: NftObserved = { chain: null, ruleComments: [], gateChains: new Map(), sets: new Map(), policyChains: new Map(), maps: new Map(), raw: [] };
-  const isGate = (name: unknown) => (GATE_CHAINS as readonly string[]).includes(String(name));
+  const isGate = (name: unknown) => (NFT.gateChains as readonly string[]).includes(String(name));
   const isPolicy = (name: unknown) => String(name).startsWith(POLICY_NFT.chainPrefix);
   for (const item of items) {
     if (item.metainfo) continue;
@@ -330,7 +315,7 @@ export function parseNftList(jsonText: string): NftObserved {
  * only the kernel's records of refused connections start again.
  */
 export function restoreBatch(raw: unknown[] | null): string {
-  const table = { family: 'inet', name: NFT.table };
+  const table = { family: NFT.family, name: NFT.table };
   const cmds: unknown[] = [{ add: { table } }, { delete: { table } }];
   if (raw) {
     // Chains before the maps whose members jump to them; rules last (nft lists maps before chains).

@@ -16,7 +16,7 @@ import type { AllowList, Config } from '../config/load.js';
 import { forbiddenReason, parseIp, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
 import { assignPolicy, COMPOSE_PROJECT, COMPOSE_SERVICE, HOST_POLICY, NO_POLICY, type Assignment } from '../policy/assign.js';
-import { FAMILIES, NFT, POLICY_NFT } from './names.js';
+import { FAMILIES, NFT, POLICY_NFT } from './kernel-names.js';
 import type { NftRule } from './nft.js';
 
 /** A running container as the inventory (Docker's API, or its events) gives it. */
