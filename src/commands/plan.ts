@@ -7,6 +7,7 @@ import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { Observation, Wanted } from '../system/observe.js';
 import { printable } from '../text.js';
+import { policyText, policyView } from '../policy/view.js';
 
 export interface PlanOptions {
   config: string;
@@ -64,6 +65,8 @@ export function planJson(round: Round, configPath: string) {
       refused: round.resolutions.find((r) => r.name === d.name)?.refused ?? [],
     })),
     networks: round.config.cidrs.map((c) => ({ cidr: c.cidr, ports: c.ports.map(portText) })),
+    // per-workload policies (absent when none are in use)
+    ...(policyView(round.config, round.policies) ?? {}),
     mode: round.config.mode,
     docker: round.coverage.docker,
     coverage: round.coverage,
@@ -114,6 +117,8 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
     out.push('', 'Networks');
     for (const c of config.cidrs) out.push(`  ${c.cidr}  ${c.ports.map(portText).join(' ')}`);
   }
+  const pv = policyView(config, round.policies);
+  if (pv) out.push(...policyText(pv));
   out.push('', plan.ops.length ? `Changes (${plan.ops.length})` : 'No changes: the kernel already matches the allowlist.');
   for (const op of plan.ops) out.push(`  ${printable(describeOp(op))}`);
   if (plan.blockers.length) {

@@ -9,6 +9,8 @@ import { gateStatus, type GateStatusDeps } from './gate-status.js';
 import { coverageText } from '../plan/coverage.js';
 import { UFW_INACTIVE } from '../plan/diff.js';
 import { printable } from '../text.js';
+import { policyText, policyView } from '../policy/view.js';
+import { resolvedNames } from '../plan/policies.js';
 
 export interface StatusOptions {
   config: string;
@@ -44,7 +46,8 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
         gate: { v4: nft?.sets.get(NFT.gate[4])?.length ?? 0, v6: nft?.sets.get(NFT.gate[6])?.length ?? 0 },
         recorded: { v4: nft?.sets.get(NFT.refused[4])?.length ?? 0, v6: nft?.sets.get(NFT.refused[6])?.length ?? 0 },
       };
-  const domains = config.domains.map((d) => {
+  // every name of every list (policies' too): one state entry per name
+  const domains = resolvedNames(config).map((d) => {
     const s = state.domains[d.name];
     return {
       name: d.name,
@@ -66,6 +69,8 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     containers,
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
+    // per-workload policies: each with its names and containers (null when none are in use)
+    policies: policyView(config, round.policies),
     drift,
     warnings: [
       ...config.warnings,
@@ -100,6 +105,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
       out.push(`  ${printable(d.name)}  ${printable(d.status)}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
       for (const i of d.ips) out.push(`    ${printable(i.ip)}  seen ${ago(now - i.lastSeen)} ago; ${i.keptUntil > now ? `kept ${ago(i.keptUntil - now)} more` : 'expired, dropped at next refresh'}`);
     }
+    if (doc.policies) out.push(...policyText(doc.policies));
     if (gate) out.push(...gate.lines);
     if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${printable(d)}`));
     for (const w of doc.warnings) out.push(`warning: ${printable(w)}`);

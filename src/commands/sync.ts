@@ -82,6 +82,8 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
     const plan = round.plan; // already scoped (ufw switched off after enforcing: containers only)
     if (round.scope === 'containers-only') warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
+    // containers given nothing by an unknown policy name (or an address claimed twice): said at every sync
+    warnings.push(...(round.policies?.warnings ?? []));
     for (const n of round.coverage.notEnforced) {
       warnings.push(`NOT ENFORCED: Docker network ${n.name} (${n.driver}${n.iface ? ` on ${n.iface}` : ''}, ${n.containers} containers): ${n.how}. The host is NOT protected while it exists.`);
     }

@@ -1,0 +1,180 @@
+// Per-workload policies (issue 18) against a real kernel, dockerd and docker-compose, inside the lab.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { labDescribe } from './requirements.js';
+import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
+import { canonical, efw, kernelState, orderInsensitive, writeConfig } from './efw.js';
+
+const isRoot = process.getuid?.() === 0;
+// lab sites (test/lab/README.md): allowed.test, allowed2.test, other.test
+const PAY = { v4: '203.0.113.10', v6: '2001:db8:10::10' };
+const CI = { v4: '203.0.113.11', v6: '2001:db8:10::11' };
+const HOST = { v4: '203.0.113.30', v6: '2001:db8:30::30' };
+const SUBNET4 = '198.51.100.240/28';
+const SUBNET6 = '2001:db8:1:5::/64';
+
+const COMPOSE = `version: "2.4"
+services:
+  pay:
+    image: busybox:latest
+    command: ["sleep", "86400"]
+  ci:
+    image: busybox:latest
+    command: ["sleep", "86400"]
+    labels:
+      egressfw.policy: ci
+  web:
+    image: busybox:latest
+    command: ["sleep", "86400"]
+networks:
+  default:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: ${SUBNET4}
+        - subnet: "${SUBNET6}"
+`;
+
+labDescribe('per-workload policies (real kernel, dockerd, docker-compose)', { docker: true, compose: true }, () => {
+  let lab: Lab;
+  let machineBefore: string;
+  let pristine: string;
+  let config: string;
+  let stateDir: string;
+  let dir: string;
+  const sync = () => efw(lab, ['sync', '--config', config, '--state-dir', stateDir]);
+  const compose = (args: string[]) => lab.host(['sh', '-c', 'cd "$0" && exec "$@"', dir, 'docker-compose', '-p', 'shop', ...args], { timeoutMs: 120_000 });
+  const reaches = async (container: string, addr: string) => (await lab.fetch(`http://${addr.includes(':') ? `[${addr}]` : addr}/`, { container, timeoutSec: 2 })).ok;
+  const addressOf = async (container: string) => (await lab.docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', container])).stdout.trim();
+  /** [container, address, expected] checked in parallel; returns the mismatches (empty: all as expected) */
+  const matrix = async (cases: [string, string, boolean][]) => {
+    const got = await Promise.all(cases.map(([c, a]) => reaches(c, a)));
+    return cases.filter((c, i) => got[i] !== c[2]).map(([c, a, want]) => `${c} -> ${a}: expected ${want ? 'reached' : 'refused'}`);
+  };
+
+  beforeAll(async () => {
+    machineBefore = await snapshotMachineNetwork();
+    lab = await startLab({ docker: true, ipv6: true });
+    stateDir = `${lab.dir}/state`;
+    dir = path.join(lab.dir, 'shop');
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'docker-compose.yml'), COMPOSE);
+    config = writeConfig(
+      lab,
+      'egressfw.yml',
+      `allow:
+  - domain: other.test
+    ports: [80]
+policies:
+  payments:
+    allow:
+      - domain: allowed.test
+        ports: [80]
+  ci:
+    allow:
+      - domain: allowed2.test
+        ports: [80]
+containers:
+  default: none
+  assign:
+    - policy: payments
+      match: { project: shop, service: pay }
+    - policy: host
+      match: { name: "hosty" }
+dns:
+  servers: [${lab.dnsServer}, "${lab.dnsServer6}"]
+  timeout: 1s
+`,
+    );
+    // ufw reloaded once after enable: its steady state (the first enable leaves ufw6-user-limit half-filled)
+    const [up, ufw] = await Promise.all([compose(['up', '-d']), lab.host(['sh', '-c', 'ufw --force enable && ufw reload'])]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    expect(ufw.exitCode, ufw.stderr).toBe(0);
+    await Promise.all([
+      lab.runContainer({ name: 'typo', network: 'shop_default', args: ['--label', 'egressfw.policy=paymnts'] }),
+      lab.runContainer({ name: 'hosty' }),
+    ]);
+    pristine = orderInsensitive(canonical(await kernelState(lab)));
+  }, 240_000);
+
+  afterAll(async () => {
+    await lab?.stop();
+    if (isRoot) expect(await snapshotMachineNetwork()).toBe(machineBefore);
+  });
+
+  it('sync maps each container to its policy: each reaches exactly its own names (IPv4 and IPv6), an unknown name and default none get nothing', async () => {
+    const r = await sync();
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/container typo: label egressfw\.policy names policy "paymnts", which the config does not define: it gets nothing/);
+    expect(
+      await matrix([
+        ['shop_pay_1', PAY.v4, true],
+        ['shop_pay_1', PAY.v6, true],
+        ['shop_pay_1', CI.v4, false],
+        ['shop_pay_1', HOST.v4, false],
+        ['shop_ci_1', CI.v4, true],
+        ['shop_ci_1', CI.v6, true],
+        ['shop_ci_1', PAY.v4, false],
+        ['shop_ci_1', PAY.v6, false],
+        ['shop_web_1', PAY.v4, false],
+        ['shop_web_1', HOST.v4, false],
+        ['typo', PAY.v4, false],
+        ['typo', HOST.v4, false],
+        ['hosty', HOST.v4, true],
+        ['hosty', PAY.v4, false],
+      ]),
+    ).toEqual([]);
+    // the refusals are recorded in the kernel like any other
+    const rec = await lab.host(['nft', 'list', 'set', 'inet', 'egressfw', 'refused4']);
+    expect(rec.stdout).toContain(`${await addressOf('shop_web_1')} . ${PAY.v4} . tcp . 80`);
+  });
+
+  it('a second sync changes nothing', async () => {
+    const r = await sync();
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/no changes/);
+  });
+
+  it('plan --json lists each policy with its names and containers, and the container an unknown name leaves with nothing', async () => {
+    const r = await efw(lab, ['plan', '--json', '--config', config, '--state-dir', stateDir]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { policies: { name: string; names: string[]; containers: { name: string; by: string }[] }[]; unassigned: { name: string; unknown?: string }[] };
+    const pay = doc.policies.find((p) => p.name === 'payments')!;
+    expect(pay.names).toEqual(['allowed.test']);
+    expect(pay.containers.map((c) => [c.name, c.by])).toEqual([['shop_pay_1', 'containers.assign[0]']]);
+    expect(doc.policies.find((p) => p.name === 'ci')!.containers.map((c) => [c.name, c.by])).toEqual([['shop_ci_1', 'label egressfw.policy']]);
+    expect(doc.unassigned.find((c) => c.name === 'typo')).toMatchObject({ unknown: 'paymnts' });
+  });
+
+  it('an address Docker hands to a container of another policy gets that policy, never the old one; a restarted container keeps its policy at a new address; unmapped meanwhile means nothing', async () => {
+    const old = await addressOf('shop_pay_1');
+    expect((await lab.docker(['stop', '-t', '0', 'shop_pay_1'])).exitCode).toBe(0);
+    // cron mode: the map follows Docker at each sync (the daemon follows its events, daemon test below)
+    let r = await sync();
+    expect(r.exitCode, r.stderr).toBe(0);
+    const reuser = await lab.runContainer({ name: 'reuser', network: 'shop_default', args: ['--ip', old, '--label', 'egressfw.policy=ci'] });
+    expect(await addressOf(reuser)).toBe(old);
+    // not in the map yet: nothing at all, neither its own policy nor the old one's
+    expect(await matrix([[reuser, CI.v4, false], [reuser, PAY.v4, false]])).toEqual([]);
+    r = await sync();
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await matrix([[reuser, CI.v4, true], [reuser, PAY.v4, false]])).toEqual([]);
+    // pay comes back on another address (its old one is taken); before sync it is unmapped and gets nothing
+    expect((await lab.docker(['start', 'shop_pay_1'])).exitCode).toBe(0);
+    const next = await addressOf('shop_pay_1');
+    expect(next).not.toBe(old);
+    expect(await matrix([['shop_pay_1', PAY.v4, false], ['shop_pay_1', HOST.v4, false]])).toEqual([]);
+    r = await sync();
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await matrix([['shop_pay_1', PAY.v4, true], ['shop_pay_1', CI.v4, false], [reuser, PAY.v4, false]])).toEqual([]);
+    expect((await lab.docker(['rm', '-f', reuser])).exitCode).toBe(0);
+  });
+
+  it('uninstall restores the kernel exactly', async () => {
+    // the containers as at the pristine snapshot (pay's new address leaves no trace in Docker 20.10's rules)
+    const r = await efw(lab, ['uninstall', '--config', config, '--state-dir', stateDir]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(orderInsensitive(canonical(await kernelState(lab)))).toBe(pristine);
+  });
+});
