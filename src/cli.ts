@@ -53,7 +53,7 @@ function program(): Command {
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       const [{ runDaemon }, d] = await Promise.all([import('./commands/daemon.js'), deps()]);
-      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(o, cliFile()));
+      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(o, cliFile()), await d.followSystem());
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')

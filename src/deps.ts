@@ -13,7 +13,7 @@ import { dockerClient } from './system/docker.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { removeStateFiles, setAsideDamaged } from './system/state.js';
-import { release } from 'node:os';
+import { networkInterfaces, release } from 'node:os';
 import type { GateDeps } from './commands/gate.js';
 import { probeGate } from './gate/probe.js';
 import { formatLog } from './schedule/daemon.js';
@@ -123,6 +123,20 @@ export async function gateSupervisor(o: { config: string; stateDir: string; json
   });
 }
 
+/** The daemon follows Docker's events for the policy map (src/schedule/policy-follow.ts). */
+export async function followSystem() {
+  const [{ NftAdmitter }, { watchDockerEvents }, { inventoryOf }] = await Promise.all([import('./system/nft-admit.js'), import('./system/docker-events.js'), import('./plan/policies.js')]);
+  const client = dockerClient({ timeoutMs: 5000 });
+  return {
+    watch: (h: Parameters<typeof watchDockerEvents>[1]) => watchDockerEvents(client.socket, h),
+    inspect: async (id: string) => {
+      const c = await client.container(id);
+      return c && c.state === 'running' ? inventoryOf([c])[0]! : null;
+    },
+    writer: () => new NftAdmitter({ onProblem: (w) => warn(`daemon: policy map writer: ${w}`) }),
+  };
+}
+
 export async function gateDeps(): Promise<GateDeps> {
   const { NftAdmitter, readGateSets, reAddRefreshes } = await import('./system/nft-admit.js');
   return {
@@ -132,6 +146,19 @@ export async function gateDeps(): Promise<GateDeps> {
     admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
     ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets() }),
     containers: () => dockerClient().containers(),
+    sources: {
+      readMaps: async () => {
+        const { execFile } = await import('node:child_process');
+        const { MAP_LIST_ARGV } = await import('./gate/sources.js');
+        const one = (f: 4 | 6) =>
+          new Promise<string>((resolve) => {
+            const [cmd, ...args] = MAP_LIST_ARGV(f);
+            execFile(cmd!, args, { maxBuffer: 64 << 20, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout) => resolve(err ? '' : stdout));
+          });
+        return Promise.all([one(4), one(6)]);
+      },
+      localAddresses: () => Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address.split('%')[0]!)),
+    },
     isRoot,
     out,
     warn,

@@ -8,6 +8,17 @@ import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
 import type { AuditDeps } from '../system/audit-io.js';
 import { parseState, stateCheck, stateFile } from '../system/state.js';
 import { syncOnce, type SyncDeps } from './sync.js';
+import { policiesInUse } from '../policy/assign.js';
+import { PolicyFollower } from '../schedule/policy-follow.js';
+import type { InventoryContainer } from '../plan/policies.js';
+import type { EventStream, EventStreamHandlers } from '../system/docker-events.js';
+
+/** What following Docker's events needs from the system (src/deps.ts): the stream, one container, an nft writer. */
+export interface FollowSystem {
+  watch: (h: EventStreamHandlers) => EventStream;
+  inspect: (id: string) => Promise<InventoryContainer | null>;
+  writer: () => { command(cmds: string): Promise<void>; close(): void };
+}
 
 export interface DaemonOptions {
   config: string;
@@ -40,7 +51,7 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, follow?: FollowSystem): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
   const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
@@ -52,11 +63,27 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
       await release();
     }
   };
+  // One thing at a time in this process: a sync, or one event's map update (they share the map).
+  let turn: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = turn.then(fn);
+    turn = run.then(() => {}, () => {});
+    return run;
+  };
+  const perPolicy = () => config.containers.enabled && policiesInUse(config);
+  let follower: PolicyFollower | null = null;
+  let writer: ReturnType<FollowSystem['writer']> | null = null;
+  /** a sync (under the file lock), telling the follower what the map now holds */
+  const synced = async (offline: boolean) => {
+    const r = await locked(() => syncOnce(config, { stateDir: opts.stateDir, offline }, deps));
+    follower?.synced(r.round.policies);
+    return r;
+  };
 
   const daemon = new Daemon(scheduleOf(config), {
     refresh: () =>
-      locked(async () => {
-        const r = await syncOnce(config, { stateDir: opts.stateDir }, deps);
+      exclusive(async () => {
+        const r = await synced(false);
         const next = nextRefreshAt(r.round.allowed);
         return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
       }),
@@ -66,7 +93,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
       const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inventory: deps.inventory, now, resolve: false });
       return round.plan.ops.map(describeOp);
     },
-    repair: () => locked(async () => (await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps)).applied),
+    repair: () => exclusive(async () => (await synced(true)).applied),
     log,
     now: deps.now,
   });
@@ -74,7 +101,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log('stopping', { signal });
-      void Promise.all([daemon.stop(), gate?.stop()]).then(() => {
+      void Promise.all([daemon.stop(), gate?.stop(), follower?.stop().then(() => writer?.close())]).then(() => {
         log('stopped');
         resolve();
       });
@@ -104,7 +131,26 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
-  const stopAudit = audit ? startAuditLoop(auditLoopDeps(opts.stateDir, audit, log)) : async () => {};
+  const auditLoop = audit ? startAuditLoop(auditLoopDeps(opts.stateDir, audit, log)) : null;
+  const stopAudit = auditLoop ?? (async () => {});
+  // Policies: follow Docker's events between syncs (started whatever the config says now: a SIGHUP may turn policies on).
+  if (follow && config.containers.enabled) {
+    const w = (writer = follow.writer());
+    follower = new PolicyFollower({
+      watch: follow.watch,
+      inspect: follow.inspect,
+      write: (cmds) => (perPolicy() ? w.command(cmds) : Promise.resolve()),
+      resync: async () => (perPolicy() ? (await locked(() => syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps))).round.policies : null),
+      exclusive,
+      config: () => config,
+      log,
+      ...(auditLoop ? { onStart: () => auditLoop.snapshotNow() } : {}),
+      nowMs: Date.now,
+      setTimer: (fn, ms) => setTimeout(fn, ms),
+      clearTimer: (t) => clearTimeout(t as NodeJS.Timeout),
+    });
+    follower.start();
+  }
   if (config.dns.gate.enabled) {
     if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
     gate.start();

@@ -69,7 +69,6 @@ export class MapModel {
     const d: MapDelta = { delete: { 4: [], 6: [] }, add: { 4: [], 6: [] } };
     const old = this.byContainer.get(id) ?? [];
     const want = new Set(next);
-    const nextKeys = new Set(next.map(keyOf));
     for (const e of old) {
       if (want.has(e)) continue;
       const k = keyOf(e);
@@ -90,8 +89,8 @@ export class MapModel {
       this.owner.set(k, id);
       d.add[familyOf(e)].push(e);
     }
-    // deleted and re-added addresses of this container: both stay (delete first, in one transaction)
-    for (const f of [4, 6] as Family[]) d.delete[f] = [...new Set(d.delete[f])].filter((k) => nextKeys.has(k) || !this.owner.has(k) || this.owner.get(k) !== id || true);
+    // an address deleted and added again (a changed verdict) is both: mapLine deletes first, in one transaction
+    for (const f of [4, 6] as Family[]) d.delete[f] = [...new Set(d.delete[f])];
     if (next.length) this.byContainer.set(id, [...next]);
     else this.byContainer.delete(id);
     return d;

@@ -1,10 +1,11 @@
 // Per-workload policies (issue 18) against a real kernel, dockerd and docker-compose, inside the lab.
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { labDescribe } from './requirements.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { canonical, efw, kernelState, orderInsensitive, writeConfig } from './efw.js';
+import { canonical, CLI, efw, kernelState, orderInsensitive, within, writeConfig } from './efw.js';
 
 const isRoot = process.getuid?.() === 0;
 // lab sites (test/lab/README.md): allowed.test, allowed2.test, other.test
@@ -53,6 +54,37 @@ labDescribe('per-workload policies (real kernel, dockerd, docker-compose)', { do
     return cases.filter((c, i) => got[i] !== c[2]).map(([c, a, want]) => `${c} -> ${a}: expected ${want ? 'reached' : 'refused'}`);
   };
 
+  let daemon: ChildProcess | undefined;
+  const logs: string[] = [];
+  const events = () => logs.flatMap((l) => {
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+  const startDaemon = () => {
+    const argv = lab.hostArgv([process.execPath, CLI, 'daemon', '--json', '--config', config, '--state-dir', stateDir]);
+    daemon = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    daemon.stdout!.on('data', (d: Buffer) => logs.push(...d.toString().trim().split('\n')));
+    daemon.stderr!.on('data', (d: Buffer) => logs.push(...d.toString().trim().split('\n')));
+  };
+  const stopDaemon = async () => {
+    const d = daemon;
+    daemon = undefined;
+    if (!d) return null;
+    const exited = new Promise<number | null>((r) => d.once('exit', (code) => r(code)));
+    d.kill('SIGTERM');
+    return exited;
+  };
+  /** a container that tries both sites from its first moment: what it sees before its map entry exists */
+  const PROBE = (own: string, other: string) => [
+    'sh', '-c',
+    `n=0; while [ $n -lt 100 ]; do if timeout 1 wget -q -O /dev/null http://${other}/ 2>/dev/null; then echo OTHER-REACHED $n; fi; ` +
+      `if timeout 1 wget -q -O /dev/null http://${own}/ 2>/dev/null; then echo OWN-OK $n; break; fi; n=$((n+1)); done; exec sleep 86400`,
+  ];
+  const containerLog = async (name: string) => (await lab.docker(['logs', name])).stdout;
+
   beforeAll(async () => {
     machineBefore = await snapshotMachineNetwork();
     lab = await startLab({ docker: true, ipv6: true });
@@ -99,6 +131,7 @@ dns:
   }, 240_000);
 
   afterAll(async () => {
+    await stopDaemon();
     await lab?.stop();
     if (isRoot) expect(await snapshotMachineNetwork()).toBe(machineBefore);
   });
@@ -169,6 +202,55 @@ dns:
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await matrix([['shop_pay_1', PAY.v4, true], ['shop_pay_1', CI.v4, false], [reuser, PAY.v4, false]])).toEqual([]);
     expect((await lab.docker(['rm', '-f', reuser])).exitCode).toBe(0);
+  });
+
+  it('the daemon follows Docker\'s events: a container that starts and connects at once is refused, never more, until mapped; then its own policy', async () => {
+    const t0 = Math.floor(Date.now() / 1000);
+    startDaemon();
+    await within(20_000, 'daemon mapped the inventory', async () => events().some((e) => e.event === 'policy-map' && e.resync));
+    const started = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => lab.runContainer({ name: `burst${i}`, network: 'shop_default', args: ['--label', 'egressfw.policy=ci'], cmd: PROBE(CI.v4, PAY.v4) })),
+    );
+    await within(20_000, 'every burst container mapped and through', async () => (await Promise.all(started.map(containerLog))).every((l) => /OWN-OK/.test(l)));
+    for (const name of started) expect(await containerLog(name)).not.toMatch(/OTHER-REACHED/);
+    const ms = events().filter((e) => e.event === 'policy-map' && typeof e.ms === 'number' && /^burst/.test(String(e.container))).map((e) => e.ms as number).sort((a, b) => a - b);
+    expect(ms.length).toBe(6);
+    console.log(`start event -> map entry (${ms.length} containers started at once): ${ms.join(', ')} ms`);
+    if (process.env.EFW_RECORD_EVENTS) {
+      // real events for the unit tests of the pure parser (test/unit/policy-follow.test.ts)
+      const rec = await lab.docker(['events', '--since', String(t0), '--until', String(Math.floor(Date.now() / 1000)), '--format', '{{json .}}']);
+      fs.writeFileSync(path.resolve('test/unit/fixtures/docker/events-20.10.jsonl'), rec.stdout);
+    }
+    for (const name of started) await lab.docker(['rm', '-f', name]);
+  });
+
+  it('the daemon: an address a dead container held goes to a container of another policy with that policy only', async () => {
+    const old = await addressOf('shop_ci_1');
+    expect((await lab.docker(['stop', '-t', '0', 'shop_ci_1'])).exitCode).toBe(0);
+    // no sync in between: the die event removed the member, the start event maps the newcomer
+    const reuser = await lab.runContainer({ name: 'reuser2', network: 'shop_default', args: ['--ip', old, '--label', 'egressfw.policy=payments'], cmd: PROBE(PAY.v4, CI.v4) });
+    await within(15_000, 'reuser2 through to its own policy', async () => /OWN-OK/.test(await containerLog(reuser)));
+    expect(await containerLog(reuser)).not.toMatch(/OTHER-REACHED/);
+    expect(await matrix([[reuser, PAY.v4, true], [reuser, CI.v4, false]])).toEqual([]);
+    expect((await lab.docker(['rm', '-f', reuser])).exitCode).toBe(0);
+  });
+
+  it('dockerd restarted while the daemon runs, and the daemon restarted while containers run: the map is right afterwards', async () => {
+    const mark = logs.length;
+    await lab.restartDocker();
+    await within(20_000, 'events stream lost and reopened', async () => logs.slice(mark).some((l) => /"docker-events"/.test(l)) && logs.slice(mark).some((l) => /"resync"/.test(l)));
+    // containers without a restart policy are down now: bring the project back (new addresses, maybe)
+    expect((await compose(['up', '-d'])).exitCode).toBe(0);
+    await within(15_000, 'pay and ci mapped again', async () => (await matrix([['shop_pay_1', PAY.v4, true], ['shop_ci_1', CI.v4, true]])).length === 0);
+    expect(await matrix([['shop_pay_1', CI.v4, false], ['shop_ci_1', PAY.v4, false], ['shop_web_1', PAY.v4, false]])).toEqual([]);
+    expect(await stopDaemon()).toBe(0);
+    const late = await lab.runContainer({ name: 'late', network: 'shop_default', args: ['--label', 'egressfw.policy=ci'] });
+    expect(await matrix([[late, CI.v4, false]])).toEqual([]); // nobody maps it: nothing
+    startDaemon();
+    await within(20_000, 'late mapped by the first sync', async () => (await matrix([[late, CI.v4, true]])).length === 0);
+    expect(await matrix([[late, PAY.v4, false]])).toEqual([]);
+    expect(await stopDaemon()).toBe(0);
+    expect((await lab.docker(['rm', '-f', late])).exitCode).toBe(0);
   });
 
   it('uninstall restores the kernel exactly', async () => {
