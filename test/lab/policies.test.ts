@@ -117,6 +117,9 @@ containers:
 dns:
   servers: [${lab.dnsServer}, "${lab.dnsServer6}"]
   timeout: 1s
+  # the gate runs under the daemon (the tests before the daemon's use addresses, not names)
+  gate:
+    enabled: true
 `,
     );
     // ufw reloaded once after enable: its steady state (the first enable leaves ufw6-user-limit half-filled)
@@ -222,6 +225,24 @@ dns:
       fs.writeFileSync(path.resolve('test/unit/fixtures/docker/events-20.10.jsonl'), rec.stdout);
     }
     for (const name of started) await lab.docker(['rm', '-f', name]);
+  });
+
+  it('the gate per policy: a name only payments allows resolves for pay and is REFUSED for ci without asking upstream; an unmapped source is REFUSED', async () => {
+    const lookup = async (c: string, name: string) => {
+      const r = await lab.docker(['exec', c, 'nslookup', name], { timeoutMs: 20_000 });
+      return `${r.stdout}${r.stderr}`;
+    };
+    await within(20_000, 'the gate answers pay', async () => (await lookup('shop_pay_1', 'allowed.test')).includes(PAY.v4));
+    const [ci, web, ciOwn] = await Promise.all([lookup('shop_ci_1', 'allowed.test'), lookup('shop_web_1', 'allowed.test'), lookup('shop_ci_1', 'allowed2.test')]);
+    expect(ci).not.toContain(PAY.v4);
+    expect(ci).toMatch(/REFUSED/i);
+    expect(web).toMatch(/REFUSED/i);
+    expect(ciOwn).toContain(CI.v4);
+    // the gate's log: ci's query refused by the gate itself (a refusal is answered without asking upstream)
+    const ciAddr = await addressOf('shop_ci_1');
+    const gateLog = (await lab.host(['cat', `${stateDir}/gate.log`])).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(gateLog.some((l) => l.client === ciAddr && l.name === 'allowed.test' && l.verdict === 'refused')).toBe(true);
+    expect(gateLog.some((l) => l.client === ciAddr && l.name === 'allowed.test' && l.verdict === 'allowed')).toBe(false);
   });
 
   it('the daemon: an address a dead container held goes to a container of another policy with that policy only', async () => {
