@@ -180,3 +180,19 @@ describe('policies in the kernel', () => {
     expect(inventoryOf([{ id: 'x', name: '/web', labels: {}, networks: [{ ipv4: '198.51.100.2', ipv6: null }, { ipv4: null, ipv6: '2001:db8::2' }] }])).toEqual([{ id: 'x', name: 'web', labels: {}, addresses: ['198.51.100.2', '2001:db8::2'] }]);
   });
 });
+
+describe('the worked example (examples/policies)', () => {
+  it('loads, and gives the compose services of examples/policies/compose.yml what the README says', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { assignPolicy } = await import('../../src/policy/assign.js');
+    const c = parseConfig(readFileSync('examples/policies/egressfw.yml', 'utf8'), 'examples/policies/egressfw.yml');
+    expect(c.warnings).toEqual([]);
+    const svc = (service: string, labels: Record<string, string> = {}) => assignPolicy(c, { name: `shop-${service}-1`, labels: { ...compose('shop', service), ...labels } });
+    expect(svc('api-wrapper')).toEqual({ policy: 'payments', by: 'containers.assign[0]' });
+    expect(svc('ci', { 'egressfw.policy': 'ci' })).toEqual({ policy: 'ci', by: 'label egressfw.policy' });
+    expect(svc('web')).toEqual({ policy: 'none', by: 'containers.default' });
+    // a label cannot add a name, nor win over the operator's assignment
+    expect(svc('api-wrapper', { 'egressfw.policy': 'ci' }).policy).toBe('payments');
+    expect(svc('web', { 'egressfw.policy': 'made-up' })).toEqual({ policy: 'none', by: 'label egressfw.policy', unknown: 'made-up' });
+  });
+});
