@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { InstallDeps } from './commands/install.js';
 import type { ProxyDeps } from './commands/proxy.js';
 import { query } from './system/dns-client.js';
-import { inspectDocker } from './system/docker-view.js';
+import { inspectDocker, runningContainers } from './system/docker-view.js';
 import { dockerClient } from './system/docker.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
@@ -33,7 +33,7 @@ export function planDeps() {
     observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
     inspectDocker: () => inspectDocker(),
     // running containers, for the policy map (asked only when policies are in use)
-    inventory: async () => (await import('./plan/policies.js')).inventoryOf(await dockerClient({ timeoutMs: 5000 }).containers()),
+    inventory: () => runningContainers(),
     now: () => Math.floor(Date.now() / 1000),
     isRoot,
     out,
