@@ -6,7 +6,8 @@ import { nextRefreshAt } from '../resolve/merge.js';
 import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
 import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
 import type { AuditDeps } from '../system/audit-io.js';
-import { parseState, stateCheck, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile } from '../state-file.js';
+import { realTimers, type Timers } from '../timers.js';
 import { syncOnce, type SyncDeps } from './sync.js';
 import { policiesInUse } from '../policy/assign.js';
 import { PolicyFollower } from '../schedule/policy-follow.js';
@@ -51,10 +52,11 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, follow?: FollowSystem): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, follow?: FollowSystem): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
-  const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
+  const timers = deps.timers ?? realTimers;
+  const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(timers.nowMs()), event, fields)}\n`);
   const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
     const release = await deps.acquireLock();
     try {
@@ -96,6 +98,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
     repair: () => exclusive(async () => (await synced(true)).applied),
     log,
     now: deps.now,
+    timers,
   });
 
   const stopped = new Promise<void>((resolve) => {
@@ -131,7 +134,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
-  const auditLoop = audit ? startAuditLoop(auditLoopDeps(opts.stateDir, audit, log)) : null;
+  const auditLoop = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : null;
   const stopAudit = auditLoop ?? (async () => {});
   // Policies: follow Docker's events between syncs (started whatever the config says now: a SIGHUP may turn policies on).
   if (follow && config.containers.enabled) {
@@ -145,9 +148,9 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
       config: () => config,
       log,
       ...(auditLoop ? { onStart: () => auditLoop.snapshotNow() } : {}),
-      nowMs: Date.now,
-      setTimer: (fn, ms) => setTimeout(fn, ms),
-      clearTimer: (t) => clearTimeout(t as NodeJS.Timeout),
+      nowMs: timers.nowMs,
+      setTimer: (fn, ms) => timers.setTimeout(fn, ms),
+      clearTimer: (t) => timers.clearTimeout(t),
     });
     follower.start();
   }
