@@ -59,16 +59,6 @@ export interface PolicyDesired {
   warnings: string[];
 }
 
-export const GATE_SET_TYPE: Record<Family, string> = {
-  4: 'type ipv4_addr . inet_proto . inet_service; flags timeout;',
-  6: 'type ipv6_addr . inet_proto . inet_service; flags timeout;',
-};
-export const ALLOW_SET_TYPE: Record<Family, string> = {
-  4: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
-  6: 'type ipv6_addr . inet_proto . inet_service; flags interval;',
-};
-export const MAP_TYPE: Record<Family, string> = { 4: 'type ipv4_addr : verdict;', 6: 'type ipv6_addr : verdict;' };
-
 /** The chain a policy's containers jump to, and the sets it reads: "host" uses the top-level ones. */
 export function policyObjects(policy: string): { chain: string; allow: Record<Family, string>; gate: Record<Family, string> } {
   if (policy === HOST_POLICY) return { chain: POLICY_NFT.chain(HOST_POLICY), allow: NFT.allow, gate: NFT.gate };
@@ -171,9 +161,6 @@ export function buildPolicyDesired(
   }
   return { chains, sets, gateSets, ...assignContainers(config, containers) };
 }
-
-/** Which family a policy set or map holds, by its name ("...4" / "...6"). */
-export const familyOfName = (name: string): Family => (name.endsWith('6') ? 6 : 4);
 
 /** Docker's container list (src/system/docker.ts) -> the inventory: every address on every network. */
 export function inventoryOf(containers: { id: string; name: string; labels: Record<string, string>; networks: { ipv4: string | null; ipv6: string | null }[] }[]): InventoryContainer[] {

@@ -113,6 +113,9 @@ export class PolicyFollower {
     const next = c ? assignContainers(this.deps.config(), [c]) : null;
     const members = next ? [...next.map[4], ...next.map[6]] : [];
     const delta = this.model.update(e.id, members);
+    const who = next?.assignments[0];
+    // said at every start, like sync says it: an unknown policy name leaves the container with nothing
+    if (who?.unknown !== undefined && e.action === 'container start') this.deps.log('warning', { container: who.name, by: who.by, unknown: who.unknown, gets: 'nothing' });
     if (emptyDelta(delta)) return;
     try {
       await this.deps.write(mapLine(delta));
