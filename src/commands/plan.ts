@@ -45,11 +45,18 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }
 
+/** Each name's ports, whichever lists (the top level, policies) allow it: united. */
+function portsOf(config: Round['config']): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const l of [config, ...config.policies]) for (const d of l.domains) out.set(d.name, [...new Set([...(out.get(d.name) ?? []), ...d.ports.map(portText)])]);
+  return out;
+}
+
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const portText = (p: { port: number; proto: string }) => `${p.port}/${p.proto}`;
 
 export function planJson(round: Round, configPath: string) {
-  const ports = new Map(round.config.domains.map((d) => [d.name, d.ports.map(portText)]));
+  const ports = portsOf(round.config);
   return {
     version: 1,
     config: configPath,
@@ -87,7 +94,7 @@ export function planJson(round: Round, configPath: string) {
 function planText(round: Round, configPath: string, isRoot: boolean): string {
   const out: string[] = [];
   const { config, plan } = round;
-  out.push(`egressfw plan: ${configPath} (${plural(config.domains.length, 'domain')}, ${plural(config.cidrs.length, 'network')}); DNS ${round.dns.map((s) => s.host).join(', ')}`);
+  out.push(`egressfw plan: ${configPath} (${plural(config.domains.length, 'domain')}, ${plural(config.cidrs.length, 'network')}${config.policies.length ? `, ${plural(config.policies.length, 'policy').replace(/policys$/, 'policies')}` : ''}); DNS ${round.dns.map((s) => s.host).join(', ')}`);
   if (!round.observed.readable) {
     out.push(
       isRoot
@@ -99,8 +106,8 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
   out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (what would be refused is recorded and let through)' : 'enforce'}`);
   out.push(...coverageText(round.coverage));
   out.push('', 'Domains');
-  const width = Math.max(10, ...config.domains.map((d) => d.name.length));
-  const ports = new Map(config.domains.map((d) => [d.name, d.ports.map(portText).join(' ')]));
+  const width = Math.max(10, ...round.allowed.map((d) => d.name.length));
+  const ports = new Map([...portsOf(config)].map(([n, p]) => [n, p.join(' ')]));
   for (const d of round.allowed) {
     const ips = d.ips.length
       ? d.ips.map((ip) => `${ip.ip}${ip.source === 'answer' ? '' : ` (${ip.source})`}`).join(', ')
