@@ -99,6 +99,11 @@ export class MapModel {
   get size(): number {
     return this.owner.size;
   }
+
+  /** the container holds members now */
+  has(id: string): boolean {
+    return this.byContainer.has(id);
+  }
 }
 
 /** Pure: one nft transaction (one line for `nft -i`) for a delta. */

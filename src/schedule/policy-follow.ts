@@ -85,8 +85,13 @@ export class PolicyFollower {
       onEvent: (raw) => {
         const e = parseEvent(raw);
         if (!e) return;
-        if (e.kind === 'inspect' && e.action === 'container start') this.deps.onStart?.(e.id);
-        this.enqueue(() => this.handle(e));
+        // A network connect comes before its container's start, while dockerd still holds the container (an inspect
+        // then waits for the start to finish): only containers already mapped are read again; the start event maps the rest.
+        if (e.action.startsWith('network') && !this.model.has(e.id)) return;
+        if (e.action === 'container start') this.deps.onStart?.(e.id);
+        // read the container at once, in parallel with the others; changes are applied one at a time, in order
+        const read = e.kind === 'inspect' ? this.deps.inspect(e.id).then((c) => ({ c }), (err: Error) => ({ err })) : Promise.resolve({ c: null });
+        this.enqueue(() => this.handle(e, read));
       },
       onClose: (why) => {
         this.stream = null;
@@ -108,8 +113,10 @@ export class PolicyFollower {
     this.deps.log('policy-map', { resync: why, addresses: this.model.size });
   }
 
-  private async handle(e: MapEvent): Promise<void> {
-    const c = e.kind === 'inspect' ? await this.deps.inspect(e.id) : null;
+  private async handle(e: MapEvent, read: Promise<{ c: InventoryContainer | null } | { err: Error }>): Promise<void> {
+    const r = await read;
+    if ('err' in r) throw r.err;
+    const c = r.c;
     const next = c ? assignContainers(this.deps.config(), [c]) : null;
     const members = next ? [...next.map[4], ...next.map[6]] : [];
     const delta = this.model.update(e.id, members);

@@ -46,11 +46,13 @@ export function watchDockerEvents(socket: string, h: EventStreamHandlers): Event
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
         if (!line) continue;
+        let event: unknown;
         try {
-          h.onEvent(JSON.parse(line));
+          event = JSON.parse(line);
         } catch {
-          /* not JSON: skipped (the next full inventory corrects anything missed) */
+          continue; // not JSON: skipped (the next full inventory corrects anything missed)
         }
+        h.onEvent(event);
       }
       if (buf.length > MAX_LINE) {
         req.destroy();

@@ -80,7 +80,8 @@ labDescribe('per-workload policies (real kernel, dockerd, docker-compose)', { do
   /** a container that tries both sites from its first moment: what it sees before its map entry exists */
   const PROBE = (own: string, other: string) => [
     'sh', '-c',
-    `n=0; while [ $n -lt 100 ]; do if timeout 1 wget -q -O /dev/null http://${other}/ 2>/dev/null; then echo OTHER-REACHED $n; fi; ` +
+    // up to ~15 s of attempts, one every 50 ms
+    `n=0; while [ $n -lt 300 ]; do usleep 50000; if timeout 1 wget -q -O /dev/null http://${other}/ 2>/dev/null; then echo OTHER-REACHED $n; fi; ` +
       `if timeout 1 wget -q -O /dev/null http://${own}/ 2>/dev/null; then echo OWN-OK $n; break; fi; n=$((n+1)); done; exec sleep 86400`,
   ];
   const containerLog = async (name: string) => (await lab.docker(['logs', name])).stdout;
@@ -214,7 +215,13 @@ dns:
     const started = await Promise.all(
       Array.from({ length: 6 }, (_, i) => lab.runContainer({ name: `burst${i}`, network: 'shop_default', args: ['--label', 'egressfw.policy=ci'], cmd: PROBE(CI.v4, PAY.v4) })),
     );
-    await within(20_000, 'every burst container mapped and through', async () => (await Promise.all(started.map(containerLog))).every((l) => /OWN-OK/.test(l)));
+    try {
+      await within(20_000, 'every burst container mapped and through', async () => (await Promise.all(started.map(containerLog))).every((l) => /OWN-OK/.test(l)));
+    } catch (e) {
+      // what the daemon did, and what the containers saw, to tell which side failed
+      console.log(`daemon log:\n${logs.slice(-80).join('\n')}\ncontainers:\n${(await Promise.all(started.map(async (n) => `${n} ${await addressOf(n)}: ${(await containerLog(n)).slice(-200)}`))).join('\n')}\nmap:\n${(await lab.host(['nft', 'list', 'map', 'inet', 'egressfw', 'policy4'])).stdout}`);
+      throw e;
+    }
     for (const name of started) expect(await containerLog(name)).not.toMatch(/OTHER-REACHED/);
     const ms = events().filter((e) => e.event === 'policy-map' && typeof e.ms === 'number' && /^burst/.test(String(e.container))).map((e) => e.ms as number).sort((a, b) => a - b);
     expect(ms.length).toBe(6);
@@ -241,9 +248,11 @@ dns:
     expect(ciOwn).toContain(CI.v4);
     // the gate's log: ci's query refused by the gate itself (a refusal is answered without asking upstream)
     const ciAddr = await addressOf('shop_ci_1');
-    const gateLog = (await lab.host(['cat', `${stateDir}/gate.log`])).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(gateLog.some((l) => l.client === ciAddr && l.name === 'allowed.test' && l.verdict === 'refused')).toBe(true);
-    expect(gateLog.some((l) => l.client === ciAddr && l.name === 'allowed.test' && l.verdict === 'allowed')).toBe(false);
+    const gateLog = async () =>
+      (await lab.host(['sh', '-c', `cat ${stateDir}/gate.log 2>/dev/null || true`])).stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    // the log is written in batches: wait for the line
+    await within(10_000, 'the gate logged the refusal of ci', async () => (await gateLog()).some((l) => l.client === ciAddr && l.name === 'allowed.test' && l.verdict === 'refused'));
+    expect((await gateLog()).some((l) => l.client === ciAddr && l.name === 'allowed.test' && l.verdict === 'allowed')).toBe(false);
   });
 
   it('the daemon: an address a dead container held goes to a container of another policy with that policy only', async () => {

@@ -108,6 +108,24 @@ describe('the follower', () => {
     expect(t.f.latencies).toEqual([20]);
   });
 
+  it('a network connect of a container not mapped yet is left to its start event (no inspect while dockerd starts it)', async () => {
+    const inspected: string[] = [];
+    const t = harness({ [ID(4)]: { id: ID(4), name: 'svc', labels: { 'egressfw.policy': 'ci' }, addresses: ['198.51.100.12'] } });
+    const orig = t.f['deps'].inspect;
+    t.f['deps'].inspect = async (id: string) => (inspected.push(id), orig(id));
+    t.h().onOpen();
+    t.h().onEvent(networkEvent('connect', ID(4)));
+    await t.f.idle();
+    expect(inspected).toEqual([]);
+    t.h().onEvent(containerEvent('start', ID(4)));
+    await t.f.idle();
+    // a later connect (a second network) of a mapped container is read again
+    t.h().onEvent(networkEvent('connect', ID(4)));
+    await t.f.idle();
+    expect(inspected).toEqual([ID(4), ID(4)]);
+    expect(t.written).toEqual(['add element inet egressfw policy4 { 198.51.100.12 : jump pol-ci }']);
+  });
+
   it('a container given nothing writes nothing; a failed write and a lost stream each read the full inventory again', async () => {
     const t = harness({ [ID(2)]: { id: ID(2), name: 'plain', labels: {}, addresses: ['198.51.100.10'] }, [ID(3)]: { id: ID(3), name: 'ci', labels: { 'egressfw.policy': 'ci' }, addresses: ['198.51.100.11'] } }, 1);
     t.h().onOpen();
