@@ -139,7 +139,7 @@ export class PolicyFollower {
     }
     const a = next?.assignments[0];
     this.deps.log('policy-map', {
-      event: e.action,
+      docker: e.action,
       container: a?.name ?? e.id.slice(0, 12),
       ...(a ? { policy: a.policy, by: a.by } : {}),
       ...(a?.unknown !== undefined ? { unknown: a.unknown } : {}),
