@@ -14,18 +14,23 @@ import { dockerClient } from './system/docker.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { removeStateFiles, setAsideDamaged } from './system/state.js';
+import { composeConfig } from './system/compose.js';
 import { networkInterfaces, release } from 'node:os';
 import type { GateDeps } from './commands/gate.js';
+import type { DaemonMetricsDeps } from './commands/daemon.js';
+import { VERSION } from './defaults.js';
 import { probeGate } from './gate/probe.js';
-import { formatLog } from './schedule/daemon.js';
+import { formatLog, PRIORITY } from './schedule/daemon.js';
 import { readGateLogs } from './system/gate-log.js';
 import { Supervisor } from './system/supervise.js';
 import { acquireLock } from './system/lock.js';
+import { printText } from './text.js';
 import { observe, type Wanted } from './system/observe.js';
 
 const isRoot = process.getuid?.() === 0;
-const out = (t: string) => process.stdout.write(t);
-const warn = (t: string) => process.stderr.write(`${t}\n`);
+// Every command prints through these two: nothing a terminal acts on gets through, whatever a message quotes.
+const out = (t: string) => process.stdout.write(printText(t));
+const warn = (t: string) => process.stderr.write(`${printText(t)}\n`);
 
 export function planDeps() {
   return {
@@ -92,6 +97,7 @@ export async function installDeps(self: string, started?: string): Promise<Insta
 export function proxyDeps(out_: string): ProxyDeps {
   return {
     ...confinedFiles(path.resolve(process.cwd(), out_)),
+    composeConfig: composeConfig(realExec),
     cwd: process.cwd(),
     out,
     warn,
@@ -128,13 +134,14 @@ export function statusDeps() {
 }
 
 /** The daemon runs the gate as a supervised child: this CLI again, `gate`, with the gate's node flags. */
-export async function gateSupervisor(o: { config: string; stateDir: string; json: boolean }, self: string) {
+export async function gateSupervisor(o: { config: string; stateDir: string; json: boolean; journal?: boolean }, self: string) {
   // The gate's modules load only where they run (the daemon, the gate): not on every sync.
   const { GATE_NODE_FLAGS } = await import('./commands/gate.js');
-  const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields)}\n`);
+  const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields, o.journal)}\n`);
   return new Supervisor({
     argv: [process.execPath, ...GATE_NODE_FLAGS, self, 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
-    onLine: (line) => out(`${line}\n`),
+    // the query log: one line per query, informational (journald files it under info)
+    onLine: o.journal ? (line) => out(`<${PRIORITY.info}>${line}\n`) : (line) => out(`${line}\n`),
     onEvent: log,
   });
 }
@@ -153,6 +160,17 @@ export async function followSystem() {
   };
 }
 
+/** The daemon's metrics outputs (loaded only when metrics are configured... and cheap when not). */
+export async function metricsDeps(): Promise<DaemonMetricsDeps> {
+  const [{ serveMetrics }, { readKernelRecords }] = await Promise.all([import('./system/metrics-out.js'), import('./system/audit-io.js')]);
+  return {
+    build: { version: VERSION, nodejs: process.versions.node },
+    readRecords: () => readKernelRecords(realExec, { modes: false }),
+    serve: serveMetrics,
+    writeFileAtomic: (file, text) => writeFileAtomic(file, text, 0o644),
+  };
+}
+
 export async function gateDeps(): Promise<GateDeps> {
   const { NftAdmitter, readGateSets, reAddRefreshes } = await import('./system/nft-admit.js');
   return {
@@ -160,18 +178,16 @@ export async function gateDeps(): Promise<GateDeps> {
     readText,
     writeFileAtomic,
     admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
-    ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets() }),
+    ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets(realExec) }),
     containers: () => dockerClient().containers(),
     sources: {
       readMaps: async () => {
-        const { execFile } = await import('node:child_process');
         const { MAP_LIST_ARGV } = await import('./gate/sources.js');
-        const one = (f: 4 | 6) =>
-          new Promise<string>((resolve) => {
-            const [cmd, ...args] = MAP_LIST_ARGV(f);
-            execFile(cmd!, args, { maxBuffer: 64 << 20, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout) => resolve(err ? '' : stdout));
-          });
-        return Promise.all([one(4), one(6)]);
+        // '' for a map that is not there (policies not in use, or the table being re-created)
+        return Promise.all(([4, 6] as const).map(async (f) => {
+          const r = await realExec(MAP_LIST_ARGV(f));
+          return r.exitCode === 0 ? r.stdout : '';
+        }));
       },
       localAddresses: () => Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address.split('%')[0]!)),
     },

@@ -3,6 +3,7 @@ import { parseConfig } from '../config/load.js';
 import { assignPolicy, COMPOSE_PROJECT, COMPOSE_SERVICE, policiesInUse } from '../policy/assign.js';
 import { parseSince } from '../audit/since.js';
 import { collectAudit, type AuditDeps } from '../system/audit-io.js';
+import { printJson } from '../text.js';
 
 export interface ReportOptions {
   stateDir: string;
@@ -38,6 +39,6 @@ export async function runReport(opts: ReportOptions, deps: AuditCommandDeps): Pr
     const live = new Map(((await deps.listContainers?.().catch(() => null)) ?? []).map((c) => [c.id, c.labels]));
     groups = groupByPolicy(report, (c) => assignPolicy(config, { name: c.name, labels: live.get(c.id) ?? { ...(c.project ? { [COMPOSE_PROJECT]: c.project } : {}), ...(c.service ? { [COMPOSE_SERVICE]: c.service } : {}) } }).policy);
   }
-  deps.out(opts.json ? `${JSON.stringify({ ...reportJson(report), ...(groups ? { policies: groups } : {}) }, null, 2)}\n` : `${renderReportText(report)}${groups ? `${groupsText(groups).join('\n')}\n` : ''}`);
+  deps.out(opts.json ? `${printJson({ ...reportJson(report), ...(groups ? { policies: groups } : {}) }, 2)}\n` : `${renderReportText(report)}${groups ? `${groupsText(groups).join('\n')}\n` : ''}`);
   return 0;
 }

@@ -1,4 +1,5 @@
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { readTail } from './read-file.js';
 import path from 'node:path';
 import { applyCollection, applySnapshot, type ContainerInfo, type RecordSource } from '../audit/collect.js';
 import { AUDIT_LOCK, HISTORY_FILE, parseHistory, serializeHistory, trimHistory, type History } from '../audit/history.js';
@@ -45,8 +46,11 @@ function fullness(what: string, r: SetRead, notes: string[]): void {
   }
 }
 
-/** Read-only: the record sets (nft for containers, ipset for the host) and which mode each side is in. */
-export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
+/**
+ * Read-only: the record sets (nft for containers, ipset for the host) and which mode each side is in.
+ * `modes: false`: the sets only (the daemon's metrics read their counters every interval; two processes fewer).
+ */
+export async function readKernelRecords(exec: Exec, o: { modes?: boolean } = {}): Promise<KernelRead> {
   const out: KernelRead = { records: [], read: [], modes: { containers: null, host: null }, notes: [] };
   let nftMissing = false;
   for (const f of [4, 6] as Family[]) {
@@ -75,6 +79,7 @@ export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
     } else if (s.exitCode !== 127 && missing(s.stderr)) out.read.push(`host${f}`);
     else if (s.exitCode !== 127) out.notes.push(`\`ipset save ${set}\` failed: ${s.stderr.trim()}`);
   }
+  if (o.modes === false) return out;
   if (nftMissing) out.notes.push('nft is not installed: container records cannot be read (`apt-get install nftables`)');
   else {
     const chain = await exec(['nft', '-j', 'list', 'chain', NFT.family, NFT.table, NFT.chain]);
@@ -83,26 +88,6 @@ export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
   const save = await exec(['iptables-save', '-t', 'filter']);
   if (save.exitCode === 0) out.modes.host = hostModeOf(parseIptablesSave(save.stdout).chains.get(HOST_CHAIN) ?? []);
   return out;
-}
-
-/** The last `bytes` of a file (whole lines only), or null when it does not exist. */
-export async function readTail(file: string, bytes: number): Promise<string | null> {
-  let fh;
-  try {
-    fh = await open(file, 'r');
-  } catch {
-    return null;
-  }
-  try {
-    const { size } = await fh.stat();
-    const start = Math.max(0, size - bytes);
-    const buf = Buffer.alloc(size - start);
-    await fh.read(buf, 0, buf.length, start);
-    const text = buf.toString('utf8');
-    return start > 0 ? text.slice(text.indexOf('\n') + 1) : text;
-  } finally {
-    await fh.close();
-  }
 }
 
 const SNAPSHOT_REWRITE_SEC = 60;
@@ -160,7 +145,14 @@ async function containers(deps: AuditDeps, notes: string[]): Promise<ContainerIn
  */
 export async function collectAudit(stateDir: string, deps: AuditDeps): Promise<Collected> {
   const notes: string[] = [];
-  const gateLog = async () => parseGateLog(await readTail(path.join(stateDir, GATE_LOG), GATE_LOG_TAIL_BYTES).catch(() => null));
+  const gateLog = async () => {
+    const file = path.join(stateDir, GATE_LOG);
+    const text = await readTail(file, GATE_LOG_TAIL_BYTES, { follow: false }).catch((e: Error) => {
+      notes.push(`${file} not read (${e.message}): no names from the DNS gate; remove it, the gate writes a new one`);
+      return null;
+    });
+    return parseGateLog(text);
+  };
   if (!deps.isRoot) {
     notes.push('not root: showing what earlier collections saved (run with sudo to read the kernel now)');
     return { history: await loadHistory(stateDir, deps, notes), gate: await gateLog(), notes };

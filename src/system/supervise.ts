@@ -3,7 +3,8 @@
  * restarts it when it exits, quickly (fail closed: while it is down,
  * containers cannot resolve), backing off only while it keeps crashing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnTool } from './exec.js';
 import readline from 'node:readline';
 
 export interface SupervisorOptions {
@@ -29,6 +30,7 @@ export class Supervisor {
   private delay: number;
   private timer: NodeJS.Timeout | undefined;
   private startedAt = 0;
+  private taps: ((line: string) => void)[] = [];
   readonly state: SupervisorState = { running: false, pid: null, starts: 0, lastExit: null };
 
   constructor(private readonly o: SupervisorOptions) {
@@ -38,6 +40,11 @@ export class Supervisor {
   start(): void {
     this.stopped = false;
     if (!this.child) this.spawn();
+  }
+
+  /** Also hand each stdout line of the child to fn (the daemon's metrics count the gate's decisions). */
+  tap(fn: (line: string) => void): void {
+    this.taps.push(fn);
   }
 
   /** Signal the child (SIGHUP: reload). */
@@ -66,14 +73,17 @@ export class Supervisor {
   }
 
   private spawn(): void {
-    const [file, ...args] = this.o.argv;
-    const c = spawn(file!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    // the one door: a clean environment (the daemon's own LD_PRELOAD, NODE_OPTIONS stay out); DOCKER_HOST says where Docker is
+    const c = spawnTool(this.o.argv, { stdio: ['ignore', 'pipe', 'inherit'], ...(process.env.DOCKER_HOST ? { env: { DOCKER_HOST: process.env.DOCKER_HOST } } : {}) });
     this.child = c;
     this.startedAt = Date.now();
     this.state.starts++;
     this.state.running = true;
     this.state.pid = c.pid ?? null;
-    readline.createInterface({ input: c.stdout! }).on('line', this.o.onLine);
+    readline.createInterface({ input: c.stdout! }).on('line', (line) => {
+      this.o.onLine(line);
+      for (const t of this.taps) t(line);
+    });
     c.on('error', (e) => this.o.onEvent('gate-error', { error: e.message }));
     c.on('exit', (code, signal) => {
       this.child = null;

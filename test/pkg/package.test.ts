@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE, DEB, DEPENDS, hasDpkgDeb, NPM_TGZ, PACKAGE_PATHS, RECOMMENDS } from '../../scripts/package.js';
 import { PACKAGE_HEADER, renderBootService, renderService } from '../../src/schedule/units.js';
+import { describeWhere } from '../lab/requirements.js';
 
 const VERSION = (JSON.parse(fs.readFileSync('package.json', 'utf8')) as { version: string }).version;
 const isRoot = process.getuid?.() === 0;
@@ -26,9 +27,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const field = async (name: string) => (await execa('dpkg-deb', ['-f', DEB, name])).stdout.trim();
 
-it.skipIf(dpkgDeb)('dpkg-deb is not installed (the dpkg package): no .deb was built, its checks are skipped', () => {});
-
-describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
+describeWhere(`the .deb (${path.basename(DEB)})`, dpkgDeb ? [] : ['dpkg-deb is not installed, so no .deb was built: `apt-get install dpkg`'], () => {
   it('is named and described as Debian expects, depends on the distribution\'s node and the firewall tools', async () => {
     expect(path.basename(DEB)).toBe(`egressfw_${VERSION}_all.deb`);
     expect(await field('Package')).toBe('egressfw');
@@ -47,9 +46,15 @@ describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
       'lib/systemd/system/egressfw.service',
       'usr/bin/egressfw -> ../lib/egressfw/egressfw.mjs',
       'usr/lib/egressfw/egressfw.mjs',
+      'usr/share/bash-completion/completions/egressfw',
       'usr/share/doc/egressfw/README.Debian',
+      'usr/share/doc/egressfw/changelog.gz',
       'usr/share/doc/egressfw/copyright',
       'usr/share/doc/egressfw/egressfw.yml',
+      'usr/share/doc/egressfw/examples/egressfw-alerts.yml',
+      'usr/share/doc/egressfw/metrics.md',
+      'usr/share/lintian/overrides/egressfw',
+      'usr/share/man/man8/egressfw.8.gz',
     ]);
     for (const l of listing) expect(l.split(/\s+/)[1]).toBe('root/root');
     expect(listing.find((l) => l.endsWith('./usr/lib/egressfw/egressfw.mjs'))).toMatch(/^-rwxr-xr-x /);
@@ -59,6 +64,47 @@ describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
     expect(sums.map((l) => l.slice(34)).sort()).toEqual(files.filter((f) => !f.includes(' -> ')));
     const md5 = await execa('md5sum', sums.map((l) => l.slice(34)), { cwd: root });
     expect(md5.stdout.trim().split('\n').sort()).toEqual([...sums].sort());
+  });
+
+  it('lintian (Debian\'s package checker) finds no errors and no warnings; every override it applies has a reason', async () => {
+    const lintian = await execa('lintian', ['--version'], { reject: false }).catch(() => null);
+    if (!lintian || lintian.exitCode !== 0) throw new Error('lintian is not installed: `apt-get install lintian` (scripts/install-deps.sh does)');
+    const r = await execa('lintian', ['--fail-on', 'error,warning', DEB], { reject: false });
+    const tags = r.stdout.split('\n').filter((l) => /^[EW]: /.test(l));
+    expect(tags).toEqual([]);
+    expect(r.exitCode).toBe(0);
+    // overridden tags (O:) are the ones the overrides file explains
+    const overrides = fs.readFileSync(path.join(root, 'usr/share/lintian/overrides/egressfw'), 'utf8').split('\n');
+    overrides.forEach((l, i) => {
+      if (l.startsWith('egressfw: ')) expect(overrides[i - 1], l).toMatch(/^# /);
+    });
+  }, 120_000);
+
+  it('installs a man page egressfw(8) that man renders without warnings, naming every command', async () => {
+    const page = path.join(root, 'usr/share/man/man8/egressfw.8.gz');
+    const r = await execa('man', ['--warnings', '-l', page], { reject: false, env: { MANWIDTH: '80', MAN_KEEP_FORMATTING: '' } });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    for (const c of ['plan', 'sync', 'daemon', 'status', 'install', 'report', 'suggest', 'proxy', 'export', 'uninstall']) expect(r.stdout).toMatch(new RegExp(`^ {7}(\\w+, )?${c}\\b`, 'm'));
+  });
+
+  it('bash completion (generated from the CLI) offers every command and, per command, every option the CLI has', async () => {
+    const script = path.join(root, 'usr/share/bash-completion/completions/egressfw');
+    const complete = async (words: string[]) => {
+      const line = ['egressfw', ...words];
+      const r = await execa('bash', ['-c', `source "$0"; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; _egressfw; printf '%s\\n' "\${COMPREPLY[@]}"`, script]);
+      return r.stdout.split('\n').filter(Boolean).sort();
+    };
+    const top = (await execa(process.execPath, [BUNDLE, '--help'])).stdout;
+    const commands = [...top.slice(top.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z0-9-]*)\b/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+    expect(commands).toEqual(expect.arrayContaining(['daemon', 'install', 'plan', 'proxy', 'report', 'status', 'suggest', 'sync', 'uninstall']));
+    expect(await complete([''])).toEqual(expect.arrayContaining(commands));
+    expect(await complete(['st'])).toEqual(['status']);
+    for (const c of commands) {
+      const help = (await execa(process.execPath, [BUNDLE, c, '--help'])).stdout;
+      const options = [...help.matchAll(/(?:^|[ ,])(--[a-z][a-z-]*)/gm)].map((m) => m[1]!);
+      expect(await complete([c, '--']), c).toEqual([...new Set(options)].sort());
+    }
   });
 
   it('/usr/bin/egressfw is the bundle (an .mjs: ES module on every Node), started by the distribution\'s /usr/bin/node', () => {
@@ -91,25 +137,27 @@ describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
   });
 
   // Run for real in a private mount namespace, with systemd "running" (/run/systemd/system) and a fake systemctl that logs.
-  it.skipIf(!isRoot)('maintainer scripts, run: install and upgrade reload units; remove stops only the daemon (stopping egressfw-boot would stop Docker) and disables both', async () => {
-    const bin = path.join(tmp, 'fakebin');
-    fs.mkdirSync(bin, { recursive: true });
-    const log = path.join(tmp, 'systemctl.log');
-    fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${log}\n[ "$1" = is-active ] && exit 0\nexit 0\n`, { mode: 0o755 });
-    const run = async (script: string, ...args: string[]) => {
-      fs.writeFileSync(log, '');
-      const r = await execa('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c',
-        'mount -t tmpfs efw-run /run && mkdir -p /run/systemd/system && exec "$@"', 'sh', path.join(tmp, 'DEBIAN', script), ...args],
-      { env: { PATH: `${bin}:/usr/bin:/bin` }, reject: false });
-      expect(r.exitCode).toBe(0);
-      return fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean);
-    };
-    expect(await run('postinst', 'configure')).toEqual(['--system daemon-reload']);
-    expect(await run('postinst', 'configure', '0.0.9')).toEqual(['--system daemon-reload', 'is-active --quiet egressfw.service']);
-    expect(await run('prerm', 'upgrade', VERSION)).toEqual([]);
-    expect(await run('prerm', 'remove')).toEqual(['stop egressfw.service', 'disable egressfw.service egressfw-boot.service']);
-    expect(await run('postrm', 'remove')).toEqual(['--system daemon-reload']);
-    expect(await run('postrm', 'purge')).toEqual(['--system daemon-reload']);
+  describeWhere('maintainer scripts, run', isRoot ? [] : ['not root: they run in a private mount namespace; run the tests with sudo'], () => {
+    it('install and upgrade reload units; remove stops only the daemon (stopping egressfw-boot would stop Docker) and disables both', async () => {
+      const bin = path.join(tmp, 'fakebin');
+      fs.mkdirSync(bin, { recursive: true });
+      const log = path.join(tmp, 'systemctl.log');
+      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${log}\n[ "$1" = is-active ] && exit 0\nexit 0\n`, { mode: 0o755 });
+      const run = async (script: string, ...args: string[]) => {
+        fs.writeFileSync(log, '');
+        const r = await execa('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c',
+          'mount -t tmpfs efw-run /run && mkdir -p /run/systemd/system && exec "$@"', 'sh', path.join(tmp, 'DEBIAN', script), ...args],
+        { env: { PATH: `${bin}:/usr/bin:/bin` }, reject: false });
+        expect(r.exitCode).toBe(0);
+        return fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean);
+      };
+      expect(await run('postinst', 'configure')).toEqual(['--system daemon-reload']);
+      expect(await run('postinst', 'configure', '0.0.9')).toEqual(['--system daemon-reload', 'is-active --quiet egressfw.service']);
+      expect(await run('prerm', 'upgrade', VERSION)).toEqual([]);
+      expect(await run('prerm', 'remove')).toEqual(['stop egressfw.service', 'disable egressfw.service egressfw-boot.service']);
+      expect(await run('postrm', 'remove')).toEqual(['--system daemon-reload']);
+      expect(await run('postrm', 'purge')).toEqual(['--system daemon-reload']);
+    });
   });
 
   it('`install --systemd` from the packaged CLI writes units that start /usr/bin/egressfw itself, not node + a script', async () => {
