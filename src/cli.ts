@@ -56,7 +56,7 @@ function program(): Command {
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       const [{ runDaemon }, d, { journalStream }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/journal.js')]);
       const opts = { ...o, journal: journalStream(1) };
-      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps());
+      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps(), await d.followSystem());
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')
@@ -117,7 +117,8 @@ function program(): Command {
     .addOption(configOption().default(DEFAULT_CONFIG_PATH, `${DEFAULT_CONFIG_PATH}, if it exists`))
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 1h, 24h, 7d', '24h')
-    .action(async (o: { config: string; stateDir: string; since: string }) => {
+    .option('--per-service', 'one policy per compose service (policies: + containers.assign:), for least privilege per workload', false)
+    .action(async (o: { config: string; stateDir: string; since: string; perService: boolean }) => {
       const [{ runSuggest }, d] = await Promise.all([import('./commands/suggest.js'), deps()]);
       process.exitCode = await runSuggest(o, { ...d.auditDeps(), warn });
     });

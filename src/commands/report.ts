@@ -1,6 +1,7 @@
-import { buildReport, renderReportText, reportJson } from '../audit/report.js';
-import { parseSince } from '../audit/since.js';
+import { buildReport, groupByPolicy, groupsText, renderReportText, reportJson } from '../audit/report.js';
 import { parseConfig } from '../config/load.js';
+import { assignPolicy, COMPOSE_PROJECT, COMPOSE_SERVICE, policiesInUse } from '../policy/assign.js';
+import { parseSince } from '../audit/since.js';
 import type { Config } from '../config/load.js';
 import { collectAudit, type AuditDeps } from '../system/audit-io.js';
 import { printJson } from '../text.js';
@@ -37,6 +38,12 @@ export async function runReport(opts: ReportOptions, deps: AuditCommandDeps): Pr
   const config = await optionalConfig(opts.config, deps);
   const { history, notes } = await collectAudit(opts.stateDir, auditDepsFor(config, deps));
   const report = buildReport({ history, now: deps.now(), since, notes });
-  deps.out(opts.json ? `${printJson(reportJson(report), 2)}\n` : renderReportText(report));
+  // Policies: each container's policy as the config assigns it now (labels as Docker lists them now, compose labels otherwise).
+  let groups = null;
+  if (config && policiesInUse(config)) {
+    const live = new Map(((await deps.listContainers?.().catch(() => null)) ?? []).map((c) => [c.id, c.labels]));
+    groups = groupByPolicy(report, (c) => assignPolicy(config, { name: c.name, labels: live.get(c.id) ?? { ...(c.project ? { [COMPOSE_PROJECT]: c.project } : {}), ...(c.service ? { [COMPOSE_SERVICE]: c.service } : {}) } }).policy);
+  }
+  deps.out(opts.json ? `${printJson({ ...reportJson(report), ...(groups ? { policies: groups } : {}) }, 2)}\n` : `${renderReportText(report)}${groups ? `${groupsText(groups).join('\n')}\n` : ''}`);
   return 0;
 }
