@@ -1,7 +1,7 @@
 import { parseCidr, type Family } from '../net/ip.js';
 import { setEntry, sortEntries } from './desired.js';
 import { PreconditionError } from '../errors.js';
-import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, REFUSED_HOST_SET, SET, TMP_SET, UFW_OUTPUT } from './kernel-names.js';
+import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, REFUSED_HOST_SET, SET, TMP_SET, UFW_FORWARD, UFW_OUTPUT } from './kernel-names.js';
 import type { NftObserved } from './nft.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
@@ -78,11 +78,13 @@ const MARKER = /^\s*#\s*(BEGIN|END)\s+EGRESSFW\b/i;
 const UFW_OUTPUT_CHAINS = new Set(Object.values(UFW_OUTPUT));
 /** the DNS gate's lines: redirected container DNS through ufw's INPUT (src/plan/gate.ts) */
 const UFW_INPUT_CHAINS = new Set(['ufw-before-input', 'ufw6-before-input']);
+/** the forward line: what egressfw's table marked passes ufw's FORWARD DROP (src/plan/desired.ts) */
+const UFW_FORWARD_CHAINS = new Set<string>(Object.values(UFW_FORWARD));
 /** A line egressfw writes inside its block: the chain declaration or a rule carrying our comment. */
 function ourLine(line: string): boolean {
   if (line === `:${HOST_CHAIN} - [0:0]`) return true;
   const m = /^-A (\S+) .*-m comment --comment "?egressfw[ "]/.exec(line);
-  return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never) || UFW_INPUT_CHAINS.has(m[1]!));
+  return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never) || UFW_INPUT_CHAINS.has(m[1]!) || UFW_FORWARD_CHAINS.has(m[1]!));
 }
 
 /**

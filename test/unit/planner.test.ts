@@ -78,13 +78,36 @@ describe('planner', () => {
     const rules = desired.nft!.rules;
     expect(rules.map((r) => r.tag)).toEqual(['replies', 'published', 'same-segment', 'allowed', 'allowed6', 'gate', 'gate6', 'record', 'record-noport', 'record6', 'record6-noport', 'reject-tcp', 'reject']);
     expect(rules[0]!.text).toBe('ct state established,related accept');
-    expect(rules[2]!.text).toBe('fib daddr . iif oif exists accept');
+    expect(rules[2]!.text).toBe('fib daddr . iif oif exists meta mark set meta mark or 0x10000000 accept');
     // No rule names an interface: a bridge of any name is judged from the moment it exists.
     for (const r of rules) expect(r.text).not.toMatch(/iifname|oifname|docker0|br-/);
     expect(rules.at(-1)!.text).toBe('reject with icmpx admin-prohibited');
     expect(desired.nft!.sets[4]).toContain('203.0.113.10 . udp . 53');
     expect(desired.nft!.sets[6]).toContain('2001:db8:beef::/48 . tcp . 443');
     for (const r of [...desired.hostRules![4], ...desired.hostRules![6]]) expect(r).toMatch(/--comment "?egressfw /);
+  });
+
+  it('marks exactly what it allows, so an iptables FORWARD DROP behind the table (ufw on Docker 29 nftables) lets that through and nothing else', () => {
+    const withExempt = buildDesired(parseConfig('containers: { exemptFrom: [wg0] }\ndns: { gate: { enabled: true } }', 'x'), [], dns).nft!.rules;
+    const marked = withExempt.filter((r) => r.text.includes('meta mark set')).map((r) => r.tag);
+    expect(marked).toEqual(['published', 'same-segment', 'allowed', 'allowed6', 'gate', 'gate6']);
+    // every marking rule ORs the one bit in and accepts: other tools' mark bits survive
+    for (const r of withExempt.filter((x) => marked.includes(x.tag))) expect(r.text).toMatch(/ meta mark set meta mark or 0x10000000 accept$/);
+    // replies: ufw accepts RELATED,ESTABLISHED itself; an exempt VPN still meets the operator's ufw forward rules
+    expect(withExempt.find((r) => r.tag === 'replies')!.text).toBe('ct state established,related accept');
+    expect(withExempt.find((r) => r.tag === 'exempt-0')!.text).toBe('iifname "wg0" accept');
+    // audit lets the rest through egressfw's table only: unmarked, so it opens nothing ufw's forward DROP closed
+    const audit = buildDesired(parseConfig('mode: audit', 'x'), [], dns).nft!.rules;
+    expect(audit.at(-1)).toEqual({ tag: 'audit', text: 'accept' });
+  });
+
+  it("the ufw block accepts the mark in ufw's forward path (both families), and only when containers are managed", () => {
+    const blocks = desired.ufw!.blocks;
+    expect(blocks[4].split('\n')).toContain('-A ufw-before-forward -m mark --mark 0x10000000/0x10000000 -m comment --comment "egressfw forward" -j ACCEPT');
+    expect(blocks[6].split('\n')).toContain('-A ufw6-before-forward -m mark --mark 0x10000000/0x10000000 -m comment --comment "egressfw forward" -j ACCEPT');
+    const hostOnly = buildDesired(parseConfig('containers: { enabled: false }', 'x'), [], dns).ufw!.blocks;
+    expect(hostOnly[4]).not.toMatch(/forward/);
+    expect(hostOnly[6]).not.toMatch(/forward/);
   });
 
   it('audit mode records and lets through: same chain, no reject', () => {

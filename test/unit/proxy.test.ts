@@ -287,7 +287,7 @@ describe('proxy: the one firewall rule SNI wildcards need', () => {
   it('lets only the proxy bridge reach public IPv4 addresses on the proxied ports, after the allowlist, before the rejects', () => {
     const rules = buildDesired(sniConfig, [], [{ host: '198.51.100.53', port: 53 }]).nft!.rules;
     const at = rules.findIndex((r) => r.tag === 'proxy-wildcards');
-    expect(rules[at]!.text).toMatch(/^iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .*169\.254\.0\.0\/16.* \} tcp dport \{ 80, 443, 8443 \} accept$/);
+    expect(rules[at]!.text).toMatch(/^iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .*169\.254\.0\.0\/16.* \} tcp dport \{ 80, 443, 8443 \} meta mark set meta mark or 0x10000000 accept$/);
     expect(at).toBeLessThan(rules.findIndex((r) => r.tag === 'reject'));
     expect(rules.filter((r) => r.tag.startsWith('proxy'))).toHaveLength(1);
   });
