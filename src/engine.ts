@@ -8,7 +8,7 @@ import type { QueryFn } from './resolve/query.js';
 import { mergeResolutions, type AllowedDomain, type State } from './resolve/merge.js';
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
-import { buildCoverage, dockerBlockers, type Coverage, type DockerView } from './plan/coverage.js';
+import { buildCoverage, dockerBlockers, forwardView, type Coverage, type DockerView } from './plan/coverage.js';
 import { firewalldMessage } from './system/firewalld.js';
 
 /** Everything one round computes, from config to plan. Shared by `plan` and `sync`. */
@@ -97,7 +97,7 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
   // Decided once, here: ufw switched off after egressfw had been enforcing.
   const ufwOff = prev.enforcedSince !== undefined && full.blockers.some((b) => b.code === 'ufw-inactive');
   const rescope = ufwOff ? withoutHost : (p: Plan) => p;
-  const coverage = buildCoverage(config, dockerView, observation.observed.ufw ? observation.observed.ufw.enabled : null);
+  const coverage = buildCoverage(config, dockerView, observation.observed.ufw ? observation.observed.ufw.enabled : null, forwardView(observation.observed));
   return {
     config, dns, resolutions, allowed, state, desired, observed: observation.observed, missingTools: observation.missingTools,
     plan: rescope(full), scope: ufwOff ? 'containers-only' : 'full', rescope, coverage,

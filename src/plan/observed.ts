@@ -14,11 +14,15 @@ export interface Observed {
   /** egressfw's nftables table; null: it does not exist */
   nft: NftObserved | null;
   ufw: UfwObserved | null;
+  /** net.ipv4.ip_forward / net.ipv6.conf.all.forwarding; absent or null: not read */
+  forwarding?: Record<Family, boolean | null>;
 }
 
 export interface FilterTable {
   /** chain name -> its rules as iptables-save prints them ("-A CHAIN ...") */
   chains: Map<string, string[]>;
+  /** built-in chain name -> its policy (ACCEPT, DROP) */
+  policies: Map<string, string>;
 }
 
 export interface UfwObserved {
@@ -31,12 +35,15 @@ export interface UfwObserved {
 /** `iptables-save -t filter` text -> chains and their rules. */
 export function parseIptablesSave(text: string): FilterTable {
   const chains = new Map<string, string[]>();
+  const policies = new Map<string, string>();
   let inFilter = false;
   for (const line of text.split('\n')) {
     if (line.startsWith('*')) inFilter = line === '*filter';
     if (!inFilter) continue;
     const decl = /^:(\S+) /.exec(line);
     if (decl) chains.set(decl[1]!, chains.get(decl[1]!) ?? []);
+    const policy = /^:(\S+) (ACCEPT|DROP) /.exec(line);
+    if (policy) policies.set(policy[1]!, policy[2]!);
     const rule = /^-A (\S+) /.exec(line);
     if (rule) {
       const list = chains.get(rule[1]!) ?? [];
@@ -44,7 +51,13 @@ export function parseIptablesSave(text: string): FilterTable {
       chains.set(rule[1]!, list);
     }
   }
-  return { chains };
+  return { chains, policies };
+}
+
+/** A /proc/sys boolean ("1\n") -> true/false; null when it could not be read. */
+export function parseSysctlFlag(text: string | null): boolean | null {
+  const v = text?.trim();
+  return v === '1' ? true : v === '0' ? false : null;
 }
 
 /** `ipset save NAME` text -> canonical sorted members (ipset prints in hash order). */
@@ -124,7 +137,7 @@ export function extractBlock(text: string, file = 'before.rules'): string | null
 
 export function nothingInstalled(): Observed {
   const emptySet = { exists: false, entries: [], tmpExists: false, recordExists: false };
-  const table = (): FilterTable => ({ chains: new Map([['FORWARD', []]]) });
+  const table = (): FilterTable => ({ chains: new Map([['FORWARD', []]]), policies: new Map() });
   return { readable: false, sets: { 4: { ...emptySet }, 6: { ...emptySet } }, tables: { 4: table(), 6: table() }, nft: null, ufw: null };
 }
 
