@@ -52,8 +52,8 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      const [{ runDaemon }, d] = await Promise.all([import('./commands/daemon.js'), deps()]);
-      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(o, cliFile()));
+      const [{ runDaemon }, d, { watchTableDeletion }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/nft-watch.js')]);
+      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(o, cliFile()), watchTableDeletion);
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')

@@ -40,7 +40,10 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl): Promise<number> {
+/** Calls back when egressfw's nft table is deleted (src/system/nft-watch.ts in production). */
+export type WatchTable = (onDeleted: () => void, log: (event: string, fields: Record<string, unknown>) => void) => Promise<{ stop(): Promise<void> }>;
+
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, watchTable?: WatchTable): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
   const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
@@ -101,6 +104,13 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
     );
   });
 
+  // A ruleset flush (nftables.service start or reload) deletes our table: repaired at once, not at the next drift tick.
+  const watch = config.containers.enabled && watchTable
+    ? await watchTable(() => {
+        log('table-deleted', { table: 'inet egressfw', action: 'drift check now' });
+        daemon.urgentDriftCheck();
+      }, log)
+    : null;
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
@@ -110,6 +120,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
     gate.start();
   }
   await stopped;
+  await watch?.stop();
   await stopAudit();
   return 0;
 }

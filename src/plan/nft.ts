@@ -161,6 +161,11 @@ export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain:
   return `${lines.join('\n')}\n`;
 }
 
+/** Pure: is this `nft monitor tables` line the deletion of egressfw's table ("delete table inet egressfw")? */
+export function tableDeleted(line: string): boolean {
+  return line.trim() === `delete table ${NFT_TABLE_REF}`;
+}
+
 export const DELETE_TABLE = `delete table ${T}\n`;
 
 // ---------------------------------------------------------------------------

@@ -82,6 +82,12 @@ export class Daemon {
     clearTimeout(this.earlyTimer);
   }
 
+  /** Something was deleted under us (egressfw's table, by a ruleset flush): check and repair now, not at the next tick. */
+  urgentDriftCheck(): void {
+    // a queued job is a sync or a check of its own: it repairs too
+    if (!this.stopped && this.pending === 0) this.enqueue('drift');
+  }
+
   enqueue(job: 'refresh' | 'drift'): void {
     this.pending++;
     this.chain = this.chain.then(async () => {

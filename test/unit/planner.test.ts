@@ -319,3 +319,13 @@ describe('nft sets', () => {
     expect(batch.find((c: { add?: { set?: { name: string } } }) => c.add?.set?.name === 'refused4').add.set.elem).toBeUndefined();
   });
 });
+
+describe('nft monitor events', () => {
+  it("only the deletion of egressfw's own table counts", async () => {
+    const { tableDeleted } = await import('../../src/plan/nft.js');
+    expect(tableDeleted('delete table inet egressfw')).toBe(true);
+    expect(tableDeleted('delete table inet egressfw\n')).toBe(true);
+    for (const l of ['add table inet egressfw', 'delete table ip docker-bridges', 'delete table inet egressfw2', 'delete table ip egressfw', '# delete table inet egressfw x'])
+      expect(tableDeleted(l), l).toBe(false);
+  });
+});
