@@ -1,15 +1,16 @@
 import path from 'node:path';
-import { loadConfig, parseResolvConf, type Config } from '../config/load.js';
+import { loadConfig, type Config } from '../config/load.js';
+import { dnsServers, resolverOptions } from '../resolve/upstream.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
 import { Gate, type Admit, type GateOptions, type QueryEvent } from '../gate/gate.js';
-import { queryLine } from '../gate/log.js';
+import { GATE_LOG, queryLine } from '../gate/log.js';
 import { GatePolicy } from '../gate/policy.js';
 import { PROBE_NAME } from '../gate/probe.js';
 import { startGateServer } from '../gate/server.js';
 import type { QueryFn } from '../resolve/query.js';
 import { resolveOneFamily, type ResolverOptions } from '../resolve/resolver.js';
-import { GATE_LOG, RotatingLog } from '../system/gate-log.js';
+import { RotatingLog } from '../system/gate-log.js';
 
 export interface GateCommandOptions {
   config: string;
@@ -51,25 +52,9 @@ export const gateOptions = (c: Config): GateOptions => ({ minTtl: c.dns.minTtl, 
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1';
 
 async function upstreamOf(c: Config, deps: GateDeps): Promise<ResolverOptions> {
-  let servers = c.dns.servers;
-  if (!servers) {
-    servers = parseResolvConf((await deps.readText('/etc/resolv.conf')) ?? '');
-    if (!servers.length) throw new PreconditionError('no DNS servers: /etc/resolv.conf lists none; set dns.servers in the config');
-  }
   // TTLs: lowered to maxTtl here; NOT raised to minTtl (the cache keeps an answer no longer than its TTL; minTtl goes into the kernel timeout).
   // A container's resolver gives up after about 5 s: the gate answers SERVFAIL before that rather than never.
-  return {
-    query: deps.query,
-    servers: servers.map((host) => ({ host, port: c.dns.port })),
-    timeoutMs: c.dns.timeoutMs,
-    attempts: c.dns.attempts,
-    concurrency: 1,
-    minTtl: 0,
-    maxTtl: c.dns.maxTtl,
-    ipv6: c.ipv6,
-    maxAddresses: c.dns.maxAddresses,
-    deadlineMs: Math.min(c.dns.deadlineMs, 4000),
-  };
+  return { ...resolverOptions(c, await dnsServers(c, deps.readText), deps.query), concurrency: 1, minTtl: 0, deadlineMs: Math.min(c.dns.deadlineMs, 4000) };
 }
 
 /**

@@ -5,9 +5,10 @@
 // the lab's addresses, and wires container-like namespaces to its bridge the way Docker does.
 // (nat-OUTPUT says "priority -100", as moby's earlier generated doc does: Debian 12's nft 1.0.6
 // accepts the name "dstnat" only on prerouting; both are -100.)
+import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { canonical, efw, kernelState, orderInsensitive, writeConfig } from './efw.js';
+import { CLI, canonical, efw, kernelState, orderInsensitive, within, writeConfig } from './efw.js';
 import { labDescribe } from './requirements.js';
 
 const SUBNET = '198.51.100.128/28';
@@ -222,7 +223,15 @@ labDescribe("egressfw on Docker 29's nftables backend with ufw active (reproduce
     before = await kernel();
   });
 
+  let daemon: ChildProcess | undefined;
+  const logs: string[] = [];
+
   afterAll(async () => {
+    if (daemon) {
+      const exited = new Promise((r) => daemon!.once('exit', r));
+      daemon.kill('SIGTERM');
+      await exited;
+    }
     await lab?.host(['sh', '-c', 'ip netns del c1; ip netns del c2']);
     await lab?.stop();
     expect(await snapshotMachineNetwork()).toBe(machineBefore);
@@ -268,5 +277,33 @@ labDescribe("egressfw on Docker 29's nftables backend with ufw active (reproduce
     expect(await kernel()).toBe(before);
     const r = await probes(lab).get('c2', 'http://203.0.113.10/');
     expect(r.exitCode).not.toBe(0);
+  });
+
+  it("a ruleset flush (Debian's nftables.service): the daemon has egressfw's table back within 1 s, not at the next drift check (30 s)", async () => {
+    const argv = lab.hostArgv([process.execPath, CLI, 'daemon', '--config', config, '--state-dir', state()]);
+    daemon = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const s of [daemon.stdout!, daemon.stderr!]) s.on('data', (d: Buffer) => logs.push(...d.toString().trim().split('\n')));
+    await within(20_000, 'first refresh applied', async () => logs.some((l) => / refresh changes=\d+/.test(l)));
+    await new Promise((r) => setTimeout(r, 500)); // the monitor is up (it starts before the first refresh)
+    const flush = await lab.host(['nft', 'flush', 'ruleset']);
+    expect(flush.exitCode, flush.stderr).toBe(0);
+    const t0 = Date.now();
+    let ms = -1;
+    while (Date.now() - t0 < 5_000) {
+      if ((await lab.host(['nft', 'list', 'table', 'inet', 'egressfw'])).exitCode === 0) {
+        ms = Date.now() - t0;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    console.log(`ruleset flush: egressfw's table back after ${ms} ms; daemon: ${logs.filter((l) => /table-deleted|drift-repaired|error/.test(l)).join(' | ').slice(0, 3000)}`);
+    expect(ms, 'table never came back').toBeGreaterThanOrEqual(0);
+    expect(ms).toBeLessThan(1000);
+    expect(logs.some((l) => / table-deleted /.test(l))).toBe(true);
+    // enforcing again: a blocked destination is refused at once, by our table (Docker's and ufw's tables are gone
+    // with the flush; Docker's come back when dockerd restarts, ufw's when ufw reloads)
+    const blocked = await probes(lab).get('c2', 'http://203.0.113.20/');
+    expect(blocked.exitCode).not.toBe(0);
+    expect(blocked.exitCode, 'refused, not timed out').not.toBe(124);
   });
 });
