@@ -215,6 +215,8 @@ labDescribe("egressfw on Docker 29's nftables backend with ufw active (reproduce
     await dockerHost(lab);
     const ufw = await lab.host(['ufw', '--force', 'enable']);
     expect(ufw.exitCode, ufw.stderr).toBe(0);
+    // ufw's steady state: its first enable in a namespace without IPv6 leaves ufw6-user-limit empty, a reload fills it
+    expect((await lab.host(['ufw', 'reload'])).exitCode).toBe(0);
     config = writeConfig(
       lab,
       'egressfw.yml',
