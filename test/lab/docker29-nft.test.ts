@@ -302,8 +302,11 @@ labDescribe("egressfw on Docker 29's nftables backend with ufw active (reproduce
     expect(ms, 'table never came back').toBeGreaterThanOrEqual(0);
     expect(ms).toBeLessThan(1000);
     expect(logs.some((l) => / table-deleted /.test(l))).toBe(true);
-    // enforcing again: a blocked destination is refused at once, by our table (Docker's and ufw's tables are gone
-    // with the flush; Docker's come back when dockerd restarts, ufw's when ufw reloads)
+    // ufw's rules were in the deleted iptables-nft tables (the host was open): the same repair reloaded ufw
+    const ufwBack = await within(5_000, "ufw's rules back", async () => /^-P FORWARD DROP$/m.test((await lab.host(['iptables', '-S', 'FORWARD'])).stdout) && (await lab.host(['iptables', '-S', 'ufw-before-output'])).stdout.includes('EGRESSFW-HOST'));
+    console.log(`ruleset flush: ufw's rules (and egressfw's hook) back after ${ms + ufwBack} ms at most`);
+    // enforcing again: a blocked destination is refused at once, by our table (Docker's tables are gone with
+    // the flush and come back when dockerd restarts)
     const blocked = await probes(lab).get('c2', 'http://203.0.113.20/');
     expect(blocked.exitCode).not.toBe(0);
     expect(blocked.exitCode, 'refused, not timed out').not.toBe(124);

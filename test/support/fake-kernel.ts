@@ -30,8 +30,9 @@ export class FakeKernel {
   sets = new Map<string, Set<string>>();
   setFamily = new Map<string, Family>();
   tables: Record<Family, Map<string, string[]>> = {
-    4: new Map([['FORWARD', []], ['OUTPUT', []]]),
-    6: new Map([['FORWARD', []], ['OUTPUT', []]]),
+    // ufw is on: its chains are loaded (a ruleset flush would delete them: egressfw then reloads ufw)
+    4: new Map([['FORWARD', []], ['OUTPUT', []], ['ufw-before-output', []]]),
+    6: new Map([['FORWARD', []], ['OUTPUT', []], ['ufw6-before-output', []]]),
   };
   ufw = { enabled: true, outputPolicy: 'ACCEPT', files: { 4: '', 6: '' } as Record<Family, string> };
   /** iptables FORWARD policy per family (ufw active: DROP) */

@@ -320,6 +320,27 @@ describe('nft sets', () => {
   });
 });
 
+describe('a ruleset flush (nftables.service): every table gone, ufw still enabled', () => {
+  it("reloads ufw (its rules were in the deleted tables: the host was open), re-creates our table and refills EGRESSFW-HOST; then converges", () => {
+    const desired = buildDesired(parseConfig('allow: [{ domain: api.example.com }]', 'x'), [], [{ host: '198.51.100.53', port: 53 }]);
+    const k = new FakeKernel();
+    k.ufw.files = { 4: fixture('before.rules'), 6: fixture('before6.rules') };
+    k.apply(diff(desired, k.observe()));
+    expect(diff(desired, k.observe()).ops).toEqual([]);
+    // flush ruleset: iptables-nft's tables (ufw's chains, EGRESSFW-HOST) and our table are gone; the files and ufw.conf stay
+    k.tables = { 4: new Map([['FORWARD', []], ['OUTPUT', []]]), 6: new Map([['FORWARD', []], ['OUTPUT', []]]) };
+    k.nft = null;
+    const repair = diff(desired, k.observe());
+    // ipsets are not nftables: they survive the flush
+    expect(repair.ops.map((o) => o.kind)).toEqual(['ufw-reload', 'nft', 'chain', 'chain']);
+    expect(repair.ops.filter((o) => o.kind === 'chain').map((o) => (o as { reason: string }).reason)).toEqual(['refill after ufw reload', 'refill after ufw reload']);
+    k.apply(repair);
+    k.tables[4].set('ufw-before-output', k.tables[4].get('ufw-before-output') ?? []); // what the real reload loads
+    k.tables[6].set('ufw6-before-output', k.tables[6].get('ufw6-before-output') ?? []);
+    expect(diff(desired, k.observe()).ops).toEqual([]);
+  });
+});
+
 describe('nft monitor events', () => {
   it("only the deletion of egressfw's own table counts", async () => {
     const { tableDeleted } = await import('../../src/plan/nft.js');
