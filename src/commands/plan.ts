@@ -6,7 +6,7 @@ import type { QueryFn } from '../resolve/query.js';
 import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../state-file.js';
 import type { Observation, Wanted } from '../system/observe.js';
-import { printable } from '../text.js';
+import { printable, printJson, printLines } from '../text.js';
 
 export interface PlanOptions {
   config: string;
@@ -36,7 +36,7 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
   for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
   const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now });
-  deps.out(opts.json ? `${JSON.stringify(planJson(round, opts.config), null, 2)}\n` : planText(round, opts.config, deps.isRoot));
+  deps.out(opts.json ? `${printJson(planJson(round, opts.config), 2)}\n` : planText(round, opts.config, deps.isRoot));
   // Like Terraform: a plan sync could not apply is an error (1), not "changes pending" (3).
   if (opts.detailedExitcode && round.plan.blockers.length) return 1;
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
@@ -119,12 +119,12 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
     for (const b of plan.blockers) out.push(`  - ${printable(b.message)}`);
   }
   const ipset = renderIpset(plan);
-  if (ipset) out.push('', '--- ipset restore', ipset.trimEnd());
+  if (ipset) out.push('', '--- ipset restore', ...ipset.trimEnd().split('\n'));
   const nft = renderNft(plan);
-  if (nft) out.push('', '--- nft -f -', nft.trimEnd());
+  if (nft) out.push('', '--- nft -f -', ...nft.trimEnd().split('\n'));
   for (const f of [4, 6] as Family[]) {
     const text = renderIptables(plan, f);
-    if (text) out.push('', `--- ${f === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`, text.trimEnd());
+    if (text) out.push('', `--- ${f === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`, ...text.trimEnd().split('\n'));
   }
   const steps = ufwSteps(plan);
   if (steps.length) {
@@ -135,5 +135,5 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
       if (s.diff) out.push(...s.diff);
     }
   }
-  return `${out.join('\n')}\n`;
+  return printLines(out);
 }

@@ -34,7 +34,6 @@ export const FORWARD_MARK_HEX = `0x${FORWARD_MARK.toString(16)}`;
 export const UFW_FILE = { 4: '/etc/ufw/before.rules', 6: '/etc/ufw/before6.rules' } as const satisfies Record<Family, string>;
 export const BLOCK_BEGIN = '# BEGIN EGRESSFW';
 export const BLOCK_END = '# END EGRESSFW';
-export const COMMENT_PREFIX = 'egressfw';
 
 const IPSET_FAMILY = { 4: 'inet', 6: 'inet6' } as const satisfies Record<Family, string>;
 /** The type of an allowlist set (and of its temporary twin), as `ipset restore`'s `create` line takes it. */

@@ -4,23 +4,23 @@
  * as it happens, where a poll would have to run every few hundred ms to repair within 1 s.
  * Restarts the monitor when it exits (a missed event is still caught by the periodic drift check).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
 import { tableDeleted } from '../plan/nft.js';
-import { CHILD_ENV, resolveTool } from './exec.js';
+import { spawnTool, toolPath } from './exec.js';
 
 export interface TableWatch {
   stop(): Promise<void>;
 }
 
 export async function watchTableDeletion(onDeleted: () => void, onEvent: (event: string, fields: Record<string, unknown>) => void): Promise<TableWatch> {
-  const nft = await resolveTool('nft');
+  const nft = toolPath('nft');
   let child: ChildProcess | null = null;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const start = () => {
     if (!nft || stopped) return;
-    const c = spawn(nft, ['monitor', 'tables'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...CHILD_ENV } });
+    const c = spawnTool(['nft', 'monitor', 'tables'], { stdio: ['ignore', 'pipe', 'ignore'] });
     child = c;
     readline.createInterface({ input: c.stdout! }).on('line', (line) => {
       if (tableDeleted(line)) onDeleted();

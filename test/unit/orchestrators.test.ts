@@ -129,15 +129,17 @@ describe('daemon and the DNS gate', () => {
       stop: async () => void calls.push('stop'),
     };
     const proc = new EventEmitter();
-    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, s.deps, proc as never, undefined, gate);
-    const settle = () => new Promise((r) => setTimeout(r, 300));
-    await settle();
+    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, { ...s.deps, timers: new FakeTimers() }, proc as never, undefined, gate);
+    const count = (event: string) => s.out.filter((l) => (JSON.parse(l) as { event: string }).event === event).length;
+    await until(() => count('refresh') === 1, 'the first refresh');
     expect(calls).toEqual(['start']);
     expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual(['gate-dns', 'gate-input']); // the first refresh put its chains in
     const reload = async (text: string) => {
+      const [reloads, refreshes] = [count('config-reloaded'), count('refresh')];
       writeFileSync(s.config, text);
       proc.emit('SIGHUP');
-      await settle();
+      // a reload reschedules, and the new schedule starts with a refresh
+      await until(() => count('config-reloaded') === reloads + 1 && count('refresh') === refreshes + 1, 'the reload and its refresh');
     };
     await reload(yaml('enabled: true'));
     await reload(yaml('enabled: true, port: 5301'));
@@ -147,5 +149,5 @@ describe('daemon and the DNS gate', () => {
     await running;
     expect(calls.at(-1)).toBe('stop');
     expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual([]); // the refresh after the last reload took them out
-  }, 15_000);
+  });
 });
