@@ -66,7 +66,8 @@ export async function observe(deps: ObserveDeps, want: Wanted): Promise<Observat
       ufw = { enabled: parseUfwEnabled(conf), outputPolicy: parseUfwDefaults(defaults), files: { 4: b4, 6: b6 } };
     }
   }
-  const [fwd4, fwd6] = await Promise.all(FORWARDING.map((f) => deps.readText(f)));
+  // informative only (plan and status say when it is off): never a reason to fail the round
+  const [fwd4, fwd6] = await Promise.all(FORWARDING.map((f) => deps.readText(f).catch(() => null)));
   const forwarding = { 4: parseSysctlFlag(fwd4!), 6: parseSysctlFlag(fwd6!) };
   return {
     firewalld: await findFirewalld(),

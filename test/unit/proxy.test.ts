@@ -75,7 +75,7 @@ describe('proxy config', () => {
     const ports = Array.from({ length: 20 }, (_, i) => 8000 + i);
     const c = parseConfig(`${ALLOW}proxy:\n  mode: sni\n  services: [app]\n  wildcards: ["*.example.com"]\n  tlsPorts: [${ports.join(', ')}]\n`, 'test.yml');
     const rule = buildNftDesired(c, { 4: [], 6: [] }).rules.find((r) => r.tag === 'proxy-wildcards')!;
-    expect(rule.text).toContain(`tcp dport { ${[...c.proxy.httpPorts, ...ports].join(', ')} } accept`);
+    expect(rule.text).toContain(`tcp dport { ${[...c.proxy.httpPorts, ...ports].join(', ')} } meta mark set meta mark or 0x10000000 accept`);
   });
 
   it('normalises wildcards (lowercase, sorted, unique) and services', () => {
