@@ -38,10 +38,11 @@ function program(): Command {
     .option('--dry-run', 'print the plan and change nothing (same as `egressfw plan`)', false)
     .option('-q, --quiet', 'print only warnings and errors', false)
     .option('--offline', 'no DNS: re-apply the saved IPs (used at boot, before the network is up)', false)
-    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean }) => {
+    .option('--json', 'print one JSON document: changes applied, warnings, connections cut', false)
+    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean; json: boolean }) => {
       if (o.dryRun) {
         const [{ runPlan }, d] = await Promise.all([import('./commands/plan.js'), deps()]);
-        process.exitCode = await runPlan({ ...o, json: false, detailedExitcode: false }, d.planDeps());
+        process.exitCode = await runPlan({ ...o, detailedExitcode: false }, d.planDeps());
         return;
       }
       const [{ runSync }, d] = await Promise.all([import('./commands/sync.js'), deps()]);
@@ -55,7 +56,7 @@ function program(): Command {
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       const [{ runDaemon }, d, { journalStream }, { watchTableDeletion }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/journal.js'), import('./system/nft-watch.js')]);
       const opts = { ...o, journal: journalStream(1) };
-      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps(), watchTableDeletion);
+      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps(), await d.followSystem(), watchTableDeletion);
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')
@@ -103,19 +104,21 @@ function program(): Command {
 
   p.command('report')
     .description('refused connections (and those audit mode let through) per container and for the host: count, first and last seen, DNS name where known')
+    .addOption(configOption().default(DEFAULT_CONFIG_PATH, `${DEFAULT_CONFIG_PATH}, if it exists`))
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 30m, 1h, 24h, 7d', '1h')
     .option('--json', 'print one machine-readable JSON document', false)
-    .action(async (o: { stateDir: string; since: string; json: boolean }) => {
+    .action(async (o: { config: string; stateDir: string; since: string; json: boolean }) => {
       const [{ runReport }, d] = await Promise.all([import('./commands/report.js'), deps()]);
       process.exitCode = await runReport(o, d.auditDeps());
     });
   p.command('suggest')
     .description('print an allowlist fragment (YAML) from what was refused or audited, to review and merge into the config (never edits it)')
-    .addOption(configOption())
+    .addOption(configOption().default(DEFAULT_CONFIG_PATH, `${DEFAULT_CONFIG_PATH}, if it exists`))
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 1h, 24h, 7d', '24h')
-    .action(async (o: { config: string; stateDir: string; since: string }) => {
+    .option('--per-service', 'one policy per compose service (policies: + containers.assign:), for least privilege per workload', false)
+    .action(async (o: { config: string; stateDir: string; since: string; perService: boolean }) => {
       const [{ runSuggest }, d] = await Promise.all([import('./commands/suggest.js'), deps()]);
       process.exitCode = await runSuggest(o, { ...d.auditDeps(), warn });
     });
@@ -123,6 +126,7 @@ function program(): Command {
   p.command('proxy')
     .description('write a compose override (compose.egress.yml) + nginx configs: listed services lose their route out and reach allowed domains only through proxies')
     .addOption(configOption())
+    .addOption(stateDirOption('accepted like every command takes it; proxy keeps no state'))
     .addOption(new Option('-o, --out <dir>', 'directory for the generated files (nothing is written elsewhere)').default(DEFAULT_PROXY_OUT))
     .addOption(new Option('--mode <mode>', 'per-domain (one stream proxy per domain) or sni (one proxy, routes by TLS SNI / HTTP Host); default proxy.mode').choices(['per-domain', 'sni']))
     .option('--services <list>', 'comma-separated compose services to protect (default proxy.services)')
@@ -136,6 +140,7 @@ function program(): Command {
     .description('write the allowlist and policies as Kubernetes objects for Cilium or Antrea (reads only the config); what cannot carry over is listed')
     .addOption(new Option('--to <engine>', 'cilium (CiliumNetworkPolicy) or antrea (ClusterNetworkPolicy)').choices(['cilium', 'antrea']).makeOptionMandatory())
     .addOption(configOption())
+    .addOption(stateDirOption('accepted like every command takes it; export keeps no state'))
     .option('-n, --namespace <ns>', 'namespace of the pods the objects select', 'default')
     .option('--cluster-wide', 'select pods in every namespace but kube-system (Cilium: CiliumClusterwideNetworkPolicy)', false)
     .option('-o, --out <dir>', 'directory for one file per object, or - for stdout', '-')

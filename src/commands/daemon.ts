@@ -1,6 +1,6 @@
 import { loadConfig, type Config } from '../config/load.js';
 import { computeRound } from '../engine.js';
-import { PreconditionError } from '../errors.js';
+import { InterruptedError, PreconditionError } from '../errors.js';
 import { describeOp } from '../plan/render.js';
 import { nextRefreshAt } from '../resolve/merge.js';
 import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
@@ -9,6 +9,17 @@ import type { AuditDeps } from '../system/audit-io.js';
 import { parseState, stateCheck, stateFile } from '../state-file.js';
 import { realTimers, type Timers } from '../timers.js';
 import { syncOnce, type SyncDeps } from './sync.js';
+import { policiesInUse } from '../policy/assign.js';
+import { PolicyFollower } from '../schedule/policy-follow.js';
+import type { InventoryContainer } from '../plan/policies.js';
+import type { EventStream, EventStreamHandlers } from '../system/docker-events.js';
+
+/** What following Docker's events needs from the system (src/deps.ts): the stream, one container, an nft writer. */
+export interface FollowSystem {
+  watch: (h: EventStreamHandlers) => EventStream;
+  inspect: (id: string) => Promise<InventoryContainer | null>;
+  writer: () => { command(cmds: string): Promise<void>; close(): void };
+}
 import { Metrics, type BuildInfo } from '../metrics/metrics.js';
 import { startMetricsLoop } from '../schedule/metrics-loop.js';
 import type { KernelRecord } from '../audit/records.js';
@@ -64,7 +75,7 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
 /** Calls back when egressfw's nft table is deleted (src/system/nft-watch.ts in production). */
 export type WatchTable = (onDeleted: () => void, log: (event: string, fields: Record<string, unknown>) => void) => Promise<{ stop(): Promise<void> }>;
 
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps, watchTable?: WatchTable): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps, follow?: FollowSystem, watchTable?: WatchTable): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
   const timers = deps.timers ?? realTimers;
@@ -83,26 +94,55 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
       await release();
     }
   };
+  // One thing at a time in this process: a sync, or one event's map update (they share the map).
+  let turn: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = turn.then(fn);
+    turn = run.then(() => {}, () => {});
+    return run;
+  };
+  const perPolicy = () => config.containers.enabled && policiesInUse(config);
+  let follower: PolicyFollower | null = null;
+  let writer: ReturnType<FollowSystem['writer']> | null = null;
+  /** a sync (under the file lock), telling the follower what the map now holds */
+  const synced = async (offline: boolean) => {
+    const r = await locked(() => sync(offline));
+    follower?.synced(r.round.policies);
+    return r;
+  };
 
+  // SIGTERM/SIGINT abort a refresh or repair in flight: its apply rolls back like a failed step (as in
+  // `egressfw sync`), and the daemon then exits 143/130 instead of 0.
+  const abort = new AbortController();
+  let interrupted = null as InterruptedError | null; // set inside the jobs (TS cannot see that)
+  const sync = async (offline: boolean) => {
+    try {
+      return await syncOnce(config, { stateDir: opts.stateDir, offline, signal: abort.signal }, deps);
+    } catch (e) {
+      if (abort.signal.aborted) throw (interrupted = new InterruptedError(abort.signal.reason as 'SIGTERM' | 'SIGINT', (e as Error).message));
+      throw e;
+    }
+  };
   const daemon = new Daemon(scheduleOf(config), {
     refresh: () =>
-      locked(async () => {
-        const r = await syncOnce(config, { stateDir: opts.stateDir }, deps);
+      exclusive(async () => {
+        const r = await synced(false);
         metrics?.round(r.round, { installed: true, synced: true });
         const next = nextRefreshAt(r.round.allowed);
-        return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
+        const flowsCut = r.flows.host + r.flows.containers;
+        return { changes: r.applied, warnings: r.warnings, ...(flowsCut ? { flowsCut } : {}), ...(next !== undefined ? { nextRefreshAt: next } : {}) };
       }),
     detectDrift: async () => {
       const now = deps.now();
       const { state } = parseState(await deps.readText(stateFile(opts.stateDir)), stateCheck(config, now));
-      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, ...(metrics ? { inspectDocker: deps.inspectDocker } : {}), now, resolve: false });
+      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, ...(metrics ? { inspectDocker: deps.inspectDocker } : {}), inventory: deps.inventory, now, resolve: false });
       metrics?.round(round, { installed: state.lastSync !== undefined, synced: false });
       if (round.plan.ops.length) metrics?.event('drift-detected', {});
       return round.plan.ops.map(describeOp);
     },
     repair: () =>
-      locked(async () => {
-        const r = await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps);
+      exclusive(async () => {
+        const r = await synced(true);
         metrics?.round(r.round, { installed: true, synced: true });
         return r.applied;
       }),
@@ -112,9 +152,11 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   });
 
   const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+    const stop = (signal: 'SIGTERM' | 'SIGINT') => {
+      if (abort.signal.aborted) return log('stopping', { signal, note: 'already stopping; a rollback in progress is finished first' });
+      abort.abort(signal);
       log('stopping', { signal });
-      void Promise.all([daemon.stop(), gate?.stop()]).then(() => {
+      void Promise.all([daemon.stop(), gate?.stop(), follower?.stop().then(() => writer?.close())]).then(() => {
         log('stopped');
         resolve();
       });
@@ -154,7 +196,26 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
-  const stopAudit = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : async () => {};
+  const auditLoop = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : null;
+  const stopAudit = auditLoop ?? (async () => {});
+  // Policies: follow Docker's events between syncs (started whatever the config says now: a SIGHUP may turn policies on).
+  if (follow && config.containers.enabled) {
+    const w = (writer = follow.writer());
+    follower = new PolicyFollower({
+      watch: follow.watch,
+      inspect: follow.inspect,
+      write: (cmds) => (perPolicy() ? w.command(cmds) : Promise.resolve()),
+      resync: async () => (perPolicy() ? (await locked(() => syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps))).round.policies : null),
+      exclusive,
+      config: () => config,
+      log,
+      ...(auditLoop ? { onStart: () => auditLoop.snapshotNow() } : {}),
+      nowMs: timers.nowMs,
+      setTimer: (fn, ms) => timers.setTimeout(fn, ms),
+      clearTimer: (t) => timers.clearTimeout(t),
+    });
+    follower.start();
+  }
   if (config.dns.gate.enabled) {
     if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
     gate.start();
@@ -177,5 +238,9 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   await stopped;
   await watch?.stop();
   await Promise.all([stopAudit(), stopMetrics(), server?.close()]);
+  if (interrupted) {
+    log('interrupted', { signal: abort.signal.reason, error: interrupted.message.split('\n')[0] });
+    return interrupted.exitCode;
+  }
   return 0;
 }

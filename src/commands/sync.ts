@@ -1,7 +1,8 @@
 import { loadConfig, type Config } from '../config/load.js';
-import { computeRound, wanted, type Round } from '../engine.js';
+import { computeRound, type RoundDeps, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
 import { diff, type Plan } from '../plan/diff.js';
+import { appliedRules } from '../plan/flows.js';
 import { describeOp } from '../plan/render.js';
 import type { QueryFn } from '../resolve/query.js';
 import type { DockerView } from '../plan/coverage.js';
@@ -9,6 +10,7 @@ import { printable } from '../text.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
 import type { Exec } from '../system/exec.js';
+import { cutRefusedFlows, type FlowCut } from '../system/flows.js';
 import type { Observation, Wanted } from '../system/observe.js';
 import { parseState, serializeState, stateCheck, stateFile, stateNotes, type State } from '../state-file.js';
 
@@ -18,6 +20,8 @@ export interface SyncOptions {
   quiet: boolean;
   /** no DNS: re-apply the saved IPs (boot, drift repair) */
   offline?: boolean;
+  /** print one JSON document (what was applied, warnings, connections cut) instead of text */
+  json?: boolean;
 }
 
 /** Where SIGINT/SIGTERM come from (the process; an EventEmitter in tests). */
@@ -30,6 +34,8 @@ export interface SyncDeps {
   query: QueryFn;
   /** Docker's networks for the coverage report (absent: not asked) */
   inspectDocker?: () => Promise<DockerView>;
+  /** running containers for the policy map (asked only when policies are in use) */
+  inventory?: RoundDeps['inventory'];
   exec: Exec;
   readText: (file: string) => Promise<string | null>;
   writeFileAtomic: ApplyDeps['writeFileAtomic'];
@@ -51,6 +57,8 @@ export interface SyncResult {
   applied: string[];
   /** names that failed to resolve, with what is kept for them */
   warnings: string[];
+  /** connections opened before this apply that its rules refuse, cut (none when nothing was applied) */
+  flows: FlowCut;
 }
 
 /** Everything that must hold before the first change; throws with the fix. */
@@ -74,11 +82,14 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   const warnings = stateNotes(file, loaded, aside);
   const save = (s: State) => deps.writeFileAtomic(file, serializeState(s));
   let state: State = prev;
+  let flows: FlowCut = { host: 0, containers: 0, tracked: 0, notes: [] };
   try {
-    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: !opts.offline });
+    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now, resolve: !opts.offline });
     const plan = round.plan; // already scoped (ufw switched off after enforcing: containers only)
     if (round.scope === 'containers-only') warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
+    // containers given nothing by an unknown policy name (or an address claimed twice): said at every sync
+    warnings.push(...(round.policies?.warnings ?? []));
     for (const n of round.coverage.notEnforced) {
       warnings.push(`NOT ENFORCED: Docker network ${n.name} (${n.driver}${n.iface ? ` on ${n.iface}` : ''}, ${n.containers} containers): ${n.how}. The host is NOT protected while it exists.`);
     }
@@ -109,10 +120,13 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       if (left.length) {
         throw new EgressfwError(`applied, but reading the kernel back shows it differs from the plan (something else changed it meanwhile?):\n${left.map((o) => `  - ${describeOp(o)}`).join('\n')}\nRun \`egressfw sync\` again.`);
       }
+      // ct state established is accepted first: what the new rules refuse would otherwise keep flowing.
+      flows = await cutRefusedFlows(deps.exec, appliedRules(config, round.desired, round.dns, after.observed, round.scope));
+      warnings.push(...flows.notes);
     }
     const applied = plan.ops.map(describeOp);
     await save({ ...state, enforcedSince: prev.enforcedSince ?? now, lastSync: { at: now, ok: true, message: `${applied.length} changes${opts.offline ? ' (offline: saved IPs)' : ''}` } });
-    return { round, applied, warnings };
+    return { round, applied, warnings, flows };
   } catch (e) {
     // Record the failure; the IP history (last-known-good) stays as it was.
     const failed: State = { ...prev, ...(state.original ? { original: state.original } : {}), lastSync: { at: now, ok: false, message: (e as Error).message.split('\n')[0]! } };
@@ -153,9 +167,15 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSou
     if (got) deps.warn(`egressfw sync: ${got} came after the changes were applied and verified; they are in force`);
     for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${printable(w)}`); // names and details come from DNS
-    if (!opts.quiet) {
+    const cut = r.flows.host + r.flows.containers;
+    if (opts.json) {
+      deps.out(`${JSON.stringify({ applied: r.applied, warnings: [...config.warnings, ...r.warnings], flowsCut: { host: r.flows.host, containers: r.flows.containers, tracked: r.flows.tracked } }, null, 2)}\n`);
+    } else if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
-      else deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);
+      else {
+        deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);
+        deps.out(`egressfw sync: cut ${cut} connection${cut === 1 ? '' : 's'} opened before that the new rules refuse (host ${r.flows.host}, containers ${r.flows.containers}; ${r.flows.tracked} tracked)\n`);
+      }
     }
     return 0;
   } finally {
