@@ -54,9 +54,9 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      const [{ runDaemon }, d, { journalStream }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/journal.js')]);
+      const [{ runDaemon }, d, { journalStream }, { watchTableDeletion }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/journal.js'), import('./system/nft-watch.js')]);
       const opts = { ...o, journal: journalStream(1) };
-      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps(), await d.followSystem());
+      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps(), await d.followSystem(), watchTableDeletion);
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')

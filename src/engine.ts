@@ -8,7 +8,7 @@ import { mergeResolutions, type AllowedDomain } from './resolve/merge.js';
 import { type State } from './state-file.js';
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
-import { buildCoverage, dockerBlockers, type Coverage, type DockerView } from './plan/coverage.js';
+import { buildCoverage, dockerBlockers, forwardView, type Coverage, type DockerView } from './plan/coverage.js';
 import { firewalldMessage } from './system/firewalld.js';
 import { policiesInUse } from './policy/assign.js';
 import { resolvedNames, type InventoryContainer, type PolicyDesired } from './plan/policies.js';
@@ -91,7 +91,7 @@ export async function computeRound(config: Config, prev: State, deps: RoundDeps)
   // Decided once, here: ufw switched off after egressfw had been enforcing.
   const ufwOff = prev.enforcedSince !== undefined && full.blockers.some((b) => b.code === 'ufw-inactive');
   const rescope = ufwOff ? withoutHost : (p: Plan) => p;
-  const coverage = buildCoverage(config, dockerView, observation.observed.ufw ? observation.observed.ufw.enabled : null);
+  const coverage = buildCoverage(config, dockerView, observation.observed.ufw ? observation.observed.ufw.enabled : null, forwardView(observation.observed));
   return {
     config, dns, resolutions, allowed, state, desired, observed: observation.observed, missingTools: observation.missingTools,
     plan: rescope(full), scope: ufwOff ? 'containers-only' : 'full', rescope, coverage, policies: desired.nft?.policies ?? null,

@@ -72,7 +72,10 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps, follow?: FollowSystem): Promise<number> {
+/** Calls back when egressfw's nft table is deleted (src/system/nft-watch.ts in production). */
+export type WatchTable = (onDeleted: () => void, log: (event: string, fields: Record<string, unknown>) => void) => Promise<{ stop(): Promise<void> }>;
+
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps, follow?: FollowSystem, watchTable?: WatchTable): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   let config = await loadConfig(opts.config);
   const timers = deps.timers ?? realTimers;
@@ -183,6 +186,13 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
 
   // The endpoint first: an address in use stops the daemon before it changes anything.
   const server = metrics && m0.listen ? await metricsDeps!.serve(m0.listen, metrics, (e) => log('error', { job: 'metrics', error: e.message })) : null;
+  // A ruleset flush (nftables.service start or reload) deletes our table: repaired at once, not at the next drift tick.
+  const watch = config.containers.enabled && watchTable
+    ? await watchTable(() => {
+        log('table-deleted', { table: 'inet egressfw', action: 'drift check now' });
+        daemon.urgentDriftCheck();
+      }, log)
+    : null;
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
@@ -226,6 +236,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
     : async () => {};
   if (metrics) log('metrics', { ...(server ? { listen: server.address } : {}), ...(m0.textfile ? { textfile: m0.textfile } : {}), intervalSec: m0.intervalSec });
   await stopped;
+  await watch?.stop();
   await Promise.all([stopAudit(), stopMetrics(), server?.close()]);
   if (interrupted) {
     log('interrupted', { signal: abort.signal.reason, error: interrupted.message.split('\n')[0] });

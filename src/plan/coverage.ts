@@ -2,6 +2,9 @@ import type { Config } from '../config/load.js';
 import { ifaceMatches } from '../proxy/config.js';
 import type { Blocker } from './diff.js';
 import type { DockerEngine, DockerNetwork } from '../system/docker.js';
+import type { Observed } from './observed.js';
+import { FAMILIES, FORWARD_MARK_HEX, UFW_FORWARD } from './kernel-names.js';
+import type { Family } from '../net/ip.js';
 
 /** What Docker said when asked, or why it could not be asked. Gathered by the side-effect layer. */
 export type DockerView = { engine: DockerEngine; networks: DockerNetwork[] } | { error: string };
@@ -24,6 +27,8 @@ export interface Coverage {
   dockerError: string | null;
   /** how container egress is enforced on this host */
   path: string;
+  /** what else stands in the forward path: an iptables FORWARD DROP behind our table, forwarding off */
+  forwardNotes: string[];
   host: { enforced: boolean; how: string };
   networks: NetworkCoverage[];
   /** networks whose containers egressfw cannot judge: the host is NOT protected while they exist */
@@ -31,6 +36,56 @@ export interface Coverage {
 }
 
 export const NFT_PATH = 'nft table inet egressfw, base chain on the forward hook (independent of Docker\'s chains and firewall backend)';
+export const MARK_PATH = `allowed traffic passes ufw's forward DROP by mark ${FORWARD_MARK_HEX} (egressfw's block in before.rules/before6.rules)`;
+
+/** What the kernel says about the forward path behind egressfw's table (read from Observed). */
+export interface ForwardView {
+  /** iptables FORWARD policy per family; null: not read */
+  policy: Record<Family, string | null>;
+  /** FORWARD jumps into Docker's own iptables chains, which accept container traffic before the policy */
+  dockerChains: Record<Family, boolean>;
+  /** ufw's forward chain is loaded (ufw active) */
+  ufwForward: Record<Family, boolean>;
+  forwarding: Record<Family, boolean | null>;
+}
+
+export function forwardView(o: Observed): ForwardView | null {
+  if (!o.readable) return null;
+  const per = <T>(f: (fam: Family) => T): Record<Family, T> => ({ 4: f(4), 6: f(6) });
+  return {
+    policy: per((f) => o.tables[f].policies.get('FORWARD') ?? null),
+    dockerChains: per((f) => (o.tables[f].chains.get('FORWARD') ?? []).some((r) => / -j DOCKER(-[A-Z0-9-]+)?$/.test(r))),
+    ufwForward: per((f) => o.tables[f].chains.has(UFW_FORWARD[f])),
+    forwarding: o.forwarding ?? { 4: null, 6: null },
+  };
+}
+
+const SYSCTL = { 4: 'net.ipv4.ip_forward', 6: 'net.ipv6.conf.all.forwarding' } as const;
+
+/**
+ * Pure: the enforcement path, and what stands behind egressfw's table. An accept in our base chain is not
+ * final: an iptables FORWARD policy DROP with none of Docker's chains accepting before it (Docker's nftables
+ * backend with ufw) drops what we allowed, unless ufw's forward path accepts our mark (our ufw block).
+ */
+export function forwardPath(config: Config, v: ForwardView | null): { path: string; notes: string[] } {
+  if (!config.containers.enabled || !v) return { path: NFT_PATH, notes: [] };
+  const notes: string[] = [];
+  const name = (fs: Family[]) => fs.map((f) => `IPv${f}`).join(' and ');
+  const used = FAMILIES.filter((f) => f === 4 || config.ipv6);
+  const drops = used.filter((f) => v.policy[f] === 'DROP' && !v.dockerChains[f]);
+  const byMark = drops.filter((f) => config.host.enabled && v.ufwForward[f]);
+  const stuck = drops.filter((f) => !byMark.includes(f));
+  if (stuck.length) {
+    notes.push(
+      `!!! iptables FORWARD policy DROP (${name(stuck)}) with nothing of Docker's accepting before it: it drops what egressfw allows too, so containers reach nothing. ` +
+        (v.ufwForward[stuck[0]!] ? 'Set host.enabled: true (egressfw\'s ufw block accepts its mark in ufw\'s forward path)' : `Accept egressfw's mark first in FORWARD (\`iptables -I FORWARD -m mark --mark ${FORWARD_MARK_HEX}/${FORWARD_MARK_HEX} -j ACCEPT\`, ip6tables too)`),
+    );
+  }
+  const off = used.filter((f) => v.forwarding[f] === false);
+  if (off.length) notes.push(`IP forwarding is off (${off.map((f) => `${SYSCTL[f]} = 0`).join(', ')}): containers reach nothing beyond this host (Docker 29's nftables backend does not turn it on; set it in /etc/sysctl.d)`);
+  return { path: byMark.length ? `${NFT_PATH}; ${MARK_PATH}` : NFT_PATH, notes };
+}
+
 const FORWARD = 'forward hook: every forwarded connection that is not a reply, a published port or same-bridge traffic';
 
 function judge(n: DockerNetwork, config: Config): Pick<NetworkCoverage, 'enforced' | 'how'> {
@@ -59,14 +114,15 @@ function judge(n: DockerNetwork, config: Config): Pick<NetworkCoverage, 'enforce
 }
 
 /** Pure: every Docker network, and whether (and how) its egress is judged. */
-export function buildCoverage(config: Config, view: DockerView | null, ufwActive: boolean | null): Coverage {
+export function buildCoverage(config: Config, view: DockerView | null, ufwActive: boolean | null, forward: ForwardView | null = null): Coverage {
+  const { path, notes: forwardNotes } = forwardPath(config, forward);
   const host = !config.host.enabled
     ? { enforced: false, how: 'host.enabled is false: the host itself is not restricted' }
     : ufwActive === false
       ? { enforced: false, how: 'ufw is not active' }
       : { enforced: true, how: 'ufw outgoing policy + chain EGRESSFW-HOST' };
   if (!view || 'error' in view) {
-    return { docker: null, dockerError: view ? view.error : null, path: NFT_PATH, host, networks: [], notEnforced: [] };
+    return { docker: null, dockerError: view ? view.error : null, path, forwardNotes, host, networks: [], notEnforced: [] };
   }
   const networks = [...view.networks]
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
@@ -82,7 +138,8 @@ export function buildCoverage(config: Config, view: DockerView | null, ufwActive
   return {
     docker: { version: e.version, apiVersion: e.apiVersion, firewallBackend: e.firewallDriver ?? 'iptables (not reported before Docker 28)' },
     dockerError: null,
-    path: NFT_PATH,
+    path,
+    forwardNotes,
     host,
     networks,
     notEnforced: networks.filter((n) => !n.enforced && n.driver !== 'host'),
@@ -95,6 +152,7 @@ export function coverageText(c: Coverage): string[] {
   if (c.docker) out.push(`Docker ${c.docker.version} (API ${c.docker.apiVersion}), firewall backend: ${c.docker.firewallBackend}`);
   else if (c.dockerError) out.push(`Docker: could not be asked (${c.dockerError}); networks are not listed, nothing is guessed`);
   out.push(`containers enforced by: ${c.path}`);
+  for (const n of c.forwardNotes) out.push(n);
   out.push(`host: ${c.host.enforced ? 'enforced' : 'NOT enforced'} (${c.host.how})`);
   if (c.networks.length) {
     out.push('', 'Networks');

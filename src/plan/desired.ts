@@ -7,7 +7,7 @@ import { gateUfwRules } from './gate.js';
 import { buildNftDesired, nftSetMembers, type NftDesired } from './nft.js';
 import { allowedFor, buildPolicyDesired, type InventoryContainer } from './policies.js';
 import { policiesInUse } from '../policy/assign.js';
-import { CHAIN, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './kernel-names.js';
+import { CHAIN, FORWARD_MARK_HEX, HOST_CHAIN, SET, UFW_FORWARD, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './kernel-names.js';
 
 /** The kernel state one sync aims for, per family. Rule lines are in iptables-save's own canonical form. */
 export interface Desired {
@@ -83,18 +83,28 @@ function hostRules(family: Family, dns: DnsServer[], mode: Mode): string[] {
 }
 
 /**
+ * The ufw block's forward line: what egressfw's nft table allowed (marked FORWARD_MARK there) passes
+ * ufw's FORWARD policy DROP, which on Docker's nftables backend would drop it after our accept.
+ * It names only a mark, so it loads at boot before egressfw ran, and passes nothing until the table marks.
+ */
+export function ufwForwardRule(family: Family): string {
+  return `-A ${UFW_FORWARD[family]} -m mark --mark ${FORWARD_MARK_HEX}/${FORWARD_MARK_HEX} ${comment('forward')} -j ACCEPT`;
+}
+
+/**
  * The marked block for before.rules. It only declares EGRESSFW-HOST, lets DNS
  * through and hooks the chain: it references no ipset, so ufw always loads it
  * (at boot before egressfw ran, too) and the host is closed, not open, until
- * egressfw fills the chain.
+ * egressfw fills the chain. `containers`: egressfw's table judges forwarded traffic (see ufwForwardRule).
  */
-export function ufwBlock(family: Family, dns: DnsServer[], gatePort?: number): string {
+export function ufwBlock(family: Family, dns: DnsServer[], gatePort?: number, containers = false): string {
   return [
     `${BLOCK_BEGIN} (written by egressfw: change the egressfw config and run \`egressfw sync\`, not this block)`,
     `:${HOST_CHAIN} - [0:0]`,
     ...hostDnsRules(family, dns),
     // DNS gate: containers' redirected DNS reaches it through ufw's INPUT (only redirected connections).
     ...(gatePort !== undefined ? gateUfwRules(family, gatePort) : []),
+    ...(containers ? [ufwForwardRule(family)] : []),
     `-A ${UFW_OUTPUT[family]} ${comment('host')} -j ${HOST_CHAIN}`,
     BLOCK_END,
   ].join('\n');
@@ -118,6 +128,6 @@ export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsS
     sets,
     nft: config.containers.enabled ? buildNftDesired(config, sets, policies) : null,
     hostRules: config.host.enabled ? per((f) => hostRules(f, dnsFor(f), config.mode)) : null,
-    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f), config.dns.gate.enabled && config.containers.enabled ? config.dns.gate.port : undefined)), enable: config.host.enableUfw } : null,
+    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f), config.dns.gate.enabled && config.containers.enabled ? config.dns.gate.port : undefined, config.containers.enabled)), enable: config.host.enableUfw } : null,
   };
 }

@@ -1,7 +1,7 @@
 import type { Family } from '../net/ip.js';
 import type { Desired } from './desired.js';
 import { JUMP_RULE_SPEC } from './desired.js';
-import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_CHAIN_SPEC, NFT_SET_TYPES, POLICY_NFT, REFUSED_HOST_SET, SET, UFW_FILE } from './kernel-names.js';
+import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_CHAIN_SPEC, NFT_SET_TYPES, POLICY_NFT, REFUSED_HOST_SET, SET, UFW_FILE, UFW_OUTPUT } from './kernel-names.js';
 import { NO_POLICY_OPS, ruleComment, STATIC_SETS, type NftDesired, type NftObserved, type PolicyOps } from './nft.js';
 import type { FilterTable, Observed } from './observed.js';
 import { extractBlock } from './observed.js';
@@ -213,9 +213,12 @@ function ufwOps(desired: Desired, observed: Observed, blockers: Blocker[]): { uf
     }
     return { ufw, reloads: want.enable };
   }
+  // ufw is on but its rules are not in the kernel (a ruleset flush deleted the iptables-nft tables holding
+  // them): the host is open until ufw loads them again. IPv4 only: ufw with IPV6=no has no IPv6 chains.
+  const lost = observed.readable && !observed.tables[4].chains.has(UFW_OUTPUT[4]);
   // `ufw default ... outgoing` reloads everything itself (the new block too): reload only when it is not run.
-  if (blockChanged && !policyChanged) ufw.push({ kind: 'ufw-reload' });
-  return { ufw, reloads: blockChanged || policyChanged };
+  if ((blockChanged || lost) && !policyChanged) ufw.push({ kind: 'ufw-reload' });
+  return { ufw, reloads: blockChanged || policyChanged || lost };
 }
 
 /** Pure: what must change to go from `observed` to `desired`. An empty ops list means nothing to do. */

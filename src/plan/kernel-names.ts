@@ -20,6 +20,17 @@ export const CHAIN = 'EGRESSFW';
 export const HOST_CHAIN = 'EGRESSFW-HOST';
 export const DOCKER_USER = 'DOCKER-USER';
 export const UFW_OUTPUT = { 4: 'ufw-before-output', 6: 'ufw6-before-output' } as const satisfies Record<Family, string>;
+/** ufw's forward path, where egressfw's block accepts what egressfw's own table marked (Docker's nftables backend). */
+export const UFW_FORWARD = { 4: 'ufw-before-forward', 6: 'ufw6-before-forward' } as const satisfies Record<Family, string>;
+/**
+ * The packet mark egressfw's forward chain ORs onto what it allows, so an iptables FORWARD policy DROP behind
+ * its table (ufw's, on Docker's nftables backend) lets exactly that through. One bit, 0x10000000, chosen clear of
+ * Docker (overlay encryption 0xD0C4E3, swarm's small IPVS marks), wg-quick (0xca6c), kube-proxy and flannel
+ * (0x4000, 0x8000), Cilium's magic marks (0x0F00, 0x1D00), Tailscale (0xff0000), AWS VPC CNI (0x80) and
+ * Istio (0x539). Only Cilium's and Calico's identity bits (upper 16) can overlap: neither runs beside a lone dockerd.
+ */
+export const FORWARD_MARK = 0x10000000;
+export const FORWARD_MARK_HEX = `0x${FORWARD_MARK.toString(16)}`;
 export const UFW_FILE = { 4: '/etc/ufw/before.rules', 6: '/etc/ufw/before6.rules' } as const satisfies Record<Family, string>;
 export const BLOCK_BEGIN = '# BEGIN EGRESSFW';
 export const BLOCK_END = '# END EGRESSFW';

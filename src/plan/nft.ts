@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
-import { NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
+import { FORWARD_MARK_HEX, NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
 import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 import { policiesInUse } from '../policy/assign.js';
 import { POLICY_FORWARD_RULES, type PolicyDesired } from './policies.js';
@@ -49,20 +49,30 @@ export function nftElement(ipsetEntry: string): string {
   return `${ipsetEntry.slice(0, comma)} . ${proto} . ${port}`;
 }
 
+/**
+ * The verdict for what egressfw allows: accept, and OR in FORWARD_MARK, which egressfw's ufw block
+ * accepts in ufw's forward path. An accept in one base chain is not final: on Docker's nftables
+ * backend an iptables FORWARD policy DROP (ufw's) behind this table would drop it. Where nothing
+ * drops behind (policy ACCEPT) the mark is read by nobody.
+ */
+export const PASS = `meta mark set meta mark or ${FORWARD_MARK_HEX} accept`;
+
 /** Transport protocols with ports. */
 const PORTED = '{ tcp, udp, sctp, dccp, udplite }';
 
 export function forwardRules(config: Config, perPolicy = policiesInUse(config)): NftRule[] {
   const rules: NftRule[] = [
+    // Unmarked: ufw's forward path accepts replies itself (RELATED,ESTABLISHED).
     { tag: 'replies', text: 'ct state established,related accept' },
     // Inbound to a published port: Docker DNAT'ed it. Not egress.
-    { tag: 'published', text: 'ct status dnat accept' },
+    { tag: 'published', text: `ct status dnat ${PASS}` },
     // The destination is reached through the interface the packet came in on: two hosts of one
     // segment (container to container on one bridge). Never true for a way out of the host.
-    { tag: 'same-segment', text: 'fib daddr . iif oif exists accept' },
+    { tag: 'same-segment', text: `fib daddr . iif oif exists ${PASS}` },
   ];
   const exempt = config.containers.exemptFrom;
-  // One rule each: a trailing "+" (iptables style) is nft's "*" wildcard.
+  // One rule each: a trailing "+" (iptables style) is nft's "*" wildcard. Unmarked: what the operator
+  // routes (a VPN) is not egressfw's to judge, and still meets the operator's own ufw forward rules.
   exempt.forEach((i, n) => rules.push({ tag: `exempt-${n}`, text: `iifname "${i.replace(/\+$/, '*')}" accept` }));
   // DNS gate: DNS and DNS-over-TLS leave only through the gate (before any accept by destination).
   if (config.dns.gate.enabled) rules.push(...gateForwardRules());
@@ -71,16 +81,16 @@ export function forwardRules(config: Config, perPolicy = policiesInUse(config)):
     const ports = [...new Set([...p.tlsPorts, ...p.httpPorts])].sort((a, b) => a - b).join(', ');
     // SNI proxy with wildcard names: no IP list exists for them; only the proxy is on this bridge, and it enforces the names.
     // Never inside: the rebinding guard's refused ranges (private, metadata, CGNAT, ...) stay closed to it.
-    rules.push({ tag: 'proxy-wildcards', text: `iifname "${p.egressBridge}" ip daddr != { ${REFUSED_V4_CIDRS.join(', ')} } tcp dport { ${ports} } accept` });
+    rules.push({ tag: 'proxy-wildcards', text: `iifname "${p.egressBridge}" ip daddr != { ${REFUSED_V4_CIDRS.join(', ')} } tcp dport { ${ports} } ${PASS}` });
   }
   // Policies: the source picks the chain (and so the sets); a source the map does not know falls through to the refusal.
   if (perPolicy) rules.push(...POLICY_FORWARD_RULES);
   else {
     rules.push(
-      { tag: 'allowed', text: `ip daddr . meta l4proto . th dport @${NFT.allow[4]} accept` },
-      { tag: 'allowed6', text: `ip6 daddr . meta l4proto . th dport @${NFT.allow[6]} accept` },
-      { tag: 'gate', text: `ip daddr . meta l4proto . th dport @${NFT.gate[4]} accept` },
-      { tag: 'gate6', text: `ip6 daddr . meta l4proto . th dport @${NFT.gate[6]} accept` },
+      { tag: 'allowed', text: `ip daddr . meta l4proto . th dport @${NFT.allow[4]} ${PASS}` },
+      { tag: 'allowed6', text: `ip6 daddr . meta l4proto . th dport @${NFT.allow[6]} ${PASS}` },
+      { tag: 'gate', text: `ip daddr . meta l4proto . th dport @${NFT.gate[4]} ${PASS}` },
+      { tag: 'gate6', text: `ip6 daddr . meta l4proto . th dport @${NFT.gate[6]} ${PASS}` },
     );
   }
   rules.push(
@@ -91,6 +101,7 @@ export function forwardRules(config: Config, perPolicy = policiesInUse(config)):
     { tag: 'record6', text: `ct state new meta l4proto ${PORTED} update @${NFT.refused[6]} { ip6 saddr . ip6 daddr . meta l4proto . th dport }` },
     { tag: 'record6-noport', text: `ct state new meta l4proto != ${PORTED} update @${NFT.refused[6]} { ip6 saddr . ip6 daddr . meta l4proto . 0 }` },
   );
+  // Audit lets through what enforce would refuse, unmarked: it must not open what ufw's forward DROP closed before.
   if (config.mode === 'audit') rules.push({ tag: 'audit', text: 'accept' });
   else {
     // Fail fast: a reset or an ICMP error, never a hang.
@@ -210,6 +221,11 @@ export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain:
   for (const name of pops.dropChains) lines.push(`flush chain ${T} ${name}`, `delete chain ${T} ${name}`);
   for (const name of pops.dropSets) lines.push(`delete set ${T} ${name}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** Pure: is this `nft monitor tables` line the deletion of egressfw's table ("delete table inet egressfw")? */
+export function tableDeleted(line: string): boolean {
+  return line.trim() === `delete table ${NFT_TABLE_REF}`;
 }
 
 export const DELETE_TABLE = `delete table ${T}\n`;

@@ -1,7 +1,7 @@
 import { parseCidr, type Family } from '../net/ip.js';
 import { setEntry, sortEntries } from './desired.js';
 import { PreconditionError } from '../errors.js';
-import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, REFUSED_HOST_SET, SET, TMP_SET, UFW_OUTPUT } from './kernel-names.js';
+import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, REFUSED_HOST_SET, SET, TMP_SET, UFW_FORWARD, UFW_OUTPUT } from './kernel-names.js';
 import type { NftObserved } from './nft.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
@@ -14,11 +14,15 @@ export interface Observed {
   /** egressfw's nftables table; null: it does not exist */
   nft: NftObserved | null;
   ufw: UfwObserved | null;
+  /** net.ipv4.ip_forward / net.ipv6.conf.all.forwarding; absent or null: not read */
+  forwarding?: Record<Family, boolean | null>;
 }
 
 export interface FilterTable {
   /** chain name -> its rules as iptables-save prints them ("-A CHAIN ...") */
   chains: Map<string, string[]>;
+  /** built-in chain name -> its policy (ACCEPT, DROP) */
+  policies: Map<string, string>;
 }
 
 export interface UfwObserved {
@@ -31,12 +35,15 @@ export interface UfwObserved {
 /** `iptables-save -t filter` text -> chains and their rules. */
 export function parseIptablesSave(text: string): FilterTable {
   const chains = new Map<string, string[]>();
+  const policies = new Map<string, string>();
   let inFilter = false;
   for (const line of text.split('\n')) {
     if (line.startsWith('*')) inFilter = line === '*filter';
     if (!inFilter) continue;
     const decl = /^:(\S+) /.exec(line);
     if (decl) chains.set(decl[1]!, chains.get(decl[1]!) ?? []);
+    const policy = /^:(\S+) (ACCEPT|DROP) /.exec(line);
+    if (policy) policies.set(policy[1]!, policy[2]!);
     const rule = /^-A (\S+) /.exec(line);
     if (rule) {
       const list = chains.get(rule[1]!) ?? [];
@@ -44,7 +51,13 @@ export function parseIptablesSave(text: string): FilterTable {
       chains.set(rule[1]!, list);
     }
   }
-  return { chains };
+  return { chains, policies };
+}
+
+/** A /proc/sys boolean ("1\n") -> true/false; null when it could not be read. */
+export function parseSysctlFlag(text: string | null): boolean | null {
+  const v = text?.trim();
+  return v === '1' ? true : v === '0' ? false : null;
 }
 
 /** `ipset save NAME` text -> canonical sorted members (ipset prints in hash order). */
@@ -78,11 +91,13 @@ const MARKER = /^\s*#\s*(BEGIN|END)\s+EGRESSFW\b/i;
 const UFW_OUTPUT_CHAINS = new Set(Object.values(UFW_OUTPUT));
 /** the DNS gate's lines: redirected container DNS through ufw's INPUT (src/plan/gate.ts) */
 const UFW_INPUT_CHAINS = new Set(['ufw-before-input', 'ufw6-before-input']);
+/** the forward line: what egressfw's table marked passes ufw's FORWARD DROP (src/plan/desired.ts) */
+const UFW_FORWARD_CHAINS = new Set<string>(Object.values(UFW_FORWARD));
 /** A line egressfw writes inside its block: the chain declaration or a rule carrying our comment. */
 function ourLine(line: string): boolean {
   if (line === `:${HOST_CHAIN} - [0:0]`) return true;
   const m = /^-A (\S+) .*-m comment --comment "?egressfw[ "]/.exec(line);
-  return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never) || UFW_INPUT_CHAINS.has(m[1]!));
+  return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never) || UFW_INPUT_CHAINS.has(m[1]!) || UFW_FORWARD_CHAINS.has(m[1]!));
 }
 
 /**
@@ -122,7 +137,7 @@ export function extractBlock(text: string, file = 'before.rules'): string | null
 
 export function nothingInstalled(): Observed {
   const emptySet = { exists: false, entries: [], tmpExists: false, recordExists: false };
-  const table = (): FilterTable => ({ chains: new Map([['FORWARD', []]]) });
+  const table = (): FilterTable => ({ chains: new Map([['FORWARD', []]]), policies: new Map() });
   return { readable: false, sets: { 4: { ...emptySet }, 6: { ...emptySet } }, tables: { 4: table(), 6: table() }, nft: null, ufw: null };
 }
 

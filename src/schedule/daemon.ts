@@ -99,6 +99,12 @@ export class Daemon {
     this.timers.clearTimeout(this.earlyTimer);
   }
 
+  /** Something was deleted under us (egressfw's table, by a ruleset flush): check and repair now, not at the next tick. */
+  urgentDriftCheck(): void {
+    // a queued job is a sync or a check of its own: it repairs too
+    if (!this.stopped && this.pending === 0) this.enqueue('drift');
+  }
+
   enqueue(job: 'refresh' | 'drift'): void {
     this.pending++;
     this.chain = this.chain.then(async () => {
@@ -155,10 +161,13 @@ export function priorityOf(event: string, fields: Record<string, unknown> = {}):
   switch (event) {
     case 'error':
     case 'gate-error':
+    case 'table-watch-error':
       return PRIORITY.err;
     case 'warning':
     case 'drift-repaired':
     case 'gate-exited':
+    case 'table-deleted':
+    case 'table-watch-exited':
       return PRIORITY.warning;
     case 'refresh':
       return Array.isArray(fields.warnings) && fields.warnings.length ? PRIORITY.warning : PRIORITY.info;

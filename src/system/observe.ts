@@ -1,7 +1,7 @@
 import type { Family } from '../net/ip.js';
 import { FAMILIES, NFT, SET, UFW_FILE } from '../plan/kernel-names.js';
 import { parseNftList, type NftObserved } from '../plan/nft.js';
-import { nothingInstalled, parseIpsetNames, parseIptablesSave, parseUfwDefaults, parseUfwEnabled, setState, type Observed } from '../plan/observed.js';
+import { nothingInstalled, parseIpsetNames, parseSysctlFlag, parseIptablesSave, parseUfwDefaults, parseUfwEnabled, setState, type Observed } from '../plan/observed.js';
 import { CommandError } from '../errors.js';
 import type { Exec } from './exec.js';
 import { findFirewalld, type FirewalldProcess } from './firewalld.js';
@@ -21,6 +21,8 @@ export interface Observation {
 }
 
 const SAVE = { 4: 'iptables-save', 6: 'ip6tables-save' } as const;
+/** Docker 29's nftables backend leaves forwarding to the operator: plan and status say when it is off. */
+const FORWARDING = ['/proc/sys/net/ipv4/ip_forward', '/proc/sys/net/ipv6/conf/all/forwarding'] as const;
 
 async function must(exec: Exec, argv: string[]): Promise<string> {
   const r = await exec(argv);
@@ -64,9 +66,12 @@ export async function observe(deps: ObserveDeps, want: Wanted): Promise<Observat
       ufw = { enabled: parseUfwEnabled(conf), outputPolicy: parseUfwDefaults(defaults), files: { 4: b4, 6: b6 } };
     }
   }
+  // informative only (plan and status say when it is off): never a reason to fail the round
+  const [fwd4, fwd6] = await Promise.all(FORWARDING.map((f) => deps.readText(f).catch(() => null)));
+  const forwarding = { 4: parseSysctlFlag(fwd4!), 6: parseSysctlFlag(fwd6!) };
   return {
     firewalld: await findFirewalld(),
-    observed: { readable: true, sets: setState(names, saves), tables: { 4: parseIptablesSave(t4!), 6: parseIptablesSave(t6!) }, nft, ufw },
+    observed: { readable: true, sets: setState(names, saves), tables: { 4: parseIptablesSave(t4!), 6: parseIptablesSave(t6!) }, nft, ufw, forwarding },
     missingTools,
   };
 }

@@ -58,7 +58,7 @@ export const ADDR = {
  * CACHE_DIR/docker-<version> and put first on dockerd's PATH (dockerd starts its own
  * containerd, docker-proxy, docker-init from there; runc stays the machine's).
  */
-export const DOCKER_VERSIONS = ['20.10', '26.1', '28.5', '28.5-nft'] as const;
+export const DOCKER_VERSIONS = ['20.10', '26.1', '28.5', '28.5-nft', '29-nft'] as const;
 export type DockerVersion = (typeof DOCKER_VERSIONS)[number];
 
 interface DockerFlavor {
@@ -68,6 +68,12 @@ interface DockerFlavor {
   firewallBackend: 'iptables' | 'nftables';
   /** IPv6 flags beyond --ipv6 --fixed-cidr-v6 */
   ipv6Flags: string[];
+  /** dirs put first on dockerd's PATH (default: root's usr/sbin and usr/bin) */
+  bin?: string[];
+  /** more dockerd flags */
+  flags?: string[];
+  /** built by hand, not fetched: test/lab/README.md says how; suites skip where it is absent, even under CI */
+  handBuilt?: boolean;
 }
 
 export function dockerFlavor(v: string): DockerFlavor {
@@ -84,6 +90,13 @@ export function dockerFlavor(v: string): DockerFlavor {
       return { root: path.join(CACHE_DIR, 'docker-28.5'), firewallBackend: 'iptables', ipv6Flags: [] };
     case '28.5-nft':
       return { root: path.join(CACHE_DIR, 'docker-28.5'), firewallBackend: 'nftables', ipv6Flags: [] };
+    // A real dockerd 29 built from moby's tag docker-v29.7.2 (no Debian suite has it, CI cannot build it):
+    // dockerd and docker-proxy beside sid's containerd 2.1.9 in CACHE_DIR/docker-29. Bookworm's runc 1.1.5
+    // predates time namespaces; the nftables backend leaves IP forwarding to the operator (the lab sets it).
+    case '29-nft': {
+      const root = path.join(CACHE_DIR, 'docker-29');
+      return { root, bin: [root], firewallBackend: 'nftables', ipv6Flags: [], flags: ['--firewall-backend=nftables', '--feature', 'time-namespaces=false'], handBuilt: true };
+    }
     default:
       throw new Error(`lab: EFW_DOCKER=${v} is not one of ${DOCKER_VERSIONS.join(', ')}`);
   }
@@ -626,8 +639,11 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean; dockerV
   const ipv6 = opts.ipv6 !== false;
   const dockerLabel = (opts.dockerVersion ?? process.env.EFW_DOCKER ?? '20.10') as DockerVersion;
   const flavor = dockerFlavor(dockerLabel);
-  if (withDocker && flavor.root && !fs.existsSync(path.join(flavor.root, 'usr/sbin/dockerd'))) {
-    throw new Error(`lab: Docker ${dockerLabel} is not unpacked in ${flavor.root}: run \`scripts/fetch-docker.sh ${dockerLabel.replace(/-nft$/, '')}\``);
+  const dockerBin = flavor.root ? (flavor.bin ?? [`${flavor.root}/usr/sbin`, `${flavor.root}/usr/bin`]) : [];
+  if (withDocker && flavor.root && !fs.existsSync(path.join(dockerBin[0]!, 'dockerd'))) {
+    throw new Error(flavor.handBuilt
+      ? `lab: Docker ${dockerLabel} is built by hand and ${dockerBin[0]}/dockerd is not there (test/lab/README.md)`
+      : `lab: Docker ${dockerLabel} is not unpacked in ${flavor.root}: run \`scripts/fetch-docker.sh ${dockerLabel.replace(/-nft$/, '')}\``);
   }
   cleanupStaleLabs();
   installExitHandlers();
@@ -687,7 +703,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean; dockerV
 
   let dockerPid = 0;
   // dockerd's env: the version's binaries first on PATH; the firewall backend only where asked for
-  const dockerEnv: NodeJS.ProcessEnv = { ...process.env, PATH: flavor.root ? `${flavor.root}/usr/sbin:${flavor.root}/usr/bin:${ENV_PATH}` : ENV_PATH };
+  const dockerEnv: NodeJS.ProcessEnv = { ...process.env, PATH: [...dockerBin, ENV_PATH].join(':') };
   delete dockerEnv.DOCKER_FIREWALL_BACKEND;
   if (flavor.firewallBackend === 'nftables') dockerEnv.DOCKER_FIREWALL_BACKEND = 'nftables';
   const startDockerd = async () => {
@@ -699,6 +715,7 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean; dockerV
       '--bip', ADDR.dockerBip, '--default-address-pool', `base=${ADDR.dockerPool},size=${ADDR.dockerPoolSize}`,
       '--shutdown-timeout', '1',
       ...(ipv6 ? ['--ipv6', '--fixed-cidr-v6', ADDR.dockerV6, ...flavor.ipv6Flags] : []),
+      ...(flavor.flags ?? []),
     ]), `${dir}/dockerd.log`, 'log', dockerEnv);
     dockerPid = track(dockerd, 'dockerd');
     for (let i = 0; ; i++) {
@@ -828,7 +845,9 @@ export async function startLab(opts: { docker?: boolean; ipv6?: boolean; dockerV
     const dad = ['net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'];
     await must(inetArgv(['sysctl', '-q', '-w', ...dad]));
     await must(hostArgv(['sysctl', '-q', '-w', ...dad,
-      ...(ipv6 ? [] : ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'])]));
+      ...(ipv6 ? [] : ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']),
+      // Docker 29's nftables backend refuses to start without it: the operator sets it (this netns only)
+      ...(withDocker && flavor.handBuilt ? ['net.ipv4.ip_forward=1', ...(ipv6 ? ['net.ipv6.conf.all.forwarding=1'] : [])] : [])]));
     const inetBatch = [
       'link set lo up',
       // created inside the inet namespace with its peer moved straight into the host's: the machine never sees it

@@ -71,7 +71,7 @@ dns:
         expect(r.stdout).toContain('add egressfw-v6 2001:db8:10::10,tcp:443');
         expect(r.stdout).toContain(`add egressfw-v4 127.0.0.1,udp:${dns.port}`);
         expect(r.stdout).toContain('add element inet egressfw allow4 { 127.0.0.1 . tcp');
-        expect(r.stdout).toMatch(/add rule inet egressfw forward ip daddr \. meta l4proto \. th dport @allow4 accept comment "egressfw allowed [0-9a-f]{8}"/);
+        expect(r.stdout).toMatch(/add rule inet egressfw forward ip daddr \. meta l4proto \. th dport @allow4 meta mark set meta mark or 0x10000000 accept comment "egressfw allowed [0-9a-f]{8}"/);
         // plan writes nothing: not even the state directory
         expect(() => readdirSync(stateDir)).toThrow();
       });

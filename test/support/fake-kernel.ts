@@ -35,10 +35,13 @@ export class FakeKernel {
   sets = new Map<string, Set<string>>();
   setFamily = new Map<string, Family>();
   tables: Record<Family, Map<string, string[]>> = {
-    4: new Map([['FORWARD', []], ['OUTPUT', []]]),
-    6: new Map([['FORWARD', []], ['OUTPUT', []]]),
+    // ufw is on: its chains are loaded (a ruleset flush would delete them: egressfw then reloads ufw)
+    4: new Map([['FORWARD', []], ['OUTPUT', []], ['ufw-before-output', []]]),
+    6: new Map([['FORWARD', []], ['OUTPUT', []], ['ufw6-before-output', []]]),
   };
   ufw = { enabled: true, outputPolicy: 'ACCEPT', files: { 4: '', 6: '' } as Record<Family, string> };
+  /** iptables FORWARD policy per family (ufw active: DROP) */
+  forwardPolicy: Record<Family, string> = { 4: 'ACCEPT', 6: 'ACCEPT' };
   /** egressfw's nft table (inet egressfw), or null */
   nft: FakeNftTable | null = null;
   /** tracked connections, as `conntrack -L -o save` prints them */
@@ -295,11 +298,11 @@ export class FakeKernel {
       const save = members ? [...members].map((e) => `add ${name} ${e}`).join('\n') : '';
       return { exists: !!members, entries: parseIpsetSave(save, name), tmpExists: this.sets.has(`${name}-new`), recordExists: this.sets.has(`egressfw-refused-host-v${f}`) };
     };
-    const copy = (m: Map<string, string[]>) => ({ chains: new Map([...m].map(([k, v]) => [k, [...v]])) });
+    const copy = (m: Map<string, string[]>, f: Family) => ({ chains: new Map([...m].map(([k, v]) => [k, [...v]])), policies: new Map([['FORWARD', this.forwardPolicy[f]]]) });
     return {
       readable: true,
       sets: { 4: one(4), 6: one(6) },
-      tables: { 4: copy(this.tables[4]), 6: copy(this.tables[6]) },
+      tables: { 4: copy(this.tables[4], 4), 6: copy(this.tables[6], 6) },
       nft: this.observeNft(),
       ufw: { ...this.ufw, files: { ...this.ufw.files } },
     };

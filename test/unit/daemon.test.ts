@@ -142,6 +142,32 @@ describe('daemon scheduler', () => {
     expect(timers.pending).toBe(0);
   });
 
+  it('a deleted table (ruleset flush) is checked and repaired at once, not at the next drift tick', async () => {
+    let gone = false;
+    let repairs = 0;
+    const { events, deps } = recorder({
+      detectDrift: async () => (gone ? ['nft: create table inet egressfw'] : []),
+      repair: async () => {
+        repairs++;
+        gone = false;
+        return ['nft: create table inet egressfw'];
+      },
+    });
+    // drift ticks an hour apart: only the urgent check can repair within the test
+    const d = new Daemon(sched({ driftCheckSec: 3600 }), deps);
+    d.start();
+    await d.idle();
+    gone = true;
+    d.urgentDriftCheck();
+    await d.idle();
+    expect(repairs).toBe(1);
+    expect(events.at(-1)).toMatchObject({ event: 'drift-repaired', fields: { drift: ['nft: create table inet egressfw'] } });
+    await d.stop();
+    d.urgentDriftCheck(); // stopped: nothing more runs
+    await d.idle();
+    expect(repairs).toBe(1);
+  });
+
   it('a failing drift check is logged and the daemon goes on', async () => {
     let checks = 0;
     const { events, deps, timers } = recorder({

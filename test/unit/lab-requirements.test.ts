@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { inCi, labBlockers } from '../lab/requirements.js';
+import { handBuiltMissing, inCi, labBlockers } from '../lab/requirements.js';
 
 // CI must not go green by skipping the real-kernel lab suites.
 const vitest = path.resolve('node_modules/vitest/vitest.mjs');
@@ -41,5 +41,14 @@ describe('lab suites that cannot run', () => {
     expect(labBlockers({}, { uid: 0, has: () => true })).toEqual([]);
     expect(labBlockers({}, { uid: 1000, has: () => true })[0]).toMatch(/^not root/);
     expect([inCi({ CI: 'true' }), inCi({ CI: '1' }), inCi({ CI: 'false' }), inCi({ CI: '' }), inCi({})]).toEqual([true, true, false, false, false]);
+  });
+
+  it('EFW_DOCKER=29-nft (a dockerd built by hand): a Docker suite names the missing file, so it skips even under CI', () => {
+    const env = { EFW_DOCKER: '29-nft', EFW_LAB_CACHE: '/cache', CI: 'true' };
+    expect(handBuiltMissing({ docker: true }, env, () => false)).toBe('EFW_DOCKER=29-nft runs a dockerd built by hand and /cache/docker-29/dockerd is not there (CI cannot build it; see test/lab/README.md)');
+    expect(handBuiltMissing({ docker: true }, env, (f) => f === '/cache/docker-29/dockerd')).toBeNull();
+    // suites without Docker (the CI reproduction) run; fetched engines keep failing CI when absent
+    expect(handBuiltMissing({}, env, () => false)).toBeNull();
+    expect(handBuiltMissing({ docker: true }, { ...env, EFW_DOCKER: '28.5' }, () => false)).toBeNull();
   });
 });

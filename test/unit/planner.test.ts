@@ -78,13 +78,36 @@ describe('planner', () => {
     const rules = desired.nft!.rules;
     expect(rules.map((r) => r.tag)).toEqual(['replies', 'published', 'same-segment', 'allowed', 'allowed6', 'gate', 'gate6', 'record', 'record-noport', 'record6', 'record6-noport', 'reject-tcp', 'reject']);
     expect(rules[0]!.text).toBe('ct state established,related accept');
-    expect(rules[2]!.text).toBe('fib daddr . iif oif exists accept');
+    expect(rules[2]!.text).toBe('fib daddr . iif oif exists meta mark set meta mark or 0x10000000 accept');
     // No rule names an interface: a bridge of any name is judged from the moment it exists.
     for (const r of rules) expect(r.text).not.toMatch(/iifname|oifname|docker0|br-/);
     expect(rules.at(-1)!.text).toBe('reject with icmpx admin-prohibited');
     expect(desired.nft!.sets[4]).toContain('203.0.113.10 . udp . 53');
     expect(desired.nft!.sets[6]).toContain('2001:db8:beef::/48 . tcp . 443');
     for (const r of [...desired.hostRules![4], ...desired.hostRules![6]]) expect(r).toMatch(/--comment "?egressfw /);
+  });
+
+  it('marks exactly what it allows, so an iptables FORWARD DROP behind the table (ufw on Docker 29 nftables) lets that through and nothing else', () => {
+    const withExempt = buildDesired(parseConfig('containers: { exemptFrom: [wg0] }\ndns: { gate: { enabled: true } }', 'x'), [], dns).nft!.rules;
+    const marked = withExempt.filter((r) => r.text.includes('meta mark set')).map((r) => r.tag);
+    expect(marked).toEqual(['published', 'same-segment', 'allowed', 'allowed6', 'gate', 'gate6']);
+    // every marking rule ORs the one bit in and accepts: other tools' mark bits survive
+    for (const r of withExempt.filter((x) => marked.includes(x.tag))) expect(r.text).toMatch(/ meta mark set meta mark or 0x10000000 accept$/);
+    // replies: ufw accepts RELATED,ESTABLISHED itself; an exempt VPN still meets the operator's ufw forward rules
+    expect(withExempt.find((r) => r.tag === 'replies')!.text).toBe('ct state established,related accept');
+    expect(withExempt.find((r) => r.tag === 'exempt-0')!.text).toBe('iifname "wg0" accept');
+    // audit lets the rest through egressfw's table only: unmarked, so it opens nothing ufw's forward DROP closed
+    const audit = buildDesired(parseConfig('mode: audit', 'x'), [], dns).nft!.rules;
+    expect(audit.at(-1)).toEqual({ tag: 'audit', text: 'accept' });
+  });
+
+  it("the ufw block accepts the mark in ufw's forward path (both families), and only when containers are managed", () => {
+    const blocks = desired.ufw!.blocks;
+    expect(blocks[4].split('\n')).toContain('-A ufw-before-forward -m mark --mark 0x10000000/0x10000000 -m comment --comment "egressfw forward" -j ACCEPT');
+    expect(blocks[6].split('\n')).toContain('-A ufw6-before-forward -m mark --mark 0x10000000/0x10000000 -m comment --comment "egressfw forward" -j ACCEPT');
+    const hostOnly = buildDesired(parseConfig('containers: { enabled: false }', 'x'), [], dns).ufw!.blocks;
+    expect(hostOnly[4]).not.toMatch(/forward/);
+    expect(hostOnly[6]).not.toMatch(/forward/);
   });
 
   it('audit mode records and lets through: same chain, no reject', () => {
@@ -294,5 +317,36 @@ describe('nft sets', () => {
     expect(batch.slice(0, 2)).toEqual([{ add: { table: { family: 'inet', name: 'egressfw' } } }, { delete: { table: { family: 'inet', name: 'egressfw' } } }]);
     expect(JSON.stringify(batch)).not.toMatch(/handle/);
     expect(batch.find((c: { add?: { set?: { name: string } } }) => c.add?.set?.name === 'refused4').add.set.elem).toBeUndefined();
+  });
+});
+
+describe('a ruleset flush (nftables.service): every table gone, ufw still enabled', () => {
+  it("reloads ufw (its rules were in the deleted tables: the host was open), re-creates our table and refills EGRESSFW-HOST; then converges", () => {
+    const desired = buildDesired(parseConfig('allow: [{ domain: api.example.com }]', 'x'), [], [{ host: '198.51.100.53', port: 53 }]);
+    const k = new FakeKernel();
+    k.ufw.files = { 4: fixture('before.rules'), 6: fixture('before6.rules') };
+    k.apply(diff(desired, k.observe()));
+    expect(diff(desired, k.observe()).ops).toEqual([]);
+    // flush ruleset: iptables-nft's tables (ufw's chains, EGRESSFW-HOST) and our table are gone; the files and ufw.conf stay
+    k.tables = { 4: new Map([['FORWARD', []], ['OUTPUT', []]]), 6: new Map([['FORWARD', []], ['OUTPUT', []]]) };
+    k.nft = null;
+    const repair = diff(desired, k.observe());
+    // ipsets are not nftables: they survive the flush
+    expect(repair.ops.map((o) => o.kind)).toEqual(['ufw-reload', 'nft', 'chain', 'chain']);
+    expect(repair.ops.filter((o) => o.kind === 'chain').map((o) => (o as { reason: string }).reason)).toEqual(['refill after ufw reload', 'refill after ufw reload']);
+    k.apply(repair);
+    k.tables[4].set('ufw-before-output', k.tables[4].get('ufw-before-output') ?? []); // what the real reload loads
+    k.tables[6].set('ufw6-before-output', k.tables[6].get('ufw6-before-output') ?? []);
+    expect(diff(desired, k.observe()).ops).toEqual([]);
+  });
+});
+
+describe('nft monitor events', () => {
+  it("only the deletion of egressfw's own table counts", async () => {
+    const { tableDeleted } = await import('../../src/plan/nft.js');
+    expect(tableDeleted('delete table inet egressfw')).toBe(true);
+    expect(tableDeleted('delete table inet egressfw\n')).toBe(true);
+    for (const l of ['add table inet egressfw', 'delete table ip docker-bridges', 'delete table inet egressfw2', 'delete table ip egressfw', '# delete table inet egressfw x'])
+      expect(tableDeleted(l), l).toBe(false);
   });
 });

@@ -75,7 +75,7 @@ describe('proxy config', () => {
     const ports = Array.from({ length: 20 }, (_, i) => 8000 + i);
     const c = parseConfig(`${ALLOW}proxy:\n  mode: sni\n  services: [app]\n  wildcards: ["*.example.com"]\n  tlsPorts: [${ports.join(', ')}]\n`, 'test.yml');
     const rule = buildNftDesired(c, { 4: [], 6: [] }).rules.find((r) => r.tag === 'proxy-wildcards')!;
-    expect(rule.text).toContain(`tcp dport { ${[...c.proxy.httpPorts, ...ports].join(', ')} } accept`);
+    expect(rule.text).toContain(`tcp dport { ${[...c.proxy.httpPorts, ...ports].join(', ')} } meta mark set meta mark or 0x10000000 accept`);
   });
 
   it('normalises wildcards (lowercase, sorted, unique) and services', () => {
@@ -316,7 +316,7 @@ describe('proxy: the one firewall rule SNI wildcards need', () => {
   it('lets only the proxy bridge reach public IPv4 addresses on the proxied ports, after the allowlist, before the rejects', () => {
     const rules = buildDesired(sniConfig, [], [{ host: '198.51.100.53', port: 53 }]).nft!.rules;
     const at = rules.findIndex((r) => r.tag === 'proxy-wildcards');
-    expect(rules[at]!.text).toMatch(/^iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .*169\.254\.0\.0\/16.* \} tcp dport \{ 80, 443, 8443 \} accept$/);
+    expect(rules[at]!.text).toMatch(/^iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .*169\.254\.0\.0\/16.* \} tcp dport \{ 80, 443, 8443 \} meta mark set meta mark or 0x10000000 accept$/);
     expect(at).toBeLessThan(rules.findIndex((r) => r.tag === 'reject'));
     expect(rules.filter((r) => r.tag.startsWith('proxy'))).toHaveLength(1);
   });

@@ -17,14 +17,14 @@ const SSH = '-A ufw-before-input -p tcp --dport 22 -j ACCEPT';
 
 /** stock before.rules with our block near COMMIT, plus `extra` inserted after line `after` (1-based) */
 function rulesWith(extra: string[], after = 17): string {
-  const lines = upsertBlock(fixture('before.rules'), ufwBlock(4, dns))!.split('\n');
+  const lines = upsertBlock(fixture('before.rules'), ufwBlock(4, dns, undefined, true))!.split('\n');
   lines.splice(after, 0, ...extra);
   return lines.join('\n');
 }
 
 function observedWith(text4: string) {
   const k = new FakeKernel();
-  k.ufw.files = { 4: text4, 6: upsertBlock(fixture('before6.rules'), ufwBlock(6, dns))! };
+  k.ufw.files = { 4: text4, 6: upsertBlock(fixture('before6.rules'), ufwBlock(6, dns, undefined, true))! };
   return k.observe();
 }
 
@@ -47,15 +47,15 @@ describe('ufw before.rules: exactly one well-formed egressfw block', () => {
   });
 
   it('a user rule inside our block (hand edit) is refused, naming its line', () => {
-    const block = ufwBlock(4, dns).split('\n');
+    const block = ufwBlock(4, dns, undefined, true).split('\n');
     block.splice(2, 0, SSH);
-    const text = upsertBlock(fixture('before.rules'), ufwBlock(4, dns))!.replace(ufwBlock(4, dns), block.join('\n'));
+    const text = upsertBlock(fixture('before.rules'), ufwBlock(4, dns, undefined, true))!.replace(ufwBlock(4, dns, undefined, true), block.join('\n'));
     const line = text.split('\n').indexOf(SSH) + 1;
     expect(() => extractBlock(text, '/etc/ufw/before.rules')).toThrow(new RegExp(`/etc/ufw/before\\.rules line ${line}: .*not written by egressfw`));
   });
 
   it('END before BEGIN, and an END alone, are refused', () => {
-    const block = ufwBlock(4, dns);
+    const block = ufwBlock(4, dns, undefined, true);
     const swapped = fixture('before.rules').replace(/\nCOMMIT\n$/, `\n# END EGRESSFW\n${SSH}\n${block.split('\n')[0]}\nCOMMIT\n`);
     expect(() => extractBlock(swapped, 'f')).toThrow(/^f line 75: "# END EGRESSFW" comes before "# BEGIN EGRESSFW" \(line 77\)/);
     const endOnly = fixture('before.rules').replace(/\nCOMMIT\n$/, '\n# END EGRESSFW\nCOMMIT\n');
@@ -64,8 +64,8 @@ describe('ufw before.rules: exactly one well-formed egressfw block', () => {
 
   it('one well-formed block is found, replaced and removed as before', () => {
     const stock = fixture('before.rules');
-    const once = upsertBlock(stock, ufwBlock(4, dns))!;
-    expect(extractBlock(once, 'f')).toBe(ufwBlock(4, dns));
+    const once = upsertBlock(stock, ufwBlock(4, dns, undefined, true))!;
+    expect(extractBlock(once, 'f')).toBe(ufwBlock(4, dns, undefined, true));
     expect(extractBlock(stock, 'f')).toBeNull();
     expect(removeBlock(once)).toBe(stock);
     const plan = diff(desired(), observedWith(once));

@@ -54,7 +54,7 @@ function installed(): FakeKernel {
   k.ufw.files = { 4: fixture('before.rules'), 6: fixture('before6.rules') };
   const config = parseConfig('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }', 'x');
   k.apply(diff(buildDesired(config, [{ name: 'api.example.com', status: 'ok', detail: '', ips: [{ ip: '203.0.113.1', family: 4, source: 'answer', until: 0 }] }], [{ host: '198.51.100.53', port: 53 }]), k.observe()));
-  expect(k.ufw.files[4]).toContain(ufwBlock(4, [{ host: '198.51.100.53', port: 53 }]));
+  expect(k.ufw.files[4]).toContain(ufwBlock(4, [{ host: '198.51.100.53', port: 53 }], undefined, true));
   return k;
 }
 const STATE = JSON.stringify({ version: 1, domains: {}, lastSync: { at: NOW - 5, ok: true, message: 'x' }, original: { ufwOutputPolicy: 'ACCEPT', ufwEnabled: true } });
