@@ -31,6 +31,14 @@ export const UFW_FORWARD = { 4: 'ufw-before-forward', 6: 'ufw6-before-forward' }
  */
 export const FORWARD_MARK = 0x10000000;
 export const FORWARD_MARK_HEX = `0x${FORWARD_MARK.toString(16)}`;
+/**
+ * The verdict for what egressfw allows: accept, and OR in FORWARD_MARK, which egressfw's ufw block
+ * accepts in ufw's forward path. An accept in one base chain is not final: on Docker's nftables
+ * backend an iptables FORWARD policy DROP (ufw's) behind this table would drop it. Where nothing
+ * drops behind (policy ACCEPT) the mark is read by nobody. Every chain's accept by destination uses it
+ * (the forward chain's and each policy's).
+ */
+export const FORWARD_PASS = `meta mark set meta mark or ${FORWARD_MARK_HEX} accept`;
 export const UFW_FILE = { 4: '/etc/ufw/before.rules', 6: '/etc/ufw/before6.rules' } as const satisfies Record<Family, string>;
 export const BLOCK_BEGIN = '# BEGIN EGRESSFW';
 export const BLOCK_END = '# END EGRESSFW';

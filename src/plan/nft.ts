@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
-import { FORWARD_MARK_HEX, NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
+import { FORWARD_PASS, NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
 import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 import { policiesInUse } from '../policy/assign.js';
 import { POLICY_FORWARD_RULES, type PolicyDesired } from './policies.js';
@@ -49,13 +49,8 @@ export function nftElement(ipsetEntry: string): string {
   return `${ipsetEntry.slice(0, comma)} . ${proto} . ${port}`;
 }
 
-/**
- * The verdict for what egressfw allows: accept, and OR in FORWARD_MARK, which egressfw's ufw block
- * accepts in ufw's forward path. An accept in one base chain is not final: on Docker's nftables
- * backend an iptables FORWARD policy DROP (ufw's) behind this table would drop it. Where nothing
- * drops behind (policy ACCEPT) the mark is read by nobody.
- */
-export const PASS = `meta mark set meta mark or ${FORWARD_MARK_HEX} accept`;
+/** The verdict for what egressfw allows (accept + the forward mark): see FORWARD_PASS in kernel-names.ts. */
+export const PASS = FORWARD_PASS;
 
 /** Transport protocols with ports. */
 const PORTED = '{ tcp, udp, sctp, dccp, udplite }';

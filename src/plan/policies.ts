@@ -16,7 +16,7 @@ import type { AllowList, Config } from '../config/load.js';
 import { forbiddenReason, parseIp, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
 import { assignPolicy, COMPOSE_PROJECT, COMPOSE_SERVICE, HOST_POLICY, NO_POLICY, type Assignment } from '../policy/assign.js';
-import { FAMILIES, NFT, POLICY_NFT } from './kernel-names.js';
+import { FAMILIES, FORWARD_PASS, NFT, POLICY_NFT } from './kernel-names.js';
 import type { NftRule } from './nft.js';
 
 /** A running container as the inventory (Docker's API, or its events) gives it. */
@@ -68,10 +68,10 @@ export function policyObjects(policy: string): { chain: string; allow: Record<Fa
 export function policyChainRules(policy: string): NftRule[] {
   const o = policyObjects(policy);
   return [
-    { tag: 'allowed', text: `ip daddr . meta l4proto . th dport @${o.allow[4]} accept` },
-    { tag: 'allowed6', text: `ip6 daddr . meta l4proto . th dport @${o.allow[6]} accept` },
-    { tag: 'gate', text: `ip daddr . meta l4proto . th dport @${o.gate[4]} accept` },
-    { tag: 'gate6', text: `ip6 daddr . meta l4proto . th dport @${o.gate[6]} accept` },
+    { tag: 'allowed', text: `ip daddr . meta l4proto . th dport @${o.allow[4]} ${FORWARD_PASS}` },
+    { tag: 'allowed6', text: `ip6 daddr . meta l4proto . th dport @${o.allow[6]} ${FORWARD_PASS}` },
+    { tag: 'gate', text: `ip daddr . meta l4proto . th dport @${o.gate[4]} ${FORWARD_PASS}` },
+    { tag: 'gate6', text: `ip6 daddr . meta l4proto . th dport @${o.gate[6]} ${FORWARD_PASS}` },
   ];
 }
 

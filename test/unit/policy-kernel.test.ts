@@ -92,7 +92,7 @@ describe('policies in the kernel', () => {
     // the host's list is the top level only: neither the policies' names nor the private address
     expect(desired.nft!.sets[4]).toEqual(['198.51.100.53 . tcp . 53', '198.51.100.53 . udp . 53', '203.0.113.60 . tcp . 443']);
     expect(pol.chains.map((c) => c.name)).toEqual(['pol-host', 'pol-ci', 'pol-payments']);
-    expect(pol.chains[0]!.rules.map((r) => r.text)[0]).toBe('ip daddr . meta l4proto . th dport @allow4 accept');
+    expect(pol.chains[0]!.rules.map((r) => r.text)[0]).toBe('ip daddr . meta l4proto . th dport @allow4 meta mark set meta mark or 0x10000000 accept');
     expect(pol.gateSets).toEqual(['pol-ci-gate4', 'pol-ci-gate6', 'pol-payments-gate4', 'pol-payments-gate6']);
   });
 
