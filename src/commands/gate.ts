@@ -44,8 +44,11 @@ export interface GateProcess {
  */
 export const GATE_NODE_FLAGS = ['--max-old-space-size=128'];
 
-/** Written when the gate listens; `status` reads it. */
+/** Written when the gate listens, then with fresh counters every STATS_EVERY_MS; `status` reads it. */
 export const GATE_STATE = 'gate.json';
+const STATS_EVERY_MS = 5000;
+/** query log lines for shed queries, at most, per second (the rest are only counted) */
+const SHED_LINES_PER_SEC = 20;
 
 export const gateOptions = (c: Config): GateOptions => ({ minTtl: c.dns.minTtl, maxTtl: c.dns.maxTtl, staleGrace: c.staleGrace, ipv6: c.ipv6, cacheSize: c.dns.gate.cacheSize });
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1';
@@ -94,8 +97,16 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     if (pending.length) deps.out(`${pending.join('\n')}\n`);
     pending = [];
   };
+  // A flood is shed by the thousand a second: log the first few each second, count all of them (gate.json stats).
+  let shedSecond = 0;
+  let shedLogged = 0;
   const emit = (e: QueryEvent) => {
     if (e.name === PROBE_NAME && isLoopback(e.client)) return;
+    if (e.verdict === 'shed') {
+      const sec = Math.floor(e.at / 1000);
+      if (sec !== shedSecond) [shedSecond, shedLogged] = [sec, 0];
+      if (++shedLogged > SHED_LINES_PER_SEC) return;
+    }
     const write = (c: Awaited<ReturnType<Attribution['lookup']>>) => {
       const line = queryLine(e, c);
       pending.push(line);
@@ -119,7 +130,11 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   if (deps.presentElements) gate.ledger.seed(await deps.presentElements(), Date.now());
   const server = await startGateServer({ listen: config.dns.gate.listen, port: config.dns.gate.port, handle: (m, c, t) => gate.handle(m, c, t), warn: (w) => deps.warn(`gate: ${w}`) });
   const listening = { pid: proc.pid, since: new Date().toISOString(), port: config.dns.gate.port, bound: server.bound };
-  await deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify(listening)}\n`);
+  const writeState = () => deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify({ ...listening, stats: gate.snapshot() })}\n`);
+  await writeState();
+  // status reads the counters from here (every few seconds: cheap, and never on the query path)
+  const statsTimer = setInterval(() => void writeState().catch((e: Error) => deps.warn(`gate: cannot write ${GATE_STATE}: ${e.message}`)), STATS_EVERY_MS);
+  statsTimer.unref?.();
   deps.warn(`gate: listening on ${server.bound.join(', ')}; ${config.domains.length} names, ${config.wildcards.length} wildcards`);
   void attribution?.refresh();
 
@@ -141,6 +156,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     proc.on('SIGTERM', resolve);
     proc.on('SIGINT', resolve);
   });
+  clearInterval(statsTimer);
   await server.close();
   admitter.close();
   flushOut();

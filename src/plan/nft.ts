@@ -34,12 +34,16 @@ export interface NftDesired {
 /** Names of every chain the gate may own: removed when the gate is turned off. */
 export const GATE_CHAINS = ['gate-dns', 'gate-input'] as const;
 
+/** Elements a gate set holds at most (ip . proto . port each). */
+export const GATE_SET_SIZE = 65536;
+
 export const SET_TYPES: Record<string, string> = {
   [NFT.allow[4]]: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
   [NFT.allow[6]]: 'type ipv6_addr . inet_proto . inet_service; flags interval;',
   // The DNS gate adds what it answered, each with its own timeout; sync never flushes these.
-  [NFT.gate[4]]: 'type ipv4_addr . inet_proto . inet_service; flags timeout;',
-  [NFT.gate[6]]: 'type ipv6_addr . inet_proto . inet_service; flags timeout;',
+  // Capped: a flood of answers fills the set (the gate then answers SERVFAIL), never the kernel's memory.
+  [NFT.gate[4]]: `type ipv4_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
+  [NFT.gate[6]]: `type ipv6_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
   // Every refused (or, in audit mode, would-be-refused) new connection: source . destination . proto . port, counted.
   [NFT.refused[4]]: 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
   [NFT.refused[6]]: 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',

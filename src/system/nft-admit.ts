@@ -21,6 +21,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Family } from '../net/ip.js';
 import type { AdmitEntry } from '../gate/gate.js';
+import { GATE_SET_SIZE } from '../plan/nft.js';
 
 export const GATE_TABLE = 'inet egressfw';
 export const GATE_SET: Record<Family, string> = { 4: 'gate4', 6: 'gate6' };
@@ -170,7 +171,9 @@ export class NftAdmitter {
       }
     } else {
       this.stats.failures++;
-      for (const b of batch) b.reject(new Error(error));
+      // nft says ENFILE's text when a set with a size is full
+      const why = /Too many open files/.test(error) ? `a gate set is full (${GATE_SET_SIZE} elements; they expire with their timeouts)` : error;
+      for (const b of batch) b.reject(new Error(why));
     }
   }
 
