@@ -1,4 +1,5 @@
-import { loadConfig, type Config } from '../config/load.js';
+import { loadConfig, withScheduler, type Config } from '../config/load.js';
+import { schedulerFile, schedulerText } from '../system/scheduler.js';
 import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
 import { describeOp } from '../plan/render.js';
@@ -42,7 +43,9 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  */
 export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
-  let config = await loadConfig(opts.config);
+  // Under the daemon an unset dns.gate.enabled is on; the marker tells a hand-run sync (and status) so.
+  let config = withScheduler(await loadConfig(opts.config), 'daemon');
+  await deps.writeFileAtomic(schedulerFile(opts.stateDir), schedulerText('daemon'));
   const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
   const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
     const release = await deps.acquireLock();
@@ -84,7 +87,8 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   });
   proc.on('SIGHUP', () => {
     loadConfig(opts.config).then(
-      (c) => {
+      (loaded) => {
+        const c = withScheduler(loaded, 'daemon');
         const was = config.dns.gate;
         config = c;
         if (gate) {

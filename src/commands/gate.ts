@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { loadConfig, parseResolvConf, type Config } from '../config/load.js';
+import { loadConfig, parseResolvConf, withScheduler, type Config } from '../config/load.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
 import { Gate, type Admit, type GateOptions, type QueryEvent } from '../gate/gate.js';
@@ -82,8 +82,9 @@ async function upstreamOf(c: Config, deps: GateDeps): Promise<ResolverOptions> {
  */
 export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: GateProcess): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the DNS gate writes kernel sets and needs root (it is started by `egressfw daemon`)');
-  let config = await loadConfig(opts.config);
-  if (!config.dns.gate.enabled) throw new UsageError(`dns.gate.enabled is false in ${opts.config}: set it to true to run the gate`);
+  // The gate runs under the daemon (or by hand to debug): an unset dns.gate.enabled is on there.
+  let config = withScheduler(await loadConfig(opts.config), 'daemon');
+  if (!config.dns.gate.enabled) throw new UsageError(`dns.gate.enabled is false in ${opts.config}: remove the line (on under the daemon) or set it to true to run the gate`);
   let upstream = await upstreamOf(config, deps);
   const admitter = deps.admitter();
   const log = new RotatingLog(path.join(opts.stateDir, GATE_LOG), config.dns.gate.logMaxBytes, config.dns.gate.logFiles, (e) => deps.warn(`gate: cannot write ${GATE_LOG}: ${e.message}`));
@@ -140,7 +141,8 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
 
   proc.on('SIGHUP', () => {
     loadConfig(opts.config).then(
-      async (c) => {
+      async (loaded) => {
+        const c = withScheduler(loaded, 'daemon');
         if (c.dns.gate.port !== config.dns.gate.port || c.dns.gate.listen.join() !== config.dns.gate.listen.join()) {
           deps.warn('gate: dns.gate.listen/port changed: restart the gate (`systemctl restart egressfw`) to move its sockets');
         }

@@ -1,4 +1,6 @@
-import { loadConfig } from '../config/load.js';
+import { loadConfig, withScheduler } from '../config/load.js';
+import { dnsOpen, dnsOpenText } from '../plan/dns-open.js';
+import { readScheduler } from '../system/scheduler.js';
 import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
 import { FAMILIES, NFT } from '../plan/names.js';
@@ -24,7 +26,9 @@ const ago = (sec: number) => (sec < 120 ? `${Math.round(sec)}s` : sec < 7200 ? `
  */
 export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: GateStatusDeps }): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('status reads the firewall and needs root: run `sudo egressfw status`');
-  const config = await loadConfig(opts.config);
+  const scheduler = await readScheduler(opts.stateDir, deps.readText);
+  const config = withScheduler(await loadConfig(opts.config), scheduler);
+  const open = dnsOpen(config, scheduler);
   const now = deps.now();
   const file = stateFile(opts.stateDir);
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
@@ -60,6 +64,9 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     docker: round.coverage.docker,
     coverage: round.coverage,
     gate: gate?.doc ?? null,
+    /** null: DNS goes through the gate; else who can resolve any name, why, how to close it */
+    dnsOpen: open,
+    scheduler,
     lastSync: state.lastSync ?? null,
     mode: config.mode,
     sets: { v4: observed.sets[4].entries.length, v6: observed.sets[6].entries.length },
@@ -95,6 +102,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     }
     if (doc.ufw) out.push(`ufw: ${doc.ufw.enabled ? 'active' : 'INACTIVE'}, outgoing ${doc.ufw.outgoing}, egressfw block ${doc.ufw.hooked ? 'present' : 'MISSING'}`);
     out.push(...coverageText(round.coverage));
+    if (open) out.push(...dnsOpenText(open));
     out.push('', 'Domains');
     for (const d of domains) {
       out.push(`  ${printable(d.name)}  ${printable(d.status)}${d.lastOk && d.status !== 'ok' ? ` (last ok ${ago(now - d.lastOk)} ago)` : ''}`);
@@ -105,6 +113,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     for (const w of doc.warnings) out.push(`warning: ${printable(w)}`);
     deps.out(`${out.join('\n')}\n`);
   }
-  // A gate that does not answer (containers cannot resolve) or that Docker goes around needs attention: 3.
-  return doc.enforced && (gate?.healthy ?? true) ? 0 : 3;
+  // A gate that does not answer (containers cannot resolve), that Docker goes around, or DNS left open
+  // without dns.openAcknowledged needs attention: 3.
+  return doc.enforced && (gate?.healthy ?? true) && (!open || open.acknowledged) ? 0 : 3;
 }

@@ -1,4 +1,6 @@
-import { loadConfig, type Config } from '../config/load.js';
+import { loadConfig, withScheduler, type Config } from '../config/load.js';
+import { dnsOpen, dnsOpenText } from '../plan/dns-open.js';
+import { readScheduler } from '../system/scheduler.js';
 import { computeRound, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
 import { diff, type Plan } from '../plan/diff.js';
@@ -128,7 +130,9 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
  */
 export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSource = process): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('sync changes the firewall and needs root: run `sudo egressfw sync` (or `egressfw plan` to see what it would do)');
-  const config = await loadConfig(opts.config);
+  const scheduler = await readScheduler(opts.stateDir, deps.readText);
+  const config = withScheduler(await loadConfig(opts.config), scheduler);
+  const open = dnsOpen(config, scheduler);
   const abort = new AbortController();
   let got: 'SIGINT' | 'SIGTERM' | null = null;
   const on = (signal: 'SIGINT' | 'SIGTERM') => () => {
@@ -154,6 +158,7 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSou
     if (got) deps.warn(`egressfw sync: ${got} came after the changes were applied and verified; they are in force`);
     for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${printable(w)}`); // names and details come from DNS
+    if (open) deps.warn(dnsOpenText(open).join('\n'));
     if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
       else deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);

@@ -26,7 +26,10 @@ export interface CidrRule {
   ports: Port[];
 }
 export interface GateConfig {
+  /** in force: `setting`, or when unset, whether egressfw runs as the daemon (withScheduler) */
   enabled: boolean;
+  /** dns.gate.enabled as written: undefined = on under the daemon, off otherwise */
+  setting: boolean | undefined;
   listen: string[];
   port: number;
   cacheSize: number;
@@ -53,6 +56,8 @@ export interface Config {
     maxAddresses: number;
     /** overall time for one name, all queries included */
     deadlineMs: number;
+    /** dns.openAcknowledged: DNS being open (gate off) is known and accepted */
+    openAcknowledged: boolean;
   };
   staleGrace: number;
   mode: 'enforce' | 'audit';
@@ -122,7 +127,7 @@ export function parseConfig(text: string, file: string): Config {
   const cidrs = new Map<string, CidrRule>();
   const wildcardProblems: string[] = [];
   for (const [i, e] of raw.allow.entries()) {
-    if (e.domain?.startsWith('*.') && !raw.dns.gate.enabled) {
+    if (e.domain?.startsWith('*.') && raw.dns.gate.enabled !== true) {
       wildcardProblems.push(
         `allow[${i}].domain: "${e.domain}" is a wildcard: it needs the DNS gate (set \`dns.gate.enabled: true\`, see docs/dns-gate.md), since an IP firewall alone has no list of IPs for it; or list each name, or use \`egressfw proxy --mode sni\``,
       );
@@ -140,7 +145,7 @@ export function parseConfig(text: string, file: string): Config {
       cidrs.set(e.cidr, { cidr: e.cidr, family: parseCidr(e.cidr)!.family, ports: sortPorts([...(prev?.ports ?? []), ...e.ports]) });
     }
   }
-  if (raw.dns.gate.enabled && !raw.containers.enabled) {
+  if (raw.dns.gate.enabled === true && !raw.containers.enabled) {
     wildcardProblems.push('dns.gate.enabled: the DNS gate judges containers\' DNS in egressfw\'s nft table, which containers.enabled: false turns off; enable both or neither');
   }
   if (wildcardProblems.length > 0) throw new ConfigError(file, wildcardProblems);
@@ -163,9 +168,11 @@ export function parseConfig(text: string, file: string): Config {
       concurrency: raw.dns.concurrency,
       minTtl: raw.dns.minTtl,
       maxTtl: raw.dns.maxTtl,
-      gate: { ...raw.dns.gate, listen: [...new Set(raw.dns.gate.listen)] },
+      // Parsed alone, an unset gate is off: withScheduler() turns it on under the daemon.
+      gate: { ...raw.dns.gate, setting: raw.dns.gate.enabled, enabled: raw.dns.gate.enabled === true, listen: [...new Set(raw.dns.gate.listen)] },
       maxAddresses: raw.dns.maxAddresses,
       deadlineMs: Math.round((raw.dns.deadline ?? Math.max(DEFAULT_DEADLINE_MS / 1000, raw.dns.timeout)) * 1000),
+      openAcknowledged: raw.dns.openAcknowledged,
     },
     staleGrace: raw.staleGrace,
     mode: raw.mode,
@@ -229,4 +236,20 @@ export function parseResolvConf(text: string): string[] {
     if (c && !m[1]!.includes('/')) out.push(c.text.split('/')[0]!);
   }
   return [...new Set(out)];
+}
+
+/** How egressfw is scheduled here: `egressfw daemon` (systemd), cron, or not installed (sync by hand). */
+export type Scheduler = 'daemon' | 'cron' | null;
+
+/**
+ * Pure: the config in force under this scheduler. An unset dns.gate.enabled
+ * means on under the daemon (the one that runs the gate) and off otherwise;
+ * plan, sync, status and the daemon all read the same marker, so they render
+ * the same rules (no drift between a hand-run sync and the daemon).
+ */
+export function withScheduler(config: Config, scheduler: Scheduler): Config {
+  const { setting } = config.dns.gate;
+  const enabled = setting ?? (scheduler === 'daemon' && config.containers.enabled);
+  if (enabled === config.dns.gate.enabled) return config;
+  return { ...config, dns: { ...config.dns, gate: { ...config.dns.gate, enabled } } };
 }
