@@ -18,6 +18,8 @@ export interface GateCommandOptions {
 
 export interface GateDeps {
   query: QueryFn;
+  /** the shared upstream socket pool on egressfw's reserved ports (UpstreamPool in production); absent: `query` */
+  upstreamPool?: () => Promise<{ query: QueryFn; close(): void }>;
   readText: (file: string) => Promise<string | null>;
   writeFileAtomic: (file: string, text: string) => Promise<void>;
   /** the kernel writer (NftAdmitter in production) */
@@ -53,12 +55,20 @@ const SHED_LINES_PER_SEC = 20;
 export const gateOptions = (c: Config): GateOptions => ({ minTtl: c.dns.minTtl, maxTtl: c.dns.maxTtl, staleGrace: c.staleGrace, ipv6: c.ipv6, cacheSize: c.dns.gate.cacheSize });
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1';
 
-async function upstreamOf(c: Config, deps: GateDeps): Promise<ResolverOptions> {
+async function upstreamOf(c: Config, deps: Pick<GateDeps, 'query' | 'readText'>): Promise<ResolverOptions> {
   let servers = c.dns.servers;
   if (!servers) {
     servers = parseResolvConf((await deps.readText('/etc/resolv.conf')) ?? '');
     if (!servers.length) throw new PreconditionError('no DNS servers: /etc/resolv.conf lists none; set dns.servers in the config');
   }
+  // Host DNS is redirected to the gate: a resolver on the host (systemd-resolved's 127.0.0.53, a local dnsmasq)
+  // would send its own upstream queries back here, a loop. Ask the servers it asks (systemd-resolved lists them).
+  if (c.host.enabled && servers.every(isLoopback)) {
+    const real = parseResolvConf((await deps.readText('/run/systemd/resolve/resolv.conf')) ?? '').filter((s) => !isLoopback(s));
+    if (!real.length) throw new PreconditionError(`the DNS servers (${servers.join(', ')}) are on this host, whose DNS goes through the gate: set dns.servers to the upstream resolvers in the config`);
+    servers = real;
+  }
+  servers = servers.filter((s) => !isLoopback(s) || !c.host.enabled);
   // TTLs: lowered to maxTtl here; NOT raised to minTtl (the cache keeps an answer no longer than its TTL; minTtl goes into the kernel timeout).
   // A container's resolver gives up after about 5 s: the gate answers SERVFAIL before that rather than never.
   return {
@@ -85,7 +95,9 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   // The gate runs under the daemon (or by hand to debug): an unset dns.gate.enabled is on there.
   let config = withScheduler(await loadConfig(opts.config), 'daemon');
   if (!config.dns.gate.enabled) throw new UsageError(`dns.gate.enabled is false in ${opts.config}: remove the line (on under the daemon) or set it to true to run the gate`);
-  let upstream = await upstreamOf(config, deps);
+  const pool = deps.upstreamPool ? await deps.upstreamPool() : null;
+  const ask = { query: pool?.query ?? deps.query, readText: deps.readText };
+  let upstream = await upstreamOf(config, ask);
   const admitter = deps.admitter();
   const log = new RotatingLog(path.join(opts.stateDir, GATE_LOG), config.dns.gate.logMaxBytes, config.dns.gate.logFiles, (e) => deps.warn(`gate: cannot write ${GATE_LOG}: ${e.message}`));
   const attribution = deps.containers ? new Attribution(deps.containers, Date.now) : null;
@@ -146,7 +158,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
         if (c.dns.gate.port !== config.dns.gate.port || c.dns.gate.listen.join() !== config.dns.gate.listen.join()) {
           deps.warn('gate: dns.gate.listen/port changed: restart the gate (`systemctl restart egressfw`) to move its sockets');
         }
-        upstream = await upstreamOf(c, deps);
+        upstream = await upstreamOf(c, ask);
         config = c;
         gate.reload(new GatePolicy(c.domains, c.wildcards), gateOptions(c));
         deps.warn(`gate: config reloaded: ${c.domains.length} names, ${c.wildcards.length} wildcards`);
@@ -161,6 +173,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   clearInterval(statsTimer);
   await server.close();
   admitter.close();
+  pool?.close();
   flushOut();
   await log.close();
   return 0;

@@ -158,7 +158,8 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSou
     if (got) deps.warn(`egressfw sync: ${got} came after the changes were applied and verified; they are in force`);
     for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${printable(w)}`); // names and details come from DNS
-    if (open) deps.warn(dnsOpenText(open).join('\n'));
+    // acknowledged: known and accepted, so a cron run stays quiet (plan and status still say it)
+    if (open && !open.acknowledged) deps.warn(dnsOpenText(open).join('\n'));
     if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
       else deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);

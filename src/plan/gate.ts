@@ -68,6 +68,35 @@ export function gateNatChain(i: GateRulesInput): GateChain {
   };
 }
 
+/**
+ * The gate's own upstream queries leave from these source ports (src/system/upstream-pool.ts binds
+ * them): UDP 960-975, TCP 976-987. Below 1024, so only a process with CAP_NET_BIND_SERVICE can use them.
+ */
+export const GATE_SOURCE_PORTS = '960-987';
+
+/**
+ * nat output chain: the host's own DNS to the gate. Every host process (resolv.conf servers,
+ * systemd-resolved's and a local dnsmasq's upstream queries, dockerd's embedded resolver when it asks
+ * from the host's namespace, `dig @8.8.8.8`) is redirected to the gate on loopback, which answers
+ * allowed names only. Except the gate's own upstream queries: a root socket (`meta skuid 0`) on a
+ * reserved port below 1024. An unprivileged process can have neither; root can rewrite the firewall
+ * anyway. DNS to the host itself (127.0.0.53, a dnsmasq on 127.0.0.1) is left to reach that resolver:
+ * its upstream leg is caught here. While no gate listens the redirect meets a closed port: queries
+ * fail at once (port unreachable), nothing hangs and nothing goes upstream.
+ */
+export function gateHostChain(i: Pick<GateRulesInput, 'port'>): GateChain {
+  return {
+    name: 'gate-host',
+    decl: 'type nat hook output priority -105; policy accept;', // ("dstnat" names a priority in prerouting only)
+    spec: { type: 'nat', hook: 'output', prio: -105, policy: 'accept' },
+    rules: [
+      { tag: 'gate-own', text: `meta skuid 0 meta l4proto { tcp, udp } th sport ${GATE_SOURCE_PORTS} th dport 53 return` },
+      { tag: 'gate-host-local', text: 'fib daddr type local return' },
+      { tag: 'gate-host-redirect', text: `${DNS} redirect to :${i.port}` },
+    ],
+  };
+}
+
 /** input chain: the gate's port answers redirected connections and loopback only. */
 export function gateInputChain(i: Pick<GateRulesInput, 'port'>): GateChain {
   return {

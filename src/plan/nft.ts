@@ -3,7 +3,7 @@ import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
 import { NFT } from './names.js';
-import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
+import { gateForwardRules, gateHostChain, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 
 /**
  * Container egress lives in egressfw's own nftables table. It hooks `forward`
@@ -32,7 +32,7 @@ export interface NftDesired {
 }
 
 /** Names of every chain the gate may own: removed when the gate is turned off. */
-export const GATE_CHAINS = ['gate-dns', 'gate-input'] as const;
+export const GATE_CHAINS = ['gate-dns', 'gate-input', 'gate-host'] as const;
 
 /** Elements a gate set holds at most (ip . proto . port each). */
 export const GATE_SET_SIZE = 65536;
@@ -134,7 +134,12 @@ export function withoutCovered(elements: string[]): string[] {
 
 export function buildNftDesired(config: Config, ipsetSets: Record<Family, string[]>): NftDesired {
   const gate = config.dns.gate.enabled
-    ? [gateNatChain({ port: config.dns.gate.port, exemptInterfaces: config.containers.exemptFrom }), gateInputChain({ port: config.dns.gate.port })]
+    ? [
+        gateNatChain({ port: config.dns.gate.port, exemptInterfaces: config.containers.exemptFrom }),
+        gateInputChain({ port: config.dns.gate.port }),
+        // the host's own DNS too, when egressfw restricts the host
+        ...(config.host.enabled ? [gateHostChain({ port: config.dns.gate.port })] : []),
+      ]
     : [];
   return { sets: { 4: withoutCovered(ipsetSets[4].map(nftElement)), 6: withoutCovered(ipsetSets[6].map(nftElement)) }, rules: forwardRules(config), gate };
 }
