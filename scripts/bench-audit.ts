@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { auditSection, renderAuditBench } from './bench/audit.js';
+import { auditSection, renderAuditBench } from './bench/audit-recording.js';
 import { progress, run } from './bench/util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -18,7 +18,7 @@ import { renderReport, type Machine } from './bench/report.js';
 import { startupSection, type StartupResult } from './bench/startup.js';
 import { syncSection, type SyncResult } from './bench/sync.js';
 import { must, progress, run } from './bench/util.js';
-import { auditSection, renderAuditBench, type AuditBenchResult } from './bench/audit.js';
+import { auditSection, renderAuditBench, type AuditBenchResult } from './bench/audit-recording.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');

@@ -1,5 +1,5 @@
 /*
- * nflogread: the user-space side of the NFLOG variant in the audit benchmark (scripts/bench/audit.ts).
+ * nflogread: the user-space side of the NFLOG variant in the audit benchmark (scripts/bench/audit-recording.ts).
  * Binds to one NFLOG group over raw netlink (no library), asks for the first 64 bytes of each packet
  * (IP + TCP/UDP header: enough for source, destination and port), batched by the kernel, and counts the
  * packet messages it receives. It stands for the cheapest possible recording daemon: a real one would also

@@ -1,8 +1,8 @@
 import { parseIp } from '../net/ip.js';
-import type { Mode } from '../plan/audit.js';
+import type { Mode } from '../plan/audit-rules.js';
 import type { State } from '../resolve/merge.js';
 import type { ContainerRef, History, Hit, Span } from './history.js';
-import { mergeNames, namesFor, resolutionNames, type GateEntry } from './names.js';
+import { mergeNames, namesFor, resolutionNames, type GateEntry } from './destination-names.js';
 import { HOST, recordKey, type KernelRecord } from './records.js';
 
 /**

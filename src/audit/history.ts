@@ -1,4 +1,4 @@
-import type { Mode } from '../plan/audit.js';
+import type { Mode } from '../plan/audit-rules.js';
 
 /**
  * What collections of the kernel's records leave behind, kept in the state

@@ -6,7 +6,7 @@ import { describeOp } from '../plan/render.js';
 import { nextRefreshAt } from '../resolve/merge.js';
 import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
 import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
-import type { AuditDeps } from '../system/audit.js';
+import type { AuditDeps } from '../system/audit-io.js';
 import { parseState, stateCheck, stateFile } from '../system/state.js';
 import { syncOnce, type SyncDeps } from './sync.js';
 

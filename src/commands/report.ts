@@ -1,6 +1,6 @@
 import { buildReport, renderReportText, reportJson } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
-import { collectAudit, type AuditDeps } from '../system/audit.js';
+import { collectAudit, type AuditDeps } from '../system/audit-io.js';
 
 export interface ReportOptions {
   stateDir: string;

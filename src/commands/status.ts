@@ -3,7 +3,7 @@ import { dnsOpen, dnsOpenText } from '../plan/dns-open.js';
 import { readScheduler } from '../system/scheduler.js';
 import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
-import { FAMILIES, NFT } from '../plan/names.js';
+import { FAMILIES, NFT, NFT_TABLE_REF, SET } from '../plan/kernel-names.js';
 import { describeOp } from '../plan/render.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
 import type { PlanDeps } from './plan.js';
@@ -41,7 +41,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
   const containers = !config.containers.enabled
     ? null
     : {
-        table: nft ? 'inet egressfw' : 'MISSING',
+        table: nft ? NFT_TABLE_REF : 'MISSING',
         hook: nft?.chain ? `${nft.chain.hook} priority ${nft.chain.prio}` : 'MISSING',
         rules: nft?.ruleComments.length ?? 0,
         allowed: { v4: nft?.sets.get(NFT.allow[4])?.length ?? 0, v6: nft?.sets.get(NFT.allow[6])?.length ?? 0 },
@@ -94,7 +94,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     out.push(`egressfw status: ${word}`);
     if (state.lastSync) out.push(`last sync: ${new Date(state.lastSync.at * 1000).toISOString()} (${ago(now - state.lastSync.at)} ago) ${state.lastSync.ok ? 'ok' : 'FAILED'}: ${printable(state.lastSync.message)}`);
     out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (refused connections are recorded and let through)' : 'enforce'}`);
-    out.push(`host: ipset egressfw-v4 ${doc.sets.v4} entries, egressfw-v6 ${doc.sets.v6} entries`);
+    out.push(`host: ipset ${SET[4]} ${doc.sets.v4} entries, ${SET[6]} ${doc.sets.v6} entries`);
     if (containers) {
       out.push(
         `containers: nft table ${containers.table}, forward hook ${containers.hook}, ${containers.rules} rules; allowed ${containers.allowed.v4} v4 + ${containers.allowed.v6} v6 entries; gate ${containers.gate.v4 + containers.gate.v6}; recorded refusals ${containers.recorded.v4 + containers.recorded.v6}`,

@@ -1,9 +1,9 @@
-import { gateRefusals } from '../audit/names.js';
+import { gateRefusals } from '../audit/destination-names.js';
 import { buildReport } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
 import { renderSuggestion } from '../audit/suggest.js';
 import { parseConfig } from '../config/load.js';
-import { collectAudit } from '../system/audit.js';
+import { collectAudit } from '../system/audit-io.js';
 import type { AuditCommandDeps } from './report.js';
 
 export interface SuggestOptions {

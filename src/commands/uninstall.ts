@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { PreconditionError } from '../errors.js';
 import type { Family } from '../net/ip.js';
-import { UFW_FILE } from '../plan/names.js';
+import { UFW_FILE } from '../plan/kernel-names.js';
 import { planUninstall } from '../plan/uninstall.js';
 import type { State } from '../resolve/merge.js';
 import { parseState, recoverOriginal, STATE_FILES, stateFile, type StateDirCleanup } from '../system/state.js';

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseCidr, compareIp, refusedExample, type Family } from '../net/ip.js';
 import { NotReadable, readRegularFile, thousands, tooLarge } from '../system/read-file.js';
-import { configSchema, type Port, type RawConfig } from './schema.js';
+import { configSchema, POLICY_NAME, RESERVED_POLICIES, type Port, type RawConfig } from './schema.js';
 import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
 import { DEFAULT_DEADLINE_MS } from '../resolve/resolver.js';
 
@@ -25,6 +25,36 @@ export interface CidrRule {
   family: Family;
   ports: Port[];
 }
+/** One allow list: the top level (the host's, and containers' by default) or a policy's. */
+export interface AllowList {
+  /** exact names (resolved by sync, and answered by the DNS gate) */
+  domains: DomainRule[];
+  /** "*.example.com" entries: any name below example.com; answered only by the DNS gate (name keeps the "*.") */
+  wildcards: DomainRule[];
+  cidrs: CidrRule[];
+}
+/** A named allowlist for containers (`policies.NAME`). */
+export interface Policy extends AllowList {
+  name: string;
+}
+/** Which containers an assign entry selects: every key given must match. */
+export interface ContainerMatch {
+  /** compose project (label com.docker.compose.project), exact */
+  project?: string;
+  /** compose service (label com.docker.compose.service), exact */
+  service?: string;
+  /** a label: that value, or any value when `value` is absent */
+  label?: { key: string; value?: string };
+  /** container name (no leading "/"); "*" any run of characters, "?" one */
+  name?: string;
+}
+export interface AssignRule {
+  /** position in containers.assign (named in plan/status: "containers.assign[1]") */
+  index: number;
+  /** a defined policy, "host", "none", or an unknown name (the containers it selects get nothing) */
+  policy: string;
+  match: ContainerMatch;
+}
 export interface GateConfig {
   /** in force: `setting`, or when unset, whether egressfw runs as the daemon (withScheduler) */
   enabled: boolean;
@@ -36,12 +66,9 @@ export interface GateConfig {
   logMaxBytes: number;
   logFiles: number;
 }
-export interface Config {
-  /** exact names (resolved by sync, and answered by the DNS gate) */
-  domains: DomainRule[];
-  /** "*.example.com" entries: any name below example.com; answered only by the DNS gate (name keeps the "*.") */
-  wildcards: DomainRule[];
-  cidrs: CidrRule[];
+export interface Config extends AllowList {
+  /** per-workload allowlists, sorted by name; empty when the config defines none */
+  policies: Policy[];
   dns: {
     /** undefined: use the nameservers of /etc/resolv.conf */
     servers: string[] | undefined;
@@ -61,7 +88,15 @@ export interface Config {
   };
   staleGrace: number;
   mode: 'enforce' | 'audit';
-  containers: { enabled: boolean; exemptFrom: string[] };
+  containers: {
+    enabled: boolean;
+    exemptFrom: string[];
+    /** what a container no assign entry (nor label) selects gets: "host", "none" or a policy name */
+    default: string;
+    assign: AssignRule[];
+    /** the egressfw.policy label selects a defined policy */
+    policyLabel: boolean;
+  };
   host: { enabled: boolean; enableUfw: boolean; outgoing: 'deny' | 'reject' };
   ipv6: boolean;
   schedule: { refresh: string; driftCheck: number; retryMax: number };
@@ -121,45 +156,25 @@ export function parseConfig(text: string, file: string): Config {
   const { proxy, problems } = normaliseProxy(raw);
   if (problems.length > 0) throw new ConfigError(file, problems);
 
-  // Duplicates merge: the same name (or network) listed twice allows the union of its ports.
-  const domains = new Map<string, DomainRule>();
-  const wildcards = new Map<string, DomainRule>();
-  const cidrs = new Map<string, CidrRule>();
   const wildcardProblems: string[] = [];
-  for (const [i, e] of raw.allow.entries()) {
-    if (e.domain?.startsWith('*.') && raw.dns.gate.enabled !== true) {
-      wildcardProblems.push(
-        `allow[${i}].domain: "${e.domain}" is a wildcard: it needs the DNS gate (set \`dns.gate.enabled: true\`, see docs/dns-gate.md), since an IP firewall alone has no list of IPs for it; or list each name, or use \`egressfw proxy --mode sni\``,
-      );
-    }
-    if (e.domain !== undefined) {
-      const into = e.domain.startsWith('*.') ? wildcards : domains;
-      const prev = into.get(e.domain);
-      into.set(e.domain, {
-        name: e.domain,
-        ports: sortPorts([...(prev?.ports ?? []), ...e.ports]),
-        allowPrivate: (prev?.allowPrivate ?? false) || e.allowPrivate,
-      });
-    } else if (e.cidr !== undefined) {
-      const prev = cidrs.get(e.cidr);
-      cidrs.set(e.cidr, { cidr: e.cidr, family: parseCidr(e.cidr)!.family, ports: sortPorts([...(prev?.ports ?? []), ...e.ports]) });
-    }
-  }
+  const top = normaliseAllow(raw.allow, 'allow', raw.dns.gate.enabled === true, wildcardProblems);
+  const { policies, assign, problems: policyProblems, warnings: policyWarnings } = normalisePolicies(raw, wildcardProblems);
+  wildcardProblems.push(...policyProblems);
   if (raw.dns.gate.enabled === true && !raw.containers.enabled) {
     wildcardProblems.push('dns.gate.enabled: the DNS gate judges containers\' DNS in egressfw\'s nft table, which containers.enabled: false turns off; enable both or neither');
   }
   if (wildcardProblems.length > 0) throw new ConfigError(file, wildcardProblems);
-  const byName = (a: DomainRule, b: DomainRule) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
     warnings: [
-      ...configWarnings(raw.allow),
+      ...configWarnings(raw.allow, 'allow', raw.allow.length === 0 && Object.keys(raw.policies).length === 0),
+      ...Object.entries(raw.policies).flatMap(([name, p]) => configWarnings(p.allow, `policies.${name}.allow`, false)),
+      ...policyWarnings,
       ...(raw.containers.bridges
         ? ['containers.bridges is no longer used: egressfw now judges every forwarded connection, whatever the bridge is called; remove the key (use containers.exemptFrom for interfaces you route for, such as a VPN)']
         : []),
     ],
-    domains: [...domains.values()].sort(byName),
-    wildcards: [...wildcards.values()].sort(byName),
-    cidrs: [...cidrs.values()].sort((a, b) => compareIp(a.cidr, b.cidr)),
+    ...top,
+    policies,
     dns: {
       servers: raw.dns.servers ? [...new Set(raw.dns.servers)] : undefined,
       port: raw.dns.port,
@@ -176,7 +191,13 @@ export function parseConfig(text: string, file: string): Config {
     },
     staleGrace: raw.staleGrace,
     mode: raw.mode,
-    containers: { enabled: raw.containers.enabled, exemptFrom: raw.containers.exemptFrom },
+    containers: {
+      enabled: raw.containers.enabled,
+      exemptFrom: raw.containers.exemptFrom,
+      default: raw.containers.default,
+      assign,
+      policyLabel: raw.containers.policyLabel,
+    },
     host: raw.host,
     ipv6: raw.ipv6,
     schedule: raw.schedule,
@@ -184,11 +205,93 @@ export function parseConfig(text: string, file: string): Config {
   };
 }
 
+const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/** Pure: one allow list (the top level or a policy's) -> exact names, wildcards and networks, duplicates merged. */
+function normaliseAllow(allow: RawConfig['allow'], path: string, gate: boolean, problems: string[]): AllowList {
+  // Duplicates merge: the same name (or network) listed twice allows the union of its ports.
+  const domains = new Map<string, DomainRule>();
+  const wildcards = new Map<string, DomainRule>();
+  const cidrs = new Map<string, CidrRule>();
+  for (const [i, e] of allow.entries()) {
+    if (e.domain?.startsWith('*.') && !gate) {
+      problems.push(
+        `${path}[${i}].domain: "${e.domain}" is a wildcard: it needs the DNS gate (set \`dns.gate.enabled: true\`, see docs/dns-gate.md), since an IP firewall alone has no list of IPs for it; or list each name, or use \`egressfw proxy --mode sni\``,
+      );
+    }
+    if (e.domain !== undefined) {
+      const into = e.domain.startsWith('*.') ? wildcards : domains;
+      const prev = into.get(e.domain);
+      into.set(e.domain, {
+        name: e.domain,
+        ports: sortPorts([...(prev?.ports ?? []), ...e.ports]),
+        allowPrivate: (prev?.allowPrivate ?? false) || e.allowPrivate,
+      });
+    } else if (e.cidr !== undefined) {
+      const prev = cidrs.get(e.cidr);
+      cidrs.set(e.cidr, { cidr: e.cidr, family: parseCidr(e.cidr)!.family, ports: sortPorts([...(prev?.ports ?? []), ...e.ports]) });
+    }
+  }
+  return {
+    domains: [...domains.values()].sort(byName),
+    wildcards: [...wildcards.values()].sort(byName),
+    cidrs: [...cidrs.values()].sort((a, b) => compareIp(a.cidr, b.cidr)),
+  };
+}
+
+/** "key=value" or "key" -> the label test an assign entry makes. */
+function parseLabelMatch(text: string): { key: string; value?: string } {
+  const eq = text.indexOf('=');
+  return eq < 0 ? { key: text } : { key: text.slice(0, eq), value: text.slice(eq + 1) };
+}
+
+/**
+ * Pure: the policies and the container assignment. A name given in `containers.default` or
+ * `containers.assign` that no policy defines is a warning, not an error: the containers it
+ * selects get nothing (never the default), and plan, sync and status say so.
+ */
+function normalisePolicies(raw: RawConfig, problems: string[]): { policies: Policy[]; assign: AssignRule[]; problems: string[]; warnings: string[] } {
+  const out: string[] = [];
+  const warnings: string[] = [];
+  const policies: Policy[] = [];
+  for (const [name, p] of Object.entries(raw.policies)) {
+    if (!POLICY_NAME.test(name)) {
+      out.push(`policies.${JSON.stringify(name.slice(0, 40))}: not a policy name (lowercase letters, digits and "-", starting with a letter, at most 24)`);
+      continue;
+    }
+    if ((RESERVED_POLICIES as readonly string[]).includes(name)) {
+      out.push(`policies.${name}: "${name}" is reserved (containers.default: host means the top-level allow list, none means nothing); pick another name`);
+      continue;
+    }
+    policies.push({ name, ...normaliseAllow(p.allow, `policies.${name}.allow`, raw.dns.gate.enabled === true, problems) });
+  }
+  policies.sort(byName);
+  const known = new Set<string>([...RESERVED_POLICIES, ...policies.map((p) => p.name)]);
+  const unknown = (path: string, name: string) =>
+    `${path}: no policy "${name}" is defined: the containers it selects get nothing (neither the default nor the host's list); define policies.${name} or fix the name`;
+  if (!known.has(raw.containers.default)) warnings.push(unknown('containers.default', raw.containers.default));
+  const assign = raw.containers.assign.map((a, index): AssignRule => {
+    if (!known.has(a.policy)) warnings.push(unknown(`containers.assign[${index}].policy`, a.policy));
+    const m = a.match;
+    return {
+      index,
+      policy: a.policy,
+      match: {
+        ...(m.project !== undefined ? { project: m.project } : {}),
+        ...(m.service !== undefined ? { service: m.service } : {}),
+        ...(m.label !== undefined ? { label: parseLabelMatch(m.label) } : {}),
+        ...(m.name !== undefined ? { name: m.name.replace(/^\//, '') } : {}),
+      },
+    };
+  });
+  return { policies, assign, problems: out, warnings };
+}
+
 const tooBig = (size: number) => `${tooLarge(size, MAX_CONFIG_BYTES)}: an egressfw config is a few KiB; is this the right file?`;
 
 /** Pure: what is allowed but probably not meant, in the order of the allow list. */
-function configWarnings(allow: RawConfig['allow']): string[] {
-  if (allow.length === 0) return ['allow is empty: the config allows nothing, so sync blocks all outbound traffic except DNS to the configured servers'];
+function configWarnings(allow: RawConfig['allow'], path: string, warnEmpty: boolean): string[] {
+  if (warnEmpty) return ['allow is empty: the config allows nothing, so sync blocks all outbound traffic except DNS to the configured servers'];
   const out: string[] = [];
   allow.forEach((e, i) => {
     const c = e.cidr === undefined ? null : parseCidr(e.cidr);
@@ -196,11 +299,11 @@ function configWarnings(allow: RawConfig['allow']): string[] {
     const bits = c.family === 4 ? 32 : 128;
     if (c.prefix <= LARGE_PREFIX[c.family]) {
       const count = bits - c.prefix <= 52 ? thousands(2 ** (bits - c.prefix)) : `2^${bits - c.prefix}`;
-      out.push(`allow[${i}].cidr: ${c.text} is very large (${count} addresses): it hardly restricts anything; check it is meant`);
+      out.push(`${path}[${i}].cidr: ${c.text} is very large (${count} addresses): it hardly restricts anything; check it is meant`);
     }
     const special = refusedExample(c);
     if (special) {
-      out.push(`allow[${i}].cidr: ${c.text} includes private or special-purpose addresses, e.g. ${special.ip} (${special.reason}); allowed for every container and the host`);
+      out.push(`${path}[${i}].cidr: ${c.text} includes private or special-purpose addresses, e.g. ${special.ip} (${special.reason}); allowed for ${path === 'allow' ? 'every container and the host' : 'every container of this policy'}`);
     }
   });
   return out;

@@ -1,7 +1,7 @@
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import { parseCidr, parseIp } from '../net/ip.js';
-import { checkDomain, checkInterface } from './names.js';
+import { checkDomain, checkInterface } from './name-checks.js';
 import { checkComposeName, checkImageRef, checkWildcard } from '../proxy/validate.js';
 
 export type Proto = 'tcp' | 'udp';
@@ -154,6 +154,39 @@ const proxySection = z
   .strict()
   .prefault({});
 
+/**
+ * A policy's name: it becomes part of nft chain and set names and of Kubernetes object names
+ * (`egressfw export`), so a DNS label of at most 24 characters. "host" and "none" are reserved.
+ */
+export const POLICY_NAME = /^[a-z](?:[a-z0-9-]{0,22}[a-z0-9])?$/;
+export const RESERVED_POLICIES = ['host', 'none'] as const;
+
+/** The name a container's policy is given by: a defined policy, "host" (the top-level allow) or "none". */
+const policyRef = z.string().superRefine((v, ctx) => {
+  if (!POLICY_NAME.test(v)) ctx.addIssue({ code: 'custom', message: `not a policy name: ${JSON.stringify(v.slice(0, 40))} (lowercase letters, digits and "-", starting with a letter, at most 24; or "host" or "none")` });
+});
+
+/** Printable text without control characters: matched against what Docker reports, never put on a command line. */
+const matchText = (what: string, max: number) =>
+  z.string().min(1, `${what} must not be empty`).max(max, `${what} is at most ${max} characters`).refine((v) => !/[\u0000-\u001f\u007f]/.test(v), `${what} must not contain control characters`);
+
+/** Which containers an assign entry selects: every key given must match (compose labels, any label, the name). */
+const containerMatch = z
+  .object({
+    /** compose project (label com.docker.compose.project) */
+    project: matchText('match.project', 255).optional(),
+    /** compose service (label com.docker.compose.service) */
+    service: matchText('match.service', 255).optional(),
+    /** "key=value" (that value) or "key" (any value) */
+    label: matchText('match.label', 1024).optional(),
+    /** the container's name; "*" matches any run of characters, "?" one */
+    name: matchText('match.name', 255).optional(),
+  })
+  .strict()
+  .refine((m) => Object.values(m).some((v) => v !== undefined), 'give at least one of project, service, label, name');
+
+const policySection = z.object({ allow: z.array(entry).default([]) }).strict();
+
 export const configSchema = z
   .object({
     allow: z.array(entry).default([]),
@@ -233,9 +266,17 @@ export const configSchema = z
             }),
           )
           .default([]),
+        /** what a container no assign entry (nor label) selects gets: "host" (the top-level allow), "none", or a policy */
+        default: policyRef.default('host'),
+        /** first match wins; before the egressfw.policy label, which only chooses among defined policies */
+        assign: z.array(z.object({ policy: policyRef, match: containerMatch }).strict()).default([]),
+        /** honour the container label egressfw.policy (it can only select a policy this config defines) */
+        policyLabel: z.boolean().default(true),
       })
       .strict()
       .prefault({}),
+    /** named allowlists for containers (containers.assign / the egressfw.policy label select them) */
+    policies: z.record(z.string(), policySection).default({}),
     host: z
       .object({
         enabled: z.boolean().default(true),

@@ -1,11 +1,11 @@
 import type { Config } from '../config/load.js';
-import { hostAuditRules, type Mode } from './audit.js';
+import { hostAuditRules, type Mode } from './audit-rules.js';
 import type { Port } from '../config/schema.js';
 import { ipSortKey, parseCidr, sortByKey, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
 import { gateUfwRules } from './gate.js';
 import { buildNftDesired, type NftDesired } from './nft.js';
-import { CHAIN, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './names.js';
+import { CHAIN, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './kernel-names.js';
 
 /** The kernel state one sync aims for, per family. Rule lines are in iptables-save's own canonical form. */
 export interface Desired {
@@ -75,7 +75,7 @@ function hostDnsRules(family: Family, dns: DnsServer[]): string[] {
 }
 
 function hostRules(family: Family, dns: DnsServer[], mode: Mode): string[] {
-  // Last: record what is not allowed (both modes); audit then accepts it (src/plan/audit.ts).
+  // Last: record what is not allowed (both modes); audit then accepts it (src/plan/audit-rules.ts).
   return [...hostDnsRules(family, dns), `-A ${HOST_CHAIN} -m set --match-set ${SET[family]} dst,dst ${comment('allowed')} -j ACCEPT`, ...hostAuditRules(family, mode)];
 }
 

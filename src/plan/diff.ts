@@ -1,17 +1,16 @@
 import type { Family } from '../net/ip.js';
 import type { Desired } from './desired.js';
 import { JUMP_RULE_SPEC } from './desired.js';
-import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, UFW_FILE } from './names.js';
-import { CHAIN_SPEC, ruleComment, SET_TYPES, STATIC_SETS, type NftDesired } from './nft.js';
+import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_CHAIN_SPEC, NFT_SET_TYPES, REFUSED_HOST_SET, SET, UFW_FILE } from './kernel-names.js';
+import { ruleComment, STATIC_SETS, type NftDesired } from './nft.js';
 import type { FilterTable, Observed } from './observed.js';
 import { extractBlock } from './observed.js';
 import { upsertBlock } from './ufw-file.js';
-import { REFUSED_HOST_SET } from './audit.js';
 
 export type Op =
   | { kind: 'set'; family: Family; name: string; exists: boolean; tmpExists: boolean; entries: string[]; added: string[]; removed: string[] }
   | { kind: 'chain'; family: Family; chain: string; rules: string[]; reason: string }
-  /** the host's record set of refused connections: created when missing, never replaced (src/plan/audit.ts) */
+  /** the host's record set of refused connections: created when missing, never replaced (src/plan/audit-rules.ts) */
   | { kind: 'record-set'; family: Family; name: string }
   /** egressfw's nftables table: declare what is missing, rewrite the sets and/or the chain that differ */
   | { kind: 'nft'; create: boolean; sets: Family[]; chain: boolean; want: NftDesired; /** gate chains present but no longer wanted */ dropChains: string[]; added: Record<Family, number>; removed: Record<Family, number>; reason: string }
@@ -72,10 +71,10 @@ function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boole
   });
   const c = have?.chain;
   const chainOk =
-    !!c && c.type === CHAIN_SPEC.type && c.hook === CHAIN_SPEC.hook && c.prio === CHAIN_SPEC.prio && c.policy === CHAIN_SPEC.policy &&
+    !!c && c.type === NFT_CHAIN_SPEC.type && c.hook === NFT_CHAIN_SPEC.hook && c.prio === NFT_CHAIN_SPEC.prio && c.policy === NFT_CHAIN_SPEC.policy &&
     have!.ruleComments.length === want.rules.length && want.rules.every((r, i) => have!.ruleComments[i] === ruleComment(r)) &&
     gateChainsOk(want, have!);
-  const declared = !!have && Object.keys(SET_TYPES).every((n) => have.sets.has(n));
+  const declared = !!have && Object.keys(NFT_SET_TYPES).every((n) => have.sets.has(n));
   if (have && !sets.length && chainOk && declared) return [];
   const count = (f: Family, from: string[], minus: string[]) => {
     const m = new Set(minus);

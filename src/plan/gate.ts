@@ -27,6 +27,7 @@
  */
 import type { Family } from '../net/ip.js';
 import type { NftRule } from './nft.js';
+import { NFT } from './kernel-names.js';
 
 export interface GateRulesInput {
   /** dns.gate.port */
@@ -50,7 +51,7 @@ export interface GateChain {
 export function gateNatChain(i: GateRulesInput): GateChain {
   const exempt = i.exemptInterfaces.map((x) => `"${x.replace(/\+$/, '*')}"`);
   return {
-    name: 'gate-dns',
+    name: NFT.gateChains[0],
     decl: 'type nat hook prerouting priority dstnat - 5; policy accept;',
     spec: { type: 'nat', hook: 'prerouting', prio: -105, policy: 'accept' },
     rules: [
@@ -100,7 +101,7 @@ export function gateHostChain(i: Pick<GateRulesInput, 'port'>): GateChain {
 /** input chain: the gate's port answers redirected connections and loopback only. */
 export function gateInputChain(i: Pick<GateRulesInput, 'port'>): GateChain {
   return {
-    name: 'gate-input',
+    name: NFT.gateChains[1],
     decl: 'type filter hook input priority filter - 1; policy accept;',
     spec: { type: 'filter', hook: 'input', prio: -1, policy: 'accept' },
     rules: [{ tag: 'gate-direct', text: `meta l4proto { tcp, udp } th dport ${i.port} iif != "lo" ct status & dnat == 0 drop` }],

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
-import { NFT } from './names.js';
+import { NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
 import { gateForwardRules, gateHostChain, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 
 /**
@@ -31,29 +31,10 @@ export interface NftDesired {
   gate: GateChain[];
 }
 
-/** Names of every chain the gate may own: removed when the gate is turned off. */
-export const GATE_CHAINS = ['gate-dns', 'gate-input', 'gate-host'] as const;
-
-/** Elements a gate set holds at most (ip . proto . port each). */
-export const GATE_SET_SIZE = 65536;
-
-export const SET_TYPES: Record<string, string> = {
-  [NFT.allow[4]]: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
-  [NFT.allow[6]]: 'type ipv6_addr . inet_proto . inet_service; flags interval;',
-  // The DNS gate adds what it answered, each with its own timeout; sync never flushes these.
-  // Capped: a flood of answers fills the set (the gate then answers SERVFAIL), never the kernel's memory.
-  [NFT.gate[4]]: `type ipv4_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
-  [NFT.gate[6]]: `type ipv6_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
-  // Every refused (or, in audit mode, would-be-refused) new connection: source . destination . proto . port, counted.
-  [NFT.refused[4]]: 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
-  [NFT.refused[6]]: 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
-};
-
 /** Sets sync rewrites (the others belong to the gate and the kernel's recording). */
 export const STATIC_SETS: Record<Family, string> = NFT.allow;
 
-export const CHAIN_SPEC = { type: 'filter', hook: 'forward', prio: -1, policy: 'accept' } as const;
-const CHAIN_DECL = `type ${CHAIN_SPEC.type} hook ${CHAIN_SPEC.hook} priority filter - 1; policy ${CHAIN_SPEC.policy};`;
+const CHAIN_DECL = `type ${NFT_CHAIN_SPEC.type} hook ${NFT_CHAIN_SPEC.hook} priority filter - 1; policy ${NFT_CHAIN_SPEC.policy};`;
 
 
 /** "203.0.113.7,tcp:443" (ipset member) -> "203.0.113.7 . tcp . 443" (nft element). */
@@ -144,7 +125,7 @@ export function buildNftDesired(config: Config, ipsetSets: Record<Family, string
   return { sets: { 4: withoutCovered(ipsetSets[4].map(nftElement)), 6: withoutCovered(ipsetSets[6].map(nftElement)) }, rules: forwardRules(config), gate };
 }
 
-const T = `inet ${NFT.table}`;
+const T = NFT_TABLE_REF;
 
 /**
  * One `nft -f` transaction (all or nothing): declare what is missing, then
@@ -152,7 +133,7 @@ const T = `inet ${NFT.table}`;
  */
 export function renderNftScript(want: NftDesired, what: { sets: Family[]; chain: boolean; dropChains?: string[] }): string {
   const lines = [`add table ${T}`];
-  for (const [name, type] of Object.entries(SET_TYPES)) lines.push(`add set ${T} ${name} { ${type} }`);
+  for (const [name, type] of Object.entries(NFT_SET_TYPES)) lines.push(`add set ${T} ${name} { ${type} }`);
   lines.push(`add chain ${T} ${NFT.chain} { ${CHAIN_DECL} }`);
   for (const f of what.sets) {
     lines.push(`flush set ${T} ${STATIC_SETS[f]}`);
@@ -224,7 +205,7 @@ export function parseNftList(jsonText: string): NftObserved {
   const doc = JSON.parse(jsonText) as { nftables?: Json[] };
   const items = doc.nftables ?? [];
   const out: NftObserved = { chain: null, ruleComments: [], gateChains: new Map(), sets: new Map(), raw: [] };
-  const isGate = (name: unknown) => (GATE_CHAINS as readonly string[]).includes(String(name));
+  const isGate = (name: unknown) => (NFT.gateChains as readonly string[]).includes(String(name));
   for (const item of items) {
     if (item.metainfo) continue;
     out.raw.push(item);
@@ -257,7 +238,7 @@ export function parseNftList(jsonText: string): NftObserved {
  * only the kernel's records of refused connections start again.
  */
 export function restoreBatch(raw: unknown[] | null): string {
-  const table = { family: 'inet', name: NFT.table };
+  const table = { family: NFT.family, name: NFT.table };
   const cmds: unknown[] = [{ add: { table } }, { delete: { table } }];
   if (raw) {
     for (const item of raw as Json[]) {

@@ -1,15 +1,14 @@
 import { parseCidr, type Family } from '../net/ip.js';
 import { setEntry, sortEntries } from './desired.js';
 import { PreconditionError } from '../errors.js';
-import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, SET, TMP_SET, UFW_OUTPUT } from './names.js';
+import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, REFUSED_HOST_SET, SET, TMP_SET, UFW_OUTPUT } from './kernel-names.js';
 import type { NftObserved } from './nft.js';
-import { REFUSED_HOST_SET } from './audit.js';
 
 /** What is in the kernel and ufw files now. Parsed from the tools' own output by pure functions. */
 export interface Observed {
   /** false: could not read (not root): the plan assumes nothing of egressfw is installed */
   readable: boolean;
-  /** recordExists: the host's record set of refused connections (src/plan/audit.ts) is there */
+  /** recordExists: the host's record set of refused connections (src/plan/audit-rules.ts) is there */
   sets: Record<Family, { exists: boolean; entries: string[]; tmpExists: boolean; recordExists: boolean }>;
   tables: Record<Family, FilterTable>;
   /** egressfw's nftables table; null: it does not exist */

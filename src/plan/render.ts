@@ -1,10 +1,8 @@
 import type { Family } from '../net/ip.js';
 import type { Op, Plan } from './diff.js';
-import { CHAIN, TMP_SET } from './names.js';
+import { allowHostSetType, CHAIN, NFT_TABLE_REF, TMP_SET } from './kernel-names.js';
 import { DELETE_TABLE, renderNftScript } from './nft.js';
-import { refusedSetCreateLine } from './audit.js';
-
-const INET = { 4: 'inet', 6: 'inet6' } as const;
+import { refusedSetCreateLine } from './audit-rules.js';
 
 /** Room to grow: at least ipset's default 65536, else the next power of two above twice the entries. */
 export function maxelemFor(n: number): number {
@@ -14,7 +12,7 @@ export function maxelemFor(n: number): number {
 }
 
 export function createLine(name: string, family: Family, n: number): string {
-  return `create ${name} hash:net,port family ${INET[family]} hashsize 1024 maxelem ${maxelemFor(n)}`;
+  return `create ${name} ${allowHostSetType(family, maxelemFor(n))}`;
 }
 
 /**
@@ -106,7 +104,7 @@ export function describeOp(op: Op): string {
       return `${op.family === 4 ? 'iptables' : 'ip6tables'}: write chain ${op.chain} (${op.rules.length} rules; ${op.reason})`;
     case 'nft': {
       const what = [
-        ...(op.create ? ['create table inet egressfw'] : []),
+        ...(op.create ? [`create table ${NFT_TABLE_REF}`] : []),
         ...op.sets.map((f) => `allow${f}: ${op.want.sets[f].length} entries (+${op.added[f]} -${op.removed[f]})`),
         ...(op.chain ? [`write chain forward (${op.want.rules.length} rules)`] : []),
         ...(op.chain && op.want.gate.length ? [`write DNS gate chains ${op.want.gate.map((c) => c.name).join(', ')}`] : []),
@@ -115,7 +113,7 @@ export function describeOp(op: Op): string {
       return `nft: ${what.length ? what.join('; ') : 'declare missing sets'} (${op.reason})`;
     }
     case 'nft-delete':
-      return 'nft: delete table inet egressfw (containers.enabled is false)';
+      return `nft: delete table ${NFT_TABLE_REF} (containers.enabled is false)`;
     case 'legacy':
       return `${op.family === 4 ? 'iptables' : 'ip6tables'}: remove the pre-0.2 container chain ${CHAIN}${op.deleteRules.length ? ` and its ${op.deleteRules.length} jump${op.deleteRules.length > 1 ? 's' : ''}` : ''} (the nftables table replaces it)`;
     case 'ufw-block':

@@ -1,7 +1,7 @@
 import type { Family } from '../net/ip.js';
 import { JUMP_RULE_SPEC } from './desired.js';
 import type { Plan } from './diff.js';
-import { CHAIN, DOCKER_USER, HOST_CHAIN, TMP_SET } from './names.js';
+import { CHAIN, DOCKER_USER, HOST_CHAIN, TMP_SET } from './kernel-names.js';
 import type { Observed } from './observed.js';
 import { createLine } from './render.js';
 

@@ -1,11 +1,10 @@
 import type { Family } from '../net/ip.js';
 import type { State } from '../resolve/merge.js';
 import { JUMP_RULE_SPEC } from './desired.js';
-import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, SET, TMP_SET, UFW_FILE } from './names.js';
+import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_TABLE_REF, REFUSED_HOST_SET, SET, TMP_SET, UFW_FILE } from './kernel-names.js';
 import { extractBlock, type Observed } from './observed.js';
 import { removeBlock } from './ufw-file.js';
 import { DELETE_TABLE } from './nft.js';
-import { REFUSED_HOST_SET } from './audit.js';
 
 export interface UninstallPlan {
   /** first: jumps out, EGRESSFW gone, EGRESSFW-HOST emptied (ufw may still hook it) */
@@ -89,6 +88,6 @@ export function planUninstall(observed: Observed, original: State['original']): 
   ]);
   for (const s of ipsetDestroy) steps.push(`ipset: destroy ${s}`);
   const nft = observed.nft ? DELETE_TABLE : null;
-  if (nft) steps.unshift('nft: delete table inet egressfw (container rules, gate and record sets)');
+  if (nft) steps.unshift(`nft: delete table ${NFT_TABLE_REF} (container rules, gate and record sets)`);
   return { iptables, ufw, iptablesAfterUfw: after, ipsetDestroy, nft, steps };
 }

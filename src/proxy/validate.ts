@@ -4,7 +4,7 @@
  * string from the config reaches a YAML or nginx file without passing here.
  */
 import { getPublicSuffix } from 'tldts';
-import { checkDomain } from '../config/names.js';
+import { checkDomain } from '../config/name-checks.js';
 
 /** Compose service and network names we accept (stricter than compose: no leading "." "_" "-"). */
 const COMPOSE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;

@@ -1,4 +1,4 @@
-import { collectAudit, snapshotContainers, type AuditDeps } from '../system/audit.js';
+import { collectAudit, snapshotContainers, type AuditDeps } from '../system/audit-io.js';
 
 export interface AuditLoopDeps {
   /** Docker snapshot: which container holds which address (cheap: one API call) */

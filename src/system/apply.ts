@@ -1,7 +1,7 @@
 import { CommandError, EgressfwError } from '../errors.js';
 import type { Family } from '../net/ip.js';
 import type { Plan } from '../plan/diff.js';
-import { TMP_SET } from '../plan/names.js';
+import { TMP_SET } from '../plan/kernel-names.js';
 import type { Observed } from '../plan/observed.js';
 import { restoreBatch } from '../plan/nft.js';
 import { renderIpset, renderIptables, renderNft } from '../plan/render.js';

@@ -21,10 +21,10 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Family } from '../net/ip.js';
 import type { AdmitEntry } from '../gate/gate.js';
-import { GATE_SET_SIZE } from '../plan/nft.js';
+import { GATE_SET_SIZE, NFT, NFT_TABLE_REF } from '../plan/kernel-names.js';
 
-export const GATE_TABLE = 'inet egressfw';
-export const GATE_SET: Record<Family, string> = { 4: 'gate4', 6: 'gate6' };
+const GATE_TABLE = NFT_TABLE_REF;
+const GATE_SET: Record<Family, string> = NFT.gate;
 
 interface Pending {
   entries: AdmitEntry[];

@@ -1,5 +1,5 @@
 import type { Family } from '../net/ip.js';
-import { FAMILIES, NFT, SET, UFW_FILE } from '../plan/names.js';
+import { FAMILIES, NFT, SET, UFW_FILE } from '../plan/kernel-names.js';
 import { parseNftList, type NftObserved } from '../plan/nft.js';
 import { nothingInstalled, parseIpsetNames, parseIptablesSave, parseUfwDefaults, parseUfwEnabled, setState, type Observed } from '../plan/observed.js';
 import { CommandError } from '../errors.js';
@@ -73,7 +73,7 @@ export async function observe(deps: ObserveDeps, want: Wanted): Promise<Observat
 
 /** egressfw's nft table, or null when it does not exist. */
 export async function readNft(exec: Exec): Promise<NftObserved | null> {
-  const argv = ['nft', '-j', 'list', 'table', 'inet', NFT.table];
+  const argv = ['nft', '-j', 'list', 'table', NFT.family, NFT.table];
   const r = await exec(argv);
   if (r.exitCode !== 0) {
     if (/No such file or directory/.test(r.stderr)) return null;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { link, lstat, readdir, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { checkDomain } from '../config/names.js';
+import { checkDomain } from '../config/name-checks.js';
 import { forbiddenReason, parseIp } from '../net/ip.js';
 import { emptyState, type DomainState, type IpState, type State } from '../resolve/merge.js';
 import { AUDIT_LOCK, HISTORY_FILE } from '../audit/history.js';

@@ -2,7 +2,7 @@
 // dockerd inside the namespaced lab. Needs egressfw's own nftables table (containers) and the host's record sets.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { efw, writeConfig } from './efw.js';
 

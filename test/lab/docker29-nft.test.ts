@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { efw, writeConfig } from './efw.js';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 
 const SUBNET = '198.51.100.128/28';
 const GW = '198.51.100.129';

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { CLI, efw, writeConfig } from './efw.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

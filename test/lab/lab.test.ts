@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 
 const dnsPacket = createRequire(import.meta.url).resolve('dns-packet');

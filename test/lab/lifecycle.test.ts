@@ -2,7 +2,7 @@
 // ufw reloads, hand-made damage and a simulated boot; then uninstall leaves nothing behind.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { CLI, canonical, efw, kernelState, orderInsensitive, within, writeConfig } from './efw.js';
 

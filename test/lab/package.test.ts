@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEB } from '../../scripts/package.js';
 import { debianNode18Root } from '../support/node-runtimes.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { within } from './efw.js';
 import { installedArgv, parseUnit, type Unit } from './sandbox.js';
 

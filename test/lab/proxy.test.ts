@@ -2,7 +2,7 @@
 // docker-compose 1.29 against the lab's dockerd, the lab's nginx image, and `egressfw sync`
 // enforcing the same allowlist for the proxies' own traffic (containers only, no ufw).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { efw } from './efw.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { PROXY_ADDR, Project, egressfwConfig, pinnedNginx, writeProject } from './proxy-lab.js';

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { labDescribe } from './gate.js';
+import { labDescribe } from './requirements.js';
 import { ADDR, snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { canonical, efw, kernelState, withTools, writeConfig } from './efw.js';
 

@@ -5,7 +5,7 @@ import type { QueryFn } from '../../src/resolve/query.js';
 import { setAsideDamaged } from '../../src/system/state.js';
 import path from 'node:path';
 import type { Family } from '../../src/net/ip.js';
-import { UFW_FILE } from '../../src/plan/names.js';
+import { UFW_FILE } from '../../src/plan/kernel-names.js';
 import type { Exec, ExecResult } from '../../src/system/exec.js';
 import { backupOnce, readText, writeFileAtomic } from '../../src/system/files.js';
 import type { FakeKernel } from './fake-kernel.js';

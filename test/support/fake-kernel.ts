@@ -3,7 +3,8 @@ import type { Plan } from '../../src/plan/diff.js';
 import type { Observed } from '../../src/plan/observed.js';
 import { parseIpsetSave } from '../../src/plan/observed.js';
 import { renderIpset, renderIptables, renderNft } from '../../src/plan/render.js';
-import { canonicalElement, CHAIN_SPEC, type NftObserved } from '../../src/plan/nft.js';
+import { canonicalElement, type NftObserved } from '../../src/plan/nft.js';
+import { NFT_CHAIN_SPEC } from '../../src/plan/kernel-names.js';
 
 interface FakeNftTable {
   sets: Map<string, Set<string>>;
@@ -66,7 +67,7 @@ export class FakeKernel {
         t = null;
       } else if ((m = /^add set inet egressfw (\S+) \{/.exec(line))) {
         if (!need().sets.has(m[1]!)) t!.sets.set(m[1]!, new Set());
-      } else if (/^add chain inet egressfw forward \{/.test(line)) need().chain ??= { ...CHAIN_SPEC };
+      } else if (/^add chain inet egressfw forward \{/.test(line)) need().chain ??= { ...NFT_CHAIN_SPEC };
       else if ((m = /^flush set inet egressfw (\S+)$/.exec(line))) {
         const s = need().sets.get(m[1]!);
         if (!s) throw new Error(`nft: no set ${m[1]}`);

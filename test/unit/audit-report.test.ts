@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as yaml } from 'yaml';
 import { applyCollection, type Collection, type ContainerInfo } from '../../src/audit/collect.js';
 import { emptyHistory, type History } from '../../src/audit/history.js';
-import { gateRefusals, parseGateLog } from '../../src/audit/names.js';
+import { gateRefusals, parseGateLog } from '../../src/audit/destination-names.js';
 import { HOST, type KernelRecord } from '../../src/audit/records.js';
 import { buildReport, renderReportText, reportJson } from '../../src/audit/report.js';
 import { renderSuggestion } from '../../src/audit/suggest.js';

@@ -6,7 +6,7 @@ import type { ContainerInfo } from '../../src/audit/collect.js';
 import { runReport } from '../../src/commands/report.js';
 import { runSuggest } from '../../src/commands/suggest.js';
 import type { Exec } from '../../src/system/exec.js';
-import { collectAudit, historyFile, readKernelRecords, readTail, snapshotContainers, type AuditDeps } from '../../src/system/audit.js';
+import { collectAudit, historyFile, readKernelRecords, readTail, snapshotContainers, type AuditDeps } from '../../src/system/audit-io.js';
 import { readText, writeFileAtomic } from '../../src/system/files.js';
 import { acquireLock } from '../../src/system/lock.js';
 import { fixture } from '../support/files.js';

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { applyCollection, applySnapshot, attribute, type Collection, type ContainerInfo } from '../../src/audit/collect.js';
 import { bucketFor, emptyHistory, parseHistory, serializeHistory, trimHistory, type History, type Hit } from '../../src/audit/history.js';
-import { gateRefusals, namesFor, parseGateLog } from '../../src/audit/names.js';
+import { gateRefusals, namesFor, parseGateLog } from '../../src/audit/destination-names.js';
 import { nftChainMode, parseIpsetRefusedSet, parseNftRefusedSet, HOST, type KernelRecord } from '../../src/audit/records.js';
 import { parseSince } from '../../src/audit/since.js';
-import { hostAuditRules, hostModeOf, refusedSetCreateLines, refusedSetsToDestroy } from '../../src/plan/audit.js';
+import { hostAuditRules, hostModeOf, refusedSetCreateLines, refusedSetsToDestroy } from '../../src/plan/audit-rules.js';
 import { parseIptablesSave } from '../../src/plan/observed.js';
 import { parseConfig } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
@@ -15,7 +15,7 @@ import { fixture } from '../support/files.js';
 
 const T0 = 1_790_000_000;
 
-describe('host recording rules (src/plan/audit.ts)', () => {
+describe('host recording rules (src/plan/audit-rules.ts)', () => {
   it('one rule counts found tuples and adds new ones (so each NEW packet counts once); only audit accepts', () => {
     expect(hostAuditRules(4, 'enforce')).toEqual([
       '-A EGRESSFW-HOST -m conntrack --ctstate NEW -m set ! --match-set egressfw-refused-host-v4 dst,dst -m comment --comment "egressfw refused-record" -j SET --add-set egressfw-refused-host-v4 dst,dst',

@@ -29,7 +29,8 @@ dns:
       gate: { enabled: false, setting: undefined, listen: ['0.0.0.0', '::'], port: 5300, cacheSize: 20000, logMaxBytes: 10485760, logFiles: 2 }, openAcknowledged: false });
     expect(c.wildcards).toEqual([]);
     expect(c.staleGrace).toBe(300);
-    expect(c.containers).toEqual({ enabled: true, exemptFrom: [] });
+    expect(c.containers).toEqual({ enabled: true, exemptFrom: [], default: 'host', assign: [], policyLabel: true });
+    expect(c.policies).toEqual([]);
     expect(c.mode).toBe('enforce');
     expect(c.warnings).toEqual([]);
     expect(c.host).toEqual({ enabled: true, enableUfw: false, outgoing: 'reject' });

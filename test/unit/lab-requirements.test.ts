@@ -2,12 +2,12 @@ import { execa } from 'execa';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { inCi, labBlockers } from '../lab/gate.js';
+import { inCi, labBlockers } from '../lab/requirements.js';
 
 // CI must not go green by skipping the real-kernel lab suites.
 const vitest = path.resolve('node_modules/vitest/vitest.mjs');
 const probe = (env: Record<string, string>) =>
-  execa(process.execPath, [vitest, 'run', '--config', 'test/unit/fixtures/gate/vitest.config.ts'], { reject: false, env: { ...env, FORCE_COLOR: '0', NO_COLOR: '1' } });
+  execa(process.execPath, [vitest, 'run', '--config', 'test/unit/fixtures/lab-requirements/vitest.config.ts'], { reject: false, env: { ...env, FORCE_COLOR: '0', NO_COLOR: '1' } });
 
 describe('lab suites that cannot run', () => {
   it('under CI=true, a lab suite that cannot run (not root) fails the run, naming why', async () => {
@@ -23,7 +23,7 @@ describe('lab suites that cannot run', () => {
     expect(r.stdout).toMatch(/1 skipped/);
   }, 60_000);
 
-  it('every lab suite goes through the gate (none skips itself)', () => {
+  it('every lab suite goes through labDescribe (none skips itself)', () => {
     const files = readdirSync('test/lab').filter((f) => f.endsWith('.test.ts'));
     expect(files.length).toBeGreaterThanOrEqual(4);
     for (const f of files) {

@@ -2,7 +2,7 @@
 //  - containers: new TCP connections/s through a namespaced forward path, egressfw's own nftables table in audit
 //    mode (rendered by src/plan/nft.ts), with and without its `ct state new update @refused4/6 {...}` rules;
 //  - host: new TCP connections/s of the router's own connections (OUTPUT), EGRESSFW-HOST in audit mode, with no
-//    recording, with egressfw's ipset recording (-m set + -j SET, the product's rules from src/plan/audit.ts),
+//    recording, with egressfw's ipset recording (-m set + -j SET, the product's rules from src/plan/audit-rules.ts),
 //    and with NFLOG read by a user-space reader (scripts/bench/nflogread.c).
 // Every connection goes to a destination that is not allowed, so every one reaches the recording rule: the worst
 // case (allowed traffic never gets there). Everything runs in the lab's namespaces.
@@ -12,7 +12,8 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startLab, type Lab } from '../../test/lab/lab.js';
 import { parseConfig } from '../../src/config/load.js';
-import { hostAuditRules, refusedSetCreateLine, REFUSED_HOST_SET } from '../../src/plan/audit.js';
+import { hostAuditRules, refusedSetCreateLine } from '../../src/plan/audit-rules.js';
+import { REFUSED_HOST_SET } from '../../src/plan/kernel-names.js';
 import { desiredSets } from '../../src/plan/desired.js';
 import { buildNftDesired, renderNftScript } from '../../src/plan/nft.js';
 import { EMPTY_FILTER } from './kernel.js';

@@ -42,7 +42,7 @@ export function labBlockers(needs: LabNeeds = {}, env: { uid: number | undefined
   return reasons;
 }
 
-/** EFW_LAB_PRETEND_UID: lets the gate's own test see "not root" without dropping privileges. */
+/** EFW_LAB_PRETEND_UID: lets test/unit/lab-requirements.test.ts see "not root" without dropping privileges. */
 const uid = () => (process.env.EFW_LAB_PRETEND_UID ? Number(process.env.EFW_LAB_PRETEND_UID) : process.getuid?.());
 
 function installed(tool: string): boolean {

@@ -1,5 +1,5 @@
 import type { Family } from '../net/ip.js';
-import { HOST_CHAIN } from './names.js';
+import { HOST_CHAIN, REFUSED_HOST_SET, refusedHostSetType } from './kernel-names.js';
 
 /**
  * Audit mode and the record of refused connections, host side (pure).
@@ -14,27 +14,14 @@ import { HOST_CHAIN } from './names.js';
  * Why ipset `-j SET` and not NFLOG: no user space per packet, nothing lost
  * while no daemon runs (cron installs), bounded kernel memory, and Node cannot
  * open a netlink socket without a native addon. Measured side by side in
- * scripts/bench/audit.ts.
+ * scripts/bench/audit-recording.ts.
  */
 
 export type Mode = 'enforce' | 'audit';
 
-/** hash:ip,port with counters and a timeout, one per family; never swapped or flushed by sync (that would lose records). */
-export const REFUSED_HOST_SET = { 4: 'egressfw-refused-host-v4', 6: 'egressfw-refused-host-v6' } as const satisfies Record<Family, string>;
-/** 7 days: an element is dropped that long after it was first added (the host rules never refresh it). */
-export const REFUSED_TIMEOUT_SEC = 604800;
-export const REFUSED_MAXELEM = 65536;
-
-/** The containers' records in the nft table (written by the lead's chain; read here). */
-export const NFT_TABLE = { family: 'inet', name: 'egressfw' } as const;
-export const REFUSED_NFT_SET = { 4: 'refused4', 6: 'refused6' } as const satisfies Record<Family, string>;
-export const NFT_FORWARD_CHAIN = 'forward';
-
-const INET = { 4: 'inet', 6: 'inet6' } as const;
-
 /** `ipset restore` line creating the host record set of one family. */
 export function refusedSetCreateLine(family: Family): string {
-  return `create ${REFUSED_HOST_SET[family]} hash:ip,port family ${INET[family]} hashsize 1024 maxelem ${REFUSED_MAXELEM} timeout ${REFUSED_TIMEOUT_SEC} counters`;
+  return `create ${REFUSED_HOST_SET[family]} ${refusedHostSetType(family)}`;
 }
 
 /**

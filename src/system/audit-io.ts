@@ -2,12 +2,12 @@ import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { applyCollection, applySnapshot, type ContainerInfo, type RecordSource } from '../audit/collect.js';
 import { AUDIT_LOCK, HISTORY_FILE, parseHistory, serializeHistory, trimHistory, type History } from '../audit/history.js';
-import { GATE_LOG, GATE_LOG_TAIL_BYTES, parseGateLog, type GateEntry } from '../audit/names.js';
+import { GATE_LOG, GATE_LOG_TAIL_BYTES, parseGateLog, type GateEntry } from '../audit/destination-names.js';
 import { nftChainMode, parseIpsetRefusedSet, parseNftRefusedSet, type KernelRecord, type SetRead } from '../audit/records.js';
 import { PreconditionError } from '../errors.js';
 import type { Family } from '../net/ip.js';
-import { hostModeOf, NFT_FORWARD_CHAIN, NFT_TABLE, REFUSED_HOST_SET, REFUSED_NFT_SET, type Mode } from '../plan/audit.js';
-import { HOST_CHAIN } from '../plan/names.js';
+import { hostModeOf, type Mode } from '../plan/audit-rules.js';
+import { HOST_CHAIN, NFT, NFT_TABLE_REF, REFUSED_HOST_SET } from '../plan/kernel-names.js';
 import { parseIptablesSave } from '../plan/observed.js';
 import type { Exec } from './exec.js';
 import { parseState, stateFile } from './state.js';
@@ -49,20 +49,20 @@ export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
   const out: KernelRead = { records: [], read: [], modes: { containers: null, host: null }, notes: [] };
   let nftMissing = false;
   for (const f of [4, 6] as Family[]) {
-    const name = REFUSED_NFT_SET[f];
-    const r = await exec(['nft', '-j', 'list', 'set', NFT_TABLE.family, NFT_TABLE.name, name]);
+    const name = NFT.refused[f];
+    const r = await exec(['nft', '-j', 'list', 'set', NFT.family, NFT.table, name]);
     if (r.exitCode === 127) nftMissing = true;
     else if (r.exitCode === 0) {
       try {
         const s = parseNftRefusedSet(r.stdout);
         out.records.push(...s.records);
         out.read.push(`containers${f}`);
-        fullness(`nft set ${NFT_TABLE.family} ${NFT_TABLE.name} ${name}`, s, out.notes);
+        fullness(`nft set ${NFT_TABLE_REF} ${name}`, s, out.notes);
       } catch (e) {
         out.notes.push(`nft set ${name}: ${(e as Error).message}; its records were skipped this time`);
       }
     } else if (missing(r.stderr)) out.read.push(`containers${f}`); // not installed: nothing to track
-    else out.notes.push(`\`nft list set ${NFT_TABLE.family} ${NFT_TABLE.name} ${name}\` failed: ${r.stderr.trim()}`);
+    else out.notes.push(`\`nft list set ${NFT_TABLE_REF} ${name}\` failed: ${r.stderr.trim()}`);
 
     const set = REFUSED_HOST_SET[f];
     const s = await exec(['ipset', 'save', set]);
@@ -76,7 +76,7 @@ export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
   }
   if (nftMissing) out.notes.push('nft is not installed: container records cannot be read (`apt-get install nftables`)');
   else {
-    const chain = await exec(['nft', '-j', 'list', 'chain', NFT_TABLE.family, NFT_TABLE.name, NFT_FORWARD_CHAIN]);
+    const chain = await exec(['nft', '-j', 'list', 'chain', NFT.family, NFT.table, NFT.chain]);
     if (chain.exitCode === 0) out.modes.containers = nftChainMode(chain.stdout);
   }
   const save = await exec(['iptables-save', '-t', 'filter']);

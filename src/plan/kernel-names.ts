@@ -1,0 +1,86 @@
+import type { Family } from '../net/ip.js';
+
+/**
+ * The kernel-names contract: every kernel object egressfw owns, with the
+ * types of its sets. The planner writes them, observe() and the audit reader
+ * read them back, the gate's writer fills its sets: all from here. Nothing
+ * else is ever flushed or declared.
+ */
+
+export const FAMILIES: Family[] = [4, 6];
+
+// --- host side: ufw + iptables + ipset
+
+/** The host's allowlist sets (`ipset`, hash:net,port). */
+export const SET = { 4: 'egressfw-v4', 6: 'egressfw-v6' } as const satisfies Record<Family, string>;
+/** Temporary set filled by `ipset restore`, then swapped with the live one (atomic for packets). */
+export const TMP_SET = { 4: 'egressfw-v4-new', 6: 'egressfw-v6-new' } as const satisfies Record<Family, string>;
+/** The iptables chain of egressfw before 0.2 (containers judged from DOCKER-USER): only removed now. */
+export const CHAIN = 'EGRESSFW';
+export const HOST_CHAIN = 'EGRESSFW-HOST';
+export const DOCKER_USER = 'DOCKER-USER';
+export const UFW_OUTPUT = { 4: 'ufw-before-output', 6: 'ufw6-before-output' } as const satisfies Record<Family, string>;
+export const UFW_FILE = { 4: '/etc/ufw/before.rules', 6: '/etc/ufw/before6.rules' } as const satisfies Record<Family, string>;
+export const BLOCK_BEGIN = '# BEGIN EGRESSFW';
+export const BLOCK_END = '# END EGRESSFW';
+export const COMMENT_PREFIX = 'egressfw';
+
+const IPSET_FAMILY = { 4: 'inet', 6: 'inet6' } as const satisfies Record<Family, string>;
+/** The type of an allowlist set (and of its temporary twin), as `ipset restore`'s `create` line takes it. */
+export const allowHostSetType = (f: Family, maxelem: number) => `hash:net,port family ${IPSET_FAMILY[f]} hashsize 1024 maxelem ${maxelem}`;
+
+/** The host's record of refused connections: hash:ip,port with counters and a timeout, one per family; never swapped or flushed by sync (that would lose records). */
+export const REFUSED_HOST_SET = { 4: 'egressfw-refused-host-v4', 6: 'egressfw-refused-host-v6' } as const satisfies Record<Family, string>;
+/** 7 days: an element is dropped that long after it was first added (the host rules never refresh it). */
+export const REFUSED_TIMEOUT_SEC = 604800;
+export const REFUSED_MAXELEM = 65536;
+/** The type of a host record set, as `ipset restore`'s `create` line takes it. */
+export const refusedHostSetType = (f: Family) =>
+  `hash:ip,port family ${IPSET_FAMILY[f]} hashsize 1024 maxelem ${REFUSED_MAXELEM} timeout ${REFUSED_TIMEOUT_SEC} counters`;
+
+// --- containers: egressfw's own nftables table
+
+/** egressfw's own nftables table for container egress, its base chain, its sets and the DNS gate's chains. */
+export const NFT = {
+  family: 'inet',
+  table: 'egressfw',
+  chain: 'forward',
+  /** static allowlist, rewritten by sync */
+  allow: { 4: 'allow4', 6: 'allow6' },
+  /** the DNS gate's answers, per-element timeouts; never flushed by sync */
+  gate: { 4: 'gate4', 6: 'gate6' },
+  /** the kernel's records of refused connections */
+  refused: { 4: 'refused4', 6: 'refused6' },
+  /** every chain the gate may own: removed when the gate is turned off */
+  gateChains: ['gate-dns', 'gate-input', 'gate-host'],
+} as const satisfies {
+  family: string;
+  table: string;
+  chain: string;
+  allow: Record<Family, string>;
+  gate: Record<Family, string>;
+  refused: Record<Family, string>;
+  gateChains: readonly string[];
+};
+
+/** "inet egressfw": how nft commands name the table. */
+export const NFT_TABLE_REF = `${NFT.family} ${NFT.table}`;
+
+/** Elements a gate set holds at most (ip . proto . port each). */
+export const GATE_SET_SIZE = 65536;
+
+/** Each set's declaration (inside `{ }`). */
+export const NFT_SET_TYPES: Record<string, string> = {
+  [NFT.allow[4]]: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
+  [NFT.allow[6]]: 'type ipv6_addr . inet_proto . inet_service; flags interval;',
+  // The DNS gate adds what it answered, each with its own timeout; sync never flushes these.
+  // Capped: a flood of answers fills the set (the gate then answers SERVFAIL), never the kernel's memory.
+  [NFT.gate[4]]: `type ipv4_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
+  [NFT.gate[6]]: `type ipv6_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
+  // Every refused (or, in audit mode, would-be-refused) new connection: source . destination . proto . port, counted.
+  [NFT.refused[4]]: 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
+  [NFT.refused[6]]: 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
+};
+
+/** The forward base chain, as `nft -j list` reads it back (priority filter - 1 = -1). */
+export const NFT_CHAIN_SPEC = { type: 'filter', hook: 'forward', prio: -1, policy: 'accept' } as const;
