@@ -98,6 +98,27 @@ export function gateHostChain(i: Pick<GateRulesInput, 'port'>): GateChain {
   };
 }
 
+/**
+ * nat postrouting chain: a redirected host query leaves its source address as it was (the host's own,
+ * say 198.51.100.2), so the gate, bound to the wildcard address, would answer from that address and
+ * not from loopback: the reply would match no connection and never be turned back into the upstream's
+ * address (the client drops it). Rewriting the query's source to loopback makes the reply go
+ * loopback to loopback, which conntrack maps back. Checked in a throwaway namespace: without it no
+ * host query gets an answer. Redirected queries only (`ct status dnat`); nothing else uses `lo` here.
+ */
+export function gateHostSourceChain(i: Pick<GateRulesInput, 'port'>): GateChain {
+  const to = `oif "lo" meta l4proto { tcp, udp } th dport ${i.port} ct status & dnat != 0`;
+  return {
+    name: 'gate-host-src',
+    decl: 'type nat hook postrouting priority 95; policy accept;',
+    spec: { type: 'nat', hook: 'postrouting', prio: 95, policy: 'accept' },
+    rules: [
+      { tag: 'gate-host-src4', text: `${to} snat ip to 127.0.0.1` },
+      { tag: 'gate-host-src6', text: `${to} snat ip6 to ::1` },
+    ],
+  };
+}
+
 /** input chain: the gate's port answers redirected connections and loopback only. */
 export function gateInputChain(i: Pick<GateRulesInput, 'port'>): GateChain {
   return {

@@ -52,7 +52,7 @@ export const NFT = {
   /** the kernel's records of refused connections */
   refused: { 4: 'refused4', 6: 'refused6' },
   /** every chain the gate may own: removed when the gate is turned off */
-  gateChains: ['gate-dns', 'gate-input', 'gate-host'],
+  gateChains: ['gate-dns', 'gate-input', 'gate-host', 'gate-host-src'],
 } as const satisfies {
   family: string;
   table: string;

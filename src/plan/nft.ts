@@ -3,7 +3,7 @@ import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
 import { NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
-import { gateForwardRules, gateHostChain, gateInputChain, gateNatChain, type GateChain } from './gate.js';
+import { gateForwardRules, gateHostChain, gateHostSourceChain, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 
 /**
  * Container egress lives in egressfw's own nftables table. It hooks `forward`
@@ -119,7 +119,7 @@ export function buildNftDesired(config: Config, ipsetSets: Record<Family, string
         gateNatChain({ port: config.dns.gate.port, exemptInterfaces: config.containers.exemptFrom }),
         gateInputChain({ port: config.dns.gate.port }),
         // the host's own DNS too, when egressfw restricts the host
-        ...(config.host.enabled ? [gateHostChain({ port: config.dns.gate.port })] : []),
+        ...(config.host.enabled ? [gateHostChain({ port: config.dns.gate.port }), gateHostSourceChain({ port: config.dns.gate.port })] : []),
       ]
     : [];
   return { sets: { 4: withoutCovered(ipsetSets[4].map(nftElement)), 6: withoutCovered(ipsetSets[6].map(nftElement)) }, rules: forwardRules(config), gate };

@@ -122,7 +122,7 @@ describe('daemon and the DNS gate', () => {
     const settle = () => new Promise((r) => setTimeout(r, 300));
     await settle();
     expect(calls).toEqual(['start']);
-    expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual(['gate-dns', 'gate-input', 'gate-host']); // the first refresh put its chains in
+    expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual(['gate-dns', 'gate-input', 'gate-host', 'gate-host-src']); // the first refresh put its chains in
     const reload = async (text: string) => {
       writeFileSync(s.config, text);
       proc.emit('SIGHUP');
