@@ -128,6 +128,19 @@ function program(): Command {
       const [{ runProxy }, d] = await Promise.all([import('./commands/proxy.js'), deps()]);
       process.exitCode = await runProxy(o, d.proxyDeps(o.out));
     });
+  p.command('export')
+    .description('write the allowlist and policies as Kubernetes objects for Cilium or Antrea (reads only the config); what cannot carry over is listed')
+    .addOption(new Option('--to <engine>', 'cilium (CiliumNetworkPolicy) or antrea (ClusterNetworkPolicy)').choices(['cilium', 'antrea']).makeOptionMandatory())
+    .addOption(configOption())
+    .option('-n, --namespace <ns>', 'namespace of the pods the objects select', 'default')
+    .option('--cluster-wide', 'select pods in every namespace but kube-system (Cilium: CiliumClusterwideNetworkPolicy)', false)
+    .option('-o, --out <dir>', 'directory for one file per object, or - for stdout', '-')
+    .option('--service-label <key>', 'pod label that carries the compose service', 'app.kubernetes.io/name')
+    .option('--project-label <key>', 'pod label that carries the compose project', 'app.kubernetes.io/part-of')
+    .action(async (o: { to: string; config: string; namespace: string; clusterWide: boolean; out: string; serviceLabel: string; projectLabel: string }) => {
+      const [{ runExport }, d] = await Promise.all([import('./commands/export.js'), deps()]);
+      process.exitCode = await runExport(o, d.exportDeps(o.out));
+    });
   return p;
 }
 

@@ -3,10 +3,11 @@
  * src/cli.ts imports this module only once a command runs, so that
  * `--version` and `--help` do not load them (start-up is part of every cron run).
  */
-import { access, realpath } from 'node:fs/promises';
+import { access, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { InstallDeps } from './commands/install.js';
 import type { ProxyDeps } from './commands/proxy.js';
+import type { ExportDeps } from './commands/export.js';
 import { query } from './system/dns-client.js';
 import { inspectDocker } from './system/docker-view.js';
 import { dockerClient } from './system/docker.js';
@@ -89,6 +90,21 @@ export async function installDeps(self: string, started?: string): Promise<Insta
 export function proxyDeps(out_: string): ProxyDeps {
   return {
     ...confinedFiles(path.resolve(process.cwd(), out_)),
+    cwd: process.cwd(),
+    out,
+    warn,
+  };
+}
+
+/** export: like proxy, every write goes through the real --out ("-": stdout, nothing written). */
+export function exportDeps(out_: string): ExportDeps {
+  const files = confinedFiles(path.resolve(process.cwd(), out_ === '-' ? '.' : out_));
+  return {
+    writeText: files.writeText,
+    readText: files.readText,
+    removeFile: files.removeFile,
+    // the names in --out itself (the user chose it; reads and removals still go through `files`)
+    listDir: (dir: string) => readdir(dir).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? [] : Promise.reject(e))),
     cwd: process.cwd(),
     out,
     warn,

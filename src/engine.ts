@@ -1,11 +1,11 @@
 import type { Config } from './config/load.js';
-import { parseResolvConf } from './config/load.js';
-import { PreconditionError } from './errors.js';
+import { dnsServers, resolverOptions } from './resolve/upstream.js';
 import { buildDesired, type Desired, type DnsServer } from './plan/desired.js';
 import { diff, withoutHost, type Plan } from './plan/diff.js';
 import type { Observed } from './plan/observed.js';
 import type { QueryFn } from './resolve/query.js';
-import { mergeResolutions, type AllowedDomain, type State } from './resolve/merge.js';
+import { mergeResolutions, type AllowedDomain } from './resolve/merge.js';
+import { type State } from './state-file.js';
 import { domainStatus, notAsked, resolveAll, type DomainResolution } from './resolve/resolver.js';
 import { PACKAGE_OF, type Observation, type Wanted } from './system/observe.js';
 import { buildCoverage, dockerBlockers, type Coverage, type DockerView } from './plan/coverage.js';
@@ -44,33 +44,13 @@ export interface RoundDeps {
   inspectDocker?: () => Promise<DockerView>;
 }
 
-export async function dnsServers(config: Config, readText: RoundDeps['readText']): Promise<DnsServer[]> {
-  let hosts = config.dns.servers;
-  if (!hosts) {
-    hosts = parseResolvConf((await readText('/etc/resolv.conf')) ?? '');
-    if (hosts.length === 0) throw new PreconditionError('no DNS servers: /etc/resolv.conf lists no usable nameserver; set `dns.servers` in the config');
-  }
-  return hosts.map((host) => ({ host, port: config.dns.port }));
-}
-
 export async function computeRound(config: Config, prev: State, deps: RoundDeps): Promise<Round> {
   const dns = await dnsServers(config, deps.readText);
   const [resolutions, observation, dockerView] = await Promise.all([
     deps.resolve === false
       ? Promise.resolve(config.domains.map((d) => notAsked(d.name, config.ipv6)))
       : resolveAll(
-      {
-        query: deps.query,
-        servers: dns,
-        timeoutMs: config.dns.timeoutMs,
-        attempts: config.dns.attempts,
-        concurrency: config.dns.concurrency,
-        minTtl: config.dns.minTtl,
-        maxTtl: config.dns.maxTtl,
-        ipv6: config.ipv6,
-        maxAddresses: config.dns.maxAddresses,
-        deadlineMs: config.dns.deadlineMs,
-      },
+      resolverOptions(config, dns, deps.query),
       config.domains.map((d) => ({ name: d.name, allowPrivate: d.allowPrivate })),
     ),
     deps.observe(wanted(config)),

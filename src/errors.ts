@@ -49,3 +49,32 @@ export class InterruptedError extends EgressfwError {
     this.exitCode = signal === 'SIGINT' ? 130 : 143;
   }
 }
+
+const FILE_FIX: Record<string, string> = {
+  EACCES: 'permission denied: run egressfw with sudo, or check the owner and mode of the file and its directory',
+  EPERM: 'operation not permitted: run egressfw with sudo, or check the file\'s attributes (chattr)',
+  EROFS: 'the file system is read-only: remount it read-write, or point egressfw at a writable place (--state-dir)',
+  ENOSPC: 'no space left on the device: free some space and retry',
+  EDQUOT: 'disk quota exceeded: free some space and retry',
+  ELOOP: 'a symlink is in the way: egressfw never follows links there; remove it',
+  ENOTDIR: 'a component of the path is not a directory: fix the path',
+  EISDIR: 'it is a directory: remove it or use another path',
+  EIO: 'I/O error: check the disk (dmesg)',
+};
+
+/** A file egressfw must read or write and cannot, for a reason the user can fix (permissions, space, read-only). Exit 1. */
+export class FileError extends EgressfwError {
+  readonly code: string;
+  constructor(
+    readonly action: 'read' | 'write',
+    readonly file: string,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
+    super(`cannot ${action} ${file}: ${FILE_FIX[code] ?? `${code}: ${(cause as Error | undefined)?.message ?? String(cause)}`}`);
+    this.code = code;
+  }
+}
+
+/** An errno error from the file system (not one of egressfw's own typed errors). */
+export const isErrno = (e: unknown): e is NodeJS.ErrnoException => e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && !(e instanceof EgressfwError);

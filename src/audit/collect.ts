@@ -1,6 +1,6 @@
 import { parseIp } from '../net/ip.js';
 import type { Mode } from '../plan/audit-rules.js';
-import type { State } from '../resolve/merge.js';
+import type { State } from '../state-file.js';
 import type { ContainerRef, History, Hit, Span } from './history.js';
 import { mergeNames, namesFor, resolutionNames, type GateEntry } from './destination-names.js';
 import { HOST, recordKey, type KernelRecord } from './records.js';

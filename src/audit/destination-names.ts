@@ -1,5 +1,6 @@
+import { parseQueryLine } from '../gate/log.js';
 import { parseIp } from '../net/ip.js';
-import type { State } from '../resolve/merge.js';
+import type { State } from '../state-file.js';
 import type { HitName, NameSpan } from './history.js';
 
 /**
@@ -18,59 +19,29 @@ export interface GateEntry {
   answers: string[];
 }
 
-export const GATE_LOG = 'gate.log';
 /** The tail of the gate log that is read: the recent past is what a report needs. */
 export const GATE_LOG_TAIL_BYTES = 8 * 1024 * 1024;
 
-function toSeconds(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return v > 1e11 ? v / 1000 : v; // milliseconds or seconds
-  if (typeof v === 'string') {
-    const t = Date.parse(v);
-    return Number.isNaN(t) ? undefined : t / 1000;
-  }
-  return undefined;
-}
-
-/** "192.0.2.1", "192.0.2.1:5353", "192.0.2.1#5353", "[2001:db8::1]:53" -> the address. */
-function clientIp(s: string): string | undefined {
-  const direct = parseIp(s);
-  if (direct) return direct.text;
-  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(s) ?? /^([^:#]+)[:#]\d+$/.exec(s) ?? /^(.+)#\d+$/.exec(s);
-  return m ? parseIp(m[1]!)?.text : undefined;
-}
-
-function answerIp(a: unknown): string | undefined {
-  const raw = typeof a === 'string' ? a : a && typeof a === 'object' ? ((a as Record<string, unknown>).data ?? (a as Record<string, unknown>).address ?? (a as Record<string, unknown>).ip) : undefined;
-  return typeof raw === 'string' ? parseIp(raw)?.text : undefined;
-}
-
 /**
- * Gate log text (JSON lines: time, client, name, type, verdict, answers[]) ->
- * entries. Tolerant: lines it cannot read are skipped (a partial first line
- * of a tail read, a format change); names are lower-cased without the root dot.
+ * Gate log text (the lines the gate writes, src/gate/log.ts) -> entries.
+ * Lines that are not query lines are skipped (a partial first line of a tail
+ * read); names are lower-cased without the root dot, nothing else: they are
+ * raw client bytes, escaped where they are printed.
  */
 export function parseGateLog(text: string | null): GateEntry[] {
   if (!text) return [];
   const out: GateEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    let o: Record<string, unknown>;
-    try {
-      o = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      continue;
-    }
-    const time = toSeconds(o.time);
-    if (time === undefined || typeof o.name !== 'string' || !o.name) continue;
-    const verdict = typeof o.verdict === 'string' ? o.verdict : '';
-    const client = typeof o.client === 'string' ? clientIp(o.client) : undefined;
+  for (const raw of text.split('\n')) {
+    const l = parseQueryLine(raw);
+    if (!l || !l.name) continue;
+    const client = parseIp(l.client)?.text;
     out.push({
-      time,
+      time: Date.parse(l.time) / 1000,
       ...(client ? { client } : {}),
-      name: o.name.toLowerCase().replace(/\.$/, ''),
-      ...(typeof o.type === 'string' ? { type: o.type } : {}),
-      refused: /refus|deny|denied|block|reject/i.test(verdict),
-      answers: Array.isArray(o.answers) ? o.answers.map(answerIp).filter((x): x is string => x !== undefined) : [],
+      name: l.name.toLowerCase().replace(/\.$/, ''),
+      type: l.type,
+      refused: l.verdict === 'refused',
+      answers: l.ips.map((ip) => parseIp(ip)?.text).filter((x): x is string => x !== undefined),
     });
   }
   return out;

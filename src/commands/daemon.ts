@@ -7,7 +7,8 @@ import { nextRefreshAt } from '../resolve/merge.js';
 import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
 import { Daemon, formatLog, type DaemonSchedule } from '../schedule/daemon.js';
 import type { AuditDeps } from '../system/audit-io.js';
-import { parseState, stateCheck, stateFile } from '../system/state.js';
+import { parseState, stateCheck, stateFile } from '../state-file.js';
+import { realTimers, type Timers } from '../timers.js';
 import { syncOnce, type SyncDeps } from './sync.js';
 
 export interface DaemonOptions {
@@ -41,12 +42,13 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   // Under the daemon an unset dns.gate.enabled is on; the marker tells a hand-run sync (and status) so.
   let config = withScheduler(await loadConfig(opts.config), 'daemon');
   await deps.writeFileAtomic(schedulerFile(opts.stateDir), schedulerText('daemon'));
-  const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(), event, fields)}\n`);
+  const timers = deps.timers ?? realTimers;
+  const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(timers.nowMs()), event, fields)}\n`);
   const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
     const release = await deps.acquireLock();
     try {
@@ -72,6 +74,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
     repair: () => locked(async () => (await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps)).applied),
     log,
     now: deps.now,
+    timers,
   });
 
   const stopped = new Promise<void>((resolve) => {
@@ -108,7 +111,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps, proc: Daemo
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
-  const stopAudit = audit ? startAuditLoop(auditLoopDeps(opts.stateDir, audit, log)) : async () => {};
+  const stopAudit = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : async () => {};
   if (config.dns.gate.enabled) {
     if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
     gate.start();

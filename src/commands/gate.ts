@@ -1,15 +1,16 @@
 import path from 'node:path';
 import { loadConfig, parseResolvConf, withScheduler, type Config } from '../config/load.js';
+import { dnsServers, resolverOptions } from '../resolve/upstream.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
 import { Gate, type Admit, type GateOptions, type QueryEvent } from '../gate/gate.js';
-import { queryLine } from '../gate/log.js';
+import { GATE_LOG, queryLine } from '../gate/log.js';
 import { GatePolicy } from '../gate/policy.js';
 import { PROBE_NAME } from '../gate/probe.js';
 import { startGateServer } from '../gate/server.js';
 import type { QueryFn } from '../resolve/query.js';
 import { resolveOneFamily, type ResolverOptions } from '../resolve/resolver.js';
-import { GATE_LOG, RotatingLog } from '../system/gate-log.js';
+import { RotatingLog } from '../system/gate-log.js';
 
 export interface GateCommandOptions {
   config: string;
@@ -55,34 +56,25 @@ const SHED_LINES_PER_SEC = 20;
 export const gateOptions = (c: Config): GateOptions => ({ minTtl: c.dns.minTtl, maxTtl: c.dns.maxTtl, staleGrace: c.staleGrace, ipv6: c.ipv6, cacheSize: c.dns.gate.cacheSize });
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1';
 
+/**
+ * The gate's upstream servers. Host DNS is redirected to the gate: a resolver on the host itself
+ * (systemd-resolved's 127.0.0.53, a local dnsmasq) would send its own upstream queries back here, a
+ * loop. The gate asks the servers systemd-resolved lists instead, or says to set dns.servers.
+ */
+async function gateServers(c: Config, readText: GateDeps['readText']): Promise<ResolverOptions['servers']> {
+  const servers = await dnsServers(c, readText);
+  if (!c.host.enabled || !servers.some((s) => isLoopback(s.host))) return servers;
+  const remote = servers.filter((s) => !isLoopback(s.host));
+  if (remote.length) return remote;
+  const real = parseResolvConf((await readText('/run/systemd/resolve/resolv.conf')) ?? '').filter((h) => !isLoopback(h));
+  if (!real.length) throw new PreconditionError(`the DNS servers (${servers.map((s) => s.host).join(', ')}) are on this host, whose DNS goes through the gate: set dns.servers to the upstream resolvers in the config`);
+  return real.map((host) => ({ host, port: c.dns.port }));
+}
+
 async function upstreamOf(c: Config, deps: Pick<GateDeps, 'query' | 'readText'>): Promise<ResolverOptions> {
-  let servers = c.dns.servers;
-  if (!servers) {
-    servers = parseResolvConf((await deps.readText('/etc/resolv.conf')) ?? '');
-    if (!servers.length) throw new PreconditionError('no DNS servers: /etc/resolv.conf lists none; set dns.servers in the config');
-  }
-  // Host DNS is redirected to the gate: a resolver on the host (systemd-resolved's 127.0.0.53, a local dnsmasq)
-  // would send its own upstream queries back here, a loop. Ask the servers it asks (systemd-resolved lists them).
-  if (c.host.enabled && servers.every(isLoopback)) {
-    const real = parseResolvConf((await deps.readText('/run/systemd/resolve/resolv.conf')) ?? '').filter((s) => !isLoopback(s));
-    if (!real.length) throw new PreconditionError(`the DNS servers (${servers.join(', ')}) are on this host, whose DNS goes through the gate: set dns.servers to the upstream resolvers in the config`);
-    servers = real;
-  }
-  servers = servers.filter((s) => !isLoopback(s) || !c.host.enabled);
   // TTLs: lowered to maxTtl here; NOT raised to minTtl (the cache keeps an answer no longer than its TTL; minTtl goes into the kernel timeout).
   // A container's resolver gives up after about 5 s: the gate answers SERVFAIL before that rather than never.
-  return {
-    query: deps.query,
-    servers: servers.map((host) => ({ host, port: c.dns.port })),
-    timeoutMs: c.dns.timeoutMs,
-    attempts: c.dns.attempts,
-    concurrency: 1,
-    minTtl: 0,
-    maxTtl: c.dns.maxTtl,
-    ipv6: c.ipv6,
-    maxAddresses: c.dns.maxAddresses,
-    deadlineMs: Math.min(c.dns.deadlineMs, 4000),
-  };
+  return { ...resolverOptions(c, await gateServers(c, deps.readText), deps.query), concurrency: 1, minTtl: 0, deadlineMs: Math.min(c.dns.deadlineMs, 4000) };
 }
 
 /**

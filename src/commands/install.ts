@@ -1,6 +1,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig, parseResolvConf } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
+import { upstreamHosts } from '../resolve/upstream.js';
 import { DAEMON_JSON, DAEMON_JSON_BACKUP, planDockerDns, undoDockerDns } from '../gate/docker-dns.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { BOOT_FILE, CRON_FILE, HEADER, PACKAGE_HEADER, PACKAGE_UNIT_DIR, renderBootService, renderCron, renderService, SERVICE_FILE, unsafePath, type InstallPaths } from '../schedule/units.js';
@@ -41,7 +42,7 @@ export interface InstallDeps {
  */
 async function installDockerDns(opts: InstallOptions, deps: InstallDeps): Promise<number> {
   const config = await loadConfig(path.resolve(opts.config));
-  const upstream = config.dns.servers ?? parseResolvConf((await deps.readText('/etc/resolv.conf')) ?? '');
+  const { hosts: upstream } = await upstreamHosts(config, deps.readText);
   const plan = planDockerDns(await deps.readText(DAEMON_JSON), upstream);
   if (plan.action === 'error') throw new PreconditionError(plan.message);
   if (plan.action === 'nothing') {

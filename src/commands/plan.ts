@@ -6,7 +6,7 @@ import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/query.js';
 import { coverageText, type DockerView } from '../plan/coverage.js';
-import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../state-file.js';
 import type { Observation, Wanted } from '../system/observe.js';
 import { printable } from '../text.js';
 

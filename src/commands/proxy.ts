@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { loadConfig, parseResolvConf } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
+import { upstreamHosts } from '../resolve/upstream.js';
 import { UsageError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
 import { checkBaseCompose, parseBaseCompose, type BaseCompose } from '../proxy/base.js';
@@ -67,12 +68,7 @@ export async function runProxy(opts: ProxyOptions, deps: ProxyDeps): Promise<num
 
   // Resolvers: the same servers egressfw asks (and allows in the firewall). Loopback stubs (systemd-resolved's
   // 127.0.0.53) are not reachable from a container, and the egress network has no IPv6.
-  let servers = config.dns.servers;
-  let from = 'dns.servers';
-  if (!servers) {
-    servers = parseResolvConf((await deps.readText('/etc/resolv.conf')) ?? '');
-    from = '/etc/resolv.conf';
-  }
+  const { hosts: servers, from } = await upstreamHosts(config, deps.readText);
   const resolvers = servers.filter((s) => parseIp(s)?.family === 4 && !s.startsWith('127.'));
   if (resolvers.length === 0) {
     throw new UsageError(

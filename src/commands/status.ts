@@ -5,7 +5,7 @@ import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
 import { FAMILIES, NFT, NFT_TABLE_REF, SET } from '../plan/kernel-names.js';
 import { describeOp } from '../plan/render.js';
-import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
+import { parseState, stateCheck, stateFile, stateNotes } from '../state-file.js';
 import type { PlanDeps } from './plan.js';
 import { gateStatus, type GateStatusDeps } from './gate-status.js';
 import { coverageText } from '../plan/coverage.js';

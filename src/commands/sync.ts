@@ -8,12 +8,11 @@ import { describeOp } from '../plan/render.js';
 import type { QueryFn } from '../resolve/query.js';
 import type { DockerView } from '../plan/coverage.js';
 import { printable } from '../text.js';
-import type { State } from '../resolve/merge.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
 import type { Exec } from '../system/exec.js';
 import type { Observation, Wanted } from '../system/observe.js';
-import { parseState, stateCheck, stateFile, stateNotes } from '../system/state.js';
+import { parseState, serializeState, stateCheck, stateFile, stateNotes, type State } from '../state-file.js';
 
 export interface SyncOptions {
   config: string;
@@ -75,7 +74,7 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   // A damaged file is not overwritten: it goes aside first (it may hold what uninstall needs).
   const aside = loaded.damaged !== null ? await deps.setAside(file, now) : null;
   const warnings = stateNotes(file, loaded, aside);
-  const save = (s: State) => deps.writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
+  const save = (s: State) => deps.writeFileAtomic(file, serializeState(s));
   let state: State = prev;
   try {
     const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: !opts.offline });

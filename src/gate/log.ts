@@ -1,6 +1,7 @@
 /**
- * The gate's query log: one JSON object per line (stdout, and
- * <state dir>/gate.log), and the summary `status` shows. Pure.
+ * The gate-log contract: one JSON object per query (stdout, and
+ * <state dir>/gate.log). The gate writes it (queryLine); status's summary
+ * and the audit's destination names read it (parseQueryLine). Pure.
  */
 import type { ContainerRef } from './attribution.js';
 import type { QueryEvent } from './gate.js';
@@ -23,6 +24,35 @@ export interface QueryLine {
   transport: 'udp' | 'tcp';
   rules?: string[];
   detail?: string;
+}
+
+/** The log's file in the state dir (rotated copies: gate.log.1, .2, ...). */
+export const GATE_LOG = 'gate.log';
+
+const VERDICTS: readonly string[] = ['allowed', 'refused', 'failed', 'malformed'] satisfies QueryEvent['verdict'][];
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/**
+ * The reader: one line as queryLine wrote it, or null for anything else (other
+ * JSON, a line cut by rotation or a tail read). Names come back as the client
+ * sent them (any bytes): whoever prints them escapes them.
+ */
+export function parseQueryLine(raw: string): QueryLine | null {
+  if (!raw.startsWith('{')) return null;
+  let o: unknown;
+  try {
+    o = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (!o || typeof o !== 'object') return null;
+  const l = o as Record<string, unknown>;
+  const ok =
+    typeof l.time === 'string' && Number.isFinite(Date.parse(l.time)) &&
+    typeof l.client === 'string' && typeof l.name === 'string' && typeof l.type === 'string' &&
+    typeof l.verdict === 'string' && VERDICTS.includes(l.verdict) && isStrings(l.ips) &&
+    (l.container === null || (typeof l.container === 'object' && typeof (l.container as Record<string, unknown>).name === 'string'));
+  return ok ? (l as unknown as QueryLine) : null;
 }
 
 // Thousands of lines a second share a handful of timestamps: format each millisecond once.
@@ -79,18 +109,12 @@ export function summarise(lines: Iterable<string>, nowMs: number, windowMs = 3_6
   const s: GateSummary = { from: new Date(from).toISOString(), to: new Date(nowMs).toISOString(), total: 0, allowed: 0, refused: 0, failed: 0, shed: 0, clients: [], topRefused: [], skipped: 0 };
   for (const raw of lines) {
     if (!raw.trim()) continue;
-    let l: QueryLine;
-    try {
-      l = JSON.parse(raw) as QueryLine;
-    } catch {
+    const l = parseQueryLine(raw);
+    if (!l) {
       s.skipped++;
       continue;
     }
-    const t = typeof l.time === 'string' ? Date.parse(l.time) : NaN;
-    if (!Number.isFinite(t) || typeof l.verdict !== 'string' || typeof l.name !== 'string') {
-      s.skipped++;
-      continue;
-    }
+    const t = Date.parse(l.time);
     if (t < from || t > nowMs) continue;
     if (l.verdict === 'malformed') continue;
     s.total++;

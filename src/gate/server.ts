@@ -4,6 +4,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { PreconditionError } from '../errors.js';
 
 export type Handle = (msg: Buffer, client: string, transport: 'udp' | 'tcp') => Buffer | null | Promise<Buffer | null>;
 
@@ -102,6 +103,14 @@ function bindTcp(host: string, port: number, handle: Handle, conns: Set<net.Sock
   });
 }
 
+/** What to do about addresses that cannot be bound, by errno. */
+function bindFix(codes: Set<string>): string {
+  if (codes.has('EADDRINUSE')) return `another program uses the port (\`ss -lunp\` shows which): stop it, or set dns.gate.port to a free port`;
+  if (codes.has('EADDRNOTAVAIL')) return 'the address is not one of this host\'s: fix dns.gate.listen';
+  if (codes.has('EACCES')) return 'binding needs root (or CAP_NET_BIND_SERVICE): run it through `egressfw daemon` as root';
+  return 'check dns.gate.listen and dns.gate.port';
+}
+
 /** Bind every address (UDP and TCP). An address that fails is a warning while another one binds; none: an error. */
 export async function startGateServer(o: GateServerOptions): Promise<GateServer> {
   const udp: dgram.Socket[] = [];
@@ -109,6 +118,7 @@ export async function startGateServer(o: GateServerOptions): Promise<GateServer>
   const conns = new Set<net.Socket>();
   const bound: string[] = [];
   const problems: string[] = [];
+  const codes = new Set<string>();
   for (const host of o.listen) {
     const where = `${net.isIPv6(host) ? `[${host}]` : host}:${o.port}`;
     try {
@@ -117,7 +127,8 @@ export async function startGateServer(o: GateServerOptions): Promise<GateServer>
       tcp.push(await bindTcp(host, o.port, o.handle, conns));
       bound.push(`${where}/tcp`);
     } catch (e) {
-      problems.push(`cannot listen on ${where}: ${(e as Error).message}`);
+      problems.push(`${where}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      codes.add((e as NodeJS.ErrnoException).code ?? '');
     }
   }
   const close = async () => {
@@ -127,8 +138,8 @@ export async function startGateServer(o: GateServerOptions): Promise<GateServer>
   };
   if (!bound.length || problems.length === o.listen.length) {
     await close();
-    throw new Error(`${problems.join('; ')} (dns.gate.listen / dns.gate.port: is another program using the port?)`);
+    throw new PreconditionError(`the DNS gate cannot listen: ${problems.join('; ')}; ${bindFix(codes)}`);
   }
-  for (const p of problems) o.warn(p);
+  for (const p of problems) o.warn(`cannot listen on ${p}`);
   return { bound, close };
 }

@@ -4,6 +4,7 @@ import type { Plan } from './diff.js';
 import { CHAIN, DOCKER_USER, HOST_CHAIN, TMP_SET } from './kernel-names.js';
 import type { Observed } from './observed.js';
 import { createLine } from './render.js';
+import { ufwPolicyWord } from './ufw-file.js';
 
 
 /**
@@ -71,8 +72,6 @@ export interface UfwRollback {
   refill: Record<Family, string | null>;
 }
 
-const POLICY_WORD: Record<string, string> = { ACCEPT: 'allow', DROP: 'deny', REJECT: 'reject' };
-
 /** Pure: how to put ufw back: old file texts, old policy, disable if we enabled it, reload. */
 export function rollbackUfw(plan: Plan, before: Observed): UfwRollback | null {
   const ufw = before.ufw;
@@ -82,7 +81,7 @@ export function rollbackUfw(plan: Plan, before: Observed): UfwRollback | null {
   const commands: string[][] = [];
   for (const op of ops) {
     if (op.kind === 'ufw-block') files.push({ file: op.file, text: ufw.files[op.family] });
-    if (op.kind === 'ufw-outgoing') commands.push(['ufw', 'default', POLICY_WORD[ufw.outputPolicy] ?? 'allow', 'outgoing']);
+    if (op.kind === 'ufw-outgoing') commands.push(['ufw', 'default', ufwPolicyWord(ufw.outputPolicy), 'outgoing']);
     if (op.kind === 'ufw-enable') commands.push(['ufw', '--force', 'disable']);
   }
   if (ufw.enabled) commands.push(['ufw', 'reload']);

@@ -24,3 +24,7 @@ export function removeBlock(text: string): string {
   if (old === null) return text;
   return text.replace(`${old}\n\n`, '').replace(`${old}\n`, '').replace(old, '');
 }
+
+/** iptables policy (as /etc/default/ufw and the kernel say it) -> ufw's word for it; unknown: allow, ufw's own default. */
+const UFW_POLICY_WORD: Record<string, 'allow' | 'deny' | 'reject'> = { ACCEPT: 'allow', DROP: 'deny', REJECT: 'reject' };
+export const ufwPolicyWord = (policy: string): 'allow' | 'deny' | 'reject' => UFW_POLICY_WORD[policy] ?? 'allow';

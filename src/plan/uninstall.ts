@@ -1,9 +1,9 @@
 import type { Family } from '../net/ip.js';
-import type { State } from '../resolve/merge.js';
+import type { State } from '../state-file.js';
 import { JUMP_RULE_SPEC } from './desired.js';
 import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_TABLE_REF, REFUSED_HOST_SET, SET, TMP_SET, UFW_FILE } from './kernel-names.js';
 import { extractBlock, type Observed } from './observed.js';
-import { removeBlock } from './ufw-file.js';
+import { removeBlock, ufwPolicyWord } from './ufw-file.js';
 import { DELETE_TABLE } from './nft.js';
 
 export interface UninstallPlan {
@@ -19,7 +19,6 @@ export interface UninstallPlan {
   steps: string[];
 }
 
-const POLICY_WORD: Record<string, string> = { ACCEPT: 'allow', DROP: 'deny', REJECT: 'reject' };
 const wrap = (lines: string[]) => (lines.length ? ['*filter', ...lines, 'COMMIT', ''].join('\n') : null);
 
 /**
@@ -71,8 +70,8 @@ export function planUninstall(observed: Observed, original: State['original']): 
     }
     const was = original?.ufwOutputPolicy;
     if (was && was !== u.outputPolicy) {
-      commands.push(['ufw', 'default', POLICY_WORD[was] ?? 'allow', 'outgoing']);
-      steps.push(`ufw: default outgoing back to ${POLICY_WORD[was] ?? 'allow'}`);
+      commands.push(['ufw', 'default', ufwPolicyWord(was), 'outgoing']);
+      steps.push(`ufw: default outgoing back to ${ufwPolicyWord(was)}`);
     }
     if (original?.ufwEnabled === false && u.enabled) {
       commands.push(['ufw', '--force', 'disable']);

@@ -1,29 +1,6 @@
 import { compareIp, parseIp, type Family } from '../net/ip.js';
+import type { IpState, State } from '../state-file.js';
 import { MAX_ADDRESSES, type DomainResolution, type FamilyResult } from './resolver.js';
-
-/** What egressfw remembers between syncs (saved as JSON). Times are unix seconds. */
-export interface State {
-  version: 1;
-  domains: Record<string, DomainState>;
-  lastSync?: { at: number; ok: boolean; message: string };
-  /** first successful sync: from then on, containers stay enforced even if ufw is switched off */
-  enforcedSince?: number;
-  /** what egressfw found before its first change, for `uninstall` */
-  original?: { ufwOutputPolicy?: string; ufwEnabled?: boolean; createdChains?: string[] };
-}
-export interface DomainState {
-  ips: Record<string, IpState>;
-  /** last resolution status word (ok, nxdomain, timeout, ...) */
-  status: string;
-  lastOk?: number;
-}
-export interface IpState {
-  firstSeen: number;
-  lastSeen: number;
-  ttl: number;
-}
-
-export const emptyState = (): State => ({ version: 1, domains: {} });
 
 export type IpSource = 'answer' | 'stale' | 'last-known-good';
 export interface AllowedIp {

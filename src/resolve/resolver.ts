@@ -1,4 +1,5 @@
 import { forbiddenReason, parseIp, compareIp, type Family } from '../net/ip.js';
+import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 import { QueryError, type QueryFn, type QueryResult, type RecordType, type Server } from './query.js';
 
 export type FailureKind = 'nxdomain' | 'servfail' | 'refused' | 'timeout' | 'malformed' | 'network' | 'cname-loop' | 'cname-too-long' | 'not-asked';
@@ -38,6 +39,8 @@ export interface ResolverOptions {
   maxAddresses?: number;
   /** overall time for one name (both families, every server, round and CNAME hop) */
   deadlineMs?: number;
+  /** the deadline's clock and timer; default the real ones */
+  timers?: Timers;
 }
 
 const MAX_CNAME_HOPS = 8;
@@ -49,10 +52,16 @@ export const DEFAULT_DEADLINE_MS = 20_000;
 interface Deadline {
   at: number;
   ms: number;
+  timers: Timers;
 }
+const deadlineOf = (opts: ResolverOptions): Deadline => {
+  const timers = opts.timers ?? realTimers;
+  const ms = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  return { at: timers.monoMs() + ms, ms, timers };
+};
 /** ms left; under 1 ms counts as none (no query fits in it) */
 const remaining = (d: Deadline) => {
-  const left = d.at - performance.now();
+  const left = d.at - d.timers.monoMs();
   return left < 1 ? 0 : left;
 };
 
@@ -71,9 +80,9 @@ const pastDeadline = (d: Deadline) => new ResolveFailure('timeout', `no answer w
 async function queryBefore(opts: ResolverOptions, deadline: Deadline, server: Server, name: string, type: RecordType): Promise<QueryResult> {
   const left = remaining(deadline);
   if (left <= 0) throw pastDeadline(deadline);
-  let timer: NodeJS.Timeout | undefined;
+  let timer: TimerHandle;
   const cut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(pastDeadline(deadline)), left + 50);
+    timer = deadline.timers.setTimeout(() => reject(pastDeadline(deadline)), left + 50);
   });
   try {
     return await Promise.race([opts.query(server, name, type, Math.max(1, Math.min(opts.timeoutMs, Math.ceil(left)))), cut]);
@@ -82,7 +91,7 @@ async function queryBefore(opts: ResolverOptions, deadline: Deadline, server: Se
     if (left < opts.timeoutMs && e instanceof QueryError && e.kind === 'timeout') throw pastDeadline(deadline);
     throw e;
   } finally {
-    clearTimeout(timer);
+    deadline.timers.clearTimeout(timer);
   }
 }
 
@@ -172,8 +181,7 @@ async function resolveFamily(opts: ResolverOptions, deadline: Deadline, name: st
 
 export async function resolveDomain(opts: ResolverOptions, name: string, allowPrivate: boolean): Promise<DomainResolution> {
   const refused: DomainResolution['refused'] = [];
-  const ms = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
-  const deadline: Deadline = { at: performance.now() + ms, ms };
+  const deadline = deadlineOf(opts);
   const [v4, v6] = await Promise.all([
     resolveFamily(opts, deadline, name, 4, refused, allowPrivate),
     opts.ipv6 ? resolveFamily(opts, deadline, name, 6, refused, allowPrivate) : Promise.resolve(null),
@@ -219,7 +227,6 @@ export async function resolveOneFamily(
   allowPrivate: boolean,
 ): Promise<{ result: FamilyResult; refused: DomainResolution['refused'] }> {
   const refused: DomainResolution['refused'] = [];
-  const ms = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
-  const result = await resolveFamily(opts, { at: performance.now() + ms, ms }, name, family, refused, allowPrivate);
+  const result = await resolveFamily(opts, deadlineOf(opts), name, family, refused, allowPrivate);
   return { result, refused };
 }

@@ -1,4 +1,5 @@
 import { collectAudit, snapshotContainers, type AuditDeps } from '../system/audit-io.js';
+import { realTimers, type Timers } from '../timers.js';
 
 export interface AuditLoopDeps {
   /** Docker snapshot: which container holds which address (cheap: one API call) */
@@ -6,6 +7,8 @@ export interface AuditLoopDeps {
   /** read the kernel's records into the audit history */
   collect: () => Promise<string[]>;
   log: (event: string, fields?: Record<string, unknown>) => void;
+  /** default: the real ones */
+  timers?: Timers;
 }
 
 export interface AuditLoopTimes {
@@ -58,13 +61,14 @@ export function startAuditLoop(deps: AuditLoopDeps, times: AuditLoopTimes = AUDI
       }
     })();
   };
-  const snap = setInterval(() => run('snapshot'), times.snapshotSec * 1000);
-  const coll = setInterval(() => run('collect'), times.collectSec * 1000);
+  const timers = deps.timers ?? realTimers;
+  const snap = timers.setInterval(() => run('snapshot'), times.snapshotSec * 1000);
+  const coll = timers.setInterval(() => run('collect'), times.collectSec * 1000);
   run('collect');
   return async () => {
     stopped = true;
-    clearInterval(snap);
-    clearInterval(coll);
+    timers.clearInterval(snap);
+    timers.clearInterval(coll);
     await chain;
   };
 }

@@ -1,5 +1,6 @@
 import { printable } from '../text.js';
-import { schedule as cronSchedule, type ScheduledTask } from 'node-cron';
+import { schedule as cronSchedule } from 'node-cron';
+import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 
 export interface RefreshOutcome {
   changes: string[];
@@ -26,7 +27,18 @@ export interface DaemonDeps {
   repair: () => Promise<string[]>;
   log: (event: string, fields?: Record<string, unknown>) => void;
   now: () => number;
+  /** default: the real ones */
+  timers?: Timers;
+  /** the refresh schedule's ticks; default node-cron */
+  cron?: CronStart;
 }
+
+/** A cron schedule that calls `tick`: stopped with destroy(); msToNext(): when the next tick comes. */
+export type CronStart = (expr: string, tick: () => void) => { destroy(): void; msToNext(): number | null };
+const nodeCron: CronStart = (expr, tick) => {
+  const task = cronSchedule(expr, tick, { noOverlap: true, name: 'egressfw-refresh' });
+  return { destroy: () => void task.destroy(), msToNext: () => task.msToNext() };
+};
 
 /**
  * The scheduler behind `egressfw daemon`. Jobs (refresh, drift check, repair)
@@ -37,21 +49,24 @@ export interface DaemonDeps {
 export class Daemon {
   private chain: Promise<void> = Promise.resolve();
   private pending = 0;
-  private cron: ScheduledTask | undefined;
-  private driftTimer: NodeJS.Timeout | undefined;
-  private earlyTimer: NodeJS.Timeout | undefined;
+  private cron: ReturnType<CronStart> | undefined;
+  private driftTimer: TimerHandle;
+  private earlyTimer: TimerHandle;
+  private readonly timers: Timers;
   private failures = 0;
   private stopped = false;
 
   constructor(
     private sched: DaemonSchedule,
     private deps: DaemonDeps,
-  ) {}
+  ) {
+    this.timers = deps.timers ?? realTimers;
+  }
 
   start(): void {
     this.stopped = false;
-    this.cron = cronSchedule(this.sched.refresh, () => this.enqueue('refresh'), { noOverlap: true, name: 'egressfw-refresh' });
-    this.driftTimer = setInterval(() => {
+    this.cron = (this.deps.cron ?? nodeCron)(this.sched.refresh, () => this.enqueue('refresh'));
+    this.driftTimer = this.timers.setInterval(() => {
       if (this.pending === 0) this.enqueue('drift');
     }, this.sched.driftCheckSec * 1000);
     this.enqueue('refresh');
@@ -76,10 +91,10 @@ export class Daemon {
   }
 
   private clearTimers(): void {
-    void this.cron?.destroy();
+    this.cron?.destroy();
     this.cron = undefined;
-    clearInterval(this.driftTimer);
-    clearTimeout(this.earlyTimer);
+    this.timers.clearInterval(this.driftTimer);
+    this.timers.clearTimeout(this.earlyTimer);
   }
 
   enqueue(job: 'refresh' | 'drift'): void {
@@ -93,11 +108,11 @@ export class Daemon {
   }
 
   private async refresh(): Promise<void> {
-    const t0 = Date.now();
+    const t0 = this.timers.monoMs();
     try {
       const r = await this.deps.refresh();
       this.failures = 0;
-      this.deps.log('refresh', { changes: r.changes.length, ms: Date.now() - t0, ...(r.changes.length ? { applied: r.changes } : {}), ...(r.warnings.length ? { warnings: r.warnings } : {}) });
+      this.deps.log('refresh', { changes: r.changes.length, ms: Math.round(this.timers.monoMs() - t0), ...(r.changes.length ? { applied: r.changes } : {}), ...(r.warnings.length ? { warnings: r.warnings } : {}) });
       if (r.nextRefreshAt !== undefined) this.scheduleEarly(r.nextRefreshAt - this.deps.now());
     } catch (e) {
       this.failures++;
@@ -109,21 +124,21 @@ export class Daemon {
 
   /** A TTL runs out (or a retry is due) before the next cron tick: refresh then. */
   private scheduleEarly(inSec: number): void {
-    clearTimeout(this.earlyTimer);
+    this.timers.clearTimeout(this.earlyTimer);
     if (this.stopped) return;
     const sec = Math.max(this.failures ? 0 : this.sched.minTtlSec, inSec);
     const next = this.cron?.msToNext();
     if (next != null && sec * 1000 >= next) return; // the cron tick comes first
-    this.earlyTimer = setTimeout(() => this.enqueue('refresh'), sec * 1000);
+    this.earlyTimer = this.timers.setTimeout(() => this.enqueue('refresh'), sec * 1000);
   }
 
   private async driftCheck(): Promise<void> {
     try {
       const drift = await this.deps.detectDrift();
       if (!drift.length) return;
-      const t0 = Date.now();
+      const t0 = this.timers.monoMs();
       const repaired = await this.deps.repair();
-      this.deps.log('drift-repaired', { drift, applied: repaired, ms: Date.now() - t0 });
+      this.deps.log('drift-repaired', { drift, applied: repaired, ms: Math.round(this.timers.monoMs() - t0) });
     } catch (e) {
       this.deps.log('error', { job: 'drift-check', error: (e as Error).message.split('\n')[0] });
     }

@@ -2,7 +2,8 @@ import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { applyCollection, applySnapshot, type ContainerInfo, type RecordSource } from '../audit/collect.js';
 import { AUDIT_LOCK, HISTORY_FILE, parseHistory, serializeHistory, trimHistory, type History } from '../audit/history.js';
-import { GATE_LOG, GATE_LOG_TAIL_BYTES, parseGateLog, type GateEntry } from '../audit/destination-names.js';
+import { GATE_LOG_TAIL_BYTES, parseGateLog, type GateEntry } from '../audit/destination-names.js';
+import { GATE_LOG } from '../gate/log.js';
 import { nftChainMode, parseIpsetRefusedSet, parseNftRefusedSet, type KernelRecord, type SetRead } from '../audit/records.js';
 import { PreconditionError } from '../errors.js';
 import type { Family } from '../net/ip.js';
@@ -10,7 +11,7 @@ import { hostModeOf, type Mode } from '../plan/audit-rules.js';
 import { HOST_CHAIN, NFT, NFT_TABLE_REF, REFUSED_HOST_SET } from '../plan/kernel-names.js';
 import { parseIptablesSave } from '../plan/observed.js';
 import type { Exec } from './exec.js';
-import { parseState, stateFile } from './state.js';
+import { parseState, stateFile } from '../state-file.js';
 
 /** Reading the kernel's records, Docker and the state dir; writing the audit history. The only side effects of audit. */
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { PreconditionError } from '../errors.js';
+import { FileError, isErrno, PreconditionError } from '../errors.js';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 /** Exclusive create that never follows a link at the name: a planted symlink makes it fail (EEXIST/ELOOP). */
@@ -33,7 +33,8 @@ async function lstatOrNull(p: string): Promise<Stats | null> {
 }
 
 /**
- * File text, or null when it does not exist or cannot be read. Never hangs:
+ * File text, or null when it does not exist (a file that exists but cannot be
+ * read, permission denied say, is a FileError, never "missing"). Never hangs:
  * opened non-blocking and checked with fstat, so a FIFO, device or directory
  * in its place is refused with a message instead of read.
  */
@@ -41,8 +42,8 @@ export async function readText(file: string, maxBytes = MAX_READ_BYTES): Promise
   let fh;
   try {
     fh = await open(file, O_RDONLY | O_NONBLOCK);
-  } catch {
-    return null;
+  } catch (e) {
+    return missingOrThrow(file, e);
   }
   try {
     const st = await fh.stat();
@@ -52,6 +53,13 @@ export async function readText(file: string, maxBytes = MAX_READ_BYTES): Promise
   } finally {
     await fh.close();
   }
+}
+
+/** Missing (null) is a first run; anything else (permission denied, I/O) is the user's to fix, never "missing". */
+function missingOrThrow(file: string, e: unknown): null {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+  throw new FileError('read', file, e);
 }
 
 /** The directory must be a real one, not a symlink (created when missing and `create`). */
@@ -112,6 +120,14 @@ async function writeTemp(dir: string, base: string, text: string | Buffer, mode:
  * directory or target is refused.
  */
 export async function writeFileAtomic(file: string, text: string, mode = 0o644): Promise<void> {
+  try {
+    await writeAtomic(file, text, mode);
+  } catch (e) {
+    throw isErrno(e) ? new FileError('write', file, e) : e;
+  }
+}
+
+async function writeAtomic(file: string, text: string, mode: number): Promise<void> {
   const dir = path.dirname(file);
   await realDirectory(dir, true);
   const old = await regularOrMissing(file);

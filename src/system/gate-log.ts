@@ -5,8 +5,7 @@
  */
 import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-
-export const GATE_LOG = 'gate.log';
+import { GATE_LOG } from '../gate/log.js';
 
 export class RotatingLog {
   private buf: string[] = [];

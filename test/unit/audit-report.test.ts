@@ -8,6 +8,7 @@ import { buildReport, renderReportText, reportJson } from '../../src/audit/repor
 import { renderSuggestion } from '../../src/audit/suggest.js';
 import { parseConfig } from '../../src/config/load.js';
 import { golden } from '../support/files.js';
+import { gateLogLine } from '../support/gate-log.js';
 
 const T0 = 1_790_000_000;
 
@@ -33,11 +34,9 @@ dns:
 );
 
 const gateLog = [
-  { time: new Date((T0 - 60) * 1000).toISOString(), client: '198.51.100.66', name: 'api.blocked.test', type: 'A', verdict: 'allowed', answers: ['203.0.113.20'] },
-  { time: new Date((T0 + 70) * 1000).toISOString(), client: '198.51.100.130', name: 'tracker.example', type: 'A', verdict: 'refused', answers: [] },
-]
-  .map((o) => JSON.stringify(o))
-  .join('\n');
+  gateLogLine({ at: (T0 - 60) * 1000, client: '198.51.100.66', name: 'api.blocked.test', verdict: 'allowed', ips: ['203.0.113.20'] }),
+  gateLogLine({ at: (T0 + 70) * 1000, client: '198.51.100.130', name: 'tracker.example', verdict: 'refused' }),
+].join('\n');
 const gate = parseGateLog(gateLog);
 
 const r = (src: string, dst: string, proto: string, port: string, packets: number, ago: number): KernelRecord =>

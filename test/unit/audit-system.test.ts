@@ -10,6 +10,7 @@ import { collectAudit, historyFile, readKernelRecords, readTail, snapshotContain
 import { readText, writeFileAtomic } from '../../src/system/files.js';
 import { acquireLock } from '../../src/system/lock.js';
 import { fixture } from '../support/files.js';
+import { gateLogLine } from '../support/gate-log.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -131,7 +132,7 @@ describe('collectAudit / report / suggest against a fake kernel and a real state
     const config = path.join(dir, 'egressfw.yml');
     const text = 'allow:\n  - domain: api.example.test\n    ports: [80]\ndns:\n  servers: [198.51.100.53]\n';
     writeFileSync(config, text);
-    writeFileSync(path.join(dir, 'gate.log'), `${JSON.stringify({ time: T0 - 30, client: '198.51.100.66', name: 'api.example.test', verdict: 'allowed', answers: ['203.0.113.20'] })}\n`);
+    writeFileSync(path.join(dir, 'gate.log'), `${gateLogLine({ at: (T0 - 30) * 1000, client: '198.51.100.66', name: 'api.example.test', verdict: 'allowed', ips: ['203.0.113.20'] })}\n`);
     const d = deps(T0, fakeExec());
     expect(await runSuggest({ config, stateDir: dir, since: '24h' }, d)).toBe(0);
     const out = d.printed.join('');

@@ -12,6 +12,7 @@ import { diff } from '../../src/plan/diff.js';
 import { describeOp } from '../../src/plan/render.js';
 import { FakeKernel } from '../support/fake-kernel.js';
 import { fixture } from '../support/files.js';
+import { gateLogLine } from '../support/gate-log.js';
 
 const T0 = 1_790_000_000;
 
@@ -216,10 +217,10 @@ describe('collection: counter growth becomes attempts, attributed when collected
   it('names: the gate answer to this client first, then anyone, then egressfw resolution history', () => {
     const gate = parseGateLog(
       [
-        JSON.stringify({ time: new Date((T0 - 50) * 1000).toISOString(), client: '198.51.100.7', name: 'cdn.other.test.', type: 'A', verdict: 'allowed', answers: ['203.0.113.20'] }),
-        JSON.stringify({ time: T0 - 60, client: '198.51.100.66#41234', name: 'API.Blocked.test', type: 'A', verdict: 'allowed', answers: [{ data: '203.0.113.20' }] }),
+        gateLogLine({ at: (T0 - 50) * 1000, client: '198.51.100.7', name: 'cdn.other.test.', verdict: 'allowed', ips: ['203.0.113.20'] }),
+        gateLogLine({ at: (T0 - 60) * 1000, client: '198.51.100.66', name: 'API.Blocked.test', verdict: 'allowed', ips: ['203.0.113.20'] }),
         '{"time": "garbage',
-        JSON.stringify({ time: (T0 - 5) * 1000, client: '198.51.100.66', name: 'tracker.test', verdict: 'refused', answers: [] }),
+        gateLogLine({ at: (T0 - 5) * 1000, client: '198.51.100.66', name: 'tracker.test', verdict: 'refused' }),
       ].join('\n'),
     );
     expect(gate).toHaveLength(3);

@@ -1,30 +1,49 @@
 import { describe, expect, it } from 'vitest';
-import { Daemon, formatLog, type DaemonDeps, type DaemonSchedule } from '../../src/schedule/daemon.js';
+import { Daemon, formatLog, type CronStart, type DaemonDeps, type DaemonSchedule } from '../../src/schedule/daemon.js';
+import { FakeTimers } from '../support/fake-timers.js';
 
-// Real timers with short intervals; assertions are on the sequence of events, never on durations.
-const RARE = '0 0 1 1 *'; // the cron tick never comes during a test
-const sched = (over: Partial<DaemonSchedule> = {}): DaemonSchedule => ({ refresh: RARE, driftCheckSec: 0.03, retryMaxSec: 0.2, minTtlSec: 0, retryFirstSec: 0.02, ...over });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// Injected timers: time moves when the test says so; assertions are on the sequence of events, never on durations.
+const sched = (over: Partial<DaemonSchedule> = {}): DaemonSchedule => ({ refresh: '0 * * * *', driftCheckSec: 30, retryMaxSec: 200, minTtlSec: 0, retryFirstSec: 20, ...over });
+
+/** A cron that ticks every `everyMs` of the fake time. */
+const fakeCron =
+  (timers: FakeTimers, everyMs = 3_600_000): CronStart =>
+  (_expr, tick) => {
+    let next = timers.monoMs() + everyMs;
+    const h = timers.setInterval(() => {
+      next += everyMs;
+      tick();
+    }, everyMs);
+    return { destroy: () => timers.clearInterval(h), msToNext: () => next - timers.monoMs() };
+  };
 
 function recorder(over: Partial<DaemonDeps> = {}) {
+  const timers = new FakeTimers();
   const events: { event: string; fields?: Record<string, unknown> }[] = [];
   const deps: DaemonDeps = {
     refresh: async () => ({ changes: [], warnings: [] }),
     detectDrift: async () => [],
     repair: async () => [],
     log: (event, fields) => events.push({ event, ...(fields ? { fields } : {}) }),
-    now: () => Date.now() / 1000,
+    now: () => timers.nowMs() / 1000,
+    timers,
+    cron: fakeCron(timers),
     ...over,
   };
-  return { events, deps };
+  return { events, deps, timers };
 }
+const sleepOn = (timers: FakeTimers, ms: number) => new Promise<void>((r) => timers.setTimeout(r, ms));
 
 describe('daemon scheduler', () => {
-  it('refreshes at start, then checks for drift and repairs it from saved state', async () => {
+  it('refreshes at start, then checks for drift every driftCheckSec and repairs it from saved state', async () => {
     let drifted = true;
+    let checks = 0;
     let repairs = 0;
-    const { events, deps } = recorder({
-      detectDrift: async () => (drifted ? ['iptables: put the jump to EGRESSFW first in DOCKER-USER'] : []),
+    const { events, deps, timers } = recorder({
+      detectDrift: async () => {
+        checks++;
+        return drifted ? ['iptables: put the jump to EGRESSFW first in DOCKER-USER'] : [];
+      },
       repair: async () => {
         repairs++;
         drifted = false;
@@ -33,75 +52,99 @@ describe('daemon scheduler', () => {
     });
     const d = new Daemon(sched(), deps);
     d.start();
-    await sleep(200);
+    await timers.advance(0);
+    expect(events).toEqual([{ event: 'refresh', fields: { changes: 0, ms: 0 } }]);
+    expect(checks).toBe(0);
+    await timers.advance(30_000);
+    expect(checks).toBe(1);
+    await timers.advance(60_000);
     await d.stop();
-    expect(events[0]).toMatchObject({ event: 'refresh', fields: { changes: 0 } });
+    expect(checks).toBe(3);
     expect(events.filter((e) => e.event === 'drift-repaired')).toHaveLength(1);
     expect(repairs).toBe(1);
   });
 
   it('retries a failing refresh with growing waits, and logs each failure', async () => {
     let calls = 0;
-    const { events, deps } = recorder({
+    const { events, deps, timers } = recorder({
       refresh: async () => {
         calls++;
         if (calls <= 3) throw new Error('dns down\nmore detail');
         return { changes: ['replace ipset egressfw-v4'], warnings: [] };
       },
     });
-    const d = new Daemon(sched({ driftCheckSec: 60 }), deps);
+    const d = new Daemon(sched({ driftCheckSec: 6000 }), deps);
     d.start();
-    await sleep(400);
+    await timers.advance(0);
+    expect(calls).toBe(1);
+    await timers.advance(19_999);
+    expect(calls).toBe(1); // the first retry is due after 20 s, not before
+    await timers.advance(1 + 40_000 + 80_000);
     await d.stop();
+    expect(calls).toBe(4);
     const errors = events.filter((e) => e.event === 'error');
-    expect(errors.map((e) => e.fields!.retryInSec)).toEqual([0.02, 0.04, 0.08]);
+    expect(errors.map((e) => e.fields!.retryInSec)).toEqual([20, 40, 80]);
     expect(errors[0]!.fields!.error).toBe('dns down');
     expect(events.at(-1)).toMatchObject({ event: 'refresh', fields: { changes: 1, applied: ['replace ipset egressfw-v4'] } });
   });
 
-  it('refreshes early when a TTL runs out', async () => {
+  it('refreshes early when a TTL runs out, and not when the cron tick comes first', async () => {
     let calls = 0;
-    const { deps } = recorder({
+    let ttl = 50;
+    const { deps, timers } = recorder({
       refresh: async () => {
         calls++;
-        return { changes: [], warnings: [], nextRefreshAt: Date.now() / 1000 + 0.05 };
+        return { changes: [], warnings: [], nextRefreshAt: timers.nowMs() / 1000 + ttl };
       },
     });
-    const d = new Daemon(sched({ driftCheckSec: 60 }), deps);
+    const d = new Daemon(sched({ driftCheckSec: 6000 }), deps);
     d.start();
-    await sleep(300);
+    await timers.advance(0);
+    await timers.advance(50_000);
+    expect(calls).toBe(2);
+    await timers.advance(50_000);
+    expect(calls).toBe(3);
+    ttl = 7200; // beyond the hourly tick: the tick refreshes
+    await timers.advance(50_000);
+    expect(calls).toBe(4);
+    await timers.advance(3_600_000);
     await d.stop();
-    expect(calls).toBeGreaterThanOrEqual(3);
+    expect(calls).toBe(5); // the tick at 1 h, no early refresh
   });
 
   it('never runs two jobs at once, and stop() waits for the running one', async () => {
     let running = 0;
     let overlap = false;
     let finished = 0;
+    const { deps, timers } = recorder();
     const slow = async () => {
       running++;
       if (running > 1) overlap = true;
-      await sleep(40);
+      await sleepOn(timers, 4000);
       running--;
       finished++;
       return [] as string[];
     };
-    const { deps } = recorder({ refresh: async () => ({ changes: await slow(), warnings: [] }), detectDrift: slow });
-    const d = new Daemon(sched({ driftCheckSec: 0.01 }), deps);
+    Object.assign(deps, { refresh: async () => ({ changes: await slow(), warnings: [] }), detectDrift: slow });
+    const d = new Daemon(sched({ driftCheckSec: 1 }), deps);
     d.start();
     d.enqueue('refresh');
-    await sleep(150);
-    await d.stop();
+    await timers.advance(15_000);
+    expect(finished).toBeGreaterThan(2);
+    const stopping = d.stop();
+    await timers.advance(4000);
+    await stopping;
     const after = finished;
     expect(running).toBe(0);
     expect(overlap).toBe(false);
-    await sleep(80);
+    await timers.advance(60_000);
     expect(finished).toBe(after); // nothing runs after stop
+    expect(timers.pending).toBe(0);
   });
 
   it('a failing drift check is logged and the daemon goes on', async () => {
     let checks = 0;
-    const { events, deps } = recorder({
+    const { events, deps, timers } = recorder({
       detectDrift: async () => {
         checks++;
         if (checks === 1) throw new Error('iptables-save failed');
@@ -110,10 +153,10 @@ describe('daemon scheduler', () => {
     });
     const d = new Daemon(sched(), deps);
     d.start();
-    await sleep(150);
+    await timers.advance(90_000);
     await d.stop();
-    expect(events.some((e) => e.event === 'error' && e.fields!.job === 'drift-check')).toBe(true);
-    expect(checks).toBeGreaterThan(1);
+    expect(events.filter((e) => e.event === 'error').map((e) => e.fields)).toEqual([{ job: 'drift-check', error: 'iptables-save failed' }]);
+    expect(checks).toBe(3);
   });
 });
 

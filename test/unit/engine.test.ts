@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { computeRound } from '../../src/engine.js';
 import { nothingInstalled } from '../../src/plan/observed.js';
-import { emptyState } from '../../src/resolve/merge.js';
+import { emptyState } from '../../src/state-file.js';
 import type { QueryFn } from '../../src/resolve/query.js';
 
 const query: QueryFn = async (_s, name, type) => ({ rcode: 'NOERROR', answers: type === 'A' ? [{ name, type: 'A', ttl: 60, data: '203.0.113.5' }] : [] });

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderSummary, summarise } from '../../src/gate/log.js';
+import { namesFor, parseGateLog } from '../../src/audit/destination-names.js';
+import type { QueryEvent } from '../../src/gate/gate.js';
+import { GATE_LOG, parseQueryLine, queryLine, renderSummary, summarise } from '../../src/gate/log.js';
 import { readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
 
 const line = (at: string, client: string, name: string, verdict: string, container: object | null = null) =>
@@ -54,5 +56,40 @@ describe('gate log', () => {
       { name: 'tracker.example', count: 1, clients: 1 },
     ]);
     expect(renderSummary(s).join('\n')).toMatch(/3x x1\.attacker\.example \(2 clients\)/);
+  });
+
+  it('round trip: what the gate writes, parseQueryLine and the audit reader read back (names a destination)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efw-gl-'));
+    const at = Date.parse('2026-11-30T11:59:00Z');
+    const web = { id: 'aaaaaaaaaaaa', name: 'shop-web-1', service: 'web', project: 'shop' };
+    const events: QueryEvent[] = [
+      { at, client: '172.18.0.2', transport: 'udp', name: 'API.Example.com.', type: 'A', verdict: 'allowed', rcode: 'NOERROR', ips: ['203.0.113.7', '203.0.113.8'], cached: false, rules: ['api.example.com'], ms: 3, releaseMs: 0.5, kernelMs: 0.2 },
+      { at: at + 1, client: '2001:db8:1::2', transport: 'tcp', name: 'x\n- cidr: 198.51.100.66/32', type: 'AAAA', verdict: 'refused', rcode: 'REFUSED', ips: [], cached: false, ms: 0 },
+    ];
+    const log = new RotatingLog(path.join(dir, GATE_LOG), 1 << 20, 2);
+    for (const e of events) log.write(queryLine(e, e.verdict === 'allowed' ? web : undefined));
+    await log.close();
+    const lines = (await readGateLogs(dir)).filter(Boolean);
+    expect(lines.map(parseQueryLine)).toEqual([
+      { time: '2026-11-30T11:59:00.000Z', client: '172.18.0.2', container: web, name: 'API.Example.com.', type: 'A', verdict: 'allowed', rcode: 'NOERROR', ips: ['203.0.113.7', '203.0.113.8'], cached: false, ms: 3, releaseMs: 0.5, kernelMs: 0.2, transport: 'udp', rules: ['api.example.com'] },
+      { time: '2026-11-30T11:59:00.001Z', client: '2001:db8:1::2', container: null, name: 'x\n- cidr: 198.51.100.66/32', type: 'AAAA', verdict: 'refused', rcode: 'REFUSED', ips: [], cached: false, ms: 0, transport: 'tcp' },
+    ]);
+    const gate = parseGateLog(lines.join('\n'));
+    expect(gate).toEqual([
+      { time: at / 1000, client: '172.18.0.2', name: 'api.example.com', type: 'A', refused: false, answers: ['203.0.113.7', '203.0.113.8'] },
+      // the reader keeps a hostile name raw: escaping it is the printer's job
+      { time: (at + 1) / 1000, client: '2001:db8:1::2', name: 'x\n- cidr: 198.51.100.66/32', type: 'AAAA', refused: true, answers: [] },
+    ]);
+    expect(namesFor('203.0.113.8', at / 1000 + 10, '172.18.0.2', gate, [])).toEqual([{ name: 'api.example.com', via: 'gate' }]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the reader refuses what the gate never writes', () => {
+    const good = JSON.parse(queryLine({ at: 0, client: '172.18.0.2', transport: 'udp', name: 'a.test', type: 'A', verdict: 'allowed', rcode: 'NOERROR', ips: ['203.0.113.7'], cached: false, ms: 0 }, undefined)) as Record<string, unknown>;
+    const variant = (o: Record<string, unknown>) => parseQueryLine(JSON.stringify({ ...good, ...o }));
+    expect(variant({})).not.toBeNull();
+    for (const bad of [{ time: 'yesterday' }, { ips: undefined, answers: ['203.0.113.7'] }, { ips: [1] }, { verdict: 'denied' }, { name: 7 }, { client: undefined }, { container: 'x' }]) expect(variant(bad), JSON.stringify(bad)).toBeNull();
+    expect(parseQueryLine('{"time": "cut')).toBeNull();
+    expect(parseQueryLine('[]')).toBeNull();
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { gateStatus } from '../../src/commands/gate-status.js';
 import { parseConfig } from '../../src/config/load.js';
 import { GateStats } from '../../src/gate/stats.js';
+import { gateLogLine } from '../support/gate-log.js';
 
 describe('status: the DNS gate section', () => {
   const config = parseConfig('dns: {gate: {enabled: true, port: 5300}}\n', 'x.yml');
@@ -9,7 +10,7 @@ describe('status: the DNS gate section', () => {
     readText: async (f: string) => (f.endsWith('gate.json') ? JSON.stringify({ pid: 42, since: '2026-11-30T10:00:00.000Z', bound: ['0.0.0.0:5300/udp'] }) : null),
     probe: async () => ({ ok: true, ms: 0.4, detail: 'answering' }),
     dockerVersion: async () => '28.5.2',
-    readLogs: async () => [JSON.stringify({ time: '2026-11-30T11:59:00.000Z', client: '172.17.0.2', container: null, name: 'evil.example', type: 'A', verdict: 'refused' })],
+    readLogs: async () => [gateLogLine({ at: Date.parse('2026-11-30T11:59:00.000Z'), client: '172.17.0.2', name: 'evil.example', verdict: 'refused' })],
     nowMs: () => Date.parse('2026-11-30T12:00:00Z'),
     ...over,
   });

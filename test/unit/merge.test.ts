@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { emptyState, mergeResolutions, nextRefreshAt, type State } from '../../src/resolve/merge.js';
+import { mergeResolutions, nextRefreshAt } from '../../src/resolve/merge.js';
+import { emptyState, parseState, type State } from '../../src/state-file.js';
 import { domainStatus, type DomainResolution, type FamilyResult } from '../../src/resolve/resolver.js';
-import { parseState } from '../../src/system/state.js';
 
 const ok = (...ips: string[]): FamilyResult => ({ ok: true, cnames: [], addresses: ips.map((ip) => ({ ip, family: ip.includes(':') ? 6 : 4, ttl: 60 })) });
 const fail: FamilyResult = { ok: false, kind: 'timeout', detail: '198.51.100.53: no answer within 2000 ms' };

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { query } from '../../src/system/dns-client.js';
 import { domainStatus, resolveAll, resolveDomain, type ResolverOptions } from '../../src/resolve/resolver.js';
+import { QueryError } from '../../src/resolve/query.js';
+import { FakeTimers } from '../support/fake-timers.js';
 import { A, AAAA, CNAME, FakeDns, zone, type Handler } from '../support/dns-server.js';
 
 const servers: FakeDns[] = [];
@@ -177,21 +179,32 @@ describe('resolver against a real UDP/TCP DNS server on 127.0.0.1', () => {
   });
 
   it('gives each name an overall deadline, even when a query never returns', async () => {
+    const timers = new FakeTimers();
     const hang: ResolverOptions['query'] = () => new Promise(() => {});
-    const r = await resolveDomain({ ...opts([], { deadlineMs: 200 }), servers: [{ host: '127.0.0.1', port: 1 }], query: hang }, 'slow.example.com', false);
-    expect(r.v4).toMatchObject({ ok: false, kind: 'timeout', detail: expect.stringMatching(/deadline/) });
-    expect(r.v6).toMatchObject({ ok: false, kind: 'timeout' });
-  }, 5000);
+    let r: Awaited<ReturnType<typeof resolveDomain>> | undefined;
+    void resolveDomain({ ...opts([], { deadlineMs: 200, timers }), servers: [{ host: '127.0.0.1', port: 1 }], query: hang }, 'slow.example.com', false).then((x) => (r = x));
+    await timers.advance(249);
+    expect(r).toBeUndefined(); // the cut comes 50 ms after the deadline: a query may answer at the last moment
+    await timers.advance(1);
+    expect(r?.v4).toMatchObject({ ok: false, kind: 'timeout', detail: expect.stringMatching(/deadline/) });
+    expect(r?.v6).toMatchObject({ ok: false, kind: 'timeout' });
+  });
 
   it('the deadline cuts retries short: attempts x servers x timeout is not waited out', async () => {
-    const dead = [await start(() => 'drop'), await start(() => 'drop'), await start(() => 'drop')];
-    const r = await resolveDomain(opts(dead, { ipv6: false, timeoutMs: 150, attempts: 4, deadlineMs: 400 }), 'api.example.com', false);
-    expect(r.v4).toMatchObject({ ok: false, kind: 'timeout' });
-    // 12 tries of 150 ms without a deadline; 400 ms allow three (the third cut short), two on a slow machine.
-    const tries = dead.reduce((n, d) => n + d.log.length, 0);
-    expect(tries).toBeLessThanOrEqual(3);
-    expect(tries).toBeGreaterThanOrEqual(2);
-    expect(r.v4).toMatchObject({ detail: expect.stringMatching(/deadline/) });
+    const timers = new FakeTimers();
+    const tries: number[] = [];
+    // three silent servers: each query times out after the time it is given
+    const silent: ResolverOptions['query'] = (_server, _name, _type, timeoutMs) => {
+      tries.push(timeoutMs);
+      return new Promise((_, reject) => timers.setTimeout(() => reject(new QueryError('timeout', 'no answer')), timeoutMs));
+    };
+    const three = [1, 2, 3].map((port) => ({ host: '127.0.0.1', port }));
+    let r: Awaited<ReturnType<typeof resolveDomain>> | undefined;
+    void resolveDomain({ ...opts([], { ipv6: false, timeoutMs: 150, attempts: 4, deadlineMs: 400, timers }), servers: three, query: silent }, 'api.example.com', false).then((x) => (r = x));
+    await timers.advance(400);
+    // 12 tries of 150 ms without a deadline; 400 ms allow three, the third given only the 100 ms left
+    expect(tries).toEqual([150, 150, 100]);
+    expect(r?.v4).toMatchObject({ ok: false, kind: 'timeout', detail: expect.stringMatching(/deadline/) });
   });
 
   it('refuses A data that is not an address', async () => {
@@ -238,7 +251,7 @@ describe('resolver against a real UDP/TCP DNS server on 127.0.0.1', () => {
     const slowQuery: ResolverOptions['query'] = async (_server, name) => {
       inFlight++;
       peak = Math.max(peak, inFlight);
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setImmediate(r)); // a turn of the event loop: the other workers get to start theirs
       inFlight--;
       return { rcode: 'NOERROR', answers: [{ name, type: 'A', ttl: 60, data: '203.0.113.1' }] };
     };

@@ -11,6 +11,7 @@ import { fixture } from '../support/files.js';
 import { FakeKernel } from '../support/fake-kernel.js';
 import { fakeFiles, kernelExec } from '../support/fake-exec.js';
 import * as system from '../../src/system/state.js';
+import { parseState, serializeState, type State } from '../../src/state-file.js';
 import { readText } from '../../src/system/files.js';
 import type { QueryFn } from '../../src/resolve/query.js';
 
@@ -183,19 +184,35 @@ describe('a damaged state file', () => {
 });
 
 describe('parseState (pure) and the state dir', () => {
+  it('round trip: what serializeState writes, parseState reads back unchanged, without a warning', () => {
+    const state: State = {
+      version: 1,
+      domains: {
+        'api.example.com': { ips: { '203.0.113.7': { firstSeen: NOW - 600, lastSeen: NOW, ttl: 300 }, '2001:db8::7': { firstSeen: NOW - 60, lastSeen: NOW - 30, ttl: 60 } }, status: 'ok', lastOk: NOW },
+        'gone.example.com': { ips: {}, status: 'nxdomain' },
+      },
+      lastSync: { at: NOW, ok: true, message: 'applied 2 changes' },
+      enforcedSince: NOW - 86400,
+      original: { ufwOutputPolicy: 'ACCEPT', ufwEnabled: false, createdChains: ['DOCKER-USER/6'] },
+    };
+    const text = serializeState(state);
+    expect(text.endsWith('}\n')).toBe(true);
+    expect(parseState(text, { now: NOW })).toEqual({ state, warnings: [], damaged: null });
+  });
+
   it('recovers the original ufw policy from a truncated file, and names the damage without quoting the text', () => {
     const text = '{"version":1,"original":{"ufwOutputPolicy":"DROP","ufwEnabled":false,"createdChains":["DOCKER-USER/6"]},"domains":{"a.example.com":{"ips":{"203.0.113.1":{"firstSe';
-    const r = system.parseState(text, { now: NOW });
+    const r = parseState(text, { now: NOW });
     expect(r.damaged).toMatch(/^not valid JSON/);
     expect(r.damaged).not.toContain('firstSe');
     expect(r.state).toEqual({ version: 1, domains: {}, original: { ufwOutputPolicy: 'DROP', ufwEnabled: false, createdChains: ['DOCKER-USER/6'] } });
-    expect(system.parseState('[]', { now: NOW }).damaged).toMatch(/not an egressfw state document/);
+    expect(parseState('[]', { now: NOW }).damaged).toMatch(/not an egressfw state document/);
   });
 
   it('re-applies the rebinding guard to IPv4-mapped IPv6, canonicalises keys, caps the warnings', () => {
     const ips: Record<string, object> = { '::ffff:169.254.169.254': ipState(), '2001:DB8:0:0::1': ipState() };
     for (let i = 0; i < 50; i++) ips[`bad-${i}`] = ipState();
-    const r = system.parseState(JSON.stringify({ version: 1, domains: { 'a.example.com': { status: 'ok', ips } } }), { now: NOW });
+    const r = parseState(JSON.stringify({ version: 1, domains: { 'a.example.com': { status: 'ok', ips } } }), { now: NOW });
     expect(Object.keys(r.state.domains['a.example.com']!.ips)).toEqual(['2001:db8::1']);
     expect(r.warnings.join('\n')).toMatch(/::ffff:169\.254\.169\.254.*IPv4-mapped/);
     expect(r.warnings.length).toBeLessThanOrEqual(21);
