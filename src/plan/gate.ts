@@ -148,5 +148,13 @@ export function gateForwardRules(): NftRule[] {
  */
 export function gateUfwRules(family: Family, port: number): string[] {
   const chain = family === 4 ? 'ufw-before-input' : 'ufw6-before-input';
-  return (['udp', 'tcp'] as const).map((p) => `-A ${chain} -p ${p} -m ${p} --dport ${port} -m conntrack --ctstate DNAT -m comment --comment "egressfw gate" -j ACCEPT`);
+  const out = family === 4 ? 'ufw-before-output' : 'ufw6-before-output';
+  const lo = family === 4 ? '127.0.0.1' : '::1';
+  return [
+    ...(['udp', 'tcp'] as const).map((p) => `-A ${chain} -p ${p} -m ${p} --dport ${port} -m conntrack --ctstate DNAT -m comment --comment "egressfw gate" -j ACCEPT`),
+    // The host's DNS redirected to the gate (chain gate-host): the OUTPUT hook still names the original
+    // interface after the redirect, so ufw's `-o lo` accept does not match it and its outgoing policy
+    // would reject it (EPERM). Checked in a throwaway namespace.
+    ...(['udp', 'tcp'] as const).map((p) => `-A ${out} -d ${lo} -p ${p} -m ${p} --dport ${port} -m conntrack --ctstate DNAT -m comment --comment "egressfw gate host" -j ACCEPT`),
+  ];
 }

@@ -226,6 +226,11 @@ schedule:
       hostLookup('exfil-nobody.blocked.test', undefined, 'nobody'),
       hostLookup('allowed.test', undefined, 'nobody'),
     ]);
+    if (getentAllowed.exitCode !== 0) {
+      // what the host sees, to tell a resolver problem from a gate one
+      const [ns, rc, t] = await Promise.all([lab.host(['busybox', 'nslookup', 'allowed.test']), lab.host(['cat', '/etc/resolv.conf']), lab.host(['nft', 'list', 'table', 'inet', 'egressfw'])]);
+      console.log(`getent exit ${getentAllowed.exitCode}\n${ns.stdout}${ns.stderr}\n${rc.stdout}\n${t.stdout.slice(t.stdout.indexOf('chain gate-host'))}`);
+    }
     expect(getentAllowed.stdout, getentAllowed.stderr).toMatch(/^(203\.0\.113\.10|2001:db8:10::10)\s+allowed\.test/m); // glibc prints the IPv6 answer when there is one
     expect(getentRefused.exitCode).not.toBe(0);
     expect(direct).toBeNull();
