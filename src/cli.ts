@@ -3,11 +3,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG_PATH, DEFAULT_PROXY_OUT, DEFAULT_STATE_DIR, VERSION } from './defaults.js';
 import { EgressfwError } from './errors.js';
+import { printText } from './text.js';
 
 // Commands and their dependencies load when a command runs, not before: `--version`
 // and `--help` then cost little more than Node's own start-up (cron pays it every run).
 const deps = () => import('./deps.js');
-const warn = (t: string) => process.stderr.write(`${t}\n`);
+const warn = (t: string) => process.stderr.write(`${printText(t)}\n`);
 
 const configOption = () => new Option('-c, --config <file>', 'config file (YAML or JSON)').default(DEFAULT_CONFIG_PATH);
 const stateDirOption = (what = 'where sync keeps its state') => new Option('--state-dir <dir>', what).default(DEFAULT_STATE_DIR);
@@ -18,7 +19,7 @@ function program(): Command {
     .version(VERSION)
     .exitOverride()
     .showHelpAfterError('(run `egressfw --help` for usage)')
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(printText(s)) });
 
   p.command('plan')
     .description('dry run: resolve the allowlist, compare with the kernel, print exactly what sync would change (writes nothing)')

@@ -14,6 +14,7 @@ import { dockerClient } from './system/docker.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { removeStateFiles, setAsideDamaged } from './system/state.js';
+import { composeConfig } from './system/compose.js';
 import { release } from 'node:os';
 import type { GateDeps } from './commands/gate.js';
 import { probeGate } from './gate/probe.js';
@@ -21,11 +22,13 @@ import { formatLog } from './schedule/daemon.js';
 import { readGateLogs } from './system/gate-log.js';
 import { Supervisor } from './system/supervise.js';
 import { acquireLock } from './system/lock.js';
+import { printText } from './text.js';
 import { observe, type Wanted } from './system/observe.js';
 
 const isRoot = process.getuid?.() === 0;
-const out = (t: string) => process.stdout.write(t);
-const warn = (t: string) => process.stderr.write(`${t}\n`);
+// Every command prints through these two: nothing a terminal acts on gets through, whatever a message quotes.
+const out = (t: string) => process.stdout.write(printText(t));
+const warn = (t: string) => process.stderr.write(`${printText(t)}\n`);
 
 export function planDeps() {
   return {
@@ -90,6 +93,7 @@ export async function installDeps(self: string, started?: string): Promise<Insta
 export function proxyDeps(out_: string): ProxyDeps {
   return {
     ...confinedFiles(path.resolve(process.cwd(), out_)),
+    composeConfig: composeConfig(realExec),
     cwd: process.cwd(),
     out,
     warn,
@@ -146,7 +150,7 @@ export async function gateDeps(): Promise<GateDeps> {
     readText,
     writeFileAtomic,
     admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
-    ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets() }),
+    ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets(realExec) }),
     containers: () => dockerClient().containers(),
     isRoot,
     out,

@@ -120,9 +120,10 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
       spawnMs.push(r.ms);
     }
     // NftAdmitter runs nft in this process's namespace: put the writer inside the lab host with nsenter as its "nft"
-    const wrapper = path.join(dir, 'nft-in-lab');
-    fs.writeFileSync(wrapper, `#!/bin/sh\nexec ${lab.hostArgv(['nft']).join(' ')} "$@"\n`, { mode: 0o755 });
-    const writer = new NftAdmitter({ nft: wrapper });
+    const wrapperDir = path.join(dir, 'nft-in-lab');
+    fs.mkdirSync(wrapperDir);
+    fs.writeFileSync(path.join(wrapperDir, 'nft'), `#!/bin/sh\nexec ${lab.hostArgv(['nft']).join(' ')} "$@"\n`, { mode: 0o755 });
+    const writer = new NftAdmitter({ toolDirs: [wrapperDir] });
     const persistentMs: number[] = [];
     await writer.admit([{ family: 4, ip: '192.0.2.1', proto: 'tcp', port: 1, timeoutSec: 60 }]); // start-up not counted
     for (let i = 0; i < o.writerN; i++) {

@@ -23,7 +23,6 @@ export interface ContainerInfo {
 
 /** Which kernel record sets were read this time (a set not read keeps its counters for the next read). */
 export type RecordSource = 'containers4' | 'containers6' | 'host4' | 'host6';
-export const sourceOf = (r: KernelRecord): RecordSource => `${r.src === HOST ? 'host' : 'containers'}${r.family}`;
 
 export interface Collection {
   now: number;

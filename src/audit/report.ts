@@ -1,6 +1,7 @@
 import { compareIp } from '../net/ip.js';
 import type { ContainerRef, History, HitName } from './history.js';
 import { HOST } from './records.js';
+import { printLines } from '../text.js';
 
 /** Pure: the history over a time window -> per source (container, host, unknown IP) the refused destinations. */
 
@@ -188,7 +189,8 @@ export function renderReportText(r: Report): string {
   out.push('~ the time of the collection that first saw it (first seen) or saw its count grow (last seen): the attempt was at or before it.');
   out.push('  Collections run with every `egressfw report`/`suggest` and in the daemon (see docs/rollout.md).');
   for (const n of r.notes) out.push(`note: ${n}`);
-  return `${out.join('\n')}\n`;
+  // names come from the DNS gate's log, container names and compose labels from Docker
+  return printLines(out);
 }
 
 /** The report for machines: times as unix seconds and ISO text. */

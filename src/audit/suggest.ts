@@ -1,6 +1,8 @@
 import { sortPorts } from '../config/load.js';
+import { checkDomain } from '../config/name-checks.js';
 import type { Port } from '../config/schema.js';
 import { compareIp, parseIp } from '../net/ip.js';
+import { printable, printLines } from '../text.js';
 import { durationText, iso, portText, type Report, type ReportSource } from './report.js';
 
 /**
@@ -41,10 +43,22 @@ const yamlPort = (p: Port) => (p.proto === 'tcp' ? String(p.port) : `"${p.port}/
 const listOf = (xs: Iterable<string>) => [...new Set(xs)].sort().join(', ');
 const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
 
+/**
+ * A name from the network (the gate's log: any bytes a client put in a query) becomes an entry only
+ * when it is a hostname the config accepts exactly as it is; anything else is only ever quoted.
+ */
+const entryName = (name: string): boolean => {
+  const c = checkDomain(name);
+  return c.ok && c.name === name;
+};
+/** Names that can never be entries, shown this many at most (quoted, escaped): a flood of junk stays short. */
+const MAX_JUNK_SHOWN = 10;
+
 export function renderSuggestion({ report, allowed = [], gateRefused = new Map() }: SuggestInput): string {
   const named = new Map<string, Wanted>();
   const unnamed = new Map<string, Wanted>();
   const other: string[] = [];
+  const junk = new Set<string>();
   const want = (m: Map<string, Wanted>, key: string) => {
     let w = m.get(key);
     if (!w) {
@@ -64,8 +78,10 @@ export function renderSuggestion({ report, allowed = [], gateRefused = new Map()
       }
       const port: Port = { port: Number(d.port), proto: d.proto as Port['proto'] };
       // A name the gate gave this very client beats names from resolution history (which may be shared).
-      const gate = d.names.filter((n) => n.via === 'gate');
-      const names = (gate.length ? gate : d.names).map((n) => n.name);
+      for (const n of d.names) if (!entryName(n.name)) junk.add(n.name);
+      const usable = d.names.filter((n) => entryName(n.name));
+      const gate = usable.filter((n) => n.via === 'gate');
+      const names = (gate.length ? gate : usable).map((n) => n.name);
       const targets = names.length ? names.map((n) => want(named, n)) : [want(unnamed, d.dst)];
       for (const w of targets) {
         w.ports.set(`${port.proto}:${port.port}`, port);
@@ -119,7 +135,8 @@ export function renderSuggestion({ report, allowed = [], gateRefused = new Map()
     out.push('# the client used an old or different DNS answer (a longer `staleGrace` keeps old addresses longer).', ...alreadyAllowed);
   }
   const suggested = new Set(named.keys());
-  const refused = [...gateRefused.entries()].filter(([name]) => !suggested.has(name)).sort(([a], [b]) => a.localeCompare(b));
+  for (const name of gateRefused.keys()) if (!entryName(name)) junk.add(name);
+  const refused = [...gateRefused.entries()].filter(([name]) => entryName(name) && !suggested.has(name)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   if (refused.length) {
     out.push('', '# Names the DNS gate refused (no connection could follow, so the port is not known):');
     for (const [name, clients] of refused) {
@@ -130,5 +147,12 @@ export function renderSuggestion({ report, allowed = [], gateRefused = new Map()
   if (other.length) {
     out.push('', '# Not expressible as an allow entry (ports are TCP or UDP):', ...[...new Set(other)].sort().map((o) => `#   ${o}`));
   }
-  return `${out.join('\n')}\n`;
+  if (junk.size) {
+    const shown = [...junk].sort().slice(0, MAX_JUNK_SHOWN);
+    out.push('', `# ${plural(junk.size, 'name')} asked for or answered that ${junk.size === 1 ? 'is not a hostname' : 'are not hostnames'} (never suggested; quoted and escaped here):`);
+    for (const n of shown) out.push(`#   ${printable(JSON.stringify(n))}`);
+    if (junk.size > shown.length) out.push(`#   ... and ${junk.size - shown.length} more`);
+  }
+  // Every line escaped on its own: nothing from the network can end a comment and start an entry.
+  return printLines(out);
 }

@@ -8,7 +8,7 @@ import type { QueryFn } from '../resolve/query.js';
 import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../state-file.js';
 import type { Observation, Wanted } from '../system/observe.js';
-import { printable } from '../text.js';
+import { printable, printJson, printLines } from '../text.js';
 
 export interface PlanOptions {
   config: string;
@@ -40,7 +40,7 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
   for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
   const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now });
-  deps.out(opts.json ? `${JSON.stringify({ ...planJson(round, opts.config), dnsOpen: open }, null, 2)}\n` : planText(round, opts.config, deps.isRoot, open));
+  deps.out(opts.json ? `${printJson({ ...planJson(round, opts.config), dnsOpen: open }, 2)}\n` : planText(round, opts.config, deps.isRoot, open));
   // Like Terraform: a plan sync could not apply is an error (1), not "changes pending" (3).
   if (opts.detailedExitcode && round.plan.blockers.length) return 1;
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
@@ -97,7 +97,7 @@ function planText(round: Round, configPath: string, isRoot: boolean, open: DnsOp
   if (round.scope === 'containers-only') out.push('ufw is not active: only the container part is planned; the host waits for `ufw enable` (egressfw never enables it on its own)');
   out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (what would be refused is recorded and let through)' : 'enforce'}`);
   out.push(...coverageText(round.coverage));
-  out.push(open ? dnsOpenText(open).join('\n') : `DNS: through the gate (dns.gate${config.dns.gate.setting === undefined ? ', on under the daemon' : '.enabled: true'}): only allowed names resolve`);
+  out.push(...(open ? dnsOpenText(open) : [`DNS: through the gate (dns.gate${config.dns.gate.setting === undefined ? ', on under the daemon' : '.enabled: true'}): only allowed names resolve`]));
   out.push('', 'Domains');
   const width = Math.max(10, ...config.domains.map((d) => d.name.length));
   const ports = new Map(config.domains.map((d) => [d.name, d.ports.map(portText).join(' ')]));
@@ -124,12 +124,12 @@ function planText(round: Round, configPath: string, isRoot: boolean, open: DnsOp
     for (const b of plan.blockers) out.push(`  - ${printable(b.message)}`);
   }
   const ipset = renderIpset(plan);
-  if (ipset) out.push('', '--- ipset restore', ipset.trimEnd());
+  if (ipset) out.push('', '--- ipset restore', ...ipset.trimEnd().split('\n'));
   const nft = renderNft(plan);
-  if (nft) out.push('', '--- nft -f -', nft.trimEnd());
+  if (nft) out.push('', '--- nft -f -', ...nft.trimEnd().split('\n'));
   for (const f of [4, 6] as Family[]) {
     const text = renderIptables(plan, f);
-    if (text) out.push('', `--- ${f === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`, text.trimEnd());
+    if (text) out.push('', `--- ${f === 4 ? 'iptables' : 'ip6tables'}-restore --noflush`, ...text.trimEnd().split('\n'));
   }
   const steps = ufwSteps(plan);
   if (steps.length) {
@@ -140,5 +140,5 @@ function planText(round: Round, configPath: string, isRoot: boolean, open: DnsOp
       if (s.diff) out.push(...s.diff);
     }
   }
-  return `${out.join('\n')}\n`;
+  return printLines(out);
 }

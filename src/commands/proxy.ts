@@ -3,12 +3,12 @@ import { loadConfig } from '../config/load.js';
 import { upstreamHosts } from '../resolve/upstream.js';
 import { UsageError } from '../errors.js';
 import { parseIp } from '../net/ip.js';
-import { checkBaseCompose, parseBaseCompose, type BaseCompose } from '../proxy/base.js';
+import { checkBaseCompose, checkResolvedCompose, loadBaseCompose, parseBaseCompose, type BaseCompose } from '../proxy/base.js';
 import type { ProxyConfig, ProxyMode } from '../proxy/config.js';
 import { COMPOSE_FILE, GENERATED_MARKER, NGINX_DIR, checkMountDir, renderProxy } from '../proxy/render.js';
 import { checkComposeName } from '../proxy/validate.js';
+import type { ComposeConfig } from '../system/compose.js';
 
-export { DEFAULT_PROXY_OUT } from '../defaults.js';
 /** compose's own lookup order in a project dir */
 const COMPOSE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yaml', 'docker-compose.yml'];
 
@@ -30,6 +30,8 @@ export interface ProxyDeps {
   removeFile: (file: string) => Promise<void>;
   /** file names in a directory ([] when it does not exist) */
   listDir: (dir: string) => Promise<string[]>;
+  /** the compose CLI's own `config` (absent in tests that do not ask; it returns null when no CLI is installed) */
+  composeConfig?: ComposeConfig;
   cwd: string;
   out: (text: string) => void;
   warn: (text: string) => void;
@@ -90,13 +92,20 @@ export async function runProxy(opts: ProxyOptions, deps: ProxyDeps): Promise<num
     }
   }
   const projectDir = baseFile ? path.dirname(path.resolve(deps.cwd, baseFile)) : deps.cwd;
-  if (baseFile !== undefined) {
-    const text = await deps.readText(path.resolve(deps.cwd, baseFile));
-    if (text === null) throw new UsageError(`--compose ${baseFile}: cannot read it`);
+  // Judged as compose resolves it: egressfw's own reading (merge keys, !!set, extends), and, when the
+  // compose CLI is installed, its own `config` of the file with the override, which has the last word.
+  const baseAbs = baseFile === undefined ? undefined : path.resolve(deps.cwd, baseFile);
+  let ownReading: string | null = null;
+  if (baseFile !== undefined && baseAbs !== undefined) {
+    if ((await deps.readText(baseAbs)) === null) throw new UsageError(`--compose ${baseFile}: cannot read it`);
     try {
-      base = parseBaseCompose(text, baseFile);
+      base = await loadBaseCompose(baseAbs, baseFile, deps.readText);
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      ownReading = (e as Error).message;
+      const alone = await deps.composeConfig?.(baseAbs, null, projectDir);
+      if (!alone) throw new UsageError(ownReading);
+      if ('error' in alone) throw new UsageError(`\`${alone.cli} config\` cannot read ${baseFile}: ${alone.error}`);
+      base = parseBaseCompose(alone.text, baseFile);
     }
   }
 
@@ -121,8 +130,14 @@ export async function runProxy(opts: ProxyOptions, deps: ProxyDeps): Promise<num
     throw new UsageError(`nothing to proxy in sni mode: no allowed domain uses proxy.tlsPorts (${proxy.tlsPorts.join(', ')}) or proxy.httpPorts (${proxy.httpPorts.join(', ')})`);
   }
 
-  if (base) {
-    const check = checkBaseCompose(base, proxy.services, proxy.peers, rendered.generatedServices);
+  if (base && baseAbs !== undefined) {
+    // egressfw's own reading, unless it could not resolve the file (then only the CLI judges)
+    const check = ownReading === null ? checkBaseCompose(base, proxy.services, proxy.peers, rendered.generatedServices) : { problems: [], warnings: [] };
+    // What egressfw's own reading finds is said in its words; only a file that passes it goes to the CLI.
+    const override = rendered.files.find((f) => f.path === COMPOSE_FILE)!.content;
+    const merged = check.problems.length ? null : await deps.composeConfig?.(baseAbs, override, projectDir);
+    if (merged && 'error' in merged) throw new UsageError(`\`${merged.cli} config\` refuses ${base.file} with the override (nothing written): ${merged.error}`);
+    if (merged) check.problems.push(...checkResolvedCompose(merged.text, merged.cli, base.file, proxy.services, proxy.peers));
     for (const w of check.warnings) deps.warn(`warning: ${w}`);
     if (check.problems.length) {
       throw new UsageError(`the override could not isolate the protected services (nothing written):\n${check.problems.map((p) => `  - ${p}`).join('\n')}`);

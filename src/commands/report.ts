@@ -1,6 +1,7 @@
 import { buildReport, renderReportText, reportJson } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
 import { collectAudit, type AuditDeps } from '../system/audit-io.js';
+import { printJson } from '../text.js';
 
 export interface ReportOptions {
   stateDir: string;
@@ -21,6 +22,6 @@ export async function runReport(opts: ReportOptions, deps: AuditCommandDeps): Pr
   const since = parseSince(opts.since);
   const { history, notes } = await collectAudit(opts.stateDir, deps);
   const report = buildReport({ history, now: deps.now(), since, notes });
-  deps.out(opts.json ? `${JSON.stringify(reportJson(report), null, 2)}\n` : renderReportText(report));
+  deps.out(opts.json ? `${printJson(reportJson(report), 2)}\n` : renderReportText(report));
   return 0;
 }

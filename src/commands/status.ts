@@ -10,7 +10,7 @@ import type { PlanDeps } from './plan.js';
 import { gateStatus, type GateStatusDeps } from './gate-status.js';
 import { coverageText } from '../plan/coverage.js';
 import { UFW_INACTIVE } from '../plan/diff.js';
-import { printable } from '../text.js';
+import { printable, printJson, printLines } from '../text.js';
 
 export interface StatusOptions {
   config: string;
@@ -81,7 +81,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
       ...round.plan.blockers.map((b) => b.message),
     ],
   };
-  if (opts.json) deps.out(`${JSON.stringify(doc, null, 2)}\n`);
+  if (opts.json) deps.out(`${printJson(doc, 2)}\n`);
   else {
     const out: string[] = [];
     const word = !installed
@@ -111,7 +111,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     if (gate) out.push(...gate.lines);
     if (drift.length) out.push('', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${printable(d)}`));
     for (const w of doc.warnings) out.push(`warning: ${printable(w)}`);
-    deps.out(`${out.join('\n')}\n`);
+    deps.out(printLines(out));
   }
   // A gate that does not answer (containers cannot resolve), that Docker goes around, or DNS left open
   // without dns.openAcknowledged needs attention: 3.

@@ -158,7 +158,7 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSou
     for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${printable(w)}`); // names and details come from DNS
     // acknowledged: known and accepted, so a cron run stays quiet (plan and status still say it)
-    if (open && !open.acknowledged) deps.warn(dnsOpenText(open).join('\n'));
+    if (open && !open.acknowledged) for (const l of dnsOpenText(open)) deps.warn(l);
     if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
       else deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);

@@ -6,8 +6,8 @@ import { NotReadable, readRegularFile, thousands, tooLarge } from '../system/rea
 import { configSchema, POLICY_NAME, RESERVED_POLICIES, type Port, type RawConfig } from './schema.js';
 import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
 import { DEFAULT_DEADLINE_MS } from '../resolve/resolver.js';
+import { printable } from '../text.js';
 
-export { DEFAULT_CONFIG_PATH } from '../defaults.js';
 /** A config is a few KiB; a bigger file is the wrong one, or an attempt to exhaust memory. */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** YAML aliases expanded at most (yaml's default, made explicit): a few are handy, thousands are a bomb. */
@@ -113,12 +113,44 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out || '(top level)';
 }
 
+/** A key from the file, as a message may name it: short and escaped (the file may be any file: `--config /etc/shadow`). */
+const MAX_KEY_SHOWN = 32;
+const MAX_KEYS_SHOWN = 5;
+const MAX_PROBLEM_CHARS = 400;
+const keyText = (k: string) => printable(JSON.stringify(k.length > MAX_KEY_SHOWN ? `${k.slice(0, MAX_KEY_SHOWN)}…` : k));
+const short = (msg: string) => (msg.length > MAX_PROBLEM_CHARS ? `${msg.slice(0, MAX_PROBLEM_CHARS)}…` : msg);
+
 function formatIssues(issues: z.core.$ZodIssue[]): string[] {
   return issues.map((i) => {
     let msg = i.message;
-    if (i.code === 'unrecognized_keys') msg = `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')} (check the spelling; see examples/egressfw.yml)`;
-    return `${formatPath(i.path)}: ${msg}`;
+    if (i.code === 'unrecognized_keys') {
+      const more = i.keys.length > MAX_KEYS_SHOWN ? ` and ${i.keys.length - MAX_KEYS_SHOWN} more` : '';
+      msg = `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.slice(0, MAX_KEYS_SHOWN).map(keyText).join(', ')}${more} (check the spelling; see examples/egressfw.yml)`;
+    }
+    // paths are the schema's own keys; messages may quote a value (a bad name): short and escaped
+    return `${formatPath(i.path)}: ${printable(short(msg))}`;
   });
+}
+
+const TOP_LEVEL_KEYS = Object.keys(configSchema.shape);
+const NOT_A_CONFIG = `is not an egressfw config (one has top-level keys such as ${TOP_LEVEL_KEYS.slice(0, 4).join(', ')}; see examples/egressfw.yml): is this the right file?`;
+
+/**
+ * A file that is not an egressfw config at all is said to be one, without a word of its
+ * contents: not a mapping, or a mapping without one key egressfw knows. Only a file that
+ * looks like a config gets its unknown keys named.
+ */
+function notAConfig(data: unknown): string | null {
+  if (data === null || typeof data !== 'object' || Array.isArray(data) || data instanceof Map || data instanceof Set) return `the file is not a mapping of keys: it ${NOT_A_CONFIG}`;
+  const keys = Object.keys(data);
+  if (keys.length > 0 && !keys.some((k) => TOP_LEVEL_KEYS.includes(k))) return `none of its ${keys.length} top-level keys is one egressfw knows: the file ${NOT_A_CONFIG}`;
+  return null;
+}
+
+/** yaml's first message line, without any source text it quotes (an alias or tag name): the file may be any file. */
+function yamlProblem(message: string): string {
+  const first = message.split('\n')[0]!.replace(/:$/, '');
+  return printable(short(first.replace(/: .*?( at line \d+, column \d+)?$/, '$1')));
 }
 
 export function sortPorts(ports: Port[]): Port[] {
@@ -134,7 +166,7 @@ export function parseConfig(text: string, file: string): Config {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     // yaml's pretty messages say "... at line N, column M:" then quote the source: keep the first line.
-    throw new ConfigError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]!.replace(/:$/, '')}`));
+    throw new ConfigError(file, doc.errors.map((e) => `YAML: ${yamlProblem(e.message)}`));
   }
   let data: unknown;
   try {
@@ -143,9 +175,11 @@ export function parseConfig(text: string, file: string): Config {
     // yaml throws a ReferenceError when aliases expand too far (a "billion laughs" bomb).
     const why = /alias count/i.test((e as Error).message)
       ? `too many aliases (more than ${MAX_ALIASES} expanded, counting nested ones): a config needs few; this looks like a YAML bomb`
-      : `cannot be read: ${(e as Error).message}`;
+      : `cannot be read: ${yamlProblem((e as Error).message)}`;
     throw new ConfigError(file, [`YAML: ${why}`]);
   }
+  const alien = notAConfig(data);
+  if (alien) throw new ConfigError(file, [alien]);
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) throw new ConfigError(file, formatIssues(parsed.error.issues));
   const raw = parsed.data;

@@ -42,7 +42,7 @@ export function checkDomain(raw: string): NameCheck {
   return { ok: true, name };
 }
 
-/** iptables interface names: at most 15 chars, optional trailing "+" wildcard. */
+/** Linux interface names (IFNAMSIZ): at most 15 chars, optional trailing "+" (a prefix; nft's "*"). */
 export function checkInterface(raw: string): string | null {
   return /^[a-zA-Z0-9_.][a-zA-Z0-9_.-]{0,14}\+?$/.test(raw) && raw.length <= 16 ? null : `not an interface name: ${JSON.stringify(raw)} (e.g. docker0, br-+)`;
 }

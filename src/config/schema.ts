@@ -2,6 +2,7 @@ import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import { parseCidr, parseIp } from '../net/ip.js';
 import { checkDomain, checkInterface } from './name-checks.js';
+import { matchesDockerName } from '../net/docker-interfaces.js';
 import { checkComposeName, checkImageRef, checkWildcard } from '../proxy/validate.js';
 
 export type Proto = 'tcp' | 'udp';
@@ -32,6 +33,9 @@ const port = z.union([z.number(), z.string()]).transform((v, ctx): Port => {
   }
   return { port: n, proto: (m[2] as Proto | undefined) ?? 'tcp' };
 });
+
+/** The bridge names egressfw gives the proxy's egress network (proxy.egressBridge). */
+export const EGRESS_BRIDGE = /^br-egressfw(-[a-z0-9]{1,3})?$/;
 
 /** An exact name, or "*.example.com" (any name below example.com; only with the DNS gate, checked in load.ts). */
 const domain = z.string().transform((v, ctx) => {
@@ -143,6 +147,12 @@ const proxySection = z
     /** bridge interface of the egress network when wildcards are used: the one extra firewall rule matches it */
     egressBridge: iface
       .refine((v) => !v.endsWith('+'), 'a bridge name, not a pattern')
+      // egressfw names this bridge itself (the override's com.docker.network.bridge.name): never docker0,
+      // docker_gwbridge, br-<id> or any bridge Docker or someone else made, which the rule would open to every address
+      .refine(
+        (v) => v.endsWith('+') || checkInterface(v) !== null || EGRESS_BRIDGE.test(v),
+        'must be br-egressfw or br-egressfw-<1 to 3 letters or digits>: the bridge egressfw gives the proxy\'s egress network in the compose override (the wildcard rule lets it reach every public address on the proxied ports, so it must never name a bridge other containers sit on)',
+      )
       .default('br-egressfw'),
     /** sni mode: ports routed by the TLS SNI name */
     tlsPorts: z.array(tcpPort).default([443]),
@@ -260,8 +270,12 @@ export const configSchema = z
         exemptFrom: z
           .array(
             iface.superRefine((v, ctx) => {
-              if (v === '+' || /^(docker|br-|veth|e|en|eth|wl|ww)\+?$/.test(v) || /^(docker0|br-|veth)/.test(v)) {
-                ctx.addIssue({ code: 'custom', message: `"${v}" would exempt containers or the uplink itself: list only interfaces you route for, such as a VPN (wg0, tun0)` });
+              // Any name Docker can generate (docker0, br-<id>, veth...), whatever Docker runs now; and the uplink.
+              const docker = matchesDockerName(v);
+              if (docker) {
+                ctx.addIssue({ code: 'custom', message: `"${v}" can match ${docker.example}, ${docker.what}: containers would not be judged; list only interfaces you route for, such as a VPN (wg0, tun0)` });
+              } else if (v === '+' || /^(e|en|eth|wl|ww)\+?$/.test(v)) {
+                ctx.addIssue({ code: 'custom', message: `"${v}" would exempt the uplink itself: list only interfaces you route for, such as a VPN (wg0, tun0)` });
               }
             }),
           )

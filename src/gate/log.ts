@@ -5,6 +5,7 @@
  */
 import type { ContainerRef } from './attribution.js';
 import type { QueryEvent } from './gate.js';
+import { printable, printJson } from '../text.js';
 
 export interface QueryLine {
   time: string;
@@ -78,7 +79,8 @@ export function queryLine(e: QueryEvent, container: ContainerRef | undefined): s
     ...(e.rules ? { rules: e.rules } : {}),
     ...(e.detail ? { detail: e.detail } : {}),
   };
-  return JSON.stringify(line);
+  // names are any bytes a client sent: nothing in the line a terminal (journalctl, tail) would act on
+  return printJson(line);
 }
 
 export interface GateSummary {
@@ -151,10 +153,11 @@ export function summarise(lines: Iterable<string>, nowMs: number, windowMs = 3_6
 export function renderSummary(s: GateSummary): string[] {
   if (s.total === 0) return ['  no container queries in the last hour'];
   const out = [`  last hour: ${s.total} queries, ${s.allowed} allowed, ${s.refused} refused${s.failed ? `, ${s.failed} failed (upstream or kernel)` : ''}${s.shed ? `, ${s.shed} shed (over a cap; logged sampled)` : ''}`];
-  for (const c of s.clients) out.push(`    ${c.who}${c.container ? ` [${c.client}]` : ''}: ${c.allowed} allowed, ${c.refused} refused${c.failed ? `, ${c.failed} failed` : ''}${c.shed ? `, ${c.shed} shed` : ''}`);
+  // names are whatever a container asked (any bytes), who comes from Docker's labels
+  for (const c of s.clients) out.push(`    ${printable(c.who)}${c.container ? ` [${printable(c.client)}]` : ''}: ${c.allowed} allowed, ${c.refused} refused${c.failed ? `, ${c.failed} failed` : ''}${c.shed ? `, ${c.shed} shed` : ''}`);
   if (s.topRefused.length) {
     out.push('  top refused names:');
-    for (const n of s.topRefused) out.push(`    ${n.count}x ${n.name}${n.clients > 1 ? ` (${n.clients} clients)` : ''}`);
+    for (const n of s.topRefused) out.push(`    ${n.count}x ${printable(n.name)}${n.clients > 1 ? ` (${n.clients} clients)` : ''}`);
   }
   return out;
 }

@@ -3,7 +3,7 @@
  * answers A/AAAA needs: the header and the one question of a query, and
  * responses built around the query's own question bytes (so the client's
  * case and encoding come back verbatim). Upstream traffic uses dns-packet
- * (src/resolve/dns-client.ts); here a hand-written parser/encoder keeps a
+ * (src/system/dns-client.ts); here a hand-written parser/encoder keeps a
  * cached answer to a few microseconds (dns-packet decode + encode costs
  * several times that per query; see scripts/bench/gate.ts).
  */

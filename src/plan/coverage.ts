@@ -111,6 +111,9 @@ export function coverageText(c: Coverage): string[] {
   return out;
 }
 
+/** compose names a project's network "<project>_<network>" (or the network's own `name:`). */
+const isEgressNetwork = (name: string, egressNetwork: string) => name === egressNetwork || name.endsWith(`_${egressNetwork}`);
+
 /**
  * Pure: what about this Docker host stops `sync` (a firewall setup egressfw does not know, firewalld,
  * an exemption that would cover a Docker bridge). `hostFirewalld`: the message for a firewalld process
@@ -134,7 +137,15 @@ export function dockerBlockers(config: Config, view: DockerView | null, hostFire
       message: `Docker reports firewalld in its firewall setup (${driver}): egressfw does not support firewalld yet (its reload can drop other tables' rules). Stop and mask firewalld, or leave egressfw off this host`,
     });
   }
+  const proxy = config.proxy;
   for (const n of docker?.networks ?? []) {
+    // The wildcard rule opens proxy.egressBridge to every public address: only the proxy's own egress network may own it.
+    if (proxy.wildcards.length && n.bridge === proxy.egressBridge && !isEgressNetwork(n.name, proxy.egressNetwork)) {
+      blockers.push({
+        code: 'unsupported',
+        message: `proxy.egressBridge ${proxy.egressBridge} is the bridge of Docker network ${n.name}, not of the proxy's egress network (${proxy.egressNetwork}, from \`egressfw proxy\`'s compose override): the wildcard rule would let its containers reach every public address on ${[...proxy.tlsPorts, ...proxy.httpPorts].join(', ')}. Remove that network or give proxy.egressBridge another br-egressfw-<suffix> name`,
+      });
+    }
     const hit = n.bridge && config.containers.exemptFrom.find((p) => ifaceMatches(p, n.bridge!));
     if (hit) {
       blockers.push({

@@ -23,7 +23,6 @@ export const UFW_OUTPUT = { 4: 'ufw-before-output', 6: 'ufw6-before-output' } as
 export const UFW_FILE = { 4: '/etc/ufw/before.rules', 6: '/etc/ufw/before6.rules' } as const satisfies Record<Family, string>;
 export const BLOCK_BEGIN = '# BEGIN EGRESSFW';
 export const BLOCK_END = '# END EGRESSFW';
-export const COMMENT_PREFIX = 'egressfw';
 
 const IPSET_FAMILY = { 4: 'inet', 6: 'inet6' } as const satisfies Record<Family, string>;
 /** The type of an allowlist set (and of its temporary twin), as `ipset restore`'s `create` line takes it. */

@@ -29,9 +29,6 @@ export function ifaceMatches(pattern: string, name: string): boolean {
   return pattern.endsWith('+') ? name.startsWith(pattern.slice(0, -1)) : pattern === name;
 }
 
-/** iptables multiport takes at most 15 ports. */
-export const MAX_WILDCARD_PORTS = 15;
-
 /**
  * raw.proxy -> ProxyConfig, or the problems (each naming its path) that the
  * per-field schema cannot see.
@@ -69,9 +66,6 @@ export function normaliseProxy(raw: RawConfig): { proxy: ProxyConfig; problems: 
   if (proxy.wildcards.length > 0) {
     if (proxy.mode !== 'sni') {
       problems.push('proxy.wildcards: wildcards need `mode: sni` (one proxy that routes by name); a per-domain proxy forwards to one fixed name');
-    }
-    if (proxy.tlsPorts.length + proxy.httpPorts.length > MAX_WILDCARD_PORTS) {
-      problems.push(`proxy.tlsPorts: with wildcards, tlsPorts and httpPorts together may hold at most ${MAX_WILDCARD_PORTS} ports (one iptables multiport rule)`);
     }
   }
   return { proxy, problems };

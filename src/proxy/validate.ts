@@ -3,8 +3,8 @@
  * files. Pure. Each returns null when fine, or a message naming the fix: no
  * string from the config reaches a YAML or nginx file without passing here.
  */
-import { getPublicSuffix } from 'tldts';
 import { checkDomain } from '../config/name-checks.js';
+import { ipEchoZone, isPublicSuffix, suffixesBelow } from '../net/public-suffix.js';
 
 /** Compose service and network names we accept (stricter than compose: no leading "." "_" "-"). */
 const COMPOSE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -50,10 +50,25 @@ export function checkWildcard(raw: string): WildcardCheck {
   if (!t.startsWith('*.')) return { ok: false, problem: `a wildcard must look like "*.example.com" (got ${JSON.stringify(raw)}); exact names go in allow[].domain` };
   const rest = checkDomain(t.slice(2));
   if (!rest.ok) return { ok: false, problem: `${JSON.stringify(raw)}: after "*.": ${rest.problem}` };
-  if (getPublicSuffix(rest.name, { allowPrivateDomains: true }) === rest.name) {
+  if (isPublicSuffix(rest.name)) {
     return {
       ok: false,
       problem: `${JSON.stringify(raw)}: ${rest.name} is a public suffix (anyone can register a name under it), so the wildcard would allow names anyone controls; use a zone you own, like "*.yourname.${rest.name}", or list the exact names`,
+    };
+  }
+  // Not a suffix itself, but with suffixes below it: the zone spans many owners.
+  const below = suffixesBelow(rest.name);
+  if (below.count > 0) {
+    return {
+      ok: false,
+      problem: `${JSON.stringify(raw)}: the Public Suffix List has ${below.count} suffix${below.count === 1 ? '' : 'es'} below ${rest.name} (${below.examples.join(', ')}${below.count > below.examples.length ? ', ...' : ''}) where anyone can own names: the wildcard spans many owners; use a zone inside one registrable domain, or list the exact names`,
+    };
+  }
+  const echo = ipEchoZone(rest.name);
+  if (echo) {
+    return {
+      ok: false,
+      problem: `${JSON.stringify(raw)}: ${echo} answers every name below it with the IP address written in the name, so the wildcard would allow every address; list the exact names you need`,
     };
   }
   return { ok: true, name: `*.${rest.name}` };

@@ -1,4 +1,4 @@
-import { printable } from '../text.js';
+import { printable, printJson } from '../text.js';
 import { schedule as cronSchedule } from 'node-cron';
 import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 
@@ -147,8 +147,8 @@ export class Daemon {
 
 /** One line per event: text for people and syslog, or JSON. */
 export function formatLog(json: boolean, at: Date, event: string, fields: Record<string, unknown> = {}): string {
-  if (json) return JSON.stringify({ time: at.toISOString(), event, ...fields });
-  // JSON.stringify escapes control characters (names from DNS, text from state); a bare value gets printable().
-  const parts = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : printable(v)) : Array.isArray(v) ? JSON.stringify(v.join('; ')) : printable(String(v))}`);
+  if (json) return printJson({ time: at.toISOString(), event, ...fields });
+  // printJson escapes what a terminal acts on (names from DNS, text from state); a bare value gets printable().
+  const parts = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? (/\s/.test(v) ? printJson(v) : printable(v)) : Array.isArray(v) ? printJson(v.join('; ')) : printable(String(v))}`);
   return [at.toISOString(), event, ...parts].join(' ');
 }

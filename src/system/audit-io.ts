@@ -1,4 +1,5 @@
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { readTail } from './read-file.js';
 import path from 'node:path';
 import { applyCollection, applySnapshot, type ContainerInfo, type RecordSource } from '../audit/collect.js';
 import { AUDIT_LOCK, HISTORY_FILE, parseHistory, serializeHistory, trimHistory, type History } from '../audit/history.js';
@@ -85,26 +86,6 @@ export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
   return out;
 }
 
-/** The last `bytes` of a file (whole lines only), or null when it does not exist. */
-export async function readTail(file: string, bytes: number): Promise<string | null> {
-  let fh;
-  try {
-    fh = await open(file, 'r');
-  } catch {
-    return null;
-  }
-  try {
-    const { size } = await fh.stat();
-    const start = Math.max(0, size - bytes);
-    const buf = Buffer.alloc(size - start);
-    await fh.read(buf, 0, buf.length, start);
-    const text = buf.toString('utf8');
-    return start > 0 ? text.slice(text.indexOf('\n') + 1) : text;
-  } finally {
-    await fh.close();
-  }
-}
-
 const SNAPSHOT_REWRITE_SEC = 60;
 const LOCK_WAIT_MS = 10_000;
 
@@ -160,7 +141,14 @@ async function containers(deps: AuditDeps, notes: string[]): Promise<ContainerIn
  */
 export async function collectAudit(stateDir: string, deps: AuditDeps): Promise<Collected> {
   const notes: string[] = [];
-  const gateLog = async () => parseGateLog(await readTail(path.join(stateDir, GATE_LOG), GATE_LOG_TAIL_BYTES).catch(() => null));
+  const gateLog = async () => {
+    const file = path.join(stateDir, GATE_LOG);
+    const text = await readTail(file, GATE_LOG_TAIL_BYTES, { follow: false }).catch((e: Error) => {
+      notes.push(`${file} not read (${e.message}): no names from the DNS gate; remove it, the gate writes a new one`);
+      return null;
+    });
+    return parseGateLog(text);
+  };
   if (!deps.isRoot) {
     notes.push('not root: showing what earlier collections saved (run with sudo to read the kernel now)');
     return { history: await loadHistory(stateDir, deps, notes), gate: await gateLog(), notes };

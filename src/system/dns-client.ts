@@ -3,10 +3,7 @@ import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import * as packet from 'dns-packet';
 import { parseIp } from '../net/ip.js';
-
 import { QueryError, type Answer, type QueryFn, type QueryResult, type RecordType, type Server } from '../resolve/query.js';
-
-export { QueryError, type Answer, type QueryFn, type QueryResult, type RecordType, type Server };
 
 export function buildQuery(id: number, name: string, type: RecordType): Buffer {
   return packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });

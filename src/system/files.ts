@@ -3,8 +3,9 @@ import { constants, type Stats } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { FileError, isErrno, PreconditionError } from '../errors.js';
+import { NotReadable, readHead, readRegularBytes, readRegularFile, type ReadOptions } from './read-file.js';
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 /** Exclusive create that never follows a link at the name: a planted symlink makes it fail (EEXIST/ELOOP). */
 const CREATE_NEW = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 /** Reads are capped: no config, state or ufw file is anywhere near this. */
@@ -35,23 +36,21 @@ async function lstatOrNull(p: string): Promise<Stats | null> {
 /**
  * File text, or null when it does not exist (a file that exists but cannot be
  * read, permission denied say, is a FileError, never "missing"). Never hangs:
- * opened non-blocking and checked with fstat, so a FIFO, device or directory
- * in its place is refused with a message instead of read.
+ * read through the one reader (src/system/read-file.ts), so a FIFO, device or
+ * directory in its place is refused with a message instead of read.
  */
-export async function readText(file: string, maxBytes = MAX_READ_BYTES): Promise<string | null> {
-  let fh;
+export async function readText(file: string, maxBytes = MAX_READ_BYTES, opts: ReadOptions = {}): Promise<string | null> {
   try {
-    fh = await open(file, O_RDONLY | O_NONBLOCK);
+    return await readRegularFile(file, maxBytes, opts);
   } catch (e) {
+    if (e instanceof NotReadable) {
+      throw new PreconditionError(
+        e.message.startsWith('the file is larger')
+          ? `${file}: ${e.message}, more than egressfw reads; it is not a file egressfw wrote: move it away`
+          : `${file} is ${e.message.replace(/^not a regular file \((.*)\)$/, '$1')}, not a regular file; egressfw reads only regular files there: remove or replace it`,
+      );
+    }
     return missingOrThrow(file, e);
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new PreconditionError(`${file} is ${kind(st)}, not a regular file; egressfw reads only regular files there: remove or replace it`);
-    if (st.size > maxBytes) throw new PreconditionError(`${file} is ${st.size} bytes, more than egressfw reads (${maxBytes}); it is not a file egressfw wrote: move it away`);
-    return await fh.readFile('utf8');
-  } finally {
-    await fh.close();
   }
 }
 
@@ -146,13 +145,9 @@ export async function backupOnce(file: string, backup: string): Promise<void> {
   const src = await regularOrMissing(file);
   if (!src) return;
   if (await lstatOrNull(backup)) return;
-  const inp = await open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-  let data: Buffer;
-  try {
-    data = await inp.readFile();
-  } finally {
-    await inp.close();
-  }
+  const data = await readRegularBytes(file, MAX_READ_BYTES, { follow: false }).catch((e: unknown) => {
+    throw e instanceof NotReadable ? new PreconditionError(`${file}: ${e.message}; egressfw backs up only regular files: remove or replace it`) : e;
+  });
   const dir = path.dirname(backup);
   await realDirectory(dir, false);
   const tmp = await writeTemp(dir, path.basename(backup), data, src.mode & 0o7777, src);
@@ -235,16 +230,5 @@ export function confinedFiles(root: string) {
 
 /** The first line of a file (at most 256 bytes), or null when it cannot be read. */
 export async function firstLine(file: string): Promise<string | null> {
-  try {
-    const fh = await open(file, 'r');
-    try {
-      const buf = Buffer.alloc(256);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      return buf.subarray(0, bytesRead).toString('utf8').split('\n')[0]!;
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    return null;
-  }
+  return readHead(file, 256).then((t) => t.split('\n')[0]!, () => null);
 }

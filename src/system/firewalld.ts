@@ -7,6 +7,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PreconditionError } from '../errors.js';
+import { readRegularFile } from './read-file.js';
+
+/** /proc/PID/cmdline and comm are short; a longer one is not firewalld's */
+const MAX_PROC_READ = 64 * 1024;
 
 /** The slice of /proc this check reads; tests inject a fake. */
 export interface ProcFs {
@@ -22,11 +26,7 @@ export const realProcFs: ProcFs = {
     return (await fs.readdir('/proc')).filter((e) => /^\d+$/.test(e)).map(Number);
   },
   async read(file) {
-    try {
-      return await fs.readFile(file, 'utf8');
-    } catch {
-      return null;
-    }
+    return readRegularFile(file, MAX_PROC_READ).catch(() => null);
   },
   async readlink(file) {
     try {

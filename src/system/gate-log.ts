@@ -3,9 +3,10 @@
  * rotated by size (gate.log -> gate.log.1 -> ... -> gate.log.N, the oldest
  * dropped), so a busy or attacked host never fills its disk.
  */
-import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { GATE_LOG } from '../gate/log.js';
+import { readTail } from './read-file.js';
 
 export class RotatingLog {
   private buf: string[] = [];
@@ -79,12 +80,15 @@ export class RotatingLog {
   }
 }
 
-/** The lines of gate.log and its rotated files (oldest first); missing files are skipped. */
+/** Read at most the last this much of each log file (the writer rotates at dns.gate.logMaxBytes, 10 MiB by default). */
+const MAX_LOG_READ = 64 * 1024 * 1024;
+
+/** The lines of gate.log and its rotated files (oldest first); missing files, and anything that is not a regular file, are skipped. */
 export async function readGateLogs(stateDir: string, keep = 20): Promise<string[]> {
   const file = path.join(stateDir, GATE_LOG);
   const out: string[] = [];
   for (let i = keep; i >= 0; i--) {
-    const text = await readFile(i ? `${file}.${i}` : file, 'utf8').catch(() => null);
+    const text = await readTail(i ? `${file}.${i}` : file, MAX_LOG_READ, { follow: false }).catch(() => null);
     if (text) out.push(...text.split('\n'));
   }
   return out;

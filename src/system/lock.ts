@@ -1,17 +1,16 @@
-import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { PreconditionError } from '../errors.js';
-import { CHILD_ENV, resolveTool } from './exec.js';
+import { spawnTool, toolPath } from './exec.js';
 
 export const DEFAULT_LOCK_FILE = '/run/egressfw.lock';
 
 /** Take flock(2) on the open file `fd` without blocking: util-linux `flock -n FD` run on our descriptor. */
-function flockOn(flock: string, fd: number): Promise<'locked' | 'busy' | string> {
+function flockOn(fd: number): Promise<'locked' | 'busy' | string> {
   return new Promise((resolve) => {
     // The child gets our descriptor as its fd 3 and locks the open file it refers to. flock(2) locks
     // belong to that open file, not to the process: the lock stays after the child exits, as long as
     // we keep `fd` open, and the kernel drops it when we close it or die (even by kill -9).
-    const child = spawn(flock, ['--nonblock', '--exclusive', '--conflict-exit-code', '75', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], env: { ...CHILD_ENV } });
+    const child = spawnTool(['flock', '--nonblock', '--exclusive', '--conflict-exit-code', '75', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (e) => resolve(e.message));
@@ -29,8 +28,7 @@ function flockOn(flock: string, fd: number): Promise<'locked' | 'busy' | string>
  * opened the old inode would otherwise lock a file nobody else sees.
  */
 export async function acquireLock(file = DEFAULT_LOCK_FILE): Promise<() => Promise<void>> {
-  const flock = await resolveTool('flock');
-  if (!flock) throw new PreconditionError('`flock` (util-linux) is not installed; it provides the lock that keeps syncs from running at once: `apt-get install util-linux`');
+  if (!toolPath('flock')) throw new PreconditionError('`flock` (util-linux) is not installed; it provides the lock that keeps syncs from running at once: `apt-get install util-linux`');
   let fd: number;
   try {
     // no O_TRUNC: the pid in it belongs to the holder until we have the lock
@@ -40,7 +38,7 @@ export async function acquireLock(file = DEFAULT_LOCK_FILE): Promise<() => Promi
   }
   try {
     if (!fstatSync(fd).isFile()) throw new PreconditionError(`the lock ${file} is not a regular file; remove it`);
-    const got = await flockOn(flock, fd);
+    const got = await flockOn(fd);
     if (got === 'busy') {
       const pid = readFileSync(fd, 'utf8').trim();
       throw new PreconditionError(`another egressfw sync is running (${/^[0-9]+$/.test(pid) ? `pid ${pid}, ` : ''}lock ${file}); wait for it, it finishes on its own`);

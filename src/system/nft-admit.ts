@@ -18,10 +18,11 @@
  * (atomic) transaction; slower (nft reads the set's elements for a delete)
  * but only for refreshes.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Family } from '../net/ip.js';
 import type { AdmitEntry } from '../gate/gate.js';
 import { GATE_SET_SIZE, NFT, NFT_TABLE_REF } from '../plan/kernel-names.js';
+import { spawnTool, type Exec } from './exec.js';
 
 const GATE_TABLE = NFT_TABLE_REF;
 const GATE_SET: Record<Family, string> = NFT.gate;
@@ -33,8 +34,8 @@ interface Pending {
 }
 
 export interface NftAdmitterOptions {
-  /** the nft binary (tests put a fake one here) */
-  nft?: string;
+  /** where `nft` is looked for (default the fixed system dirs; tests and the bench put a stand-in in a dir of their own) */
+  toolDirs?: readonly string[];
   /** re-adding refreshes timeouts (reAddRefreshes(os.release())); default true */
   reAdd?: boolean;
   /** lines written before the oldest is acknowledged (more: less waiting, but more nft transactions under load) */
@@ -121,7 +122,8 @@ export class NftAdmitter {
   }
 
   private start(): ChildProcessWithoutNullStreams {
-    const p = spawn(this.opts.nft ?? 'nft', ['-i'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    // through the one door: nft from the fixed dirs, a clean environment (no PATH, LD_PRELOAD of the caller)
+    const p = spawnTool(['nft', '-i'], { stdio: ['pipe', 'pipe', 'pipe'], ...(this.opts.toolDirs ? { dirs: this.opts.toolDirs } : {}) }) as ChildProcessWithoutNullStreams;
     p.stdout.resume(); // nothing is printed there without --echo; never let it fill up
     p.stderr.setEncoding('utf8');
     p.stderr.on('data', (d: string) => {
@@ -204,7 +206,16 @@ export class NftAdmitter {
     if (this.inflight.length >= (this.opts.maxInflight ?? 2)) return;
     const batch = this.queue.splice(0);
     const line = admitLine(batch.flatMap((b) => b.entries), this.opts.reAdd ?? true);
-    const p = this.proc ?? this.start();
+    let p: ChildProcessWithoutNullStreams;
+    try {
+      p = this.proc ?? this.start();
+    } catch (e) {
+      // nft not installed (or not executable): these answers fail, the next ones try again
+      this.opts.onProblem?.(`cannot run nft: ${(e as Error).message}`);
+      this.stats.failures++;
+      for (const b of batch) b.reject(e as Error);
+      return;
+    }
     const seq = ++this.seq;
     this.inflight.push({ seq, batch, sentAt: Date.now() });
     if (this.inflight.length === 1) this.arm();
@@ -246,14 +257,11 @@ export function parseGateSet(jsonText: string): { ip: string; proto: 'tcp' | 'ud
 }
 
 /** The gate sets' current elements (for the ledger at start); [] when the table or set is missing. */
-export async function readGateSets(nft = 'nft'): Promise<ReturnType<typeof parseGateSet>> {
-  const { execFile } = await import('node:child_process');
+export async function readGateSets(exec: Exec): Promise<ReturnType<typeof parseGateSet>> {
   const out: ReturnType<typeof parseGateSet> = [];
   for (const fam of [4, 6] as Family[]) {
-    const text = await new Promise<string>((resolve) =>
-      execFile(nft, ['-j', 'list', 'set', ...GATE_TABLE.split(' '), GATE_SET[fam]], { maxBuffer: 256 << 20, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout) => resolve(err ? '' : stdout)),
-    );
-    if (text) out.push(...parseGateSet(text));
+    const r = await exec(['nft', '-j', 'list', 'set', ...GATE_TABLE.split(' '), GATE_SET[fam]]);
+    if (r.exitCode === 0 && r.stdout) out.push(...parseGateSet(r.stdout));
   }
   return out;
 }

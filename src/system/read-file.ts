@@ -1,10 +1,25 @@
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+/**
+ * The one way egressfw opens a file to read it (config, state, audit history,
+ * gate log, /proc, system files): non-blocking, so a FIFO or device in a
+ * file's place is refused at once instead of waited on; checked with fstat on
+ * the same descriptor, so nothing can be swapped in between; and, for files in
+ * egressfw's own directories, without following a symlink at the name.
+ */
+import { constants, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 
 /** The file exists but is not something to read as text: the reason, for a message. */
 export class NotReadable extends Error {}
 
-const KIND: [string, (s: import('node:fs').Stats) => boolean][] = [
+export interface ReadOptions {
+  /**
+   * Follow a symlink at the name (default true: /etc/resolv.conf and configs are often links).
+   * false for files egressfw itself writes (the state dir): a link there was not put by egressfw.
+   */
+  follow?: boolean;
+}
+
+const KIND: [string, (s: Stats) => boolean][] = [
   ['a directory', (s) => s.isDirectory()],
   ['a FIFO', (s) => s.isFIFO()],
   ['a character device', (s) => s.isCharacterDevice()],
@@ -12,35 +27,92 @@ const KIND: [string, (s: import('node:fs').Stats) => boolean][] = [
   ['a socket', (s) => s.isSocket()],
 ];
 
-/**
- * Text of a regular file of at most maxBytes. Never blocks on a FIFO (opened
- * non-blocking, then checked with fstat on the same descriptor, so it cannot be
- * swapped in between) and never reads more than maxBytes + 1 bytes. Throws
- * NotReadable for anything else; errno errors (ENOENT, EACCES) pass through.
- */
-export async function readRegularFile(file: string, maxBytes: number): Promise<string> {
+/** Open for reading, a regular file only. Errno errors (ENOENT, EACCES) pass through; anything else is NotReadable. */
+async function openRegular(file: string, { follow = true }: ReadOptions): Promise<{ fh: FileHandle; st: Stats }> {
   let fh;
   try {
-    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (follow ? 0 : constants.O_NOFOLLOW));
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
     // A UNIX socket cannot be opened at all.
-    if ((e as NodeJS.ErrnoException).code === 'ENXIO') throw new NotReadable('not a regular file (a socket or device without a reader)');
+    if (code === 'ENXIO') throw new NotReadable('not a regular file (a socket or device without a reader)');
+    if (code === 'ELOOP' && !follow) throw new NotReadable('not a regular file (a symlink, which egressfw does not follow here)');
     throw e;
   }
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new NotReadable(`not a regular file (${KIND.find(([, is]) => is(st))?.[0] ?? 'a special file'})`);
-    if (st.size > maxBytes) throw new NotReadable(tooLarge(st.size, maxBytes));
-    // The file may grow after fstat: read up to one byte more than allowed, to notice.
-    const buf = Buffer.alloc(maxBytes + 1);
-    let n = 0;
-    while (n < buf.length) {
-      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
+    return { fh, st };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/** Read from `at` to EOF, at most `limit` bytes (+1, to notice more). Files in /proc report size 0: grow as needed. */
+async function readUpTo(fh: FileHandle, at: number, sizeHint: number, limit: number): Promise<Buffer> {
+  let buf = Buffer.alloc(Math.min(limit + 1, Math.max(sizeHint + 1, 4096)));
+  let n = 0;
+  for (;;) {
+    if (n === buf.length) {
+      if (buf.length > limit) break;
+      const bigger = Buffer.alloc(Math.min(limit + 1, buf.length * 2));
+      buf.copy(bigger, 0, 0, n);
+      buf = bigger;
     }
-    if (n > maxBytes) throw new NotReadable(tooLarge(n, maxBytes));
-    return buf.subarray(0, n).toString('utf8');
+    const { bytesRead } = await fh.read(buf, n, buf.length - n, at + n);
+    if (bytesRead === 0) break;
+    n += bytesRead;
+  }
+  return buf.subarray(0, n);
+}
+
+/**
+ * Text of a regular file of at most maxBytes; never reads more than maxBytes + 1
+ * bytes (the file may grow after fstat). Throws NotReadable for anything else;
+ * errno errors (ENOENT, EACCES) pass through.
+ */
+export async function readRegularFile(file: string, maxBytes: number, opts: ReadOptions = {}): Promise<string> {
+  return (await readRegularBytes(file, maxBytes, opts)).toString('utf8');
+}
+
+/** The same, the exact bytes (backups). */
+export async function readRegularBytes(file: string, maxBytes: number, opts: ReadOptions = {}): Promise<Buffer> {
+  const { fh, st } = await openRegular(file, opts);
+  try {
+    if (st.size > maxBytes) throw new NotReadable(tooLarge(st.size, maxBytes));
+    const buf = await readUpTo(fh, 0, st.size, maxBytes);
+    if (buf.length > maxBytes) throw new NotReadable(tooLarge(buf.length, maxBytes));
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The last `bytes` of a regular file (whole lines only), or null when it does not exist. */
+export async function readTail(file: string, bytes: number, opts: ReadOptions = {}): Promise<string | null> {
+  let opened;
+  try {
+    opened = await openRegular(file, opts);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  const { fh, st } = opened;
+  try {
+    const start = Math.max(0, st.size - bytes);
+    const text = (await readUpTo(fh, start, st.size - start, bytes)).subarray(0, bytes).toString('utf8');
+    return start > 0 ? text.slice(text.indexOf('\n') + 1) : text;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The first `bytes` of a regular file. */
+export async function readHead(file: string, bytes: number, opts: ReadOptions = {}): Promise<string> {
+  const { fh } = await openRegular(file, opts);
+  try {
+    return (await readUpTo(fh, 0, bytes, bytes)).subarray(0, bytes).toString('utf8');
   } finally {
     await fh.close();
   }

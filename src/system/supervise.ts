@@ -3,7 +3,8 @@
  * restarts it when it exits, quickly (fail closed: while it is down,
  * containers cannot resolve), backing off only while it keeps crashing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnTool } from './exec.js';
 import readline from 'node:readline';
 
 export interface SupervisorOptions {
@@ -66,8 +67,8 @@ export class Supervisor {
   }
 
   private spawn(): void {
-    const [file, ...args] = this.o.argv;
-    const c = spawn(file!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    // the one door: a clean environment (the daemon's own LD_PRELOAD, NODE_OPTIONS stay out); DOCKER_HOST says where Docker is
+    const c = spawnTool(this.o.argv, { stdio: ['ignore', 'pipe', 'inherit'], ...(process.env.DOCKER_HOST ? { env: { DOCKER_HOST: process.env.DOCKER_HOST } } : {}) });
     this.child = c;
     this.startedAt = Date.now();
     this.state.starts++;

@@ -60,24 +60,29 @@ function installed(tool: string): boolean {
 export const inCi = (env: NodeJS.ProcessEnv = process.env) => !!env.CI && !['0', 'false'].includes(env.CI.toLowerCase());
 
 /**
- * describe() for a lab suite: runs when the lab can run here. Otherwise it is
- * skipped with the reasons printed, or, under CI, replaced by one failing test
- * that names them: CI must not go green by skipping the real-kernel tests.
+ * describe() for a suite that needs something of the machine: runs when
+ * `reasons` is empty. Otherwise it is skipped with the reasons printed, or,
+ * under CI, replaced by one failing test that names them: CI must not go
+ * green by skipping (root, tools, packages).
  */
-export function labDescribe(name: string, needs: LabNeeds, fn: () => void): void {
-  const reasons = labBlockers(needs);
+export function describeWhere(name: string, reasons: string[], fn: () => void, what = 'suite'): void {
   if (reasons.length === 0) {
     describe(name, fn);
     return;
   }
   if (inCi()) {
     describe(name, () => {
-      it('can run here (CI=true: lab suites must run, not skip)', () => {
-        throw new Error(`lab suite "${name}" cannot run: ${reasons.join('; ')}`);
+      it('can run here (CI=true: suites must run, not skip)', () => {
+        throw new Error(`${what} "${name}" cannot run: ${reasons.join('; ')}`);
       });
     });
     return;
   }
-  console.warn(`lab suite "${name}" skipped: ${reasons.join('; ')}`);
+  console.warn(`${what} "${name}" skipped: ${reasons.join('; ')}`);
   describe.skip(name, fn);
+}
+
+/** describe() for a lab suite: runs when the lab can run here (see describeWhere). */
+export function labDescribe(name: string, needs: LabNeeds, fn: () => void): void {
+  describeWhere(name, labBlockers(needs), fn, 'lab suite');
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE, DEB, DEPENDS, hasDpkgDeb, NPM_TGZ, PACKAGE_PATHS, RECOMMENDS } from '../../scripts/package.js';
 import { PACKAGE_HEADER, renderBootService, renderService } from '../../src/schedule/units.js';
+import { describeWhere } from '../lab/requirements.js';
 
 const VERSION = (JSON.parse(fs.readFileSync('package.json', 'utf8')) as { version: string }).version;
 const isRoot = process.getuid?.() === 0;
@@ -26,9 +27,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const field = async (name: string) => (await execa('dpkg-deb', ['-f', DEB, name])).stdout.trim();
 
-it.skipIf(dpkgDeb)('dpkg-deb is not installed (the dpkg package): no .deb was built, its checks are skipped', () => {});
-
-describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
+describeWhere(`the .deb (${path.basename(DEB)})`, dpkgDeb ? [] : ['dpkg-deb is not installed, so no .deb was built: `apt-get install dpkg`'], () => {
   it('is named and described as Debian expects, depends on the distribution\'s node and the firewall tools', async () => {
     expect(path.basename(DEB)).toBe(`egressfw_${VERSION}_all.deb`);
     expect(await field('Package')).toBe('egressfw');
@@ -91,25 +90,27 @@ describe.skipIf(!dpkgDeb)(`the .deb (${path.basename(DEB)})`, () => {
   });
 
   // Run for real in a private mount namespace, with systemd "running" (/run/systemd/system) and a fake systemctl that logs.
-  it.skipIf(!isRoot)('maintainer scripts, run: install and upgrade reload units; remove stops only the daemon (stopping egressfw-boot would stop Docker) and disables both', async () => {
-    const bin = path.join(tmp, 'fakebin');
-    fs.mkdirSync(bin, { recursive: true });
-    const log = path.join(tmp, 'systemctl.log');
-    fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${log}\n[ "$1" = is-active ] && exit 0\nexit 0\n`, { mode: 0o755 });
-    const run = async (script: string, ...args: string[]) => {
-      fs.writeFileSync(log, '');
-      const r = await execa('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c',
-        'mount -t tmpfs efw-run /run && mkdir -p /run/systemd/system && exec "$@"', 'sh', path.join(tmp, 'DEBIAN', script), ...args],
-      { env: { PATH: `${bin}:/usr/bin:/bin` }, reject: false });
-      expect(r.exitCode).toBe(0);
-      return fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean);
-    };
-    expect(await run('postinst', 'configure')).toEqual(['--system daemon-reload']);
-    expect(await run('postinst', 'configure', '0.0.9')).toEqual(['--system daemon-reload', 'is-active --quiet egressfw.service']);
-    expect(await run('prerm', 'upgrade', VERSION)).toEqual([]);
-    expect(await run('prerm', 'remove')).toEqual(['stop egressfw.service', 'disable egressfw.service egressfw-boot.service']);
-    expect(await run('postrm', 'remove')).toEqual(['--system daemon-reload']);
-    expect(await run('postrm', 'purge')).toEqual(['--system daemon-reload']);
+  describeWhere('maintainer scripts, run', isRoot ? [] : ['not root: they run in a private mount namespace; run the tests with sudo'], () => {
+    it('install and upgrade reload units; remove stops only the daemon (stopping egressfw-boot would stop Docker) and disables both', async () => {
+      const bin = path.join(tmp, 'fakebin');
+      fs.mkdirSync(bin, { recursive: true });
+      const log = path.join(tmp, 'systemctl.log');
+      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${log}\n[ "$1" = is-active ] && exit 0\nexit 0\n`, { mode: 0o755 });
+      const run = async (script: string, ...args: string[]) => {
+        fs.writeFileSync(log, '');
+        const r = await execa('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c',
+          'mount -t tmpfs efw-run /run && mkdir -p /run/systemd/system && exec "$@"', 'sh', path.join(tmp, 'DEBIAN', script), ...args],
+        { env: { PATH: `${bin}:/usr/bin:/bin` }, reject: false });
+        expect(r.exitCode).toBe(0);
+        return fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean);
+      };
+      expect(await run('postinst', 'configure')).toEqual(['--system daemon-reload']);
+      expect(await run('postinst', 'configure', '0.0.9')).toEqual(['--system daemon-reload', 'is-active --quiet egressfw.service']);
+      expect(await run('prerm', 'upgrade', VERSION)).toEqual([]);
+      expect(await run('prerm', 'remove')).toEqual(['stop egressfw.service', 'disable egressfw.service egressfw-boot.service']);
+      expect(await run('postrm', 'remove')).toEqual(['--system daemon-reload']);
+      expect(await run('postrm', 'purge')).toEqual(['--system daemon-reload']);
+    });
   });
 
   it('`install --systemd` from the packaged CLI writes units that start /usr/bin/egressfw itself, not node + a script', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, parseResolvConf } from '../../src/config/load.js';
+import type { ConfigError } from '../../src/errors.js';
 import { problems } from '../support/config.js';
 
 describe('config', () => {
@@ -204,5 +205,47 @@ dns:
     expect(c.dns.gate).toMatchObject({ enabled: true, port: 5353, logMaxBytes: 1048576 });
     expect(problems('allow:\n  - domain: "a*.example.com"\n')[0]).toMatch(/whole leading label/);
     expect(problems('dns:\n  gate: {port: 53}\n')[0]).toMatch(/^dns\.gate\.port: must not be 53/);
+  });
+});
+
+describe('a file that is not an egressfw config is never quoted (issue 21 item 9)', () => {
+  const problems = (text: string) => {
+    try {
+      parseConfig(text, '/etc/some-file');
+    } catch (e) {
+      return (e as ConfigError).problems;
+    }
+    throw new Error('expected a ConfigError');
+  };
+  const shadow = 'root:$y$j9T$Q2xhc3NpZmllZA$c2VjcmV0aGFzaA:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\nalice:$6$salt$hunter2hash:19700:0:99999:7:::\n';
+
+  it('not a mapping (/etc/shadow, a list, a number): said so, without its contents', () => {
+    for (const text of ['- root\n- hunter2\n', '42\n', '"password hunter2"\n', '[1, 2]', 'root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n']) {
+      const p = problems(text);
+      expect(p).toEqual([expect.stringMatching(/^the file is not a mapping of keys: it is not an egressfw config .*is this the right file\?$/)]);
+      expect(p.join('\n')).not.toMatch(/root|hunter2|alice|daemon|password|42/);
+    }
+  });
+
+  it('a mapping without one key egressfw knows (/etc/shadow reads as one, a credentials file): said so, no key named', () => {
+    expect(problems(shadow)).toEqual([expect.stringMatching(/^none of its 3 top-level keys is one egressfw knows: the file is not an egressfw config/)]);
+    expect(problems(shadow).join('\n')).not.toMatch(/root|hunter2|alice|daemon|\$y\$/);
+    const p = problems('aws_access_key_id: AKIAIOSFODNN7EXAMPLE\naws_secret_access_key: wJalrXUtnFEMI\nhunter2: yes\n');
+    expect(p).toEqual([expect.stringMatching(/^none of its 3 top-level keys is one egressfw knows: the file is not an egressfw config/)]);
+    expect(p.join('\n')).not.toMatch(/aws|AKIA|wJal|hunter2/);
+  });
+
+  it('a config with a typo: unknown keys named, short and escaped, at most five', () => {
+    const long = `x${'y'.repeat(200)}`;
+    const p = problems(`allow: []\n"evil\\e[2J\\nkey": 1\n${long}: 2\na1: 1\na2: 1\na3: 1\na4: 1\n`);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/^\(top level\): unknown keys "evil\\u001b\[2J\\nkey", "xy{31}…", "a1", "a2", "a3" and 1 more \(check the spelling/);
+    expect(p[0]).not.toContain('y'.repeat(40));
+    expect(p[0]).not.toMatch(/[\x00-\x1f]/);
+  });
+
+  it('YAML errors never quote the file (an alias or tag name)', () => {
+    expect(problems('allow: *secretname\n')[0]).not.toContain('secretname');
+    expect(problems('allow: !hunter2 x\n').join('\n')).not.toContain('hunter2');
   });
 });

@@ -59,7 +59,48 @@ describe('containers.exemptFrom', () => {
   });
 
   it('refuses patterns that would exempt containers or the uplink outright (exit 2)', () => {
-    for (const p of ['+', 'br-+', 'docker0', 'veth+', 'e+', 'eth+']) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(/would exempt containers or the uplink/);
+    for (const p of ['+', 'br-+', 'docker0', 'veth+', 'e+', 'eth+']) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(/containers would not be judged|would exempt the uplink/);
+  });
+
+  it('refuses every pattern that can match a name Docker generates, judged by the name shapes (issue 21 item 5)', () => {
+    const refused: Record<string, RegExp> = {
+      'd+': /"d\+" can match docker0, the default bridge/,
+      'do+': /can match docker0/,
+      'docker+': /can match docker0/,
+      'docker_+': /can match docker_gwbridge, Swarm's gateway bridge/,
+      'b+': /can match br-000000000000, a user network bridge/,
+      'br+': /can match br-000000000000/,
+      'br-0a+': /can match br-0a0000000000/,
+      'br-0123456789ab': /can match br-0123456789ab/,
+      'v+': /can match veth0000000, a container's veth/,
+      've+': /can match veth0000000/,
+      'veth1a2b3c4': /can match veth1a2b3c4/,
+      'vx+': /can match vx-000000-aaaaa, an overlay VXLAN interface/,
+    };
+    for (const [p, why] of Object.entries(refused)) expect(() => parseConfig(`containers: { exemptFrom: ["${p}"] }`, 'x')).toThrow(why);
+    // VPNs and names no Docker shape can take stay possible (bridges named by the user are a sync blocker, above)
+    const ok = ['wg0', 'wg+', 'tun+', 'tailscale0', 'zt+', 'br-lan', 'br-0123456789xy', 'veth-vpn', 'docker1', 'dockerx+', 'vpn+', 'vxlan100'];
+    expect(parseConfig(`containers: { exemptFrom: ${JSON.stringify(ok)} }`, 'x').containers.exemptFrom).toEqual(ok);
+  });
+});
+
+describe('proxy.egressBridge (issue 21 item 6)', () => {
+  it('names only the bridge egressfw gives the proxy\'s egress network: never docker0 or another Docker bridge', () => {
+    for (const b of ['docker0', 'docker_gwbridge', 'br-0123456789ab', 'eth0', 'br-lan', 'egressfw', 'br-egressfwx']) {
+      expect(() => parseConfig(`proxy: { mode: sni, wildcards: ["*.example.com"], egressBridge: ${b} }`, 'x')).toThrow(/egressBridge: must be br-egressfw or br-egressfw-<1 to 3 letters or digits>/);
+    }
+    for (const b of ['br-egressfw', 'br-egressfw-2', 'br-egressfw-a1b']) expect(parseConfig(`proxy: { egressBridge: ${b} }`, 'x').proxy.egressBridge).toBe(b);
+  });
+
+  it('sync stops when that bridge belongs to a network that is not the proxy\'s egress network', async () => {
+    const c = parseConfig('allow: []\ndns: { servers: [198.51.100.53], gate: { enabled: true } }\nproxy: { mode: sni, wildcards: ["*.example.com"] }', 'x');
+    const engine = { version: '28.5.2', apiVersion: '1.51', firewallBackend: null, firewallDriver: null, firewalld: false };
+    const net = (name: string) => ({ id: 'n', name, driver: 'bridge', scope: 'local', internal: false, bridge: 'br-egressfw', parent: null, subnets: { 4: [], 6: [] }, enableIPv6: false, containers: [] });
+    const round = (name: string) => computeRound(c, emptyState(), { ...deps([]), inspectDocker: async () => ({ engine, networks: [net(name)] }) });
+    expect((await round('shop_default')).plan.blockers).toEqual([
+      expect.objectContaining({ code: 'unsupported', message: expect.stringMatching(/^proxy\.egressBridge br-egressfw is the bridge of Docker network shop_default, not of the proxy's egress network \(egressfw-egress/) }),
+    ]);
+    expect((await round('shop_egressfw-egress')).plan.blockers).toEqual([]);
   });
 });
 

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SYSTEM_PATH } from '../../src/system/exec.js';
 import { admitLine, NftAdmitter, parseGateSet, reAddRefreshes } from '../../src/system/nft-admit.js';
 
 const e = (ip: string, port: number, timeoutSec: number, exists = false) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, ip, proto: 'tcp' as const, port, timeoutSec, ...(exists ? { exists } : {}) });
@@ -37,7 +38,7 @@ describe('gate kernel writer', () => {
     const fake = path.join(dir, 'nft');
     fs.writeFileSync(
       fake,
-      `#!/usr/bin/env node
+      `#!${process.execPath}
 let buf = '';
 process.stdin.on('data', (d) => {
   buf += d;
@@ -53,7 +54,7 @@ process.stdin.on('data', (d) => {
 `,
       { mode: 0o755 },
     );
-    const w = new NftAdmitter({ nft: fake });
+    const w = new NftAdmitter({ toolDirs: [dir] });
     await w.admit([e('203.0.113.7', 443, 60)]);
     const three = await Promise.allSettled([w.admit([e('203.0.113.8', 443, 60)]), w.admit([e('203.0.113.9', 443, 60)]), w.admit([e('203.0.113.11', 443, 60)])]);
     expect(three.map((b) => b.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
@@ -72,5 +73,46 @@ process.stdin.on('data', (d) => {
     w.close();
     await expect(w.admit([e('203.0.113.7', 443, 60)])).rejects.toThrow(/closed/);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs nft from the fixed tool dirs with a clean environment: the caller\'s PATH and LD_PRELOAD are not used', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efw-nft-env-'));
+    const tools = path.join(dir, 'tools');
+    const planted = path.join(dir, 'planted');
+    fs.mkdirSync(tools);
+    fs.mkdirSync(planted);
+    // the stand-in records its environment, then acks every line
+    const standIn = (mark: string) => `#!${process.execPath}
+require('fs').writeFileSync(${JSON.stringify(dir + '/')} + ${JSON.stringify(mark)}, JSON.stringify(process.env));
+process.stdin.on('data', (d) => { for (const l of String(d).split('\\n')) if (l.startsWith('ack ')) process.stderr.write('Error: syntax error\\n' + l + '\\n'); });
+`;
+    fs.writeFileSync(path.join(tools, 'nft'), standIn('env-tools'), { mode: 0o755 });
+    fs.writeFileSync(path.join(planted, 'nft'), standIn('env-planted'), { mode: 0o755 });
+    const saved = { PATH: process.env.PATH, LD_PRELOAD: process.env.LD_PRELOAD };
+    process.env.PATH = `${planted}:${saved.PATH}`;
+    process.env.LD_PRELOAD = path.join(planted, 'evil.so');
+    try {
+      const w = new NftAdmitter({ toolDirs: [tools] });
+      await w.admit([e('203.0.113.7', 443, 60)]);
+      w.close();
+    } finally {
+      process.env.PATH = saved.PATH;
+      if (saved.LD_PRELOAD === undefined) delete process.env.LD_PRELOAD;
+      else process.env.LD_PRELOAD = saved.LD_PRELOAD;
+    }
+    expect(fs.existsSync(path.join(dir, 'env-planted'))).toBe(false);
+    const env = JSON.parse(fs.readFileSync(path.join(dir, 'env-tools'), 'utf8')) as Record<string, string>;
+    expect(env.LD_PRELOAD).toBeUndefined();
+    expect(env.PATH).toBe(SYSTEM_PATH);
+    expect(env.LC_ALL).toBe('C');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('nft not installed: the answers waiting for it fail with a message, nothing throws', async () => {
+    const problems: string[] = [];
+    const w = new NftAdmitter({ toolDirs: [os.tmpdir() + '/efw-no-such-dir'], onProblem: (p) => problems.push(p) });
+    await expect(w.admit([e('203.0.113.7', 443, 60)])).rejects.toThrow(/nft: not installed/);
+    expect(problems).toEqual([expect.stringMatching(/^cannot run nft: nft: not installed/)]);
+    w.close();
   });
 });

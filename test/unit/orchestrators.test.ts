@@ -131,32 +131,34 @@ describe('daemon and the DNS gate', () => {
       stop: async () => void calls.push('stop'),
     };
     const proc = new EventEmitter();
-    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, s.deps, proc as never, undefined, gate);
-    const settle = () => new Promise((r) => setTimeout(r, 300));
-    await settle();
+    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, { ...s.deps, timers: new FakeTimers() }, proc as never, undefined, gate);
+    const count = (event: string) => s.out.filter((l) => (JSON.parse(l) as { event: string }).event === event).length;
+    await until(() => count('refresh') === 1, 'the first refresh');
     expect(calls).toEqual(['start']);
     expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual(['gate-dns', 'gate-input', 'gate-host', 'gate-host-src']); // the first refresh put its chains in
     const reload = async (text: string) => {
+      const [reloads, refreshes] = [count('config-reloaded'), count('refresh')];
       writeFileSync(s.config, text);
       proc.emit('SIGHUP');
-      await settle();
+      // a reload reschedules, and the new schedule starts with a refresh
+      await until(() => count('config-reloaded') === reloads + 1 && count('refresh') === refreshes + 1, 'the reload and its refresh');
     };
     await reload(yaml('enabled: true'));
     await reload(yaml('enabled: true, port: 5301'));
     // unset: still on under the daemon (its port back to 5300: restart); a hand-run plan agrees with the daemon's rules
     await reload('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
     expect(calls).toEqual(['start', 'SIGHUP', 'restart', 'restart']);
-    await new Promise((r) => setTimeout(r, 1500)); // a drift check or refresh applies the reloaded config
     s.out.length = 0;
     expect(await runPlan({ config: s.config, stateDir: s.stateDir, json: false, detailedExitcode: true }, s.deps)).toBe(0);
     expect(s.out.join('')).toMatch(/DNS: through the gate \(dns\.gate, on under the daemon\)/);
+    s.out.length = 0; // the plan's text: the daemon's log lines are counted from here
     await reload('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53], gate: { enabled: false } }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
     expect(calls).toEqual(['start', 'SIGHUP', 'restart', 'restart', 'stop']);
     proc.emit('SIGTERM');
     await running;
     expect(calls.at(-1)).toBe('stop');
     expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual([]); // the refresh after the last reload took them out
-  }, 15_000);
+  });
 });
 
 describe('DNS open or closed, by default', () => {

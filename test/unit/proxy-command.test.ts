@@ -150,4 +150,67 @@ describe('egressfw proxy (command)', () => {
     expect(f.warn.join('\n')).toMatch(/no compose file found in \/p \(pass --compose FILE\)/);
     expect([...f.fs.keys()]).toContain('/p/egress-proxy/nginx/sni.conf');
   });
+
+  describe('the compose file as compose resolves it (issue 21 item 4)', () => {
+    const config = () => configFile('allow:\n  - domain: a.example.com\ndns:\n  servers: [192.0.2.53]\nproxy:\n  services: [app]\n');
+    const refusal = async (files: Record<string, string>, composeConfig?: ProxyDeps['composeConfig']) => {
+      const f = fakeFs('/p', files);
+      const err = await runProxy(opts({ config: config() }), { ...f.deps, ...(composeConfig ? { composeConfig } : {}) }).then(
+        () => null,
+        (e: Error) => e,
+      );
+      expect(f.writes).toEqual([]);
+      return err;
+    };
+
+    it('without the compose CLI: merge keys, !!set and extends (same file, other file) are followed', async () => {
+      const cases: [string, Record<string, string>, RegExp][] = [
+        ['merge key', { 'compose.yml': 'x-net: &net\n  networks: [default]\nservices:\n  app:\n    image: x\n    <<: *net\n' }, /service "app" lists networks in compose\.yml \(default\)/],
+        ['merge key, network_mode', { 'compose.yml': 'x-host: &host\n  network_mode: host\nservices:\n  app:\n    <<: *host\n    image: x\n' }, /service "app" sets network_mode: host/],
+        ['!!set', { 'compose.yml': 'services:\n  app:\n    image: x\n    networks: !!set {default}\n' }, /service "app" lists networks in compose\.yml \(default\)/],
+        ['extends, same file', { 'compose.yml': 'services:\n  base: { image: x, network_mode: host }\n  app:\n    extends: base\n' }, /service "app" sets network_mode: host/],
+        ['extends, other file', { 'compose.yml': 'services:\n  app:\n    image: x\n    extends: { file: common/base.yml, service: web }\n', 'common/base.yml': 'services:\n  web:\n    networks: [default, front]\n' }, /service "app" lists networks in compose\.yml \(default, front\)/],
+        ['extends, chained', { 'compose.yml': 'services:\n  a: { image: x, networks: [default] }\n  b: { extends: a }\n  app: { extends: { service: b } }\n' }, /service "app" lists networks/],
+      ];
+      for (const [what, files, re] of cases) {
+        const err = await refusal(files);
+        expect(err, what).toBeInstanceOf(UsageError);
+        expect(err!.message, what).toMatch(re);
+      }
+    });
+
+    it('without the compose CLI: what cannot be resolved is refused, saying what and how to fix it', async () => {
+      const cases: [string, Record<string, string>, RegExp][] = [
+        ['missing file', { 'compose.yml': 'services:\n  app:\n    image: x\n    extends: { file: gone.yml, service: web }\n' }, /compose\.yml: service "app": extends web: .*cannot read \/p\/gone\.yml/],
+        ['missing service', { 'compose.yml': 'services:\n  app:\n    extends: nope\n' }, /extends service "nope", which is not in compose\.yml/],
+        ['loop', { 'compose.yml': 'services:\n  a: { extends: app }\n  app: { extends: a }\n' }, /`extends` loops back/],
+        ['compose-only tag', { 'compose.yml': 'services:\n  app:\n    image: x\n    networks: !reset []\n' }, /Unresolved tag: !reset.*install the compose CLI/],
+        ['include', { 'compose.yml': 'include: [other.yml]\nservices:\n  app: { image: x }\n' }, /uses `include:`.*install the compose CLI/],
+      ];
+      for (const [what, files, re] of cases) {
+        const err = await refusal(files);
+        expect(err, what).toBeInstanceOf(UsageError);
+        expect(err!.message, what).toMatch(re);
+      }
+    });
+
+    it("with the compose CLI, its own `config` of the file and the override has the last word", async () => {
+      const asked: (string | null)[] = [];
+      // what compose says the merged project is: app still on default (say, through an include egressfw cannot see)
+      const cli: ProxyDeps['composeConfig'] = async (base, override) => {
+        asked.push(override === null ? `${base} alone` : `${base} + override`);
+        return { cli: 'docker compose', text: 'services:\n  app:\n    image: x\n    networks:\n      default: null\n      egressfw-internal: null\nnetworks:\n  egressfw-internal: { internal: true }\n' };
+      };
+      const err = await refusal({ 'compose.yml': 'services:\n  app: { image: x }\n' }, cli);
+      expect(err!.message).toMatch(/service "app" ends up on default as `docker compose config` resolves compose\.yml with the override/);
+      expect(asked).toEqual(['/p/compose.yml + override']);
+      // a tag only compose knows: egressfw's own reading gives way to the CLI's
+      const ok: ProxyDeps['composeConfig'] = async (_b, override) => ({ cli: 'docker compose', text: override === null ? 'services:\n  app: { image: x }\n' : 'services:\n  app:\n    networks: { egressfw-internal: {} }\nnetworks:\n  egressfw-internal: { internal: true }\n' });
+      const f = fakeFs('/p', { 'compose.yml': 'services:\n  app:\n    image: x\n    networks: !reset []\n' });
+      expect(await runProxy(opts({ config: config() }), { ...f.deps, composeConfig: ok })).toBe(0);
+      // the CLI refusing the file stops everything
+      const broken = await refusal({ 'compose.yml': BASE }, async () => ({ cli: 'docker-compose', error: 'ERROR: yaml.scanner.ScannerError' }));
+      expect(broken!.message).toMatch(/`docker-compose config` refuses compose\.yml with the override \(nothing written\): ERROR: yaml\.scanner/);
+    });
+  });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, type Config } from '../../src/config/load.js';
 import { buildDesired } from '../../src/plan/desired.js';
+import { buildNftDesired } from '../../src/plan/nft.js';
 import { checkBaseCompose, parseBaseCompose } from '../../src/proxy/base.js';
 import { checkMountDir, GENERATED_MARKER, lastHost, renderProxy, type ProxyRenderInput } from '../../src/proxy/render.js';
 import { checkImageRef, checkWildcard } from '../../src/proxy/validate.js';
@@ -70,6 +71,13 @@ describe('proxy config', () => {
     });
   });
 
+  it('wildcards with many ports: one nft set in one rule (the 15-port cap was for an iptables multiport rule)', () => {
+    const ports = Array.from({ length: 20 }, (_, i) => 8000 + i);
+    const c = parseConfig(`${ALLOW}proxy:\n  mode: sni\n  services: [app]\n  wildcards: ["*.example.com"]\n  tlsPorts: [${ports.join(', ')}]\n`, 'test.yml');
+    const rule = buildNftDesired(c, { 4: [], 6: [] }).rules.find((r) => r.tag === 'proxy-wildcards')!;
+    expect(rule.text).toContain(`tcp dport { ${[...c.proxy.httpPorts, ...ports].join(', ')} } accept`);
+  });
+
   it('normalises wildcards (lowercase, sorted, unique) and services', () => {
     expect(sniConfig.proxy.wildcards).toEqual(['*.example.com', '*.files.example.net']);
     expect(perDomainConfig.proxy.services).toEqual(['app', 'worker']);
@@ -135,6 +143,27 @@ describe('proxy config', () => {
     expect(problems('proxy:\n  mode: sni\n  wildcards: ["*.github.io"]\n')[0]).toMatch(
       /^proxy\.wildcards\[0\]: "\*\.github\.io": github\.io is a public suffix/,
     );
+  });
+
+  it('refuses zones that span many owners: suffixes below them on the list, or names that encode any IP (issue 21 item 3)', () => {
+    const below = {
+      '*.amazonaws.com': /the Public Suffix List has \d{3,} suffixes below amazonaws\.com \(/,
+      '*.windows.net': /suffixes below windows\.net \(.*core\.windows\.net/,
+      '*.core.windows.net': /suffixes below core\.windows\.net \(/,
+    };
+    for (const [w, why] of Object.entries(below)) {
+      const r = checkWildcard(w);
+      expect([w, r.ok ? 'accepted' : r.problem]).toEqual([w, expect.stringMatching(why)]);
+      if (!r.ok) expect(r.problem).toMatch(/inside one registrable domain/);
+    }
+    for (const w of ['*.sslip.io', '*.nip.io', '*.xip.io', '*.traefik.me', '*.x.nip.io']) {
+      const r = checkWildcard(w);
+      expect([w, r.ok ? 'accepted' : r.problem]).toEqual([w, expect.stringMatching(/answers every name below it with the IP address written in the name/)]);
+    }
+    // exact names there stay possible, and zones the list has nothing below are fine
+    expect(parseConfig('allow:\n  - domain: 203-0-113-7.sslip.io\n  - domain: ec2-203-0-113-7.compute-1.amazonaws.com\n', 'x.yml').domains).toHaveLength(2);
+    for (const w of ['*.google.com', '*.pypi.org', '*.mybucket.s3.amazonaws.com', '*.ghcr.io']) expect([w, checkWildcard(w).ok]).toEqual([w, true]);
+    expect(problems('allow:\n  - domain: "*.amazonaws.com"\ndns:\n  gate: {enabled: true}\n')[0]).toMatch(/^allow\[0\]\.domain: "\*\.amazonaws\.com": the Public Suffix List has/);
   });
 
   it('cross-checks the section', () => {
@@ -353,5 +382,20 @@ describe('proxy helpers', () => {
   it('mount dirs compose can take as is', () => {
     for (const ok of ['./egress-proxy', '.', '../x/egress', './a/b_c+d@e']) expect(checkMountDir(ok)).toBeNull();
     for (const bad of ['./my dir', './$HOME', '"x"', './a:b', '/abs/path', './x/../../y\n']) expect(checkMountDir(bad)).not.toBeNull();
+  });
+});
+
+describe('the Public Suffix List walk (src/net/public-suffix.ts)', () => {
+  it('says "is a public suffix" exactly as tldts does, for every rule, exception, child and parent on the list', async () => {
+    const { getPublicSuffix } = await import('tldts');
+    const { isPublicSuffix, suffixesBelow } = await import('../../src/net/public-suffix.js');
+    const names = new Set<string>(['com', 'example.com', 'a.b.example.com', 'city.kawasaki.jp', 'x.kawasaki.jp', 'www.ck', 'foo.ck', 'compute.amazonaws.com', 'x.compute.amazonaws.com']);
+    for (const tld of ['com', 'net', 'io', 'jp', 'uk', 'ck', 'org']) for (const s of suffixesBelow(tld, 100_000).examples) {
+      const n = s.replace(/^\*\./, 'x.');
+      names.add(n).add(`y.${n}`).add(n.split('.').slice(1).join('.'));
+    }
+    expect(names.size).toBeGreaterThan(3000);
+    const differ = [...names].filter((n) => isPublicSuffix(n) !== (getPublicSuffix(n, { allowPrivateDomains: true }) === n));
+    expect(differ).toEqual([]);
   });
 });

@@ -94,11 +94,17 @@ describe('uninstall: the state dir', () => {
     writeFileSync(path.join(stateDir, 'state.json'), STATE);
     const k = installed();
     const { d, install, out } = deps(k);
+    const kernelBefore = k.observe();
+    expect(kernelBefore.nft).not.toBeNull(); // something to remove
     expect(await runUninstall({ stateDir, dryRun: true }, d, install)).toBe(0);
     expect(out.join('')).toMatch(new RegExp(`remove ${stateDir}/state\\.json`));
+    expect(out.join('')).toMatch(/nft: delete table inet egressfw/);
     expect(readdirSync(stateDir)).toEqual(['state.json']);
+    expect(k.observe()).toEqual(kernelBefore); // the dry run changed nothing in the kernel either
     expect(await runUninstall({ stateDir, dryRun: false }, d, install)).toBe(0);
     expect(existsSync(stateDir)).toBe(false);
+    expect(k.observe()).not.toEqual(kernelBefore);
+    expect(k.observe().nft).toBeNull();
   });
 
   it('a damaged state.json: the ufw policy is recovered from it (or from a copy set aside) and put back', async () => {
