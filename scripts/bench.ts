@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { startLab, type Lab } from '../test/lab/lab.js';
 import { BenchDns } from './bench/dns.js';
 import { daemonSection, type DaemonResult } from './bench/daemon.js';
+import { metricsSection, renderMetricsBench, type MetricsBenchResult } from './bench/metrics.js';
 import { gateSection, type GateResult } from './bench/gate.js';
 import { dockerSkeleton } from './bench/kernel.js';
 import { packetPath, type PacketResult } from './bench/packet.js';
@@ -27,7 +28,7 @@ const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const SECTIONS = ['sync', 'packet', 'daemon', 'startup', 'gate', 'audit'];
+const SECTIONS = ['sync', 'packet', 'daemon', 'startup', 'gate', 'audit', 'metrics'];
 const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : SECTIONS.join(',');
 const only = new Set(onlyArg.split(','));
 const write = !args.includes('--no-write') && !quick && SECTIONS.every((s) => only.has(s));
@@ -88,8 +89,9 @@ async function main(): Promise<void> {
   let startup: StartupResult | undefined;
   let gate: GateResult | undefined;
   let audit: AuditBenchResult | undefined;
+  let metrics: MetricsBenchResult | undefined;
 
-  if (only.has('sync') || only.has('daemon') || only.has('startup')) {
+  if (only.has('sync') || only.has('daemon') || only.has('startup') || only.has('metrics')) {
     const sizes = only.has('sync') ? (quick ? [10, 100, 1000] : [10, 100, 1000, 5000]) : [1000];
     let lab: Lab | undefined;
     try {
@@ -116,6 +118,12 @@ async function main(): Promise<void> {
         daemon = await daemonSection(lab, CLI, dns, { n: 1000, idleSeconds: quick ? 20 : 60, refreshSamples: 3, changeSamples: 3, ttl: 5 });
       }
       if (only.has('startup')) startup = await startupSection(lab, ROOT, { n: 1000, reps: quick ? 3 : 7 });
+      // Issue 19: metrics at the soak schedule (EFW_BENCH_SOAK_MIN: minutes of each soak, without and with metrics; default 15, --quick 2)
+      if (only.has('metrics')) {
+        const soakMin = Number(process.env.EFW_BENCH_SOAK_MIN ?? (quick ? 2 : 15));
+        const phases = Number(process.env.EFW_BENCH_METRICS_PHASES ?? 2);
+        metrics = await metricsSection(lab, CLI, dns, { n: 1000, phaseSeconds: quick ? 30 : 90, phases, soakSeconds: soakMin * 60, baselineSoakSeconds: soakMin * 60 });
+      }
       await dns.stop();
     } finally {
       await lab?.stop();
@@ -164,7 +172,9 @@ async function main(): Promise<void> {
   const left = await leftovers();
   const totalSec = (Date.now() - t0) / 1000;
   const report = renderReport({ machine: m, sync, packet, daemon, startup, gate, totalSec, quick, leftovers: left });
-  const auditText = audit ? `\n## Recording refused connections (audit, issue 12)\n\n${renderAuditBench(audit)}\n` : '';
+  const auditText =
+    (audit ? `\n## Recording refused connections (audit, issue 12)\n\n${renderAuditBench(audit)}\n` : '') +
+    (metrics ? `\n## Prometheus metrics in the daemon (issue 19)\n\n${renderMetricsBench(metrics)}\n` : '');
   process.stdout.write(`${report.tables}\n${auditText}`);
   if (write) {
     fs.mkdirSync(path.dirname(DOC), { recursive: true });

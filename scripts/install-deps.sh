@@ -5,7 +5,10 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=(iptables ipset nftables ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
   time strace gcc libc6-dev  # npm run bench (peak RSS, spawn counts, its C load generator)
-  dnsperf)                   # npm run bench: the DNS gate beside dnsmasq (Debian 12: dnsperf 2.10)
+  dnsperf                    # npm run bench: the DNS gate beside dnsmasq (Debian 12: dnsperf 2.10)
+  lintian)                   # test/pkg/package.test.ts: Debian's package checker on the .deb (it starts no service)
+# promtool (test/pkg/metrics.test.ts) comes from Debian 12's prometheus package, unpacked into the lab cache by the
+# test itself (test/support/node-runtimes.ts): installing that package would start a Prometheus server.
 # npm run package needs only dpkg-deb (the dpkg package: always there). test/unit/units.test.ts rates the units
 # with systemd-analyze: install systemd only where it is missing (containers); policy-rc.d below keeps it from
 # starting anything, and without systemd as PID 1 its scripts start nothing either.

@@ -53,8 +53,9 @@ function program(): Command {
     .addOption(stateDirOption())
     .option('--json', 'log one JSON object per line', false)
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
-      const [{ runDaemon }, d] = await Promise.all([import('./commands/daemon.js'), deps()]);
-      process.exitCode = await runDaemon(o, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(o, cliFile()));
+      const [{ runDaemon }, d, { journalStream }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/journal.js')]);
+      const opts = { ...o, journal: journalStream(1) };
+      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps());
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')
@@ -68,10 +69,12 @@ function program(): Command {
     .description('what is enforced now (read from the kernel) against the saved state; exit 0 enforced, 3 drift')
     .addOption(configOption())
     .addOption(stateDirOption())
-    .option('--json', 'print one machine-readable JSON document', false)
-    .action(async (o: { config: string; stateDir: string; json: boolean }) => {
+    .option('--json', 'print one machine-readable JSON document (everything)', false)
+    .option('-v, --verbose', 'every name with its IPs and every network (default: a summary, details only for what needs attention)', false)
+    .option('--domains', 'the same as --verbose', false)
+    .action(async (o: { config: string; stateDir: string; json: boolean; verbose: boolean; domains: boolean }) => {
       const [{ runStatus }, d] = await Promise.all([import('./commands/status.js'), deps()]);
-      process.exitCode = await runStatus(o, d.statusDeps());
+      process.exitCode = await runStatus({ config: o.config, stateDir: o.stateDir, json: o.json, verbose: o.verbose || o.domains }, d.statusDeps());
     });
 
   p.command('install')
@@ -160,7 +163,9 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 2;
     }
     if (e instanceof EgressfwError) {
-      warn(`egressfw: ${e.message}`);
+      // Under systemd (egressfw-boot's sync, the daemon) an error is filed as one: `<3>` (sd-daemon(3)).
+      const journal = (await import('./system/journal.js')).journalStream(2);
+      warn(`${journal ? '<3>' : ''}egressfw: ${e.message}`);
       return e.exitCode;
     }
     warn(`egressfw: unexpected error: ${(e as Error).stack ?? String(e)}`);

@@ -17,8 +17,10 @@ import { removeStateFiles, setAsideDamaged } from './system/state.js';
 import { composeConfig } from './system/compose.js';
 import { release } from 'node:os';
 import type { GateDeps } from './commands/gate.js';
+import type { DaemonMetricsDeps } from './commands/daemon.js';
+import { VERSION } from './defaults.js';
 import { probeGate } from './gate/probe.js';
-import { formatLog } from './schedule/daemon.js';
+import { formatLog, PRIORITY } from './schedule/daemon.js';
 import { readGateLogs } from './system/gate-log.js';
 import { Supervisor } from './system/supervise.js';
 import { acquireLock } from './system/lock.js';
@@ -130,15 +132,27 @@ export function statusDeps() {
 }
 
 /** The daemon runs the gate as a supervised child: this CLI again, `gate`, with the gate's node flags. */
-export async function gateSupervisor(o: { config: string; stateDir: string; json: boolean }, self: string) {
+export async function gateSupervisor(o: { config: string; stateDir: string; json: boolean; journal?: boolean }, self: string) {
   // The gate's modules load only where they run (the daemon, the gate): not on every sync.
   const { GATE_NODE_FLAGS } = await import('./commands/gate.js');
-  const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields)}\n`);
+  const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields, o.journal)}\n`);
   return new Supervisor({
     argv: [process.execPath, ...GATE_NODE_FLAGS, self, 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
-    onLine: (line) => out(`${line}\n`),
+    // the query log: one line per query, informational (journald files it under info)
+    onLine: o.journal ? (line) => out(`<${PRIORITY.info}>${line}\n`) : (line) => out(`${line}\n`),
     onEvent: log,
   });
+}
+
+/** The daemon's metrics outputs (loaded only when metrics are configured... and cheap when not). */
+export async function metricsDeps(): Promise<DaemonMetricsDeps> {
+  const [{ serveMetrics }, { readKernelRecords }] = await Promise.all([import('./system/metrics-out.js'), import('./system/audit-io.js')]);
+  return {
+    build: { version: VERSION, nodejs: process.versions.node },
+    readRecords: () => readKernelRecords(realExec, { modes: false }),
+    serve: serveMetrics,
+    writeFileAtomic: (file, text) => writeFileAtomic(file, text, 0o644),
+  };
 }
 
 export async function gateDeps(): Promise<GateDeps> {

@@ -10,11 +10,18 @@ import type { AuditDeps } from '../system/audit-io.js';
 import { parseState, stateCheck, stateFile } from '../state-file.js';
 import { realTimers, type Timers } from '../timers.js';
 import { syncOnce, type SyncDeps } from './sync.js';
+import { Metrics, type BuildInfo } from '../metrics/metrics.js';
+import { startMetricsLoop } from '../schedule/metrics-loop.js';
+import type { KernelRecord } from '../audit/records.js';
+import type { MetricsListen } from '../metrics/listen.js';
+import type { Exposition, MetricsServer } from '../system/metrics-out.js';
 
 export interface DaemonOptions {
   config: string;
   stateDir: string;
   json: boolean;
+  /** stdout is systemd's journal: each line carries its priority (`journalctl -p warning` shows what matters) */
+  journal?: boolean;
 }
 
 /** The DNS gate child (src/system/supervise.ts in production): started when dns.gate.enabled, restarted when it exits. */
@@ -24,6 +31,19 @@ export interface GateControl {
   signal(sig: 'SIGHUP'): void;
   restart(): Promise<void>;
   stop(): Promise<void>;
+  /** whether the child runs now (metrics: egressfw_gate_up) */
+  readonly state?: { running: boolean; starts: number };
+  /** also hand each of the child's stdout lines (the query log) to fn (metrics: DNS decisions) */
+  tap?(fn: (line: string) => void): void;
+}
+
+/** What the metrics outputs need from the system (src/deps.ts in production). */
+export interface DaemonMetricsDeps {
+  build: BuildInfo;
+  /** the kernel's refusal records, read-only */
+  readRecords: () => Promise<{ records: KernelRecord[]; read: string[] }>;
+  serve: (listen: MetricsListen, exp: Exposition, onError: (e: Error) => void) => Promise<MetricsServer>;
+  writeFileAtomic: (file: string, text: string) => Promise<void>;
 }
 
 export interface DaemonProcess {
@@ -42,13 +62,19 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   // Under the daemon an unset dns.gate.enabled is on; the marker tells a hand-run sync (and status) so.
   let config = withScheduler(await loadConfig(opts.config), 'daemon');
   await deps.writeFileAtomic(schedulerFile(opts.stateDir), schedulerText('daemon'));
   const timers = deps.timers ?? realTimers;
-  const log = (event: string, fields?: Record<string, unknown>) => deps.out(`${formatLog(opts.json, new Date(timers.nowMs()), event, fields)}\n`);
+  const m0 = config.metrics;
+  // Metrics only when an output is configured: nothing is counted for nobody.
+  const metrics = metricsDeps && (m0.textfile || m0.listen) ? new Metrics(metricsDeps.build, { domainLabels: m0.domainLabels, now: deps.now }) : null;
+  const log = (event: string, fields: Record<string, unknown> = {}) => {
+    metrics?.event(event, fields);
+    deps.out(`${formatLog(opts.json, new Date(timers.nowMs()), event, fields, opts.journal)}\n`);
+  };
   const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
     const release = await deps.acquireLock();
     try {
@@ -62,16 +88,24 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
     refresh: () =>
       locked(async () => {
         const r = await syncOnce(config, { stateDir: opts.stateDir }, deps);
+        metrics?.round(r.round, { installed: true, synced: true });
         const next = nextRefreshAt(r.round.allowed);
         return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
       }),
     detectDrift: async () => {
       const now = deps.now();
       const { state } = parseState(await deps.readText(stateFile(opts.stateDir)), stateCheck(config, now));
-      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, now, resolve: false });
+      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, ...(metrics ? { inspectDocker: deps.inspectDocker } : {}), now, resolve: false });
+      metrics?.round(round, { installed: state.lastSync !== undefined, synced: false });
+      if (round.plan.ops.length) metrics?.event('drift-detected', {});
       return round.plan.ops.map(describeOp);
     },
-    repair: () => locked(async () => (await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps)).applied),
+    repair: () =>
+      locked(async () => {
+        const r = await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps);
+        metrics?.round(r.round, { installed: true, synced: true });
+        return r.applied;
+      }),
     log,
     now: deps.now,
     timers,
@@ -103,11 +137,14 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
         }
         daemon.reschedule(scheduleOf(c));
         log('config-reloaded', { domains: c.domains.length });
+        if (JSON.stringify(c.metrics) !== JSON.stringify(m0)) log('warning', { message: 'metrics.* changed: it takes effect when the daemon restarts (`systemctl restart egressfw`)' });
       },
       (e: Error) => log('error', { job: 'reload', error: e.message.replace(/\n\s*/g, ' '), kept: 'previous config' }),
     );
   });
 
+  // The endpoint first: an address in use stops the daemon before it changes anything.
+  const server = metrics && m0.listen ? await metricsDeps!.serve(m0.listen, metrics, (e) => log('error', { job: 'metrics', error: e.message })) : null;
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
@@ -116,7 +153,22 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
     if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
     gate.start();
   }
+  if (metrics) gate?.tap?.((line) => metrics.gateLine(line));
+  const stopMetrics = metrics
+    ? startMetricsLoop(
+        {
+          metrics,
+          readRecords: metricsDeps!.readRecords,
+          gate: () => (config.dns.gate.enabled && gate?.state ? gate.state : null),
+          ...(m0.textfile ? { writeTextfile: (text: string) => metricsDeps!.writeFileAtomic(m0.textfile!, text) } : {}),
+          log,
+          timers,
+        },
+        m0.intervalSec,
+      )
+    : async () => {};
+  if (metrics) log('metrics', { ...(server ? { listen: server.address } : {}), ...(m0.textfile ? { textfile: m0.textfile } : {}), intervalSec: m0.intervalSec });
   await stopped;
-  await stopAudit();
+  await Promise.all([stopAudit(), stopMetrics(), server?.close()]);
   return 0;
 }

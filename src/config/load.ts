@@ -6,6 +6,7 @@ import { NotReadable, readRegularFile, thousands, tooLarge } from '../system/rea
 import { configSchema, POLICY_NAME, RESERVED_POLICIES, type Port, type RawConfig } from './schema.js';
 import { normaliseProxy, type ProxyConfig } from '../proxy/config.js';
 import { DEFAULT_DEADLINE_MS } from '../resolve/resolver.js';
+import { parseMetricsListen, type MetricsListen } from '../metrics/listen.js';
 import { printable } from '../text.js';
 
 /** A config is a few KiB; a bigger file is the wrong one, or an attempt to exhaust memory. */
@@ -102,6 +103,8 @@ export interface Config extends AllowList {
   schedule: { refresh: string; driftCheck: number; retryMax: number };
   /** `egressfw proxy` (and the one firewall rule SNI wildcards need) */
   proxy: ProxyConfig;
+  /** Prometheus metrics from the daemon: both outputs opt-in */
+  metrics: { textfile: string | null; listen: MetricsListen | null; intervalSec: number; domainLabels: boolean };
   /** things that are allowed but probably not meant; the commands print them (to stderr) */
   warnings: string[];
 }
@@ -236,6 +239,12 @@ export function parseConfig(text: string, file: string): Config {
     ipv6: raw.ipv6,
     schedule: raw.schedule,
     proxy,
+    metrics: {
+      textfile: raw.metrics.textfile ?? null,
+      listen: raw.metrics.listen === undefined ? null : (parseMetricsListen(raw.metrics.listen) as MetricsListen),
+      intervalSec: raw.metrics.interval,
+      domainLabels: raw.metrics.domainLabels,
+    },
   };
 }
 

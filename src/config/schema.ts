@@ -4,6 +4,7 @@ import { parseCidr, parseIp } from '../net/ip.js';
 import { checkDomain, checkInterface } from './name-checks.js';
 import { matchesDockerName } from '../net/docker-interfaces.js';
 import { checkComposeName, checkImageRef, checkWildcard } from '../proxy/validate.js';
+import { parseMetricsListen } from '../metrics/listen.js';
 
 export type Proto = 'tcp' | 'udp';
 export interface Port {
@@ -317,6 +318,29 @@ export const configSchema = z
       .strict()
       .prefault({}),
     proxy: proxySection,
+    /** Prometheus metrics from the daemon (both opt-in); see docs/metrics.md */
+    metrics: z
+      .object({
+        /** node_exporter textfile collector: a .prom file, rewritten atomically every interval */
+        textfile: z
+          .string()
+          .refine((v) => v.startsWith('/') && v.endsWith('.prom') && !v.includes('\0'), 'metrics.textfile must be an absolute path ending in .prom (node_exporter\'s textfile collector reads only *.prom), e.g. /var/lib/prometheus/node-exporter/egressfw.prom')
+          .optional(),
+        /** HTTP /metrics served by the daemon: "127.0.0.1:PORT", "[::1]:PORT" or "unix:PATH" (never a non-loopback address) */
+        listen: z
+          .string()
+          .superRefine((v, ctx) => {
+            const l = parseMetricsListen(v);
+            if ('error' in l) ctx.addIssue({ code: 'custom', message: l.error });
+          })
+          .optional(),
+        /** how often the kernel's counters are read and the textfile rewritten */
+        interval: duration('metrics.interval').refine((n) => n >= 1, 'metrics.interval must be at least 1s').default(15),
+        /** a series per allowed name (egressfw_domain_ok{domain}); off: names never appear in labels */
+        domainLabels: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

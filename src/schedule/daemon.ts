@@ -145,8 +145,42 @@ export class Daemon {
   }
 }
 
-/** One line per event: text for people and syslog, or JSON. */
-export function formatLog(json: boolean, at: Date, event: string, fields: Record<string, unknown> = {}): string {
+/** syslog priorities (sd-daemon(3)): what `journalctl -p warning` shows is what needs a look. */
+export const PRIORITY = { err: 3, warning: 4, notice: 5, info: 6 } as const;
+
+/** How much an event matters: errors as errors; a repair or a crashed gate means something changed under us. */
+export function priorityOf(event: string, fields: Record<string, unknown> = {}): number {
+  switch (event) {
+    case 'error':
+    case 'gate-error':
+      return PRIORITY.err;
+    case 'warning':
+    case 'drift-repaired':
+    case 'gate-exited':
+      return PRIORITY.warning;
+    case 'refresh':
+      return Array.isArray(fields.warnings) && fields.warnings.length ? PRIORITY.warning : PRIORITY.info;
+    case 'started':
+    case 'stopping':
+    case 'stopped':
+    case 'config-reloaded':
+    case 'audit':
+      return PRIORITY.notice;
+    default:
+      return PRIORITY.info;
+  }
+}
+
+/**
+ * One line per event: text for people and syslog, or JSON. `journal`: stdout goes to systemd's journal,
+ * so the line starts with its priority as `<N>` (journald strips it and files the line under N).
+ */
+export function formatLog(json: boolean, at: Date, event: string, fields: Record<string, unknown> = {}, journal = false): string {
+  const line = formatLine(json, at, event, fields);
+  return journal ? `<${priorityOf(event, fields)}>${line}` : line;
+}
+
+function formatLine(json: boolean, at: Date, event: string, fields: Record<string, unknown>): string {
   if (json) return printJson({ time: at.toISOString(), event, ...fields });
   // printJson escapes what a terminal acts on (names from DNS, text from state); a bare value gets printable().
   const parts = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? (/\s/.test(v) ? printJson(v) : printable(v)) : Array.isArray(v) ? printJson(v.join('; ')) : printable(String(v))}`);

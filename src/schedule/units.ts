@@ -101,6 +101,7 @@ export function renderService(p: InstallPaths, header = HEADER): string {
   return `${header}
 [Unit]
 Description=egressfw: keep outbound traffic to the allowlist (refresh, drift repair)
+Documentation=man:egressfw(8)
 After=network-online.target docker.service ufw.service egressfw-boot.service
 Wants=network-online.target
 # Stopped and started again with Docker: every start re-asserts the rules Docker may have moved.
@@ -132,6 +133,7 @@ export function renderBootService(p: InstallPaths, header = HEADER): string {
   return `${header}
 [Unit]
 Description=egressfw: re-apply the saved allowlist before Docker starts (fail closed at boot)
+Documentation=man:egressfw(8)
 DefaultDependencies=no
 After=local-fs.target ufw.service
 Before=docker.service network-pre.target

@@ -46,8 +46,11 @@ function fullness(what: string, r: SetRead, notes: string[]): void {
   }
 }
 
-/** Read-only: the record sets (nft for containers, ipset for the host) and which mode each side is in. */
-export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
+/**
+ * Read-only: the record sets (nft for containers, ipset for the host) and which mode each side is in.
+ * `modes: false`: the sets only (the daemon's metrics read their counters every interval; two processes fewer).
+ */
+export async function readKernelRecords(exec: Exec, o: { modes?: boolean } = {}): Promise<KernelRead> {
   const out: KernelRead = { records: [], read: [], modes: { containers: null, host: null }, notes: [] };
   let nftMissing = false;
   for (const f of [4, 6] as Family[]) {
@@ -76,6 +79,7 @@ export async function readKernelRecords(exec: Exec): Promise<KernelRead> {
     } else if (s.exitCode !== 127 && missing(s.stderr)) out.read.push(`host${f}`);
     else if (s.exitCode !== 127) out.notes.push(`\`ipset save ${set}\` failed: ${s.stderr.trim()}`);
   }
+  if (o.modes === false) return out;
   if (nftMissing) out.notes.push('nft is not installed: container records cannot be read (`apt-get install nftables`)');
   else {
     const chain = await exec(['nft', '-j', 'list', 'chain', NFT.family, NFT.table, NFT.chain]);

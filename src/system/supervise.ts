@@ -30,6 +30,7 @@ export class Supervisor {
   private delay: number;
   private timer: NodeJS.Timeout | undefined;
   private startedAt = 0;
+  private taps: ((line: string) => void)[] = [];
   readonly state: SupervisorState = { running: false, pid: null, starts: 0, lastExit: null };
 
   constructor(private readonly o: SupervisorOptions) {
@@ -39,6 +40,11 @@ export class Supervisor {
   start(): void {
     this.stopped = false;
     if (!this.child) this.spawn();
+  }
+
+  /** Also hand each stdout line of the child to fn (the daemon's metrics count the gate's decisions). */
+  tap(fn: (line: string) => void): void {
+    this.taps.push(fn);
   }
 
   /** Signal the child (SIGHUP: reload). */
@@ -74,7 +80,10 @@ export class Supervisor {
     this.state.starts++;
     this.state.running = true;
     this.state.pid = c.pid ?? null;
-    readline.createInterface({ input: c.stdout! }).on('line', this.o.onLine);
+    readline.createInterface({ input: c.stdout! }).on('line', (line) => {
+      this.o.onLine(line);
+      for (const t of this.taps) t(line);
+    });
     c.on('error', (e) => this.o.onEvent('gate-error', { error: e.message }));
     c.on('exit', (code, signal) => {
       this.child = null;

@@ -11,7 +11,7 @@ import { DEB } from '../../scripts/package.js';
 import { debianNode18Root } from '../support/node-runtimes.js';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { labDescribe } from './requirements.js';
-import { within } from './efw.js';
+import { kernelState, within } from './efw.js';
 import { installedArgv, parseUnit, type Unit } from './sandbox.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -256,6 +256,46 @@ ls /tmp | wc -l`;
     expect([...t.syscalls].filter((s) => !allowed.has(s)).sort()).toEqual([]);
     expect([...t.families].filter((f) => !service.addressFamilies.includes(f)).sort()).toEqual([]);
     expect(t.namespaces).toEqual([]); // RestrictNamespaces=yes
+    expect(await enforced()).toEqual(ALL);
+  });
+  it('dpkg -i, then remove and purge (what apt runs), inside the lab: man page and completion installed; remove and purge take the files, leave the firewall, the config and the state, as the README says', async () => {
+    expect(await enforced()).toEqual(ALL);
+    const firewall = await kernelState(lab);
+    // /usr on an overlay (writes to the lab dir) and a private /var/cache (man-db's trigger): nothing on the machine changes;
+    // /etc and /var/lib are the lab's overlays already, /run its tmpfs (no systemd: the scripts skip systemctl).
+    const d = path.join(lab.dir, 'dpkg');
+    const script = `set -e
+mkdir -p ${d}/usr-upper ${d}/usr-work
+mount -t overlay -o lowerdir=/usr,upperdir=${d}/usr-upper,workdir=${d}/usr-work efw-usr /usr
+mount -t tmpfs efw-cache /var/cache
+dpkg -i ${DEB} >/dev/null
+echo "version $(/usr/bin/egressfw --version)"
+echo "man $(man -w egressfw)"
+for f in /usr/share/bash-completion/completions/egressfw /lib/systemd/system/egressfw.service /usr/share/doc/egressfw/examples/egressfw-alerts.yml; do [ -f $f ] && echo "has $f"; done
+dpkg -r egressfw 2>&1 | grep '^egressfw:' || true
+for f in /usr/bin/egressfw /lib/systemd/system/egressfw.service /usr/share/man/man8/egressfw.8.gz /usr/share/bash-completion/completions/egressfw; do [ -e $f ] && echo "removed, still there: $f"; done
+dpkg -s egressfw 2>/dev/null | grep '^Status:' | sed 's/^/after remove: /'
+dpkg -P egressfw >/dev/null
+dpkg -s egressfw >/dev/null 2>&1 || echo "after purge: not installed"
+for f in ${CONFIG} /var/lib/egressfw/state.json; do [ -f $f ] && echo "kept $f"; done
+`;
+    const r = await lab.host(['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', script], { timeoutMs: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      `version ${VERSION}`,
+      'man /usr/share/man/man8/egressfw.8.gz',
+      'has /usr/share/bash-completion/completions/egressfw',
+      'has /lib/systemd/system/egressfw.service',
+      'has /usr/share/doc/egressfw/examples/egressfw-alerts.yml',
+      'egressfw: the rules egressfw applied stay in force; to take them out, install the package again and run `egressfw uninstall`.',
+      'after remove: Status: deinstall ok config-files',
+      'after purge: not installed',
+      `kept ${CONFIG}`,
+      'kept /var/lib/egressfw/state.json',
+    ]);
+    // removing or purging the package never changes the firewall
+    expect(await kernelState(lab)).toBe(firewall);
     expect(await enforced()).toEqual(ALL);
   });
 });

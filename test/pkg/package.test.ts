@@ -46,9 +46,15 @@ describeWhere(`the .deb (${path.basename(DEB)})`, dpkgDeb ? [] : ['dpkg-deb is n
       'lib/systemd/system/egressfw.service',
       'usr/bin/egressfw -> ../lib/egressfw/egressfw.mjs',
       'usr/lib/egressfw/egressfw.mjs',
+      'usr/share/bash-completion/completions/egressfw',
       'usr/share/doc/egressfw/README.Debian',
+      'usr/share/doc/egressfw/changelog.gz',
       'usr/share/doc/egressfw/copyright',
       'usr/share/doc/egressfw/egressfw.yml',
+      'usr/share/doc/egressfw/examples/egressfw-alerts.yml',
+      'usr/share/doc/egressfw/metrics.md',
+      'usr/share/lintian/overrides/egressfw',
+      'usr/share/man/man8/egressfw.8.gz',
     ]);
     for (const l of listing) expect(l.split(/\s+/)[1]).toBe('root/root');
     expect(listing.find((l) => l.endsWith('./usr/lib/egressfw/egressfw.mjs'))).toMatch(/^-rwxr-xr-x /);
@@ -58,6 +64,47 @@ describeWhere(`the .deb (${path.basename(DEB)})`, dpkgDeb ? [] : ['dpkg-deb is n
     expect(sums.map((l) => l.slice(34)).sort()).toEqual(files.filter((f) => !f.includes(' -> ')));
     const md5 = await execa('md5sum', sums.map((l) => l.slice(34)), { cwd: root });
     expect(md5.stdout.trim().split('\n').sort()).toEqual([...sums].sort());
+  });
+
+  it('lintian (Debian\'s package checker) finds no errors and no warnings; every override it applies has a reason', async () => {
+    const lintian = await execa('lintian', ['--version'], { reject: false }).catch(() => null);
+    if (!lintian || lintian.exitCode !== 0) throw new Error('lintian is not installed: `apt-get install lintian` (scripts/install-deps.sh does)');
+    const r = await execa('lintian', ['--fail-on', 'error,warning', DEB], { reject: false });
+    const tags = r.stdout.split('\n').filter((l) => /^[EW]: /.test(l));
+    expect(tags).toEqual([]);
+    expect(r.exitCode).toBe(0);
+    // overridden tags (O:) are the ones the overrides file explains
+    const overrides = fs.readFileSync(path.join(root, 'usr/share/lintian/overrides/egressfw'), 'utf8').split('\n');
+    overrides.forEach((l, i) => {
+      if (l.startsWith('egressfw: ')) expect(overrides[i - 1], l).toMatch(/^# /);
+    });
+  }, 120_000);
+
+  it('installs a man page egressfw(8) that man renders without warnings, naming every command', async () => {
+    const page = path.join(root, 'usr/share/man/man8/egressfw.8.gz');
+    const r = await execa('man', ['--warnings', '-l', page], { reject: false, env: { MANWIDTH: '80', MAN_KEEP_FORMATTING: '' } });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    for (const c of ['plan', 'sync', 'daemon', 'status', 'install', 'report', 'suggest', 'proxy', 'export', 'uninstall']) expect(r.stdout).toMatch(new RegExp(`^ {7}(\\w+, )?${c}\\b`, 'm'));
+  });
+
+  it('bash completion (generated from the CLI) offers every command and, per command, every option the CLI has', async () => {
+    const script = path.join(root, 'usr/share/bash-completion/completions/egressfw');
+    const complete = async (words: string[]) => {
+      const line = ['egressfw', ...words];
+      const r = await execa('bash', ['-c', `source "$0"; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; _egressfw; printf '%s\\n' "\${COMPREPLY[@]}"`, script]);
+      return r.stdout.split('\n').filter(Boolean).sort();
+    };
+    const top = (await execa(process.execPath, [BUNDLE, '--help'])).stdout;
+    const commands = [...top.slice(top.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z0-9-]*)\b/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+    expect(commands).toEqual(expect.arrayContaining(['daemon', 'install', 'plan', 'proxy', 'report', 'status', 'suggest', 'sync', 'uninstall']));
+    expect(await complete([''])).toEqual(expect.arrayContaining(commands));
+    expect(await complete(['st'])).toEqual(['status']);
+    for (const c of commands) {
+      const help = (await execa(process.execPath, [BUNDLE, c, '--help'])).stdout;
+      const options = [...help.matchAll(/(?:^|[ ,])(--[a-z][a-z-]*)/gm)].map((m) => m[1]!);
+      expect(await complete([c, '--']), c).toEqual([...new Set(options)].sort());
+    }
   });
 
   it('/usr/bin/egressfw is the bundle (an .mjs: ES module on every Node), started by the distribution\'s /usr/bin/node', () => {

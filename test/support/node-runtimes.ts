@@ -128,3 +128,21 @@ export async function nodeRuntimes(): Promise<NodeRuntime[]> {
   ];
   return Promise.all(list.map(async (r) => ({ ...r, version: await versionOf(r.argv) })));
 }
+
+/**
+ * A tool from one of Debian 12's packages, unpacked (never installed): e.g. promtool from
+ * `prometheus`, whose postinst would start a Prometheus server. Returns the binary's path.
+ */
+export async function debian12Tool(pkg: string, bin: string): Promise<string> {
+  const dir = await cached(path.join(CACHE_DIR, `debian12-${pkg}`), async (tmp) => {
+    const apt = path.join(tmp, 'apt');
+    for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) fs.mkdirSync(path.join(apt, d), { recursive: true });
+    fs.writeFileSync(path.join(apt, 'sources.list'), `${DEBIAN12_SOURCES}\n`);
+    const opts = ['-o', `Dir::Etc::sourcelist=${apt}/sources.list`, '-o', 'Dir::Etc::sourceparts=/dev/null', '-o', `Dir::State::Lists=${apt}/lists`, '-o', `Dir::Cache=${apt}/cache`];
+    await must('apt-get', [...opts, '-qq', 'update']);
+    await must('apt-get', [...opts, '-qq', 'download', pkg], { cwd: path.join(apt, 'debs') });
+    for (const deb of fs.readdirSync(path.join(apt, 'debs'))) await must('dpkg', ['-x', path.join(apt, 'debs', deb), path.join(tmp, 'root')]);
+    fs.rmSync(apt, { recursive: true, force: true });
+  });
+  return path.join(dir, 'root', bin);
+}

@@ -103,7 +103,7 @@ describe('state.json is validated before use', () => {
     expect(p.out.join('')).toMatch(/203\.0\.113\.10 \(last-known-good\)/);
     expect(p.warn.join('\n')).toMatch(/"junk".*not a host address/);
     const s = planDeps({ isRoot: true });
-    await runStatus({ config: configFile(), stateDir, json: false }, s.deps);
+    await runStatus({ config: configFile(), stateDir, json: false, verbose: true }, s.deps);
     expect(s.out.join('')).toMatch(/203\.0\.113\.10/);
   });
 
