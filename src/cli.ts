@@ -55,7 +55,7 @@ function program(): Command {
     .action(async (o: { config: string; stateDir: string; json: boolean }) => {
       const [{ runDaemon }, d, { journalStream }] = await Promise.all([import('./commands/daemon.js'), deps(), import('./system/journal.js')]);
       const opts = { ...o, journal: journalStream(1) };
-      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps());
+      process.exitCode = await runDaemon(opts, d.syncDeps(), process, d.auditDeps(), await d.gateSupervisor(opts, cliFile()), await d.metricsDeps(), await d.followSystem());
     });
   p.command('gate', { hidden: true })
     .description('the DNS gate in the foreground (egressfw daemon starts and restarts it when dns.gate.enabled is true)')
@@ -103,10 +103,11 @@ function program(): Command {
 
   p.command('report')
     .description('refused connections (and those audit mode let through) per container and for the host: count, first and last seen, DNS name where known')
+    .addOption(configOption())
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 30m, 1h, 24h, 7d', '1h')
     .option('--json', 'print one machine-readable JSON document', false)
-    .action(async (o: { stateDir: string; since: string; json: boolean }) => {
+    .action(async (o: { config: string; stateDir: string; since: string; json: boolean }) => {
       const [{ runReport }, d] = await Promise.all([import('./commands/report.js'), deps()]);
       process.exitCode = await runReport(o, d.auditDeps());
     });
@@ -115,7 +116,8 @@ function program(): Command {
     .addOption(configOption())
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 1h, 24h, 7d', '24h')
-    .action(async (o: { config: string; stateDir: string; since: string }) => {
+    .option('--per-service', 'one policy per compose service (policies: + containers.assign:), for least privilege per workload', false)
+    .action(async (o: { config: string; stateDir: string; since: string; perService: boolean }) => {
       const [{ runSuggest }, d] = await Promise.all([import('./commands/suggest.js'), deps()]);
       process.exitCode = await runSuggest(o, { ...d.auditDeps(), warn });
     });

@@ -9,13 +9,13 @@ import type { InstallDeps } from './commands/install.js';
 import type { ProxyDeps } from './commands/proxy.js';
 import type { ExportDeps } from './commands/export.js';
 import { query } from './system/dns-client.js';
-import { inspectDocker } from './system/docker-view.js';
+import { inspectDocker, runningContainers } from './system/docker-view.js';
 import { dockerClient } from './system/docker.js';
 import { realExec, onPath } from './system/exec.js';
 import { backupOnce, confinedFiles, firstLine, readText, removeFile, writeFileAtomic } from './system/files.js';
 import { removeStateFiles, setAsideDamaged } from './system/state.js';
 import { composeConfig } from './system/compose.js';
-import { release } from 'node:os';
+import { networkInterfaces, release } from 'node:os';
 import type { GateDeps } from './commands/gate.js';
 import type { DaemonMetricsDeps } from './commands/daemon.js';
 import { VERSION } from './defaults.js';
@@ -38,6 +38,8 @@ export function planDeps() {
     readText,
     observe: (want: Wanted) => observe({ exec: realExec, readText, onPath, isRoot }, want),
     inspectDocker: () => inspectDocker(),
+    // running containers, for the policy map (asked only when policies are in use)
+    inventory: () => runningContainers(),
     now: () => Math.floor(Date.now() / 1000),
     isRoot,
     out,
@@ -144,6 +146,20 @@ export async function gateSupervisor(o: { config: string; stateDir: string; json
   });
 }
 
+/** The daemon follows Docker's events for the policy map (src/schedule/policy-follow.ts). */
+export async function followSystem() {
+  const [{ NftAdmitter }, { watchDockerEvents }, { inventoryOf }] = await Promise.all([import('./system/nft-admit.js'), import('./system/docker-events.js'), import('./plan/policies.js')]);
+  const client = dockerClient({ timeoutMs: 5000 });
+  return {
+    watch: (h: Parameters<typeof watchDockerEvents>[1]) => watchDockerEvents(client.socket, h),
+    inspect: async (id: string) => {
+      const c = await client.container(id);
+      return c && c.state === 'running' ? inventoryOf([c])[0]! : null;
+    },
+    writer: () => new NftAdmitter({ onProblem: (w) => warn(`daemon: policy map writer: ${w}`) }),
+  };
+}
+
 /** The daemon's metrics outputs (loaded only when metrics are configured... and cheap when not). */
 export async function metricsDeps(): Promise<DaemonMetricsDeps> {
   const [{ serveMetrics }, { readKernelRecords }] = await Promise.all([import('./system/metrics-out.js'), import('./system/audit-io.js')]);
@@ -166,6 +182,17 @@ export async function gateDeps(): Promise<GateDeps> {
     admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
     ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets(realExec) }),
     containers: () => dockerClient().containers(),
+    sources: {
+      readMaps: async () => {
+        const { MAP_LIST_ARGV } = await import('./gate/sources.js');
+        // '' for a map that is not there (policies not in use, or the table being re-created)
+        return Promise.all(([4, 6] as const).map(async (f) => {
+          const r = await realExec(MAP_LIST_ARGV(f));
+          return r.exitCode === 0 ? r.stdout : '';
+        }));
+      },
+      localAddresses: () => Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address.split('%')[0]!)),
+    },
     isRoot,
     out,
     warn,

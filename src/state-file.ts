@@ -227,8 +227,9 @@ export function parseState(text: string | null, check: StateCheck): LoadedState 
 }
 
 /** The StateCheck for a config: its maxTtl and its allowPrivate entries. */
-export function stateCheck(config: { dns: { maxTtl: number }; domains: { name: string; allowPrivate: boolean }[] }, now: number): StateCheck {
-  const allow = new Set(config.domains.filter((d) => d.allowPrivate).map((d) => d.name));
+export function stateCheck(config: { dns: { maxTtl: number }; domains: { name: string; allowPrivate: boolean }[]; policies?: { domains: { name: string; allowPrivate: boolean }[] }[] }, now: number): StateCheck {
+  // policies' names too: one state entry per name, whichever lists allow it (src/plan/policies.ts)
+  const allow = new Set([config, ...(config.policies ?? [])].flatMap((l) => l.domains).filter((d) => d.allowPrivate).map((d) => d.name));
   return { now, maxTtl: config.dns.maxTtl, allowPrivate: (n) => allow.has(n) };
 }
 

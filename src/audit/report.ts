@@ -226,3 +226,46 @@ export function reportJson(r: Report) {
     notes: r.notes,
   };
 }
+
+/** Refusals per policy, then per compose service (or container name) within it: who needs what (issue 18). */
+export interface PolicyGroup {
+  policy: string;
+  count: number;
+  services: { service: string; count: number; destinations: number }[];
+}
+
+/**
+ * Pure: the report's container sources grouped by the policy `policyOf` gives each container
+ * (the config's assignment today) and by compose service. Sources an address shared between
+ * containers left unattributed are under "(unattributed)".
+ */
+export function groupByPolicy(r: Report, policyOf: (c: ContainerRef) => string): PolicyGroup[] {
+  const groups = new Map<string, Map<string, { count: number; destinations: Set<string> }>>();
+  for (const s of r.sources) {
+    if (s.kind !== 'container') continue;
+    const one = s.containers.length === 1 ? s.containers[0]! : null;
+    const policy = one ? policyOf(one) : '(unattributed)';
+    const service = one ? (one.project && one.service ? `${one.project}/${one.service}` : one.name) : s.label;
+    const g = groups.get(policy) ?? groups.set(policy, new Map()).get(policy)!;
+    const e = g.get(service) ?? g.set(service, { count: 0, destinations: new Set() }).get(service)!;
+    e.count += s.count;
+    for (const d of s.destinations) e.destinations.add(`${d.dst}|${d.proto}|${d.port}`);
+  }
+  return [...groups]
+    .map(([policy, g]) => ({
+      policy,
+      count: [...g.values()].reduce((n, e) => n + e.count, 0),
+      services: [...g].map(([service, e]) => ({ service, count: e.count, destinations: e.destinations.size })).sort((a, b) => b.count - a.count || a.service.localeCompare(b.service)),
+    }))
+    .sort((a, b) => b.count - a.count || a.policy.localeCompare(b.policy));
+}
+
+export function groupsText(groups: PolicyGroup[]): string[] {
+  if (!groups.length) return [];
+  const out = ['', 'Refusals per policy and service'];
+  for (const g of groups) {
+    out.push(`  policy ${g.policy}: ${g.count} attempts`);
+    for (const s of g.services) out.push(`    ${s.service}: ${s.count} attempts to ${s.destinations} destinations`);
+  }
+  return out;
+}

@@ -10,6 +10,17 @@ import type { AuditDeps } from '../system/audit-io.js';
 import { parseState, stateCheck, stateFile } from '../state-file.js';
 import { realTimers, type Timers } from '../timers.js';
 import { syncOnce, type SyncDeps } from './sync.js';
+import { policiesInUse } from '../policy/assign.js';
+import { PolicyFollower } from '../schedule/policy-follow.js';
+import type { InventoryContainer } from '../plan/policies.js';
+import type { EventStream, EventStreamHandlers } from '../system/docker-events.js';
+
+/** What following Docker's events needs from the system (src/deps.ts): the stream, one container, an nft writer. */
+export interface FollowSystem {
+  watch: (h: EventStreamHandlers) => EventStream;
+  inspect: (id: string) => Promise<InventoryContainer | null>;
+  writer: () => { command(cmds: string): Promise<void>; close(): void };
+}
 import { Metrics, type BuildInfo } from '../metrics/metrics.js';
 import { startMetricsLoop } from '../schedule/metrics-loop.js';
 import type { KernelRecord } from '../audit/records.js';
@@ -62,7 +73,7 @@ const scheduleOf = (c: Config): DaemonSchedule => ({
  * cron schedule and when a TTL runs out; between refreshes it reads the
  * kernel for drift and re-applies the saved state at once when it finds any.
  */
-export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps): Promise<number> {
+export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps, follow?: FollowSystem): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
   // Under the daemon an unset dns.gate.enabled is on; the marker tells a hand-run sync (and status) so.
   let config = withScheduler(await loadConfig(opts.config), 'daemon');
@@ -83,11 +94,27 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
       await release();
     }
   };
+  // One thing at a time in this process: a sync, or one event's map update (they share the map).
+  let turn: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = turn.then(fn);
+    turn = run.then(() => {}, () => {});
+    return run;
+  };
+  const perPolicy = () => config.containers.enabled && policiesInUse(config);
+  let follower: PolicyFollower | null = null;
+  let writer: ReturnType<FollowSystem['writer']> | null = null;
+  /** a sync (under the file lock), telling the follower what the map now holds */
+  const synced = async (offline: boolean) => {
+    const r = await locked(() => syncOnce(config, { stateDir: opts.stateDir, offline }, deps));
+    follower?.synced(r.round.policies);
+    return r;
+  };
 
   const daemon = new Daemon(scheduleOf(config), {
     refresh: () =>
-      locked(async () => {
-        const r = await syncOnce(config, { stateDir: opts.stateDir }, deps);
+      exclusive(async () => {
+        const r = await synced(false);
         metrics?.round(r.round, { installed: true, synced: true });
         const next = nextRefreshAt(r.round.allowed);
         return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
@@ -95,14 +122,14 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
     detectDrift: async () => {
       const now = deps.now();
       const { state } = parseState(await deps.readText(stateFile(opts.stateDir)), stateCheck(config, now));
-      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, ...(metrics ? { inspectDocker: deps.inspectDocker } : {}), now, resolve: false });
+      const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, ...(metrics ? { inspectDocker: deps.inspectDocker } : {}), inventory: deps.inventory, now, resolve: false });
       metrics?.round(round, { installed: state.lastSync !== undefined, synced: false });
       if (round.plan.ops.length) metrics?.event('drift-detected', {});
       return round.plan.ops.map(describeOp);
     },
     repair: () =>
-      locked(async () => {
-        const r = await syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps);
+      exclusive(async () => {
+        const r = await synced(true);
         metrics?.round(r.round, { installed: true, synced: true });
         return r.applied;
       }),
@@ -114,7 +141,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log('stopping', { signal });
-      void Promise.all([daemon.stop(), gate?.stop()]).then(() => {
+      void Promise.all([daemon.stop(), gate?.stop(), follower?.stop().then(() => writer?.close())]).then(() => {
         log('stopped');
         resolve();
       });
@@ -148,7 +175,26 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   log('started', { config: opts.config, refresh: config.schedule.refresh, driftCheckSec: config.schedule.driftCheck, domains: config.domains.length, gate: config.dns.gate.enabled });
   daemon.start();
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
-  const stopAudit = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : async () => {};
+  const auditLoop = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : null;
+  const stopAudit = auditLoop ?? (async () => {});
+  // Policies: follow Docker's events between syncs (started whatever the config says now: a SIGHUP may turn policies on).
+  if (follow && config.containers.enabled) {
+    const w = (writer = follow.writer());
+    follower = new PolicyFollower({
+      watch: follow.watch,
+      inspect: follow.inspect,
+      write: (cmds) => (perPolicy() ? w.command(cmds) : Promise.resolve()),
+      resync: async () => (perPolicy() ? (await locked(() => syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps))).round.policies : null),
+      exclusive,
+      config: () => config,
+      log,
+      ...(auditLoop ? { onStart: () => auditLoop.snapshotNow() } : {}),
+      nowMs: timers.nowMs,
+      setTimer: (fn, ms) => timers.setTimeout(fn, ms),
+      clearTimer: (t) => timers.clearTimeout(t),
+    });
+    follower.start();
+  }
   if (config.dns.gate.enabled) {
     if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
     gate.start();

@@ -11,6 +11,9 @@ import { startGateServer } from '../gate/server.js';
 import type { QueryFn } from '../resolve/query.js';
 import { resolveOneFamily, type ResolverOptions } from '../resolve/resolver.js';
 import { RotatingLog } from '../system/gate-log.js';
+import { HOST_POLICY, policiesInUse } from '../policy/assign.js';
+import { POLICY_NFT } from '../plan/kernel-names.js';
+import { SourcePolicies } from '../gate/sources.js';
 
 export interface GateCommandOptions {
   config: string;
@@ -27,6 +30,8 @@ export interface GateDeps {
   admitter: () => { admit: Admit; close(): void };
   /** kernels before 6.12: what the gate sets hold now, so the ledger knows which elements need delete + add to refresh */
   presentElements?: () => Promise<{ ip: string; proto: 'tcp' | 'udp'; port: number; expiresInSec: number }[]>;
+  /** per-workload policies: the kernel's source -> policy maps (`nft -j list map` of policy4, policy6) and this host's addresses */
+  sources?: { readMaps: () => Promise<string[]>; localAddresses: () => string[] };
   /** running containers, for attribution (Docker API); undefined: no attribution */
   containers?: () => Promise<ContainerInfo[]>;
   isRoot: boolean;
@@ -122,18 +127,38 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     if (!attribution || isLoopback(e.client)) write(undefined);
     else attribution.lookup(e.client).then(write, () => write(undefined));
   };
-  const gate = new Gate(new GatePolicy(config.domains, config.wildcards), gateOptions(config), {
-    upstream: async (name, family, allowPrivate) => {
+  const gateDeps = (set?: (f: 4 | 6) => string) => ({
+    upstream: async (name: string, family: 4 | 6, allowPrivate: boolean) => {
       const { result, refused } = await resolveOneFamily(upstream, name, family, allowPrivate);
-      return result.ok ? { ok: true, addresses: result.addresses.map((a) => ({ ip: a.ip, ttl: a.ttl })), refused } : result;
+      return result.ok ? { ok: true as const, addresses: result.addresses.map((a) => ({ ip: a.ip, ttl: a.ttl })), refused } : result;
     },
-    admit: admitter.admit,
+    // a policy's answers go into its own gate sets
+    admit: set ? (entries: Parameters<Admit>[0]) => admitter.admit(entries.map((e) => ({ ...e, set: set(e.family) }))) : admitter.admit,
     nowMs: Date.now,
     hrMs: () => performance.now(),
     onQuery: emit,
   });
+  const gate = new Gate(new GatePolicy(config.domains, config.wildcards), gateOptions(config), gateDeps());
+  /**
+   * Per-workload policies: one gate per policy (its names, its cache, its gate sets), chosen by the
+   * asking source through the kernel's own map; a source no policy holds gets the refusing gate.
+   */
+  const perPolicy = (c: Config) =>
+    new Map<string, Gate>([
+      [HOST_POLICY, gate],
+      ...c.policies.map((p) => [p.name, new Gate(new GatePolicy(p.domains, p.wildcards), gateOptions(c), gateDeps((f) => POLICY_NFT.gate(p.name, f)))] as const),
+    ]);
+  let gates = policiesInUse(config) ? perPolicy(config) : null;
+  const refuser = new Gate(new GatePolicy([], []), gateOptions(config), gateDeps());
+  const sources = deps.sources ? new SourcePolicies({ ...deps.sources, nowMs: Date.now }) : null;
+  if (gates && !sources) throw new PreconditionError('policies are in use but this build of the gate cannot read the kernel\'s source -> policy map');
+  const gateFor = async (client: string): Promise<Gate> => {
+    if (!gates || !sources) return gate;
+    const p = await sources.policyOf(client).catch(() => null);
+    return (p !== null && gates.get(p)) || refuser;
+  };
   if (deps.presentElements) gate.ledger.seed(await deps.presentElements(), Date.now());
-  const server = await startGateServer({ listen: config.dns.gate.listen, port: config.dns.gate.port, handle: (m, c, t) => gate.handle(m, c, t), warn: (w) => deps.warn(`gate: ${w}`) });
+  const server = await startGateServer({ listen: config.dns.gate.listen, port: config.dns.gate.port, handle: (m, c, t) => gateFor(c).then((g) => g.handle(m, c, t)), warn: (w) => deps.warn(`gate: ${w}`) });
   const listening = { pid: proc.pid, since: new Date().toISOString(), port: config.dns.gate.port, bound: server.bound };
   const writeState = () => deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify({ ...listening, stats: gate.snapshot() })}\n`);
   await writeState();
@@ -153,6 +178,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
         upstream = await upstreamOf(c, ask);
         config = c;
         gate.reload(new GatePolicy(c.domains, c.wildcards), gateOptions(c));
+        gates = policiesInUse(c) ? perPolicy(c) : null;
         deps.warn(`gate: config reloaded: ${c.domains.length} names, ${c.wildcards.length} wildcards`);
       },
       (e: Error) => deps.warn(`gate: config not reloaded (kept the previous one): ${e.message.replace(/\n\s*/g, ' ')}`),

@@ -1,7 +1,7 @@
 import { loadConfig, withScheduler } from '../config/load.js';
 import { dnsOpen, dnsOpenText, type DnsOpen } from '../plan/dns-open.js';
 import { readScheduler } from '../system/scheduler.js';
-import { computeRound, type Round } from '../engine.js';
+import { computeRound, type RoundDeps, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
 import type { QueryFn } from '../resolve/query.js';
@@ -9,6 +9,7 @@ import { coverageText, type DockerView } from '../plan/coverage.js';
 import { parseState, stateCheck, stateFile, stateNotes } from '../state-file.js';
 import type { Observation, Wanted } from '../system/observe.js';
 import { printable, printJson, printLines } from '../text.js';
+import { policyText, policyView } from '../policy/view.js';
 
 export interface PlanOptions {
   config: string;
@@ -21,6 +22,8 @@ export interface PlanDeps {
   query: QueryFn;
   /** Docker's networks for the coverage report (absent: not asked) */
   inspectDocker?: () => Promise<DockerView>;
+  /** running containers for the policy map (asked only when policies are in use) */
+  inventory?: RoundDeps['inventory'];
   readText: (file: string) => Promise<string | null>;
   observe: (want: Wanted) => Promise<Observation>;
   now: () => number;
@@ -39,18 +42,25 @@ export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number
   const file = stateFile(opts.stateDir);
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
   for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
-  const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now });
+  const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now });
   deps.out(opts.json ? `${printJson({ ...planJson(round, opts.config), dnsOpen: open }, 2)}\n` : planText(round, opts.config, deps.isRoot, open));
   // Like Terraform: a plan sync could not apply is an error (1), not "changes pending" (3).
   if (opts.detailedExitcode && round.plan.blockers.length) return 1;
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
 }
 
+/** Each name's ports, whichever lists (the top level, policies) allow it: united. */
+function portsOf(config: Round['config']): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const l of [config, ...config.policies]) for (const d of l.domains) out.set(d.name, [...new Set([...(out.get(d.name) ?? []), ...d.ports.map(portText)])]);
+  return out;
+}
+
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const portText = (p: { port: number; proto: string }) => `${p.port}/${p.proto}`;
 
 export function planJson(round: Round, configPath: string) {
-  const ports = new Map(round.config.domains.map((d) => [d.name, d.ports.map(portText)]));
+  const ports = portsOf(round.config);
   return {
     version: 1,
     config: configPath,
@@ -66,6 +76,8 @@ export function planJson(round: Round, configPath: string) {
       refused: round.resolutions.find((r) => r.name === d.name)?.refused ?? [],
     })),
     networks: round.config.cidrs.map((c) => ({ cidr: c.cidr, ports: c.ports.map(portText) })),
+    // per-workload policies (absent when none are in use)
+    ...(policyView(round.config, round.policies) ?? {}),
     mode: round.config.mode,
     docker: round.coverage.docker,
     coverage: round.coverage,
@@ -86,7 +98,7 @@ export function planJson(round: Round, configPath: string) {
 function planText(round: Round, configPath: string, isRoot: boolean, open: DnsOpen | null): string {
   const out: string[] = [];
   const { config, plan } = round;
-  out.push(`egressfw plan: ${configPath} (${plural(config.domains.length, 'domain')}, ${plural(config.cidrs.length, 'network')}); DNS ${round.dns.map((s) => s.host).join(', ')}`);
+  out.push(`egressfw plan: ${configPath} (${plural(config.domains.length, 'domain')}, ${plural(config.cidrs.length, 'network')}${config.policies.length ? `, ${plural(config.policies.length, 'policy').replace(/policys$/, 'policies')}` : ''}); DNS ${round.dns.map((s) => s.host).join(', ')}`);
   if (!round.observed.readable) {
     out.push(
       isRoot
@@ -99,8 +111,8 @@ function planText(round: Round, configPath: string, isRoot: boolean, open: DnsOp
   out.push(...coverageText(round.coverage));
   out.push(...(open ? dnsOpenText(open) : [`DNS: through the gate (dns.gate${config.dns.gate.setting === undefined ? ', on under the daemon' : '.enabled: true'}): only allowed names resolve`]));
   out.push('', 'Domains');
-  const width = Math.max(10, ...config.domains.map((d) => d.name.length));
-  const ports = new Map(config.domains.map((d) => [d.name, d.ports.map(portText).join(' ')]));
+  const width = Math.max(10, ...round.allowed.map((d) => d.name.length));
+  const ports = new Map([...portsOf(config)].map(([n, p]) => [n, p.join(' ')]));
   for (const d of round.allowed) {
     const ips = d.ips.length
       ? d.ips.map((ip) => `${ip.ip}${ip.source === 'answer' ? '' : ` (${ip.source})`}`).join(', ')
@@ -117,6 +129,8 @@ function planText(round: Round, configPath: string, isRoot: boolean, open: DnsOp
     out.push('', 'Networks');
     for (const c of config.cidrs) out.push(`  ${c.cidr}  ${c.ports.map(portText).join(' ')}`);
   }
+  const pv = policyView(config, round.policies);
+  if (pv) out.push(...policyText(pv));
   out.push('', plan.ops.length ? `Changes (${plan.ops.length})` : 'No changes: the kernel already matches the allowlist.');
   for (const op of plan.ops) out.push(`  ${printable(describeOp(op))}`);
   if (plan.blockers.length) {

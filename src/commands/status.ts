@@ -14,6 +14,8 @@ import { printable, printJson, printLines } from '../text.js';
 import type { Config } from '../config/load.js';
 import type { Round } from '../engine.js';
 import type { State } from '../state-file.js';
+import { policyText, policyView, type PolicyView } from '../policy/view.js';
+import { resolvedNames } from '../plan/policies.js';
 
 export interface StatusOptions {
   config: string;
@@ -26,6 +28,7 @@ export interface StatusOptions {
 const ago = (sec: number) => (sec < 120 ? `${Math.round(sec)}s` : sec < 7200 ? `${Math.round(sec / 60)}m` : `${Math.round(sec / 3600)}h`);
 
 type StatusDoc = {
+  policies: PolicyView | null;
   containers: { table: string; hook: string; rules: number; allowed: { v4: number; v6: number }; gate: { v4: number; v6: number }; recorded: { v4: number; v6: number } } | null;
   sets: { v4: number; v6: number };
   ufw: { enabled: boolean; outgoing: string; hooked: boolean } | null;
@@ -108,6 +111,9 @@ const domains: StatusSection = ({ doc, now, verbose }) => {
 
 const gateSection: StatusSection = ({ gateLines }) => gateLines ?? [];
 
+/** Per-workload policies: each with its names and containers, and who gets nothing (an unknown name loudly). */
+const policiesSection: StatusSection = ({ doc }) => (doc.policies ? policyText(doc.policies) : []);
+
 const driftSection: StatusSection = ({ drift }) => (drift.length ? ['', 'Drift (`sudo egressfw sync` or the daemon repairs it):', ...drift.map((d) => `  - ${printable(d)}`)] : []);
 
 const warningsSection: StatusSection = ({ doc }) => doc.warnings.map((w) => `warning: ${printable(w)}`);
@@ -119,7 +125,7 @@ const warningsSection: StatusSection = ({ doc }) => doc.warnings.map((w) => `war
 /** DNS left open (no gate): said the way a NOT ENFORCED network is (src/plan/dns-open.ts). */
 const dnsOpenSection: StatusSection = ({ doc }) => (doc.dnsOpen ? dnsOpenText(doc.dnsOpen) : []);
 
-export const STATUS_SECTIONS: StatusSection[] = [summary, kernel, coverage, dnsOpenSection, domains, gateSection, driftSection, warningsSection];
+export const STATUS_SECTIONS: StatusSection[] = [summary, kernel, coverage, dnsOpenSection, domains, policiesSection, gateSection, driftSection, warningsSection];
 
 /**
  * `egressfw status`: what is enforced now, read from the kernel, against the
@@ -134,7 +140,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
   const file = stateFile(opts.stateDir);
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
   const { state } = loaded;
-  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: false });
+  const round = await computeRound(config, state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now, resolve: false });
   const { observed } = round;
   const drift = round.plan.ops.map(describeOp);
   const installed = state.lastSync !== undefined;
@@ -149,7 +155,8 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
         gate: { v4: nft?.sets.get(NFT.gate[4])?.length ?? 0, v6: nft?.sets.get(NFT.gate[6])?.length ?? 0 },
         recorded: { v4: nft?.sets.get(NFT.refused[4])?.length ?? 0, v6: nft?.sets.get(NFT.refused[6])?.length ?? 0 },
       };
-  const domains = config.domains.map((d) => {
+  // every name of every list (policies' too): one state entry per name
+  const domains = resolvedNames(config).map((d) => {
     const s = state.domains[d.name];
     return {
       name: d.name,
@@ -174,6 +181,8 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     containers,
     ufw: observed.ufw ? { enabled: observed.ufw.enabled, outgoing: observed.ufw.outputPolicy, hooked: FAMILIES.every((f) => observed.ufw!.files[f].includes('# BEGIN EGRESSFW')) } : null,
     domains,
+    // per-workload policies: each with its names and containers (null when none are in use)
+    policies: policyView(config, round.policies),
     drift,
     warnings: [
       ...config.warnings,

@@ -2,6 +2,7 @@ import { gateRefusals } from '../audit/destination-names.js';
 import { buildReport } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
 import { renderSuggestion } from '../audit/suggest.js';
+import { renderPerService } from '../audit/suggest-services.js';
 import { parseConfig } from '../config/load.js';
 import { collectAudit } from '../system/audit-io.js';
 import type { AuditCommandDeps } from './report.js';
@@ -10,6 +11,8 @@ export interface SuggestOptions {
   config: string;
   stateDir: string;
   since: string;
+  /** one policy per compose service (and the containers.assign entries), instead of one allow list */
+  perService?: boolean;
 }
 
 /**
@@ -26,6 +29,7 @@ export async function runSuggest(opts: SuggestOptions, deps: AuditCommandDeps & 
   const now = deps.now();
   const report = buildReport({ history, now, since, notes });
   for (const n of notes) deps.warn(`note: ${n}`);
-  deps.out(renderSuggestion({ report, ...(config ? { allowed: config.domains } : {}), gateRefused: gateRefusals(gate, now - since, now) }));
+  const gateRefused = gateRefusals(gate, now - since, now);
+  deps.out(opts.perService ? renderPerService({ report, gateRefused }) : renderSuggestion({ report, ...(config ? { allowed: config.domains } : {}), gateRefused }));
   return 0;
 }

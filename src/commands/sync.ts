@@ -1,7 +1,7 @@
 import { loadConfig, withScheduler, type Config } from '../config/load.js';
 import { dnsOpen, dnsOpenText } from '../plan/dns-open.js';
 import { readScheduler } from '../system/scheduler.js';
-import { computeRound, wanted, type Round } from '../engine.js';
+import { computeRound, type RoundDeps, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
 import { diff, type Plan } from '../plan/diff.js';
 import { describeOp } from '../plan/render.js';
@@ -32,6 +32,8 @@ export interface SyncDeps {
   query: QueryFn;
   /** Docker's networks for the coverage report (absent: not asked) */
   inspectDocker?: () => Promise<DockerView>;
+  /** running containers for the policy map (asked only when policies are in use) */
+  inventory?: RoundDeps['inventory'];
   exec: Exec;
   readText: (file: string) => Promise<string | null>;
   writeFileAtomic: ApplyDeps['writeFileAtomic'];
@@ -77,10 +79,12 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   const save = (s: State) => deps.writeFileAtomic(file, serializeState(s));
   let state: State = prev;
   try {
-    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, now, resolve: !opts.offline });
+    const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now, resolve: !opts.offline });
     const plan = round.plan; // already scoped (ufw switched off after enforcing: containers only)
     if (round.scope === 'containers-only') warnings.push('ufw is not active: the host is not restricted until `ufw enable`; container rules stay enforced');
     await preflight(round, plan, deps);
+    // containers given nothing by an unknown policy name (or an address claimed twice): said at every sync
+    warnings.push(...(round.policies?.warnings ?? []));
     for (const n of round.coverage.notEnforced) {
       warnings.push(`NOT ENFORCED: Docker network ${n.name} (${n.driver}${n.iface ? ` on ${n.iface}` : ''}, ${n.containers} containers): ${n.how}. The host is NOT protected while it exists.`);
     }

@@ -21,6 +21,8 @@ export interface AdmitEntry {
   timeoutSec: number;
   /** the gate wrote it before (it may still be in the set): kernels before 6.12 need delete + add to refresh it */
   exists?: boolean;
+  /** the gate set it goes into when not the top-level gate4/gate6: a policy's own (per-workload policies) */
+  set?: string;
 }
 
 /** Resolves once every entry is in the kernel (or rejects: then the answer is not released). */

@@ -4,7 +4,9 @@ import type { Port } from '../config/schema.js';
 import { ipSortKey, parseCidr, sortByKey, type Family } from '../net/ip.js';
 import type { AllowedDomain } from '../resolve/merge.js';
 import { gateUfwRules } from './gate.js';
-import { buildNftDesired, type NftDesired } from './nft.js';
+import { buildNftDesired, nftSetMembers, type NftDesired } from './nft.js';
+import { allowedFor, buildPolicyDesired, type InventoryContainer } from './policies.js';
+import { policiesInUse } from '../policy/assign.js';
 import { CHAIN, HOST_CHAIN, SET, UFW_OUTPUT, BLOCK_BEGIN, BLOCK_END } from './kernel-names.js';
 
 /** The kernel state one sync aims for, per family. Rule lines are in iptables-save's own canonical form. */
@@ -51,10 +53,11 @@ const DNS_PORTS = (port: number): Port[] => [
   { port, proto: 'udp' },
 ];
 
-export function desiredSets(config: Config, allowed: AllowedDomain[], dns: DnsServer[]): Record<Family, string[]> {
+export function desiredSets(config: Pick<Config, 'domains' | 'cidrs' | 'ipv6'>, allowed: AllowedDomain[], dns: DnsServer[]): Record<Family, string[]> {
   const sets: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() };
   const ports = new Map(config.domains.map((d) => [d.name, d.ports]));
-  for (const d of allowed) for (const ip of d.ips) for (const p of ports.get(d.name) ?? []) sets[ip.family].add(setEntry(ip.ip, p));
+  // One resolution serves every list (src/plan/policies.ts): each takes its own names, private addresses only where it allows them.
+  for (const d of allowedFor(config, allowed)) for (const ip of d.ips) for (const p of ports.get(d.name) ?? []) sets[ip.family].add(setEntry(ip.ip, p));
   for (const r of config.cidrs) for (const p of r.ports) sets[r.family].add(setEntry(r.cidr, p));
   // The resolvers must stay reachable for the host (egressfw itself) and for containers (Docker's DNS forwards from their netns).
   for (const s of dns) {
@@ -100,13 +103,20 @@ export function ufwBlock(family: Family, dns: DnsServer[], gatePort?: number): s
 /** The jump into the pre-0.2 EGRESSFW chain: recognised so it can be removed. */
 export const JUMP_RULE_SPEC = `${comment('jump')} -j ${CHAIN}`;
 
-export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsServer[]): Desired {
+/**
+ * `containers`: the running containers (Docker's inventory), read only when policies are in use:
+ * they fill the source -> policy map. Absent there, the map is empty: every container gets nothing.
+ */
+export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsServer[], containers: InventoryContainer[] = []): Desired {
   const per = <T>(f: (fam: Family) => T): Record<Family, T> => ({ 4: f(4), 6: f(6) });
   const sets = desiredSets(config, allowed, dns);
   const dnsFor = (f: Family) => (f === 6 && !config.ipv6 ? [] : dns);
+  const policies = config.containers.enabled && policiesInUse(config)
+    ? buildPolicyDesired(config, containers, (list) => nftSetMembers(desiredSets({ ...list, ipv6: config.ipv6 }, allowed, dns)))
+    : null;
   return {
     sets,
-    nft: config.containers.enabled ? buildNftDesired(config, sets) : null,
+    nft: config.containers.enabled ? buildNftDesired(config, sets, policies) : null,
     hostRules: config.host.enabled ? per((f) => hostRules(f, dnsFor(f), config.mode)) : null,
     ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f), config.dns.gate.enabled && config.containers.enabled ? config.dns.gate.port : undefined)), enable: config.host.enableUfw } : null,
   };

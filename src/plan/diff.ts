@@ -1,8 +1,8 @@
 import type { Family } from '../net/ip.js';
 import type { Desired } from './desired.js';
 import { JUMP_RULE_SPEC } from './desired.js';
-import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_CHAIN_SPEC, NFT_SET_TYPES, REFUSED_HOST_SET, SET, UFW_FILE } from './kernel-names.js';
-import { ruleComment, STATIC_SETS, type NftDesired } from './nft.js';
+import { CHAIN, DOCKER_USER, FAMILIES, HOST_CHAIN, NFT_CHAIN_SPEC, NFT_SET_TYPES, POLICY_NFT, REFUSED_HOST_SET, SET, UFW_FILE } from './kernel-names.js';
+import { NO_POLICY_OPS, ruleComment, STATIC_SETS, type NftDesired, type NftObserved, type PolicyOps } from './nft.js';
 import type { FilterTable, Observed } from './observed.js';
 import { extractBlock } from './observed.js';
 import { upsertBlock } from './ufw-file.js';
@@ -13,7 +13,7 @@ export type Op =
   /** the host's record set of refused connections: created when missing, never replaced (src/plan/audit-rules.ts) */
   | { kind: 'record-set'; family: Family; name: string }
   /** egressfw's nftables table: declare what is missing, rewrite the sets and/or the chain that differ */
-  | { kind: 'nft'; create: boolean; sets: Family[]; chain: boolean; want: NftDesired; /** gate chains present but no longer wanted */ dropChains: string[]; added: Record<Family, number>; removed: Record<Family, number>; reason: string }
+  | { kind: 'nft'; create: boolean; sets: Family[]; chain: boolean; want: NftDesired; /** gate chains present but no longer wanted */ dropChains: string[]; added: Record<Family, number>; removed: Record<Family, number>; reason: string; /** per-workload policies: what changes (NO_POLICY_OPS: nothing) */ policy: PolicyOps }
   | { kind: 'nft-delete' }
   /** the pre-0.2 iptables layout (EGRESSFW chain jumped to from DOCKER-USER/FORWARD): removed once the nft table enforces */
   | { kind: 'legacy'; family: Family; deleteRules: string[]; dropChain: boolean }
@@ -62,6 +62,49 @@ function gateChainsOk(want: NftDesired, have: NonNullable<Observed['nft']>): boo
   });
 }
 
+/** Pure: what the policy part of the table needs (null: nothing). */
+export function diffPolicies(want: NftDesired['policies'], have: NftObserved | null): PolicyOps | null {
+  const haveChains = have?.policyChains ?? new Map<string, string[]>();
+  const haveMaps = have?.maps ?? new Map<string, string[]>();
+  const wantSetNames = new Set(want ? [...Object.keys(want.sets), ...want.gateSets] : []);
+  const isPolicySet = (n: string) => n.startsWith(POLICY_NFT.chainPrefix);
+  const ops: PolicyOps = {
+    sets: want ? Object.keys(want.sets).filter((n) => !sameMembers(want.sets[n]!, have?.sets.get(n))) : [],
+    chains: want ? want.chains.filter((c) => !sameRuleComments(c.rules, haveChains.get(c.name))).map((c) => c.name) : [],
+    mapDelete: { 4: [], 6: [] },
+    mapAdd: { 4: [], 6: [] },
+    dropChains: [...haveChains.keys()].filter((n) => !want?.chains.some((c) => c.name === n)),
+    dropSets: [...(have?.sets.keys() ?? [])].filter((n) => isPolicySet(n) && !wantSetNames.has(n)),
+    dropMaps: !want && FAMILIES.some((f) => haveMaps.has(POLICY_NFT.map[f])),
+  };
+  let declared = true;
+  for (const f of FAMILIES) {
+    const cur = haveMaps.get(POLICY_NFT.map[f]);
+    if (want && !cur) declared = false;
+    const delta = mapDelta(want?.map[f] ?? [], cur ?? []);
+    ops.mapAdd[f] = delta.add;
+    // a map about to be deleted whole needs no member deletes
+    ops.mapDelete[f] = ops.dropMaps ? [] : delta.delete;
+  }
+  if (want && [...wantSetNames].some((n) => !have?.sets.has(n))) declared = false;
+  const nothing = declared && !ops.sets.length && !ops.chains.length && !ops.dropChains.length && !ops.dropSets.length && !ops.dropMaps && FAMILIES.every((f) => !ops.mapAdd[f].length && !ops.mapDelete[f].length);
+  return nothing ? null : ops;
+}
+
+const sameMembers = (want: string[], have: string[] | undefined) => !!have && have.length === want.length && [...want].sort().every((e, i) => e === have[i]);
+const sameRuleComments = (rules: { tag: string; text: string }[], have: string[] | undefined) => !!have && have.length === rules.length && rules.every((r, i) => have[i] === ruleComment(r));
+
+/** Pure: map members to delete (addresses) and add ("addr : jump chain"); a member whose verdict changes is both. */
+export function mapDelta(want: string[], have: string[]): { add: string[]; delete: string[] } {
+  const key = (e: string) => e.slice(0, e.indexOf(' : '));
+  const haveByKey = new Map(have.map((e) => [key(e), e]));
+  const wantByKey = new Map(want.map((e) => [key(e), e]));
+  return {
+    add: want.filter((e) => haveByKey.get(key(e)) !== e),
+    delete: [...haveByKey].filter(([k, e]) => wantByKey.get(k) !== e).map(([k]) => k),
+  };
+}
+
 /** Pure: what makes the nft table match: nothing, or one op. */
 function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boolean): Op[] {
   if (!want) return have ? [{ kind: 'nft-delete' }] : [];
@@ -75,13 +118,14 @@ function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boole
     have!.ruleComments.length === want.rules.length && want.rules.every((r, i) => have!.ruleComments[i] === ruleComment(r)) &&
     gateChainsOk(want, have!);
   const declared = !!have && Object.keys(NFT_SET_TYPES).every((n) => have.sets.has(n));
-  if (have && !sets.length && chainOk && declared) return [];
+  const policy = diffPolicies(want.policies, have);
+  if (have && !sets.length && chainOk && declared && !policy) return [];
   const count = (f: Family, from: string[], minus: string[]) => {
     const m = new Set(minus);
     return from.filter((e) => !m.has(e)).length;
   };
   const cur = (f: Family) => have?.sets.get(STATIC_SETS[f]) ?? [];
-  const reason = !have ? (readable ? 'missing' : 'not read') : !chainOk ? 'rules differ' : sets.length ? 'allowlist changed' : 'sets missing';
+  const reason = !have ? (readable ? 'missing' : 'not read') : !chainOk ? 'rules differ' : sets.length ? 'allowlist changed' : policy ? 'policies changed' : 'sets missing';
   return [
     {
       kind: 'nft',
@@ -93,6 +137,7 @@ function diffNft(want: NftDesired | null, have: Observed['nft'], readable: boole
       added: { 4: count(4, want.sets[4], cur(4)), 6: count(6, want.sets[6], cur(6)) },
       removed: { 4: count(4, cur(4), want.sets[4]), 6: count(6, cur(6), want.sets[6]) },
       reason,
+      policy: policy ?? NO_POLICY_OPS,
     },
   ];
 }

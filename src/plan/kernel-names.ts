@@ -83,3 +83,22 @@ export const NFT_SET_TYPES: Record<string, string> = {
 
 /** The forward base chain, as `nft -j list` reads it back (priority filter - 1 = -1). */
 export const NFT_CHAIN_SPEC = { type: 'filter', hook: 'forward', prio: -1, policy: 'accept' } as const;
+
+// --- per-workload policies (issue 18), in the same table
+
+/**
+ * A verdict map per family from container source address to its policy's chain, and per defined
+ * policy its own allow and gate sets (typed as allow4/6 and gate4/6). Policy names are at most 24
+ * of [a-z0-9-] (src/config/schema.ts), so these stay valid nft names; "pol-host" is the chain of
+ * containers given the top-level list (it reads allow4/6, gate4/6).
+ */
+export const POLICY_NFT = {
+  map: { 4: 'policy4', 6: 'policy6' } as const satisfies Record<Family, string>,
+  chainPrefix: 'pol-',
+  chain: (policy: string): string => `pol-${policy}`,
+  allow: (policy: string, f: Family): string => `pol-${policy}-allow${f}`,
+  gate: (policy: string, f: Family): string => `pol-${policy}-gate${f}`,
+};
+export const POLICY_MAP_TYPE: Record<Family, string> = { 4: 'type ipv4_addr : verdict;', 6: 'type ipv6_addr : verdict;' };
+/** A policy set's declaration: the same type as the top-level set it stands in for. */
+export const policySetType = (name: string): string => NFT_SET_TYPES[`${name.includes('-gate') ? 'gate' : 'allow'}${name.endsWith('6') ? 6 : 4}`]!;

@@ -56,7 +56,7 @@ export function renderIptables(plan: Plan, family: Family): string | null {
 /** The `nft -f` transaction for the container table, or null. */
 export function renderNft(plan: Plan): string | null {
   for (const op of plan.ops) {
-    if (op.kind === 'nft') return renderNftScript(op.want, { sets: op.sets, chain: op.chain, dropChains: op.dropChains });
+    if (op.kind === 'nft') return renderNftScript(op.want, { sets: op.sets, chain: op.chain, dropChains: op.dropChains, policy: op.policy });
     if (op.kind === 'nft-delete') return DELETE_TABLE;
   }
   return null;
@@ -93,6 +93,21 @@ export function ufwSteps(plan: Plan): UfwStep[] {
   return steps;
 }
 
+/** The policy part of an nft op, for people. */
+function describePolicyOps(op: Extract<Op, { kind: 'nft' }>): string[] {
+  const p = op.policy;
+  const out: string[] = [];
+  for (const name of p.sets) out.push(`${name}: ${op.want.policies?.sets[name]?.length ?? 0} entries`);
+  if (p.chains.length) out.push(`write policy chains ${p.chains.join(', ')}`);
+  const add = p.mapAdd[4].length + p.mapAdd[6].length;
+  const del = p.mapDelete[4].length + p.mapDelete[6].length;
+  if (add || del) out.push(`policy map: +${add} -${del} container addresses`);
+  if (p.dropMaps) out.push('remove the policy maps (no policies in use)');
+  if (p.dropChains.length) out.push(`remove ${p.dropChains.join(', ')}`);
+  if (p.dropSets.length) out.push(`remove sets ${p.dropSets.join(', ')}`);
+  return out;
+}
+
 /** One line per operation, for people. */
 export function describeOp(op: Op): string {
   switch (op.kind) {
@@ -109,6 +124,7 @@ export function describeOp(op: Op): string {
         ...(op.chain ? [`write chain forward (${op.want.rules.length} rules)`] : []),
         ...(op.chain && op.want.gate.length ? [`write DNS gate chains ${op.want.gate.map((c) => c.name).join(', ')}`] : []),
         ...(op.dropChains.length ? [`remove ${op.dropChains.join(', ')} (dns.gate off)`] : []),
+        ...describePolicyOps(op),
       ];
       return `nft: ${what.length ? what.join('; ') : 'declare missing sets'} (${op.reason})`;
     }

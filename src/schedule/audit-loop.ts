@@ -26,16 +26,18 @@ export const AUDIT_LOOP_TIMES: AuditLoopTimes = { snapshotSec: 5, collectSec: 60
  * runs are skipped, a collection due then runs right after it). Returns
  * stop(), which waits for the job in progress.
  */
-export function startAuditLoop(deps: AuditLoopDeps, times: AuditLoopTimes = AUDIT_LOOP_TIMES): () => Promise<void> {
+export function startAuditLoop(deps: AuditLoopDeps, times: AuditLoopTimes = AUDIT_LOOP_TIMES): (() => Promise<void>) & { snapshotNow(): void } {
   let chain: Promise<void> = Promise.resolve();
   let busy = false;
   let stopped = false;
   let collectDue = false;
+  /** asked for by a container start event (snapshotNow): never skipped, at most one waits */
+  let snapshotDue = false;
   let lastNotes = '';
   const run = (job: 'snapshot' | 'collect'): void => {
     if (stopped) return;
     if (busy) {
-      // a snapshot missed is taken again in a few seconds; a collection waits its turn
+      // a periodic snapshot missed is taken again in a few seconds; a collection (or an event's snapshot) waits its turn
       if (job === 'collect') collectDue = true;
       return;
     }
@@ -55,7 +57,10 @@ export function startAuditLoop(deps: AuditLoopDeps, times: AuditLoopTimes = AUDI
       } finally {
         busy = false;
       }
-      if (collectDue) {
+      if (snapshotDue) {
+        snapshotDue = false;
+        run('snapshot');
+      } else if (collectDue) {
         collectDue = false;
         run('collect');
       }
@@ -65,12 +70,18 @@ export function startAuditLoop(deps: AuditLoopDeps, times: AuditLoopTimes = AUDI
   const snap = timers.setInterval(() => run('snapshot'), times.snapshotSec * 1000);
   const coll = timers.setInterval(() => run('collect'), times.collectSec * 1000);
   run('collect');
-  return async () => {
+  const stop = async () => {
     stopped = true;
     timers.clearInterval(snap);
     timers.clearInterval(coll);
     await chain;
   };
+  // Docker's start events (the daemon follows them for policies): a container that lives 1 s is still seen running.
+  const snapshotNow = () => {
+    if (busy) snapshotDue = true;
+    else run('snapshot');
+  };
+  return Object.assign(stop, { snapshotNow });
 }
 
 /** The loop's jobs on the real system layer. */

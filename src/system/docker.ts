@@ -59,6 +59,8 @@ export interface DockerClient {
   engine(): Promise<DockerEngine>;
   networks(): Promise<DockerNetwork[]>;
   containers(opts?: { all?: boolean }): Promise<DockerContainer[]>;
+  /** one container by id (GET /containers/ID/json), shaped like a list entry; null when it is gone */
+  container(id: string): Promise<DockerContainer | null>;
   /** the socket this client talks to */
   readonly socket: string;
 }
@@ -201,7 +203,12 @@ export function dockerClient(opts: DockerClientOptions = {}): DockerClient {
   const containers = async (o: { all?: boolean } = {}): Promise<DockerContainer[]> =>
     arr(await get(`/containers/json${o.all ? '?all=true' : ''}`)).map((c) => toContainer(obj(c)));
 
-  return { engine, networks, containers, socket: socket ?? '' };
+  const container = async (id: string): Promise<DockerContainer | null> => {
+    const c = await get(`/containers/${encodeURIComponent(id)}/json`, true);
+    return c === null ? null : toInspected(obj(c));
+  };
+
+  return { engine, networks, containers, container, socket: socket ?? '' };
 }
 
 function unreachable(sock: string, e: Error & { code?: string }): DockerUnavailableError {
@@ -257,6 +264,25 @@ export function toNetwork(n: Json): DockerNetwork {
     })
     .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   return { id, name, driver, scope: str(n.Scope), internal: n.Internal === true, bridge, parent, subnets, enableIPv6: n.EnableIPv6 === true, containers };
+}
+
+/** GET /containers/ID/json -> the list entry's shape (labels under Config, state under State). */
+export function toInspected(c: Json): DockerContainer {
+  const nets = obj(obj(c.NetworkSettings).Networks);
+  return {
+    id: str(c.Id),
+    name: str(c.Name).replace(/^\//, ''),
+    image: str(obj(c.Config).Image),
+    labels: labels(obj(c.Config).Labels),
+    networkMode: str(obj(c.HostConfig).NetworkMode),
+    networks: Object.entries(nets)
+      .map(([name, v]) => {
+        const e = obj(v);
+        return { name, ipv4: str(e.IPAddress) || null, ipv6: str(e.GlobalIPv6Address) || null };
+      })
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    state: str(obj(c.State).Status),
+  };
 }
 
 export function toContainer(c: Json): DockerContainer {

@@ -29,6 +29,8 @@ const GATE_SET: Record<Family, string> = NFT.gate;
 
 interface Pending {
   entries: AdmitEntry[];
+  /** other nft commands for the same line (the daemon's policy map updates) */
+  raw?: string;
   resolve: () => void;
   reject: (e: Error) => void;
 }
@@ -59,17 +61,20 @@ export function admitLine(entries: readonly AdmitEntry[], reAdd = true): string 
   // One element once per line, with the longest timeout asked (a duplicate in one command is an error).
   const byKey = new Map<string, AdmitEntry>();
   for (const e of entries) {
-    const k = `${e.family}|${e.ip}|${e.proto}|${e.port}`;
+    const k = `${e.set ?? ''}|${e.family}|${e.ip}|${e.proto}|${e.port}`;
     const prev = byKey.get(k);
     if (!prev || prev.timeoutSec < e.timeoutSec) byKey.set(k, e);
   }
   const cmds: string[] = [];
   const elem = (e: AdmitEntry) => `${e.ip} . ${e.proto} . ${e.port}`;
   const timed = (e: AdmitEntry) => `${elem(e)} timeout ${Math.max(1, Math.ceil(e.timeoutSec))}s`;
-  for (const fam of [4, 6] as Family[]) {
-    const es = [...byKey.values()].filter((e) => e.family === fam);
-    if (!es.length) continue;
-    const set = `${GATE_TABLE} ${GATE_SET[fam]}`;
+  // per set: the top-level gate4/gate6, or a policy's own (AdmitEntry.set)
+  const sets = [...new Set([...byKey.values()].map((e) => `${e.family}|${e.set ?? GATE_SET[e.family]}`))].sort();
+  for (const key of sets) {
+    const [famText, name] = key.split('|') as [string, string];
+    const fam = Number(famText) as Family;
+    const es = [...byKey.values()].filter((e) => e.family === fam && (e.set ?? GATE_SET[fam]) === name);
+    const set = `${GATE_TABLE} ${name}`;
     const refresh = reAdd ? [] : es.filter((e) => e.exists);
     if (refresh.length) {
       // add (so the delete cannot fail) + delete + add: the timeout is set anew on any kernel
@@ -107,6 +112,22 @@ export class NftAdmitter {
     if (!entries.length) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ entries, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        queueMicrotask(() => this.flush());
+      }
+    });
+  };
+
+  /**
+   * Any nft commands, as one transaction with whatever shares the line (the daemon's policy map
+   * updates, src/schedule/policy-follow.ts): resolves once nft has run them.
+   */
+  command = (cmds: string): Promise<void> => {
+    if (this.closed) return Promise.reject(new Error('the kernel writer is closed'));
+    if (!cmds) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ entries: [], raw: cmds, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         queueMicrotask(() => this.flush());
@@ -205,7 +226,8 @@ export class NftAdmitter {
     // Bounded pipelining: further requests wait (and share a line) until an ack frees a slot.
     if (this.inflight.length >= (this.opts.maxInflight ?? 2)) return;
     const batch = this.queue.splice(0);
-    const line = admitLine(batch.flatMap((b) => b.entries), this.opts.reAdd ?? true);
+    const entries = batch.flatMap((b) => b.entries);
+    const line = [entries.length ? admitLine(entries, this.opts.reAdd ?? true) : '', ...batch.map((b) => b.raw ?? '')].filter(Boolean).join('; ');
     let p: ChildProcessWithoutNullStreams;
     try {
       p = this.proc ?? this.start();

@@ -12,6 +12,9 @@ interface FakeNftTable {
   rules: { text: string; comment: string }[];
   /** the DNS gate's base chains */
   gate?: Map<string, { spec: { type: string; hook: string; prio: number; policy: string }; rules: { text: string; comment: string }[] }>;
+  /** per-workload policies: regular chains pol-* and the verdict maps ("addr : jump chain") */
+  policyChains?: Map<string, { text: string; comment: string }[]>;
+  maps?: Map<string, Map<string, string>>;
 }
 
 /** `type nat hook prerouting priority dstnat - 5; policy accept;` -> spec as nft -j lists it */
@@ -54,7 +57,10 @@ export class FakeKernel {
       chain: this.nft.chain,
       rules: [...this.nft.rules],
       gate: new Map([...(this.nft.gate ?? [])].map(([k, v]) => [k, { spec: v.spec, rules: [...v.rules] }])),
+      policyChains: new Map([...(this.nft.policyChains ?? [])].map(([k, v]) => [k, [...v]])),
+      maps: new Map([...(this.nft.maps ?? [])].map(([k, v]) => [k, new Map(v)])),
     };
+    const jumpsTo = (chain: string) => [...(t?.maps ?? new Map<string, Map<string, string>>()).values()].some((m) => [...m.values()].includes(chain));
     const need = () => {
       if (!t) throw new Error('nft: No such file or directory (table)');
       return t;
@@ -72,6 +78,43 @@ export class FakeKernel {
         const s = need().sets.get(m[1]!);
         if (!s) throw new Error(`nft: no set ${m[1]}`);
         s.clear();
+      } else if ((m = /^add map inet egressfw (\S+) \{/.exec(line))) {
+        const maps = (need().maps ??= new Map());
+        if (!maps.has(m[1]!)) maps.set(m[1]!, new Map());
+      } else if ((m = /^delete map inet egressfw (\S+)$/.exec(line))) {
+        if (t?.rules.some((r) => r.text.includes(`@${m![1]}`))) throw new Error(`nft: map ${m[1]} in use (Device or resource busy)`);
+        if (!need().maps?.delete(m[1]!)) throw new Error(`nft: no map ${m[1]}`);
+      } else if ((m = /^delete set inet egressfw (\S+)$/.exec(line))) {
+        if ([...(t?.policyChains?.values() ?? [])].some((rs) => rs.some((r) => r.text.includes(`@${m![1]} `)))) throw new Error(`nft: set ${m[1]} in use`);
+        if (!need().sets.delete(m[1]!)) throw new Error(`nft: no set ${m[1]}`);
+      } else if ((m = /^add element inet egressfw (policy[46]) \{ (.*) \}$/.exec(line))) {
+        const map = need().maps?.get(m[1]!);
+        if (!map) throw new Error(`nft: no map ${m[1]}`);
+        for (const e of m[2]!.split(', ')) {
+          const [addr, verdict] = e.split(' : ');
+          const chain = verdict!.replace(/^jump /, '');
+          if (!t!.policyChains?.has(chain)) throw new Error(`nft: no chain ${chain}`);
+          const key = canonicalElement(addr!);
+          if (map.has(key) && map.get(key) !== chain) throw new Error(`nft: element ${key} exists`);
+          map.set(key, chain);
+        }
+      } else if ((m = /^delete element inet egressfw (policy[46]) \{ (.*) \}$/.exec(line))) {
+        const map = need().maps?.get(m[1]!);
+        if (!map) throw new Error(`nft: no map ${m[1]}`);
+        for (const e of m[2]!.split(', ')) if (!map.delete(canonicalElement(e))) throw new Error(`nft: no element ${e}`);
+      } else if ((m = /^add chain inet egressfw (pol-\S+)$/.exec(line))) {
+        const pc = (need().policyChains ??= new Map());
+        if (!pc.has(m[1]!)) pc.set(m[1]!, []);
+      } else if ((m = /^flush chain inet egressfw (pol-\S+)$/.exec(line))) {
+        if (!need().policyChains?.has(m[1]!)) throw new Error(`nft: no chain ${m[1]}`);
+        t!.policyChains!.set(m[1]!, []);
+      } else if ((m = /^delete chain inet egressfw (pol-\S+)$/.exec(line))) {
+        if (jumpsTo(m[1]!)) throw new Error(`nft: chain ${m[1]} in use (Device or resource busy)`);
+        if (!need().policyChains?.delete(m[1]!)) throw new Error(`nft: no chain ${m[1]}`);
+      } else if ((m = /^add rule inet egressfw (pol-\S+) (.*) comment "(.*)"$/.exec(line))) {
+        const c = need().policyChains?.get(m[1]!);
+        if (!c) throw new Error(`nft: no chain ${m[1]}`);
+        c.push({ text: m[2]!, comment: m[3]! });
       } else if ((m = /^add element inet egressfw (\S+) \{ (.*) \}$/.exec(line))) {
         const s = need().sets.get(m[1]!);
         if (!s) throw new Error(`nft: no set ${m[1]}`);
@@ -109,7 +152,12 @@ export class FakeKernel {
       if (verb === 'add' && kind === 'table') t ??= { sets: new Map(), chain: null, rules: [] };
       else if (verb === 'delete' && kind === 'table') t = null;
       else if (verb === 'add' && kind === 'set') t!.sets.set(String(body.name), new Set(((body.elem as string[]) ?? []).map(canonicalElement)));
-      else if (verb === 'add' && kind === 'chain' && String(body.name).startsWith('gate-'))
+      else if (verb === 'add' && kind === 'chain' && String(body.name).startsWith('pol-')) (t!.policyChains ??= new Map()).set(String(body.name), []);
+      else if (verb === 'add' && kind === 'rule' && String(body.chain).startsWith('pol-')) t!.policyChains!.get(String(body.chain))!.push({ text: String(body.expr), comment: String(body.comment) });
+      else if (verb === 'add' && kind === 'map') {
+        if (![...(t!.policyChains?.keys() ?? [])].length && (body.elem as unknown[] | undefined)?.length) throw new Error('nft json: map members jump to chains not yet added');
+        (t!.maps ??= new Map()).set(String(body.name), new Map(((body.elem as [string, { jump: { target: string } }][]) ?? []).map(([k, v]) => [canonicalElement(k), v.jump.target])));
+      } else if (verb === 'add' && kind === 'chain' && String(body.name).startsWith('gate-'))
         (t!.gate ??= new Map()).set(String(body.name), { spec: { type: String(body.type), hook: String(body.hook), prio: Number(body.prio), policy: String(body.policy) }, rules: [] });
       else if (verb === 'add' && kind === 'chain') t!.chain = { type: String(body.type), hook: String(body.hook), prio: Number(body.prio), policy: String(body.policy) };
       else if (verb === 'add' && kind === 'rule' && String(body.chain).startsWith('gate-')) t!.gate!.get(String(body.chain))!.rules.push({ text: String(body.expr), comment: String(body.comment) });
@@ -130,8 +178,17 @@ export class FakeKernel {
       raw.push({ chain: { family: 'inet', table: 'egressfw', name, ...c.spec } });
       for (const r of c.rules) raw.push({ rule: { family: 'inet', table: 'egressfw', chain: name, expr: r.text, comment: r.comment } });
     }
+    for (const [name, m] of t.maps ?? []) raw.push({ map: { family: 'inet', table: 'egressfw', name, elem: [...m].map(([k, c]) => [k, { jump: { target: c } }]) } });
+    for (const [name, rules] of t.policyChains ?? []) {
+      raw.push({ chain: { family: 'inet', table: 'egressfw', name } });
+      for (const r of rules) raw.push({ rule: { family: 'inet', table: 'egressfw', chain: name, expr: r.text, comment: r.comment } });
+    }
     const gateChains = new Map([...(t.gate ?? [])].map(([k, v]) => [k, { spec: { ...v.spec }, ruleComments: v.rules.map((r) => r.comment) }]));
-    return { chain: t.chain ? { ...t.chain } : null, ruleComments: t.rules.map((r) => r.comment), gateChains, sets: new Map([...t.sets].map(([k, v]) => [k, [...v].sort()])), raw };
+    return {
+      chain: t.chain ? { ...t.chain } : null, ruleComments: t.rules.map((r) => r.comment), gateChains, sets: new Map([...t.sets].map(([k, v]) => [k, [...v].sort()])), raw,
+      policyChains: new Map([...(t.policyChains ?? [])].map(([k, v]) => [k, v.map((r) => r.comment)])),
+      maps: new Map([...(t.maps ?? [])].map(([k, v]) => [k, [...v].map(([a, c]) => `${a} : jump ${c}`).sort()])),
+    };
   }
 
   ipsetRestore(text: string): void {

@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { InventoryContainer } from '../../src/plan/policies.js';
+import { mapLine, MapModel, parseEvent } from '../../src/policy/follow.js';
+import { PolicyFollower, type FollowDeps } from '../../src/schedule/policy-follow.js';
+import type { EventStreamHandlers } from '../../src/system/docker-events.js';
+
+const ID = (n: number) => `${String(n).repeat(12)}${'a'.repeat(52)}`;
+const containerEvent = (action: string, id: string, timeNano = 1_700_000_000_000_000_000) => ({ Type: 'container', Action: action, Actor: { ID: id, Attributes: { name: 'x' } }, timeNano });
+const networkEvent = (action: string, container: string) => ({ Type: 'network', Action: action, Actor: { ID: 'f'.repeat(64), Attributes: { container, name: 'shop_default', type: 'bridge' } }, time: 1_700_000_000 });
+
+describe('Docker events -> map events', () => {
+  it('start and network connect/disconnect read the container again; die and destroy remove it; the rest moves no address', () => {
+    expect(parseEvent(containerEvent('start', ID(1)))).toEqual({ kind: 'inspect', id: ID(1), action: 'container start', atMs: 1_700_000_000_000 });
+    expect(parseEvent(containerEvent('die', ID(1)))).toMatchObject({ kind: 'remove', id: ID(1) });
+    expect(parseEvent(containerEvent('destroy', ID(1)))).toMatchObject({ kind: 'remove' });
+    expect(parseEvent(networkEvent('connect', ID(2)))).toEqual({ kind: 'inspect', id: ID(2), action: 'network connect', atMs: 1_700_000_000_000 });
+    expect(parseEvent(networkEvent('disconnect', ID(2)))).toMatchObject({ kind: 'inspect', action: 'network disconnect' });
+    expect(parseEvent(networkEvent('create', ''))).toBeNull();
+    expect(parseEvent(containerEvent('exec_start', ID(1)))).toBeNull();
+    expect(parseEvent({ Type: 'container', Action: 'start', Actor: { ID: '../../etc' } })).toBeNull();
+    expect(parseEvent('not an object')).toBeNull();
+  });
+
+});
+
+describe('the map model', () => {
+  it('a container\'s members replace its old ones; an address still held by another (die not seen) is taken from it', () => {
+    const m = new MapModel();
+    m.reset(new Map([['a', ['198.51.100.2 : jump pol-ci']]]));
+    // b starts on a's address with another policy before a's die event arrived
+    const d = m.update('b', ['198.51.100.2 : jump pol-payments', '2001:db8::2 : jump pol-payments']);
+    expect(d).toEqual({ delete: { 4: ['198.51.100.2'], 6: [] }, add: { 4: ['198.51.100.2 : jump pol-payments'], 6: ['2001:db8::2 : jump pol-payments'] } });
+    expect(mapLine(d)).toBe('delete element inet egressfw policy4 { 198.51.100.2 }; add element inet egressfw policy4 { 198.51.100.2 : jump pol-payments }; add element inet egressfw policy6 { 2001:db8::2 : jump pol-payments }');
+    // a's late die must not remove b's member
+    expect(m.update('a', [])).toEqual({ delete: { 4: [], 6: [] }, add: { 4: [], 6: [] } });
+    expect(m.update('b', [])).toEqual({ delete: { 4: ['198.51.100.2'], 6: ['2001:db8::2'] }, add: { 4: [], 6: [] } });
+    expect(m.size).toBe(0);
+  });
+
+  it('a changed policy is a delete and an add of the same address, in one line (delete first)', () => {
+    const m = new MapModel();
+    m.reset(new Map([['a', ['198.51.100.2 : jump pol-ci']]]));
+    expect(mapLine(m.update('a', ['198.51.100.2 : jump pol-host']))).toBe('delete element inet egressfw policy4 { 198.51.100.2 }; add element inet egressfw policy4 { 198.51.100.2 : jump pol-host }');
+  });
+});
+
+describe('the follower', () => {
+  const config = parseConfig('policies:\n  ci:\n    allow: [{ domain: github.com }]\ncontainers:\n  default: none\n', 'x.yml');
+  function harness(containers: Record<string, InventoryContainer>, failWrites = 0) {
+    let h: EventStreamHandlers | undefined;
+    const written: string[] = [];
+    const logs: [string, Record<string, unknown> | undefined][] = [];
+    let resyncs = 0;
+    let now = 1_700_000_000_020;
+    const deps: FollowDeps = {
+      watch: (handlers) => {
+        h = handlers;
+        return { close: () => {} };
+      },
+      inspect: async (id) => containers[id] ?? null,
+      write: async (cmds) => {
+        if (failWrites-- > 0) throw new Error('Error: Could not process rule: No such file or directory');
+        written.push(cmds);
+      },
+      resync: async () => {
+        resyncs++;
+        return null;
+      },
+      exclusive: (fn) => fn(),
+      config: () => config,
+      log: (event, fields) => logs.push([event, fields]),
+      nowMs: () => now,
+      setTimer: (fn) => {
+        fn();
+        return 0;
+      },
+      clearTimer: () => {},
+    };
+    const f = new PolicyFollower(deps);
+    f.start();
+    return { f, h: () => h!, written, logs, resyncs: () => resyncs, tick: (ms: number) => (now += ms) };
+  }
+
+  it('maps a started container by its label, removes it when it dies, and logs the time from Docker\'s event', async () => {
+    const c = { id: ID(1), name: 'job', labels: { 'egressfw.policy': 'ci' }, addresses: ['198.51.100.9'] };
+    const t = harness({ [ID(1)]: c });
+    t.h().onOpen();
+    t.h().onEvent(containerEvent('start', ID(1), 1_700_000_000_000 * 1e6));
+    await t.f.idle();
+    expect(t.written).toEqual(['add element inet egressfw policy4 { 198.51.100.9 : jump pol-ci }']);
+    expect(t.logs.find(([e, f]) => e === 'policy-map' && f?.container === 'job')?.[1]).toMatchObject({ policy: 'ci', by: 'label egressfw.policy', ms: 20 });
+    t.h().onEvent(containerEvent('die', ID(1)));
+    await t.f.idle();
+    expect(t.written[1]).toBe('delete element inet egressfw policy4 { 198.51.100.9 }');
+    expect(t.f.latencies).toEqual([20]);
+  });
+
+  it('a network connect of a container not mapped yet is left to its start event (no inspect while dockerd starts it)', async () => {
+    const inspected: string[] = [];
+    const t = harness({ [ID(4)]: { id: ID(4), name: 'svc', labels: { 'egressfw.policy': 'ci' }, addresses: ['198.51.100.12'] } });
+    const orig = t.f['deps'].inspect;
+    t.f['deps'].inspect = async (id: string) => (inspected.push(id), orig(id));
+    t.h().onOpen();
+    t.h().onEvent(networkEvent('connect', ID(4)));
+    await t.f.idle();
+    expect(inspected).toEqual([]);
+    t.h().onEvent(containerEvent('start', ID(4)));
+    await t.f.idle();
+    // a later connect (a second network) of a mapped container is read again
+    t.h().onEvent(networkEvent('connect', ID(4)));
+    await t.f.idle();
+    expect(inspected).toEqual([ID(4), ID(4)]);
+    expect(t.written).toEqual(['add element inet egressfw policy4 { 198.51.100.12 : jump pol-ci }']);
+  });
+
+  it('a container given nothing writes nothing; a failed write and a lost stream each read the full inventory again', async () => {
+    const t = harness({ [ID(2)]: { id: ID(2), name: 'plain', labels: {}, addresses: ['198.51.100.10'] }, [ID(3)]: { id: ID(3), name: 'ci', labels: { 'egressfw.policy': 'ci' }, addresses: ['198.51.100.11'] } }, 1);
+    t.h().onOpen();
+    await t.f.idle();
+    expect(t.resyncs()).toBe(1);
+    t.h().onEvent(containerEvent('start', ID(2)));
+    await t.f.idle();
+    expect(t.written).toEqual([]);
+    t.h().onEvent(containerEvent('start', ID(3)));
+    await t.f.idle();
+    expect(t.resyncs()).toBe(2);
+    expect(t.logs.some(([e, f]) => e === 'error' && f?.then === 'full inventory')).toBe(true);
+    t.h().onClose('the stream ended (dockerd stopped or restarted?)');
+    // reconnect (the fake timer fires at once), then open: full inventory again
+    t.h().onOpen();
+    await t.f.idle();
+    expect(t.resyncs()).toBe(3);
+    expect(t.logs.some(([e, f]) => e === 'docker-events' && f?.state === 'lost')).toBe(true);
+  });
+});
