@@ -1,7 +1,7 @@
 // `npm run bench` (root): what egressfw costs, measured in throwaway network namespaces, side by side with the
 // alternatives. Prints a table and writes docs/benchmarks.md. Nothing outside the namespaces is touched.
 //
-//   tsx scripts/bench.ts [--quick] [--only sync,packet,daemon,startup] [--no-write]
+//   tsx scripts/bench.ts [--quick] [--only sync,packet,daemon,startup,gate,audit,flows] [--no-write]
 //
 // --quick: fewer sizes and repetitions (a smoke run, a few minutes); it never overwrites docs/benchmarks.md.
 import fs from 'node:fs';
@@ -20,6 +20,7 @@ import { startupSection, type StartupResult } from './bench/startup.js';
 import { syncSection, type SyncResult } from './bench/sync.js';
 import { must, progress, run } from './bench/util.js';
 import { auditSection, renderAuditBench, type AuditBenchResult } from './bench/audit-recording.js';
+import { flowsSection, renderFlowsBench, type FlowsResult } from './bench/flows.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -28,7 +29,7 @@ const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const SECTIONS = ['sync', 'packet', 'daemon', 'startup', 'gate', 'audit', 'metrics'];
+const SECTIONS = ['sync', 'packet', 'daemon', 'startup', 'gate', 'audit', 'metrics', 'flows'];
 const onlyArg = args.includes('--only') ? args[args.indexOf('--only') + 1] ?? '' : SECTIONS.join(',');
 const only = new Set(onlyArg.split(','));
 const write = !args.includes('--no-write') && !quick && SECTIONS.every((s) => only.has(s));
@@ -36,7 +37,7 @@ const write = !args.includes('--no-write') && !quick && SECTIONS.every((s) => on
 async function preflight(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root (sudo npm run bench)');
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: \`npm run build\` first (npm run bench does it)`);
-  const need = ['gcc', 'strace', 'dnsmasq', 'dnsperf', 'nft', 'ufw', 'ipset', 'iptables-restore', 'busybox', 'unshare', 'nsenter'];
+  const need = ['gcc', 'strace', 'dnsmasq', 'dnsperf', 'nft', 'ufw', 'ipset', 'iptables-restore', 'busybox', 'unshare', 'nsenter', 'conntrack'];
   const missing: string[] = [];
   for (const t of need) if ((await run(['sh', '-c', `command -v ${t}`])).exitCode !== 0) missing.push(t);
   if (!fs.existsSync('/usr/bin/time')) missing.push('/usr/bin/time');
@@ -167,6 +168,9 @@ async function main(): Promise<void> {
 
   // Issue 12: what recording refused connections costs, on the product's own nft chain and host rule.
   if (only.has('audit')) audit = await auditSection({ quick });
+  // Issue 21 item 10: cutting the connections a sync refuses, at 10,000 tracked, beside a sync with none.
+  let flows: FlowsResult | undefined;
+  if (only.has('flows')) flows = await flowsSection(CLI, { flows: 10_000, reps: quick ? 2 : 5 });
 
   m.loadEnd = os.loadavg();
   const left = await leftovers();
@@ -175,10 +179,11 @@ async function main(): Promise<void> {
   const auditText =
     (audit ? `\n## Recording refused connections (audit, issue 12)\n\n${renderAuditBench(audit)}\n` : '') +
     (metrics ? `\n## Prometheus metrics in the daemon (issue 19)\n\n${renderMetricsBench(metrics)}\n` : '');
-  process.stdout.write(`${report.tables}\n${auditText}`);
+  const flowsText = flows ? `\n## Cutting connections a sync refuses (issue 21 item 10)\n\n${renderFlowsBench(flows)}\n` : '';
+  process.stdout.write(`${report.tables}\n${auditText}${flowsText}`);
   if (write) {
     fs.mkdirSync(path.dirname(DOC), { recursive: true });
-    fs.writeFileSync(DOC, `${report.markdown}${auditText}`);
+    fs.writeFileSync(DOC, `${report.markdown}${auditText}${flowsText}`);
     progress(`wrote ${path.relative(process.cwd(), DOC)}`);
   }
   progress(`done in ${totalSec.toFixed(0)} s; left behind: ${left.length ? left.join('; ') : 'nothing'}`);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Fetch newer Docker engines for the lab from other Debian suites, WITHOUT installing them:
-#   scripts/fetch-docker.sh 26.1 28.5        (as root or not; needs Debian's mirror)
+#   scripts/fetch-docker.sh 26.1 28.5        (as root or not; after `npm ci`; needs a Debian mirror)
 # Each VERSION maps to a suite (26.1: Debian 13 trixie, 28.5: Debian unstable sid). docker.io and
-# containerd are fetched with `apt-get download` through a private sources list, lists dir and
-# cache (the machine's apt setup is never read for sources nor written), and unpacked with
-# `dpkg -x` into $EFW_LAB_CACHE/docker-VERSION (default /var/tmp/efw-lab-cache). The lab puts
+# containerd are fetched with `apt-get download` from the Debian mirror the machine's apt sources
+# name (scripts/apt-sources.ts; EFW_DEBIAN_MIRROR overrides) through a private sources list, lists
+# dir and cache (the machine's apt setup is never written), and unpacked with `dpkg -x` into
+# $EFW_LAB_CACHE/docker-VERSION (default /var/tmp/efw-lab-cache). The lab puts
 # its usr/sbin and usr/bin first on dockerd's PATH (test/lab/lab.ts, EFW_DOCKER=VERSION).
 # The machine's runc stays in use: Debian 13's needs a newer glibc than Debian 12 has.
 #
@@ -14,7 +15,6 @@
 set -euo pipefail
 
 CACHE="${EFW_LAB_CACHE:-/var/tmp/efw-lab-cache}"
-MIRROR="${EFW_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 KEYRING="${EFW_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}"
 refresh=no
 versions=()
@@ -35,6 +35,18 @@ suite_of() {
   esac
 }
 
+# The Debian mirror this machine's apt uses (sources.list, sources.list.d/*.list or *.sources), read once when needed.
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+MIRROR=
+find_mirror() {
+  [ -z "$MIRROR" ] || return 0
+  [ -x "$ROOT/node_modules/.bin/tsx" ] || { echo "fetch-docker: $ROOT/node_modules/.bin/tsx is missing: run \`npm ci\` first" >&2; exit 1; }
+  local m
+  m=$("$ROOT/node_modules/.bin/tsx" "$ROOT/scripts/apt-sources.ts") || exit 1
+  read -r MIRROR SECURITY_MIRROR <<< "$m"
+  echo "fetch-docker: Debian mirror $MIRROR (security: $SECURITY_MIRROR), from this machine's apt sources"
+}
+
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.fetch-docker.lock"
 flock 9 # two CI jobs or helpers fetching at once share one result
@@ -46,6 +58,7 @@ for ver in "${versions[@]}"; do
     echo "fetch-docker: $ver already in $dest: $(tr '\n' ' ' < "$dest/VERSIONS")"
     continue
   fi
+  find_mirror
   apt_dir="$CACHE/apt-$suite"
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
   {
@@ -53,7 +66,7 @@ for ver in "${versions[@]}"; do
     # a stable suite's fixes land in -updates and -security
     if [ "$suite" != sid ]; then
       echo "deb [signed-by=$KEYRING] $MIRROR $suite-updates main"
-      echo "deb [signed-by=$KEYRING] ${MIRROR%/debian}/debian-security $suite-security main"
+      echo "deb [signed-by=$KEYRING] $SECURITY_MIRROR $suite-security main"
     fi
   } > "$apt_dir/sources.list"
   # Every apt path that could touch the machine's setup points into apt_dir; dpkg's status is only read.

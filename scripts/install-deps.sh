@@ -3,7 +3,7 @@
 # No package may start a service on the machine itself: dockerd would write the host's own iptables.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-need=(iptables ipset nftables ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
+need=(iptables ipset nftables conntrack ufw docker.io docker-compose dnsmasq-base debootstrap busybox-static openssl curl iproute2 util-linux
   time strace gcc libc6-dev  # npm run bench (peak RSS, spawn counts, its C load generator)
   dnsperf                    # npm run bench: the DNS gate beside dnsmasq (Debian 12: dnsperf 2.10)
   lintian)                   # test/pkg/package.test.ts: Debian's package checker on the .deb (it starts no service)

@@ -1,7 +1,7 @@
 // `npm run package`: the CLI as one file, and a .deb around it.
 //
 //   dist/pkg/egressfw.mjs                 the whole CLI in one ES module (#!/usr/bin/env node); needs no node_modules
-//   dist/pkg/THIRD-PARTY-LICENSES.txt     licences of the packages bundled into it
+//   dist/pkg/THIRD-PARTY-LICENSES.txt     licences of the packages bundled into it (the .deb's copyright: LICENSE, then these)
 //   dist/egressfw_<version>_all.deb       /usr/lib/egressfw/egressfw.mjs (the same file, #!/usr/bin/node) and
 //                                         /usr/bin/egressfw linking to it, units, example config
 //   dist/egressfw-<version>.tgz           the npm package (`npm install -g` it): the bundle, no dependencies
@@ -26,8 +26,8 @@ export const LICENSES = path.join(ROOT, 'dist', 'pkg', 'THIRD-PARTY-LICENSES.txt
 export const DEB = path.join(ROOT, 'dist', `egressfw_${PKG.version}_all.deb`);
 export const NPM_TGZ = path.join(ROOT, 'dist', `egressfw-${PKG.version}.tgz`);
 
-/** What the .deb depends on: Debian 12's own Node (18) is enough; the firewall tools egressfw drives. */
-export const DEPENDS = 'nodejs (>= 18), iptables, ipset, nftables';
+/** What the .deb depends on: Debian 12's own Node (18) is enough; the firewall tools egressfw drives (conntrack and ip: cutting refused flows after a sync). */
+export const DEPENDS = 'nodejs (>= 18), iptables, ipset, nftables, conntrack, iproute2';
 export const RECOMMENDS = 'ufw';
 
 // Node 18 loads ES modules with top-level await; a CommonJS dependency that calls require() on a
@@ -72,6 +72,12 @@ function licences(dirs: string[]): string {
     return `${pj.name} ${pj.version} (${pj.license ?? 'unknown'})\n\n${text}\n`;
   });
   return `egressfw ${PKG.version} (${PKG.license}) bundles these packages:\n\n${parts.join(`\n${'-'.repeat(72)}\n\n`)}`;
+}
+
+/** The .deb's copyright file: egressfw's own licence (LICENSE), then those of the packages bundled into it. */
+export function debCopyright(thirdParty: string): string {
+  const own = fs.readFileSync(path.join(ROOT, 'LICENSE'), 'utf8').trim();
+  return `egressfw ${PKG.version} is licensed under the ${PKG.license} licence:\n\n${own}\n\n${'='.repeat(72)}\n\n${thirdParty}`;
 }
 
 async function checkBundle(): Promise<void> {
@@ -265,7 +271,7 @@ async function buildDeb(bundleText: string, copyright: string): Promise<void> {
 // ---------------------------------------------------------------------------- npm
 
 async function buildNpm(): Promise<void> {
-  // package.json "files" lists exactly what goes in: the bundle, its licences, the example config, README.
+  // package.json "files" lists exactly what goes in: the bundle, its licences, LICENSE, the example config, README.
   const r = await execa('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', path.dirname(NPM_TGZ)], { cwd: ROOT });
   const [info] = JSON.parse(r.stdout) as { filename: string; files: { path: string }[] }[];
   const produced = path.join(path.dirname(NPM_TGZ), info!.filename);
@@ -275,8 +281,9 @@ async function buildNpm(): Promise<void> {
 async function main(): Promise<void> {
   const t0 = Date.now();
   const dirs = await bundle();
-  const copyright = licences(dirs);
-  fs.writeFileSync(LICENSES, copyright);
+  const thirdParty = licences(dirs);
+  fs.writeFileSync(LICENSES, thirdParty);
+  const copyright = debCopyright(thirdParty);
   await checkBundle();
   const bundleText = fs.readFileSync(BUNDLE, 'utf8');
   const out = [`${path.relative(process.cwd(), BUNDLE)} (${(bundleText.length / 1024).toFixed(0)} KiB, ${dirs.length} packages bundled)`];

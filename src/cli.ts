@@ -38,10 +38,11 @@ function program(): Command {
     .option('--dry-run', 'print the plan and change nothing (same as `egressfw plan`)', false)
     .option('-q, --quiet', 'print only warnings and errors', false)
     .option('--offline', 'no DNS: re-apply the saved IPs (used at boot, before the network is up)', false)
-    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean }) => {
+    .option('--json', 'print one JSON document: changes applied, warnings, connections cut', false)
+    .action(async (o: { config: string; stateDir: string; dryRun: boolean; quiet: boolean; offline: boolean; json: boolean }) => {
       if (o.dryRun) {
         const [{ runPlan }, d] = await Promise.all([import('./commands/plan.js'), deps()]);
-        process.exitCode = await runPlan({ ...o, json: false, detailedExitcode: false }, d.planDeps());
+        process.exitCode = await runPlan({ ...o, detailedExitcode: false }, d.planDeps());
         return;
       }
       const [{ runSync }, d] = await Promise.all([import('./commands/sync.js'), deps()]);
@@ -103,7 +104,7 @@ function program(): Command {
 
   p.command('report')
     .description('refused connections (and those audit mode let through) per container and for the host: count, first and last seen, DNS name where known')
-    .addOption(configOption())
+    .addOption(configOption().default(DEFAULT_CONFIG_PATH, `${DEFAULT_CONFIG_PATH}, if it exists`))
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 30m, 1h, 24h, 7d', '1h')
     .option('--json', 'print one machine-readable JSON document', false)
@@ -113,7 +114,7 @@ function program(): Command {
     });
   p.command('suggest')
     .description('print an allowlist fragment (YAML) from what was refused or audited, to review and merge into the config (never edits it)')
-    .addOption(configOption())
+    .addOption(configOption().default(DEFAULT_CONFIG_PATH, `${DEFAULT_CONFIG_PATH}, if it exists`))
     .addOption(stateDirOption())
     .option('--since <duration>', 'window: 1h, 24h, 7d', '24h')
     .option('--per-service', 'one policy per compose service (policies: + containers.assign:), for least privilege per workload', false)
@@ -125,6 +126,7 @@ function program(): Command {
   p.command('proxy')
     .description('write a compose override (compose.egress.yml) + nginx configs: listed services lose their route out and reach allowed domains only through proxies')
     .addOption(configOption())
+    .addOption(stateDirOption('accepted like every command takes it; proxy keeps no state'))
     .addOption(new Option('-o, --out <dir>', 'directory for the generated files (nothing is written elsewhere)').default(DEFAULT_PROXY_OUT))
     .addOption(new Option('--mode <mode>', 'per-domain (one stream proxy per domain) or sni (one proxy, routes by TLS SNI / HTTP Host); default proxy.mode').choices(['per-domain', 'sni']))
     .option('--services <list>', 'comma-separated compose services to protect (default proxy.services)')
@@ -138,6 +140,7 @@ function program(): Command {
     .description('write the allowlist and policies as Kubernetes objects for Cilium or Antrea (reads only the config); what cannot carry over is listed')
     .addOption(new Option('--to <engine>', 'cilium (CiliumNetworkPolicy) or antrea (ClusterNetworkPolicy)').choices(['cilium', 'antrea']).makeOptionMandatory())
     .addOption(configOption())
+    .addOption(stateDirOption('accepted like every command takes it; export keeps no state'))
     .option('-n, --namespace <ns>', 'namespace of the pods the objects select', 'default')
     .option('--cluster-wide', 'select pods in every namespace but kube-system (Cilium: CiliumClusterwideNetworkPolicy)', false)
     .option('-o, --out <dir>', 'directory for one file per object, or - for stdout', '-')

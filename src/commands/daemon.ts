@@ -1,7 +1,7 @@
 import { loadConfig, withScheduler, type Config } from '../config/load.js';
 import { schedulerFile, schedulerText } from '../system/scheduler.js';
 import { computeRound } from '../engine.js';
-import { PreconditionError } from '../errors.js';
+import { InterruptedError, PreconditionError } from '../errors.js';
 import { describeOp } from '../plan/render.js';
 import { nextRefreshAt } from '../resolve/merge.js';
 import { auditLoopDeps, startAuditLoop } from '../schedule/audit-loop.js';
@@ -106,18 +106,31 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   let writer: ReturnType<FollowSystem['writer']> | null = null;
   /** a sync (under the file lock), telling the follower what the map now holds */
   const synced = async (offline: boolean) => {
-    const r = await locked(() => syncOnce(config, { stateDir: opts.stateDir, offline }, deps));
+    const r = await locked(() => sync(offline));
     follower?.synced(r.round.policies);
     return r;
   };
 
+  // SIGTERM/SIGINT abort a refresh or repair in flight: its apply rolls back like a failed step (as in
+  // `egressfw sync`), and the daemon then exits 143/130 instead of 0.
+  const abort = new AbortController();
+  let interrupted = null as InterruptedError | null; // set inside the jobs (TS cannot see that)
+  const sync = async (offline: boolean) => {
+    try {
+      return await syncOnce(config, { stateDir: opts.stateDir, offline, signal: abort.signal }, deps);
+    } catch (e) {
+      if (abort.signal.aborted) throw (interrupted = new InterruptedError(abort.signal.reason as 'SIGTERM' | 'SIGINT', (e as Error).message));
+      throw e;
+    }
+  };
   const daemon = new Daemon(scheduleOf(config), {
     refresh: () =>
       exclusive(async () => {
         const r = await synced(false);
         metrics?.round(r.round, { installed: true, synced: true });
         const next = nextRefreshAt(r.round.allowed);
-        return { changes: r.applied, warnings: r.warnings, ...(next !== undefined ? { nextRefreshAt: next } : {}) };
+        const flowsCut = r.flows.host + r.flows.containers;
+        return { changes: r.applied, warnings: r.warnings, ...(flowsCut ? { flowsCut } : {}), ...(next !== undefined ? { nextRefreshAt: next } : {}) };
       }),
     detectDrift: async () => {
       const now = deps.now();
@@ -139,7 +152,9 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   });
 
   const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+    const stop = (signal: 'SIGTERM' | 'SIGINT') => {
+      if (abort.signal.aborted) return log('stopping', { signal, note: 'already stopping; a rollback in progress is finished first' });
+      abort.abort(signal);
       log('stopping', { signal });
       void Promise.all([daemon.stop(), gate?.stop(), follower?.stop().then(() => writer?.close())]).then(() => {
         log('stopped');
@@ -216,5 +231,9 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   if (metrics) log('metrics', { ...(server ? { listen: server.address } : {}), ...(m0.textfile ? { textfile: m0.textfile } : {}), intervalSec: m0.intervalSec });
   await stopped;
   await Promise.all([stopAudit(), stopMetrics(), server?.close()]);
+  if (interrupted) {
+    log('interrupted', { signal: abort.signal.reason, error: interrupted.message.split('\n')[0] });
+    return interrupted.exitCode;
+  }
   return 0;
 }

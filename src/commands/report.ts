@@ -2,19 +2,30 @@ import { buildReport, groupByPolicy, groupsText, renderReportText, reportJson } 
 import { parseConfig } from '../config/load.js';
 import { assignPolicy, COMPOSE_PROJECT, COMPOSE_SERVICE, policiesInUse } from '../policy/assign.js';
 import { parseSince } from '../audit/since.js';
+import type { Config } from '../config/load.js';
 import { collectAudit, type AuditDeps } from '../system/audit-io.js';
 import { printJson } from '../text.js';
 
 export interface ReportOptions {
+  config: string;
   stateDir: string;
   since: string;
   json: boolean;
-  /** the config, to group refusals per policy (absent or unreadable: not grouped) */
-  config?: string;
 }
 
 export interface AuditCommandDeps extends AuditDeps {
   out: (text: string) => void;
+}
+
+/** report and suggest read the config when there is one (they work without it); a config that is there must be valid. */
+export async function optionalConfig(file: string, deps: Pick<AuditDeps, 'readText'>): Promise<Config | null> {
+  const text = await deps.readText(file);
+  return text === null ? null : parseConfig(text, file);
+}
+
+/** Docker is asked who held which address only when the config manages containers (or there is no config). */
+export function auditDepsFor<D extends AuditDeps>(config: Config | null, deps: D): D {
+  return config && !config.containers.enabled ? { ...deps, listContainers: undefined } : deps;
 }
 
 /**
@@ -24,16 +35,10 @@ export interface AuditCommandDeps extends AuditDeps {
  */
 export async function runReport(opts: ReportOptions, deps: AuditCommandDeps): Promise<number> {
   const since = parseSince(opts.since);
-  const { history, notes } = await collectAudit(opts.stateDir, deps);
+  const config = await optionalConfig(opts.config, deps);
+  const { history, notes } = await collectAudit(opts.stateDir, auditDepsFor(config, deps));
   const report = buildReport({ history, now: deps.now(), since, notes });
   // Policies: each container's policy as the config assigns it now (labels as Docker lists them now, compose labels otherwise).
-  const text = opts.config ? await deps.readText(opts.config) : null;
-  let config = null;
-  try {
-    config = text === null ? null : parseConfig(text, opts.config!);
-  } catch (e) {
-    report.notes.push(`refusals not grouped per policy: ${(e as Error).message.split('\n')[0]}`);
-  }
   let groups = null;
   if (config && policiesInUse(config)) {
     const live = new Map(((await deps.listContainers?.().catch(() => null)) ?? []).map((c) => [c.id, c.labels]));

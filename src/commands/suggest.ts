@@ -3,9 +3,8 @@ import { buildReport } from '../audit/report.js';
 import { parseSince } from '../audit/since.js';
 import { renderSuggestion } from '../audit/suggest.js';
 import { renderPerService } from '../audit/suggest-services.js';
-import { parseConfig } from '../config/load.js';
 import { collectAudit } from '../system/audit-io.js';
-import type { AuditCommandDeps } from './report.js';
+import { auditDepsFor, optionalConfig, type AuditCommandDeps } from './report.js';
 
 export interface SuggestOptions {
   config: string;
@@ -22,9 +21,8 @@ export interface SuggestOptions {
  */
 export async function runSuggest(opts: SuggestOptions, deps: AuditCommandDeps & { warn: (text: string) => void }): Promise<number> {
   const since = parseSince(opts.since);
-  const text = await deps.readText(opts.config);
-  const config = text === null ? null : parseConfig(text, opts.config);
-  const { history, gate, notes } = await collectAudit(opts.stateDir, deps);
+  const config = await optionalConfig(opts.config, deps);
+  const { history, gate, notes } = await collectAudit(opts.stateDir, auditDepsFor(config, deps));
   if (!config) notes.push(`no config at ${opts.config}: entries already allowed are not told apart (--config FILE)`);
   const now = deps.now();
   const report = buildReport({ history, now, since, notes });

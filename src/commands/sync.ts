@@ -4,6 +4,7 @@ import { readScheduler } from '../system/scheduler.js';
 import { computeRound, type RoundDeps, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
 import { diff, type Plan } from '../plan/diff.js';
+import { appliedRules } from '../plan/flows.js';
 import { describeOp } from '../plan/render.js';
 import type { QueryFn } from '../resolve/query.js';
 import type { DockerView } from '../plan/coverage.js';
@@ -11,6 +12,7 @@ import { printable } from '../text.js';
 import { applyPlan, type ApplyDeps } from '../system/apply.js';
 import { checkBackend } from '../system/backend.js';
 import type { Exec } from '../system/exec.js';
+import { cutRefusedFlows, type FlowCut } from '../system/flows.js';
 import type { Observation, Wanted } from '../system/observe.js';
 import { parseState, serializeState, stateCheck, stateFile, stateNotes, type State } from '../state-file.js';
 
@@ -20,6 +22,8 @@ export interface SyncOptions {
   quiet: boolean;
   /** no DNS: re-apply the saved IPs (boot, drift repair) */
   offline?: boolean;
+  /** print one JSON document (what was applied, warnings, connections cut) instead of text */
+  json?: boolean;
 }
 
 /** Where SIGINT/SIGTERM come from (the process; an EventEmitter in tests). */
@@ -55,6 +59,8 @@ export interface SyncResult {
   applied: string[];
   /** names that failed to resolve, with what is kept for them */
   warnings: string[];
+  /** connections opened before this apply that its rules refuse, cut (none when nothing was applied) */
+  flows: FlowCut;
 }
 
 /** Everything that must hold before the first change; throws with the fix. */
@@ -78,6 +84,7 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
   const warnings = stateNotes(file, loaded, aside);
   const save = (s: State) => deps.writeFileAtomic(file, serializeState(s));
   let state: State = prev;
+  let flows: FlowCut = { host: 0, containers: 0, tracked: 0, notes: [] };
   try {
     const round = await computeRound(config, prev, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now, resolve: !opts.offline });
     const plan = round.plan; // already scoped (ufw switched off after enforcing: containers only)
@@ -115,10 +122,13 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
       if (left.length) {
         throw new EgressfwError(`applied, but reading the kernel back shows it differs from the plan (something else changed it meanwhile?):\n${left.map((o) => `  - ${describeOp(o)}`).join('\n')}\nRun \`egressfw sync\` again.`);
       }
+      // ct state established is accepted first: what the new rules refuse would otherwise keep flowing.
+      flows = await cutRefusedFlows(deps.exec, appliedRules(config, round.desired, round.dns, after.observed, round.scope));
+      warnings.push(...flows.notes);
     }
     const applied = plan.ops.map(describeOp);
     await save({ ...state, enforcedSince: prev.enforcedSince ?? now, lastSync: { at: now, ok: true, message: `${applied.length} changes${opts.offline ? ' (offline: saved IPs)' : ''}` } });
-    return { round, applied, warnings };
+    return { round, applied, warnings, flows };
   } catch (e) {
     // Record the failure; the IP history (last-known-good) stays as it was.
     const failed: State = { ...prev, ...(state.original ? { original: state.original } : {}), lastSync: { at: now, ok: false, message: (e as Error).message.split('\n')[0]! } };
@@ -163,9 +173,15 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSou
     for (const w of r.warnings) deps.warn(`warning: ${printable(w)}`); // names and details come from DNS
     // acknowledged: known and accepted, so a cron run stays quiet (plan and status still say it)
     if (open && !open.acknowledged) for (const l of dnsOpenText(open)) deps.warn(l);
-    if (!opts.quiet) {
+    const cut = r.flows.host + r.flows.containers;
+    if (opts.json) {
+      deps.out(`${JSON.stringify({ applied: r.applied, warnings: [...config.warnings, ...r.warnings], flowsCut: { host: r.flows.host, containers: r.flows.containers, tracked: r.flows.tracked } }, null, 2)}\n`);
+    } else if (!opts.quiet) {
       if (!r.applied.length) deps.out('egressfw sync: no changes; the kernel already matches the allowlist\n');
-      else deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);
+      else {
+        deps.out(`${r.applied.map((a) => `  ${a}`).join('\n')}\negressfw sync: applied ${r.applied.length} changes; verified against the kernel\n`);
+        deps.out(`egressfw sync: cut ${cut} connection${cut === 1 ? '' : 's'} opened before that the new rules refuse (host ${r.flows.host}, containers ${r.flows.containers}; ${r.flows.tracked} tracked)\n`);
+      }
     }
     return 0;
   } finally {

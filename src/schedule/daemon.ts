@@ -7,6 +7,8 @@ export interface RefreshOutcome {
   warnings: string[];
   /** unix seconds: earliest TTL or stale-grace expiry among the allowed IPs */
   nextRefreshAt?: number;
+  /** connections opened before the apply that its rules refuse, cut */
+  flowsCut?: number;
 }
 
 export interface DaemonSchedule {
@@ -112,7 +114,7 @@ export class Daemon {
     try {
       const r = await this.deps.refresh();
       this.failures = 0;
-      this.deps.log('refresh', { changes: r.changes.length, ms: Math.round(this.timers.monoMs() - t0), ...(r.changes.length ? { applied: r.changes } : {}), ...(r.warnings.length ? { warnings: r.warnings } : {}) });
+      this.deps.log('refresh', { changes: r.changes.length, ms: Math.round(this.timers.monoMs() - t0), ...(r.changes.length ? { applied: r.changes } : {}), ...(r.flowsCut ? { flowsCut: r.flowsCut } : {}), ...(r.warnings.length ? { warnings: r.warnings } : {}) });
       if (r.nextRefreshAt !== undefined) this.scheduleEarly(r.nextRefreshAt - this.deps.now());
     } catch (e) {
       this.failures++;

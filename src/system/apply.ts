@@ -7,24 +7,10 @@ import { restoreBatch } from '../plan/nft.js';
 import { renderIpset, renderIptables, renderNft } from '../plan/render.js';
 import { rollbackIpset, rollbackIptables, rollbackUfw } from '../plan/rollback.js';
 import type { Exec } from './exec.js';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { withPrivateFile } from './files.js';
 
-/**
- * nft reads JSON only from a file it opens by name (`-f -` means /dev/stdin, which a
- * socket-backed stdin cannot be opened as): hand it a private temp file.
- */
-async function nftJsonFile(exec: Exec, json: string): Promise<void> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'egressfw-'));
-  try {
-    const file = path.join(dir, 'restore.json');
-    await writeFile(file, json, { flag: 'wx', mode: 0o600 });
-    await run(exec, ['nft', '-j', '-f', file]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+/** nft reads JSON only from a file it opens by name: a private temp file. */
+const nftJsonFile = (exec: Exec, json: string): Promise<void> => withPrivateFile('restore.json', json, (file) => run(exec, ['nft', '-j', '-f', file]).then(() => {}));
 
 export interface ApplyDeps {
   exec: Exec;

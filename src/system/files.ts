@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, realpath, rename, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, mkdtemp, open, readdir, realpath, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { FileError, isErrno, PreconditionError } from '../errors.js';
 import { NotReadable, readHead, readRegularBytes, readRegularFile, type ReadOptions } from './read-file.js';
@@ -231,4 +232,20 @@ export function confinedFiles(root: string) {
 /** The first line of a file (at most 256 bytes), or null when it cannot be read. */
 export async function firstLine(file: string): Promise<string | null> {
   return readHead(file, 256).then((t) => t.split('\n')[0]!, () => null);
+}
+
+/**
+ * Run `fn` with a private (0600, in a fresh 0700 dir) temp file holding `text`, removed after.
+ * For tools that read a batch only from a file they open by name (`nft -j -f`, `conntrack -R`):
+ * their `-` means /dev/stdin, which a socket-backed stdin cannot be opened as.
+ */
+export async function withPrivateFile<T>(name: string, text: string, fn: (file: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'egressfw-'));
+  try {
+    const file = path.join(dir, name);
+    await writeFile(file, text, { flag: 'wx', mode: 0o600 });
+    return await fn(file);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

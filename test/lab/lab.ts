@@ -23,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { machineDebianMirrors } from '../../scripts/apt-sources.js';
 import { dockerClient, type DockerClient } from '../../src/system/docker.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -554,7 +555,7 @@ export async function ensureBusyboxTarball(caPath: string): Promise<string> {
   return out;
 }
 
-/** Debian bookworm minbase + nginx + the stream module as a rootfs tarball (cached; ~45 s cold, needs Debian's mirror). */
+/** Debian bookworm minbase + nginx + the stream module as a rootfs tarball (cached; ~45 s cold, from the machine's Debian mirror). */
 export async function ensureNginxTarball(): Promise<string> {
   const out = path.join(CACHE_DIR, 'nginx-bookworm.tar');
   if (fs.existsSync(out)) return out;
@@ -565,7 +566,7 @@ export async function ensureNginxTarball(): Promise<string> {
     // debootstrap mounts /proc etc. in the target: keep those mounts out of the machine's namespace.
     await must(
       ['unshare', '--mount', '--propagation', 'private', '--', 'debootstrap', '--variant=minbase',
-        '--include=nginx,libnginx-mod-stream,ca-certificates', 'bookworm', root, 'http://deb.debian.org/debian'],
+        '--include=nginx,libnginx-mod-stream,ca-certificates', 'bookworm', root, machineDebianMirrors().archive],
       { timeoutMs: 600_000 },
     );
     // smaller tarball = faster `docker import` in every lab

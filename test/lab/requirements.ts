@@ -13,6 +13,7 @@ const BASE: Record<string, string> = {
   ip6tables: 'iptables',
   ipset: 'ipset',
   nft: 'nftables',
+  conntrack: 'conntrack',
   ufw: 'ufw',
   dnsmasq: 'dnsmasq-base',
   busybox: 'busybox-static',

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE, DEB, DEPENDS, hasDpkgDeb, NPM_TGZ, PACKAGE_PATHS, RECOMMENDS } from '../../scripts/package.js';
+import { BUNDLE, DEB, debianCopyright, DEPENDS, hasDpkgDeb, LICENSES, NPM_TGZ, PACKAGE_PATHS, RECOMMENDS } from '../../scripts/package.js';
 import { PACKAGE_HEADER, renderBootService, renderService } from '../../src/schedule/units.js';
 import { describeWhere } from '../lab/requirements.js';
 
@@ -33,7 +33,7 @@ describeWhere(`the .deb (${path.basename(DEB)})`, dpkgDeb ? [] : ['dpkg-deb is n
     expect(await field('Package')).toBe('egressfw');
     expect(await field('Version')).toBe(VERSION);
     expect(await field('Architecture')).toBe('all');
-    expect(await field('Depends')).toBe('nodejs (>= 18), iptables, ipset, nftables');
+    expect(await field('Depends')).toBe('nodejs (>= 18), iptables, ipset, nftables, conntrack, iproute2');
     expect(DEPENDS).toBe(await field('Depends'));
     expect(await field('Recommends')).toBe(RECOMMENDS);
   });
@@ -64,6 +64,14 @@ describeWhere(`the .deb (${path.basename(DEB)})`, dpkgDeb ? [] : ['dpkg-deb is n
     expect(sums.map((l) => l.slice(34)).sort()).toEqual(files.filter((f) => !f.includes(' -> ')));
     const md5 = await execa('md5sum', sums.map((l) => l.slice(34)), { cwd: root });
     expect(md5.stdout.trim().split('\n').sort()).toEqual([...sums].sort());
+  });
+
+  it('its copyright file carries egressfw\'s own MIT licence (LICENSE), then the bundled packages\' licences', () => {
+    const text = fs.readFileSync(path.join(root, 'usr/share/doc/egressfw/copyright'), 'utf8');
+    const license = fs.readFileSync('LICENSE', 'utf8').trim();
+    expect(license).toMatch(/^MIT License\n\nCopyright \(c\) egressfw contributors\n/);
+    expect(text.startsWith(`egressfw ${VERSION} is licensed under the MIT licence:\n\n${license}\n`)).toBe(true);
+    expect(text).toContain(debianCopyright(fs.readFileSync(LICENSES, 'utf8')));
   });
 
   it('lintian (Debian\'s package checker) finds no errors and no warnings; every override it applies has a reason', async () => {
@@ -170,11 +178,33 @@ describeWhere(`the .deb (${path.basename(DEB)})`, dpkgDeb ? [] : ['dpkg-deb is n
   });
 });
 
+describe('a clone', () => {
+  it('`npm run build` makes the file package.json\'s bin names; `npm install -g` of the clone then gives a working egressfw', async () => {
+    // a copy of the sources (not dist/) with this checkout's node_modules: what a fresh clone has after `npm ci`
+    const clone = path.join(tmp, 'clone');
+    fs.mkdirSync(clone);
+    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'src', 'scripts', 'examples']) fs.cpSync(f, path.join(clone, f), { recursive: true });
+    fs.symlinkSync(fs.realpathSync('node_modules'), path.join(clone, 'node_modules'));
+    const b = await execa('npm', ['run', 'build'], { cwd: clone, reject: false });
+    expect(b.exitCode, b.stderr).toBe(0);
+    const pj = JSON.parse(fs.readFileSync(path.join(clone, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    const binFile = path.join(clone, pj.bin.egressfw!);
+    expect(fs.statSync(binFile).mode & 0o111).toBe(0o111);
+    const prefix = path.join(tmp, 'clone-prefix');
+    const i = await execa('npm', ['install', '-g', '--offline', '--no-audit', '--no-fund', '--prefix', prefix, clone], { reject: false });
+    expect(i.exitCode, i.stderr).toBe(0);
+    const bin = path.join(prefix, 'bin', 'egressfw');
+    expect(fs.realpathSync(bin)).toBe(fs.realpathSync(binFile));
+    expect((await execa(bin, ['--version'])).stdout.trim()).toBe(VERSION);
+  }, 120_000);
+});
+
 describe(`the npm package (${path.basename(NPM_TGZ)})`, () => {
-  it('holds the bundle, its licences, the example config and README; no dependencies; Node 18 or later', async () => {
+  it('holds the bundle, its licences, LICENSE, the example config and README; no dependencies; Node 18 or later', async () => {
     const list = (await execa('tar', ['-tzf', NPM_TGZ])).stdout.split('\n').sort();
-    expect(list).toEqual(['package/README.md', 'package/dist/pkg/THIRD-PARTY-LICENSES.txt', 'package/dist/pkg/egressfw.mjs', 'package/examples/egressfw.yml', 'package/package.json']);
+    expect(list).toEqual(['package/LICENSE', 'package/README.md', 'package/dist/pkg/THIRD-PARTY-LICENSES.txt', 'package/dist/pkg/egressfw.mjs', 'package/examples/egressfw.yml', 'package/package.json']);
     const pj = JSON.parse((await execa('tar', ['-xzOf', NPM_TGZ, 'package/package.json'])).stdout) as Record<string, unknown>;
+    expect((await execa('tar', ['-xzOf', NPM_TGZ, 'package/LICENSE'])).stdout).toBe(fs.readFileSync('LICENSE', 'utf8').trimEnd());
     expect(pj.dependencies).toBeUndefined();
     expect(pj.bin).toEqual({ egressfw: 'dist/pkg/egressfw.mjs' });
     expect(pj.engines).toEqual({ node: '>=18' });

@@ -157,6 +157,26 @@ dns:
         expect(r.stdout).toMatch(/^egressfw plan: /);
       });
 
+      it('every command, the hidden gate included, takes --config and --state-dir', async () => {
+        const help = (await run(['--help'])).stdout;
+        const commands = [...help.matchAll(/^ {2}([a-z][a-z-]*) \[options\]/gm)].map((m) => m[1]!);
+        // the list is read from the help, so a new command is covered without touching this test
+        expect(commands).toEqual(expect.arrayContaining(['plan', 'sync', 'daemon', 'status', 'install', 'uninstall', 'report', 'suggest', 'proxy', 'export']));
+        for (const c of [...commands, 'gate']) {
+          const r = await run([c, '--help']);
+          expect([c, r.exitCode]).toEqual([c, 0]);
+          expect([c, /^\s+-c, --config <file>/m.test(r.stdout), /^\s+--state-dir <dir>/m.test(r.stdout)]).toEqual([c, true, true]);
+        }
+        // report and suggest read --config before anything else: a broken one is named, exit 2 (not "unknown option")
+        const bad = config('allow: []\nbogus: 1\n');
+        for (const c of ['report', 'suggest']) {
+          const r = await run([c, '--config', bad, '--state-dir', path.join(dir, 'state-report')]);
+          expect([c, r.exitCode]).toEqual([c, 2]);
+          expect(r.stderr).toContain(bad);
+          expect(r.stderr).toContain('unknown key "bogus"');
+        }
+      });
+
       it('an unknown flag or command exits 2', async () => {
         expect((await run(['plan', '--frobnicate'])).exitCode).toBe(2);
         expect((await run(['frobnicate'])).exitCode).toBe(2);

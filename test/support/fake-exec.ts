@@ -46,6 +46,9 @@ export function kernelExec(k: FakeKernel, before?: (argv: readonly string[]) => 
         k.ufwReload();
       } else if (cmd === 'ufw' && args.join(' ') === '--force disable') k.ufw.enabled = false;
       else if (cmd === 'ufw' && args[0] === 'reload') k.ufwReload();
+      else if (cmd === 'conntrack' && args.join(' ') === '-L -o save') return ok(k.conntrack.map((l) => `${l}\n`).join(''));
+      else if (cmd === 'conntrack' && args[0] === '-R' && args.length === 2) return ok(k.conntrackDelete(readFileSync(args[1]!, 'utf8')));
+      else if (cmd === 'ip' && args.join(' ') === '-j -d addr show') return ok(JSON.stringify(k.ifaces));
       else return { stdout: '', stderr: `${cmd}: not in the fake`, exitCode: 127 };
       return ok();
     } catch (e) {

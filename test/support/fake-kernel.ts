@@ -1,3 +1,5 @@
+import ipaddr from 'ipaddr.js';
+import { parseConntrackSave } from '../../src/plan/flows.js';
 import type { Family } from '../../src/net/ip.js';
 import type { Plan } from '../../src/plan/diff.js';
 import type { Observed } from '../../src/plan/observed.js';
@@ -39,6 +41,32 @@ export class FakeKernel {
   ufw = { enabled: true, outputPolicy: 'ACCEPT', files: { 4: '', 6: '' } as Record<Family, string> };
   /** egressfw's nft table (inet egressfw), or null */
   nft: FakeNftTable | null = null;
+  /** tracked connections, as `conntrack -L -o save` prints them */
+  conntrack: string[] = [];
+  /** `ip -j -d addr show` */
+  ifaces: unknown[] = [{ ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8 }] }];
+
+  /** `conntrack -R FILE` with -D lines: each is a filter (-s with --mask-src, -d, -r, -p, --dport, ICMP type and code), as conntrack reads it. */
+  conntrackDelete(input: string): string {
+    const opt = (t: string[], k: string) => (t.includes(k) ? t[t.indexOf(k) + 1] : undefined);
+    const filters = input.split('\n').filter((l) => l.startsWith('-D ')).map((l) => l.split(/\s+/));
+    const matches = (t: string[], line: string) => {
+      const f = parseConntrackSave(`${line}\n`).flows[0];
+      if (!f) return false;
+      const s = opt(t, '-s')!;
+      const mask = opt(t, '--mask-src');
+      const srcOk = mask ? ipaddr.parse(f.src).match(ipaddr.parse(s), ipaddr.parse(mask).prefixLengthFromSubnetMask()!) : f.src === s;
+      const k = f.proto === 'icmpv6' ? '--icmpv6' : '--icmp';
+      return (
+        srcOk && f.dst === opt(t, '-d') && f.replySrc === (opt(t, '-r') ?? f.replySrc) && f.proto === opt(t, '-p') &&
+        (opt(t, '--dport') === undefined || String(f.dport) === opt(t, '--dport')) &&
+        (opt(t, `${k}-type`) === undefined || String(f.icmp?.type) === opt(t, `${k}-type`))
+      );
+    };
+    const deleted = this.conntrack.filter((l) => filters.some((t) => matches(t, l)));
+    this.conntrack = this.conntrack.filter((l) => !deleted.includes(l));
+    return deleted.map((l) => `${l}\n`).join('');
+  }
 
   /** What a ufw (re)load does to egressfw's host chain: declared afresh from the marked block. */
   ufwReload(): void {

@@ -15,14 +15,18 @@
 import { execa } from 'execa';
 import fs from 'node:fs';
 import path from 'node:path';
+import { machineDebianMirrors } from '../../scripts/apt-sources.js';
 
 export const CACHE_DIR = process.env.EFW_LAB_CACHE ?? '/var/tmp/efw-lab-cache';
 const NODE_CACHE = path.join(CACHE_DIR, 'node');
 
-/** Debian 12's archive (signed by the keyring every Debian system has). */
-const DEBIAN12_SOURCES = ['debian bookworm', 'debian bookworm-updates', 'debian-security bookworm-security']
-  .map((s) => `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/${s} main`)
-  .join('\n');
+/** Debian 12's archive on the mirror this machine's apt uses (signed by the keyring every Debian system has). */
+function debian12Sources(): string {
+  const m = machineDebianMirrors();
+  return [`${m.archive} bookworm`, `${m.archive} bookworm-updates`, `${m.security} bookworm-security`]
+    .map((s) => `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${s} main`)
+    .join('\n');
+}
 /** nodejs 18 and what libnode108 needs beyond the base system (libc, libstdc++, zlib). */
 const DEBIAN12_PACKAGES = ['nodejs', 'libnode108', 'libc-ares2', 'libuv1', 'libbrotli1', 'libicu72', 'libnghttp2-14', 'libssl3', 'node-acorn', 'node-cjs-module-lexer', 'node-undici'];
 /** The version `npm install node@22` installs today (node@22.23.3 pulls node-linux-<arch>@22.23.3). */
@@ -69,7 +73,7 @@ export async function debianNode18Root(): Promise<string> {
   return cached(path.join(NODE_CACHE, 'debian12-node18'), async (tmp) => {
     const apt = path.join(tmp, 'apt');
     for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) fs.mkdirSync(path.join(apt, d), { recursive: true });
-    fs.writeFileSync(path.join(apt, 'sources.list'), `${DEBIAN12_SOURCES}\n`);
+    fs.writeFileSync(path.join(apt, 'sources.list'), `${debian12Sources()}\n`);
     // The machine's own apt setup (sources, lists, cache) is never read or written.
     const opts = ['-o', `Dir::Etc::sourcelist=${apt}/sources.list`, '-o', 'Dir::Etc::sourceparts=/dev/null', '-o', `Dir::State::Lists=${apt}/lists`, '-o', `Dir::Cache=${apt}/cache`];
     await must('apt-get', [...opts, '-qq', 'update']);
@@ -137,7 +141,7 @@ export async function debian12Tool(pkg: string, bin: string): Promise<string> {
   const dir = await cached(path.join(CACHE_DIR, `debian12-${pkg}`), async (tmp) => {
     const apt = path.join(tmp, 'apt');
     for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) fs.mkdirSync(path.join(apt, d), { recursive: true });
-    fs.writeFileSync(path.join(apt, 'sources.list'), `${DEBIAN12_SOURCES}\n`);
+    fs.writeFileSync(path.join(apt, 'sources.list'), `${debian12Sources()}\n`);
     const opts = ['-o', `Dir::Etc::sourcelist=${apt}/sources.list`, '-o', 'Dir::Etc::sourceparts=/dev/null', '-o', `Dir::State::Lists=${apt}/lists`, '-o', `Dir::Cache=${apt}/cache`];
     await must('apt-get', [...opts, '-qq', 'update']);
     await must('apt-get', [...opts, '-qq', 'download', pkg], { cwd: path.join(apt, 'debs') });

@@ -116,16 +116,30 @@ describe('collectAudit / report / suggest against a fake kernel and a real state
   it('report: text and JSON; not root: the saved history and a note, and the kernel is not read', async () => {
     const dir = tmp();
     const d = deps(T0, fakeExec());
-    expect(await runReport({ stateDir: dir, since: '1h', json: false }, d)).toBe(0);
+    expect(await runReport({ config: path.join(dir, 'none.yml'), stateDir: dir, since: '1h', json: false }, d)).toBe(0);
     expect(d.printed.join('')).toMatch(/container shop-web-1 \(compose shop\/web; image shop\/web; id cccccccccccc\)/);
     const exec = fakeExec();
     const j = deps(T0 + 10, exec, { isRoot: false });
-    await runReport({ stateDir: dir, since: '1h', json: true }, j);
+    await runReport({ config: path.join(dir, 'none.yml'), stateDir: dir, since: '1h', json: true }, j);
     const doc = JSON.parse(j.printed.join('')) as { sources: { label: string }[]; notes: string[] };
     expect(doc.sources.map((s) => s.label)).toEqual(['shop-web-1', 'host']);
     expect(doc.notes[0]).toMatch(/^not root/);
     expect(exec.calls).toEqual([]);
-    await expect(runReport({ stateDir: dir, since: 'soon', json: false }, d)).rejects.toThrow(/--since "soon"/);
+    await expect(runReport({ config: path.join(dir, 'none.yml'), stateDir: dir, since: 'soon', json: false }, d)).rejects.toThrow(/--since "soon"/);
+  });
+
+  it('report reads the config when there is one: containers not managed, Docker is not asked; a broken one is an error', async () => {
+    const dir = tmp();
+    const config = path.join(dir, 'egressfw.yml');
+    writeFileSync(config, 'allow: []\ncontainers:\n  enabled: false\n');
+    let asked = 0;
+    const d = deps(T0, fakeExec(), { listContainers: async () => (asked++, [web]) });
+    expect(await runReport({ config, stateDir: dir, since: '1h', json: true }, d)).toBe(0);
+    expect(asked).toBe(0);
+    expect(await runReport({ config: path.join(dir, 'none.yml'), stateDir: dir, since: '1h', json: true }, d)).toBe(0);
+    expect(asked).toBe(1);
+    writeFileSync(config, 'allow: [{ domain: "bad name" }]\n');
+    await expect(runReport({ config, stateDir: dir, since: '1h', json: false }, d)).rejects.toThrow(/invalid config/);
   });
 
   it('suggest prints YAML and never writes the config', async () => {

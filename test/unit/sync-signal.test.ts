@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { runDaemon } from '../../src/commands/daemon.js';
 import { runSync } from '../../src/commands/sync.js';
 import type { Observed } from '../../src/plan/observed.js';
 import type { QueryFn } from '../../src/resolve/query.js';
@@ -19,7 +20,7 @@ beforeEach(() => {
 const query: QueryFn = async (_s, name, type) => ({ rcode: 'NOERROR', answers: type === 'A' ? [{ name, type: 'A', ttl: 60, data: '203.0.113.5' }] : [] });
 const comparable = (o: Observed) => ({ sets: o.sets, t4: [...o.tables[4].chains].filter(([c]) => c !== 'EGRESSFW-HOST'), t6: [...o.tables[6].chains].filter(([c]) => c !== 'EGRESSFW-HOST'), ufw: o.ufw });
 
-function setup(blockOn: string) {
+function setup(blockOn: string, yaml = 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\n') {
   const k = new FakeKernel();
   k.ufw.files = { 4: fixture('before.rules'), 6: fixture('before6.rules') };
   k.tables[4].set('DOCKER-USER', ['-A DOCKER-USER -j RETURN']);
@@ -35,7 +36,7 @@ function setup(blockOn: string) {
     }
   });
   const config = path.join(dir, 'egressfw.yml');
-  writeFileSync(config, 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\n');
+  writeFileSync(config, yaml);
   const { deps, warn } = fakeSyncDeps(k, dir, exec, query);
   return { k, deps, calls, config, atBlockedStep, unblock, warn, before: k.observe() };
 }
@@ -84,6 +85,44 @@ describe('sync: SIGINT/SIGTERM mid-apply roll back like a failed step', () => {
     const proc = new EventEmitter();
     expect(await runSync({ config: s.config, stateDir: path.join(dir, 'state'), quiet: true }, s.deps, proc)).toBe(0);
     expect(s.calls).toContain('ip6tables-restore --noflush');
+    expect(s.k.nft?.rules.length).toBeGreaterThan(0);
+  });
+});
+
+describe('daemon: SIGTERM/SIGINT during a refresh roll it back like sync, then exit 143/130', () => {
+  // the cron tick and drift checks never come during the test: the only job is the refresh at start
+  const yaml = 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53], gate: { enabled: false } }\nschedule: { refresh: "0 0 1 1 *", driftCheck: 1h }\n';
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    it(`${signal} while the refresh's iptables-restore runs: undone, exit ${code}`, async () => {
+      const s = setup('iptables-restore', yaml);
+      const proc = new EventEmitter();
+      const out: string[] = [];
+      const running = runDaemon({ config: s.config, stateDir: path.join(dir, 'state'), json: true }, { ...s.deps, out: (t: string) => void out.push(t) }, proc as never);
+      await s.atBlockedStep;
+      expect(s.k.sets.has('egressfw-v4')).toBe(true); // ipset and ufw steps are done
+      proc.emit(signal);
+      proc.emit(signal); // a second one does not cut the rollback short
+      s.unblock();
+      expect(await running).toBe(code);
+      // the next step never started: what follows the blocked step is its rollback
+      expect(s.calls[s.calls.indexOf('iptables-restore --noflush') + 1]).toBe('iptables-restore --noflush');
+      expect(s.k.nft).toBeNull();
+      expect(comparable(s.k.observe())).toEqual(comparable(s.before));
+      expect(JSON.parse(readFileSync(path.join(dir, 'state', 'state.json'), 'utf8')).lastSync.ok).toBe(false);
+      const events = out.map((l) => JSON.parse(l) as { event: string; error?: string });
+      expect(events.map((e) => e.event)).toEqual(['started', 'stopping', 'stopping', 'error', 'stopped', 'interrupted']);
+      expect(events.at(-1)!.error).toMatch(new RegExp(`^interrupted by ${signal} before ip6tables-restore`));
+    });
+  }
+
+  it('SIGTERM with no job running: the daemon stops and exits 0', async () => {
+    const s = setup('none', yaml);
+    const proc = new EventEmitter();
+    const out: string[] = [];
+    const running = runDaemon({ config: s.config, stateDir: path.join(dir, 'state'), json: true }, { ...s.deps, out: (t: string) => void out.push(t) }, proc as never);
+    while (!out.some((l) => JSON.parse(l).event === 'refresh')) await new Promise((r) => setImmediate(r));
+    proc.emit('SIGTERM');
+    expect(await running).toBe(0);
     expect(s.k.nft?.rules.length).toBeGreaterThan(0);
   });
 });
