@@ -4,6 +4,8 @@ import type { Config } from '../config/load.js';
 import { hostModeOf } from './audit-rules.js';
 import type { Desired, DnsServer } from './desired.js';
 import { HOST_CHAIN, NFT } from './kernel-names.js';
+import { policyObjects } from './policies.js';
+import { HOST_POLICY } from '../policy/assign.js';
 import type { Observed } from './observed.js';
 
 /**
@@ -155,6 +157,11 @@ export interface ContainerRules {
   exemptFrom: string[];
   /** the SNI proxy's wildcard rule, when configured */
   proxy: { bridge: string; ports: number[] } | null;
+  /**
+   * per-workload policies in use: source address (canonical) -> what its policy's chain accepts;
+   * a source the map does not know gets nothing, as in the kernel. null: no policies.
+   */
+  bySource: Map<string, { sets: Record<Family, string[]>; gate: Record<Family, string[]> }> | null;
 }
 
 export interface FlowJudgeInput {
@@ -323,8 +330,22 @@ export function refusedFlows({ flows, ifaces, host, containers }: FlowJudgeInput
   const isLocal = (ip: string) => local.has(ip) || addr(ip).range() === 'loopback';
 
   const hostAllowed = host ? { 4: ipsetAllowed(host.sets[4]), 6: ipsetAllowed(host.sets[6]) } : null;
-  const ctAllowed = containers ? { 4: nftAllowed(containers.sets[4]), 6: nftAllowed(containers.sets[6]) } : null;
-  const ctGate = containers ? { 4: nftAllowed(containers.gate[4]), 6: nftAllowed(containers.gate[6]) } : null;
+  type Lookup = Record<Family, ReturnType<typeof nftAllowed>>;
+  const lookups = (l: { sets: Record<Family, string[]>; gate: Record<Family, string[]> }): { allowed: Lookup; gate: Lookup } => ({
+    allowed: { 4: nftAllowed(l.sets[4]), 6: nftAllowed(l.sets[6]) },
+    gate: { 4: nftAllowed(l.gate[4]), 6: nftAllowed(l.gate[6]) },
+  });
+  const topLevel = containers ? lookups(containers) : null;
+  // With policies, a container is judged by its own policy's sets (parsed once per policy, shared by its sources).
+  const perPolicy = new Map<object, { allowed: Lookup; gate: Lookup }>();
+  const rulesFor = (src: string): { allowed: Lookup; gate: Lookup } | null => {
+    if (!containers?.bySource) return topLevel;
+    const p = containers.bySource.get(parseIp(src)?.text ?? src);
+    if (!p) return null; // unmapped: the kernel gives it nothing
+    let l = perPolicy.get(p);
+    if (!l) perPolicy.set(p, (l = lookups(p)));
+    return l;
+  };
   const exempt = (containers?.exemptFrom ?? []).map((p) => (p.endsWith('+') ? (n: string) => n.startsWith(p.slice(0, -1)) : (n: string) => n === p));
   const refusedV4 = REFUSED_V4_CIDRS.map((c) => ipaddr.parseCIDR(c) as Net);
 
@@ -354,11 +375,12 @@ export function refusedFlows({ flows, ifaces, host, containers }: FlowJudgeInput
     if (!(containers.gateOn && dnsLike)) {
       const p = containers.proxy;
       if (p && from.name === p.bridge && f.family === 4 && f.proto === 'tcp' && p.ports.includes(port) && !refusedV4.some((n) => inNet(addr(f.dst), n))) continue;
-      if (f.dport !== undefined && (ctAllowed![f.family].has(f.dst, f.proto, f.dport) || ctGate![f.family].has(f.dst, f.proto, f.dport))) continue;
+      const r = rulesFor(f.src);
+      if (f.dport !== undefined && r && (r.allowed[f.family].has(f.dst, f.proto, f.dport) || r.gate[f.family].has(f.dst, f.proto, f.dport))) continue;
     }
     // The segment holds the bridge's own (host) address too: one delete for the whole segment only when the
-    // host's rules refuse the same destination as well.
-    const srcNet = segmentNet(fromSeg);
+    // host's rules refuse the same destination as well. With policies, containers of one segment differ: one line each.
+    const srcNet = containers.bySource ? undefined : segmentNet(fromSeg);
     const own = from.addrs.find((a) => a.family === f.family)?.ip;
     out.containers.push(srcNet && own && hostRefuses({ ...f, src: own }) ? { ...f, srcNet } : f);
   }
@@ -421,7 +443,36 @@ export function appliedRules(
           gateOn: config.dns.gate.enabled,
           exemptFrom: config.containers.exemptFrom,
           proxy: p.wildcards.length ? { bridge: p.egressBridge, ports: [...new Set([...p.tlsPorts, ...p.httpPorts])] } : null,
+          bySource: policySources(desired, after),
         }
       : null;
   return { host, containers };
+}
+
+/** Pure: with policies in use, each mapped source and what its policy's chain accepts (static sets as applied, gate sets as read back). */
+function policySources(desired: Desired, after: Observed): ContainerRules['bySource'] {
+  const pol = desired.nft?.policies;
+  if (!pol) return null;
+  const byPolicy = new Map<string, { sets: Record<Family, string[]>; gate: Record<Family, string[]> }>();
+  const of = (policy: string) => {
+    let r = byPolicy.get(policy);
+    if (!r) {
+      const o = policyObjects(policy);
+      const staticSet = (f: Family) => (policy === HOST_POLICY ? desired.nft!.sets[f] : (pol.sets[o.allow[f]] ?? []));
+      r = { sets: { 4: staticSet(4), 6: staticSet(6) }, gate: { 4: after.nft?.sets.get(o.gate[4]) ?? [], 6: after.nft?.sets.get(o.gate[6]) ?? [] } };
+      byPolicy.set(policy, r);
+    }
+    return r;
+  };
+  const out = new Map<string, { sets: Record<Family, string[]>; gate: Record<Family, string[]> }>();
+  for (const f of [4, 6] as Family[]) {
+    for (const member of pol.map[f]) {
+      // "198.51.100.66 : jump pol-ci"
+      const m = /^(\S+) : (?:jump|goto) (\S+)$/.exec(member);
+      const chain = m && pol.chains.find((c) => c.name === m[2]);
+      const ip = m && parseIp(m[1]!);
+      if (chain && ip) out.set(ip.text, of(chain.policy));
+    }
+  }
+  return out;
 }

@@ -30,6 +30,7 @@ const containerRules = (over: Partial<ContainerRules> = {}): ContainerRules => (
   gateOn: false,
   exemptFrom: ['vpnbr+'],
   proxy: null,
+  bySource: null,
   ...over,
 });
 const show = (f: Flow) => `${f.src} > ${f.dst} ${f.proto}${f.dport !== undefined ? `/${f.dport}` : ` id ${f.icmp!.id}`}`;
@@ -86,6 +87,26 @@ describe('refusedFlows', () => {
     });
     expect(r.host.map(show).sort()).toEqual(['198.51.100.2 > 203.0.113.20 tcp/7000', '198.51.100.2 > 203.0.113.20 udp/7001']);
     expect(r.containers.map(show).sort()).toEqual(['198.51.100.66 > 203.0.113.20 tcp/7000', '198.51.100.66 > 203.0.113.20 udp/7001']);
+  });
+
+  it('with per-workload policies, each container is judged by its own policy; an unmapped source gets nothing', () => {
+    // 198.51.100.66 reaches 203.0.113.20:443 through its policy (not the top-level list); the others are mapped
+    // to a policy that allows nothing, or not mapped at all: their flows to the top level's 203.0.113.10 go too.
+    const own = { sets: { 4: ['203.0.113.20 . tcp . 443'], 6: [] }, gate: { 4: [], 6: [] } };
+    const nothing = { sets: { 4: [], 6: [] }, gate: { 4: [], 6: [] } };
+    const bySource = new Map([['198.51.100.66', own], ['198.51.100.68', nothing]]);
+    const withPolicies = refusedFlows({ flows, ifaces, host: hostRules(), containers: containerRules({ bySource }) }).containers.map(show);
+    expect(withPolicies).not.toContain('198.51.100.66 > 203.0.113.20 tcp/443');
+    expect(withPolicies).toContain('198.51.100.66 > 203.0.113.20 udp/9999');
+    expect(withPolicies).toContain('2001:db8:1::2 > 2001:db8:20::20 tcp/80'); // unmapped
+    // allowed by the top-level list, not by the container's own policy (or by none: unmapped): cut only with policies
+    const flat = refusedFlows({ flows, ifaces, host: hostRules(), containers: containerRules() }).containers.map(show);
+    for (const f of ['198.51.100.66 > 203.0.113.10 tcp/443', '2001:db8:1::2 > 2001:db8:10::10 tcp/443']) {
+      expect(flat).not.toContain(f);
+      expect(withPolicies).toContain(f);
+    }
+    // one delete line per container: containers of one segment have different policies
+    expect(conntrackDeleteBatch(refusedFlows({ flows, ifaces, host: hostRules(), containers: containerRules({ bySource }) }).containers)).not.toContain('--mask-src');
   });
 
   it('one delete line per source segment and destination; a segment holding an address the host rules do not refuse from is named flow by flow', () => {

@@ -7,6 +7,8 @@ import { assignContainers, inventoryOf, resolvedNames, type InventoryContainer }
 import { renderNft } from '../../src/plan/render.js';
 import type { AllowedDomain } from '../../src/resolve/merge.js';
 import { FakeKernel } from '../support/fake-kernel.js';
+import { appliedRules } from '../../src/plan/flows.js';
+import { nothingInstalled } from '../../src/plan/observed.js';
 import { golden } from '../support/files.js';
 
 const CONFIG = `allow:
@@ -54,6 +56,15 @@ const containers: InventoryContainer[] = [
 describe('policies in the kernel', () => {
   const desired = buildDesired(config, allowed, dns, containers);
   const pol = desired.nft!.policies!;
+
+  it('flows cut after an apply are judged by each source\'s own policy (src/plan/flows.ts)', () => {
+    const by = appliedRules(config, desired, dns, nothingInstalled(), 'full').containers!.bySource!;
+    expect(by.get('198.51.100.130')!.sets[4]).toContain('203.0.113.50 . tcp . 443'); // payments
+    expect(by.get('198.51.100.130')!.sets[4]).not.toContain('203.0.113.60 . tcp . 443');
+    expect(by.get('2001:db8:1:1::5')!.sets[6]).toContain('2001:db8:50::1 . tcp . 443');
+    expect(by.get('198.51.100.66')!.sets[4]).toContain('203.0.113.60 . tcp . 443'); // builder: the host's list
+    expect(by.has('198.51.100.132')).toBe(false); // default none: unmapped, gets nothing
+  });
 
   it('resolves every name of every list once, the private-address guard lifted only where a list lifts it', () => {
     expect(resolvedNames(config)).toEqual([
