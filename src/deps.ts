@@ -173,8 +173,10 @@ export async function metricsDeps(): Promise<DaemonMetricsDeps> {
 
 export async function gateDeps(): Promise<GateDeps> {
   const { NftAdmitter, readGateSets, reAddRefreshes } = await import('./system/nft-admit.js');
+  const { UpstreamPool } = await import('./system/upstream-pool.js');
   return {
     query,
+    upstreamPool: () => UpstreamPool.open({ warn: (w) => warn(`gate: ${w}`) }),
     readText,
     writeFileAtomic,
     admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),

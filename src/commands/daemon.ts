@@ -1,4 +1,5 @@
-import { loadConfig, type Config } from '../config/load.js';
+import { loadConfig, withScheduler, type Config } from '../config/load.js';
+import { schedulerFile, schedulerText } from '../system/scheduler.js';
 import { computeRound } from '../engine.js';
 import { InterruptedError, PreconditionError } from '../errors.js';
 import { describeOp } from '../plan/render.js';
@@ -77,7 +78,9 @@ export type WatchTable = (onDeleted: () => void, log: (event: string, fields: Re
 
 export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?: Timers }, proc: DaemonProcess, audit?: AuditDeps, gate?: GateControl, metricsDeps?: DaemonMetricsDeps, follow?: FollowSystem, watchTable?: WatchTable): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the daemon changes the firewall and needs root: run it as root (systemd: `egressfw install --systemd`)');
-  let config = await loadConfig(opts.config);
+  // Under the daemon an unset dns.gate.enabled is on; the marker tells a hand-run sync (and status) so.
+  let config = withScheduler(await loadConfig(opts.config), 'daemon');
+  await deps.writeFileAtomic(schedulerFile(opts.stateDir), schedulerText('daemon'));
   const timers = deps.timers ?? realTimers;
   const m0 = config.metrics;
   // Metrics only when an output is configured: nothing is counted for nobody.
@@ -166,7 +169,8 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   });
   proc.on('SIGHUP', () => {
     loadConfig(opts.config).then(
-      (c) => {
+      (loaded) => {
+        const c = withScheduler(loaded, 'daemon');
         const was = config.dns.gate;
         config = c;
         if (gate) {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { loadConfig, type Config } from '../config/load.js';
+import { loadConfig, parseResolvConf, withScheduler, type Config } from '../config/load.js';
 import { dnsServers, resolverOptions } from '../resolve/upstream.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
@@ -22,6 +22,8 @@ export interface GateCommandOptions {
 
 export interface GateDeps {
   query: QueryFn;
+  /** the shared upstream socket pool on egressfw's reserved ports (UpstreamPool in production); absent: `query` */
+  upstreamPool?: () => Promise<{ query: QueryFn; close(): void }>;
   readText: (file: string) => Promise<string | null>;
   writeFileAtomic: (file: string, text: string) => Promise<void>;
   /** the kernel writer (NftAdmitter in production) */
@@ -50,16 +52,34 @@ export interface GateProcess {
  */
 export const GATE_NODE_FLAGS = ['--max-old-space-size=128'];
 
-/** Written when the gate listens; `status` reads it. */
+/** Written when the gate listens, then with fresh counters every STATS_EVERY_MS; `status` reads it. */
 export const GATE_STATE = 'gate.json';
+const STATS_EVERY_MS = 5000;
+/** query log lines for shed queries, at most, per second (the rest are only counted) */
+const SHED_LINES_PER_SEC = 20;
 
 export const gateOptions = (c: Config): GateOptions => ({ minTtl: c.dns.minTtl, maxTtl: c.dns.maxTtl, staleGrace: c.staleGrace, ipv6: c.ipv6, cacheSize: c.dns.gate.cacheSize });
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1';
 
-async function upstreamOf(c: Config, deps: GateDeps): Promise<ResolverOptions> {
+/**
+ * The gate's upstream servers. Host DNS is redirected to the gate: a resolver on the host itself
+ * (systemd-resolved's 127.0.0.53, a local dnsmasq) would send its own upstream queries back here, a
+ * loop. The gate asks the servers systemd-resolved lists instead, or says to set dns.servers.
+ */
+async function gateServers(c: Config, readText: GateDeps['readText']): Promise<ResolverOptions['servers']> {
+  const servers = await dnsServers(c, readText);
+  if (!c.host.enabled || !servers.some((s) => isLoopback(s.host))) return servers;
+  const remote = servers.filter((s) => !isLoopback(s.host));
+  if (remote.length) return remote;
+  const real = parseResolvConf((await readText('/run/systemd/resolve/resolv.conf')) ?? '').filter((h) => !isLoopback(h));
+  if (!real.length) throw new PreconditionError(`the DNS servers (${servers.map((s) => s.host).join(', ')}) are on this host, whose DNS goes through the gate: set dns.servers to the upstream resolvers in the config`);
+  return real.map((host) => ({ host, port: c.dns.port }));
+}
+
+async function upstreamOf(c: Config, deps: Pick<GateDeps, 'query' | 'readText'>): Promise<ResolverOptions> {
   // TTLs: lowered to maxTtl here; NOT raised to minTtl (the cache keeps an answer no longer than its TTL; minTtl goes into the kernel timeout).
   // A container's resolver gives up after about 5 s: the gate answers SERVFAIL before that rather than never.
-  return { ...resolverOptions(c, await dnsServers(c, deps.readText), deps.query), concurrency: 1, minTtl: 0, deadlineMs: Math.min(c.dns.deadlineMs, 4000) };
+  return { ...resolverOptions(c, await gateServers(c, deps.readText), deps.query), concurrency: 1, minTtl: 0, deadlineMs: Math.min(c.dns.deadlineMs, 4000) };
 }
 
 /**
@@ -69,9 +89,12 @@ async function upstreamOf(c: Config, deps: GateDeps): Promise<ResolverOptions> {
  */
 export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: GateProcess): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the DNS gate writes kernel sets and needs root (it is started by `egressfw daemon`)');
-  let config = await loadConfig(opts.config);
-  if (!config.dns.gate.enabled) throw new UsageError(`dns.gate.enabled is false in ${opts.config}: set it to true to run the gate`);
-  let upstream = await upstreamOf(config, deps);
+  // The gate runs under the daemon (or by hand to debug): an unset dns.gate.enabled is on there.
+  let config = withScheduler(await loadConfig(opts.config), 'daemon');
+  if (!config.dns.gate.enabled) throw new UsageError(`dns.gate.enabled is false in ${opts.config}: remove the line (on under the daemon) or set it to true to run the gate`);
+  const pool = deps.upstreamPool ? await deps.upstreamPool() : null;
+  const ask = { query: pool?.query ?? deps.query, readText: deps.readText };
+  let upstream = await upstreamOf(config, ask);
   const admitter = deps.admitter();
   const log = new RotatingLog(path.join(opts.stateDir, GATE_LOG), config.dns.gate.logMaxBytes, config.dns.gate.logFiles, (e) => deps.warn(`gate: cannot write ${GATE_LOG}: ${e.message}`));
   const attribution = deps.containers ? new Attribution(deps.containers, Date.now) : null;
@@ -84,8 +107,16 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     if (pending.length) deps.out(`${pending.join('\n')}\n`);
     pending = [];
   };
+  // A flood is shed by the thousand a second: log the first few each second, count all of them (gate.json stats).
+  let shedSecond = 0;
+  let shedLogged = 0;
   const emit = (e: QueryEvent) => {
     if (e.name === PROBE_NAME && isLoopback(e.client)) return;
+    if (e.verdict === 'shed') {
+      const sec = Math.floor(e.at / 1000);
+      if (sec !== shedSecond) [shedSecond, shedLogged] = [sec, 0];
+      if (++shedLogged > SHED_LINES_PER_SEC) return;
+    }
     const write = (c: Awaited<ReturnType<Attribution['lookup']>>) => {
       const line = queryLine(e, c);
       pending.push(line);
@@ -129,17 +160,22 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   if (deps.presentElements) gate.ledger.seed(await deps.presentElements(), Date.now());
   const server = await startGateServer({ listen: config.dns.gate.listen, port: config.dns.gate.port, handle: (m, c, t) => gateFor(c).then((g) => g.handle(m, c, t)), warn: (w) => deps.warn(`gate: ${w}`) });
   const listening = { pid: proc.pid, since: new Date().toISOString(), port: config.dns.gate.port, bound: server.bound };
-  await deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify(listening)}\n`);
+  const writeState = () => deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify({ ...listening, stats: gate.snapshot() })}\n`);
+  await writeState();
+  // status reads the counters from here (every few seconds: cheap, and never on the query path)
+  const statsTimer = setInterval(() => void writeState().catch((e: Error) => deps.warn(`gate: cannot write ${GATE_STATE}: ${e.message}`)), STATS_EVERY_MS);
+  statsTimer.unref?.();
   deps.warn(`gate: listening on ${server.bound.join(', ')}; ${config.domains.length} names, ${config.wildcards.length} wildcards`);
   void attribution?.refresh();
 
   proc.on('SIGHUP', () => {
     loadConfig(opts.config).then(
-      async (c) => {
+      async (loaded) => {
+        const c = withScheduler(loaded, 'daemon');
         if (c.dns.gate.port !== config.dns.gate.port || c.dns.gate.listen.join() !== config.dns.gate.listen.join()) {
           deps.warn('gate: dns.gate.listen/port changed: restart the gate (`systemctl restart egressfw`) to move its sockets');
         }
-        upstream = await upstreamOf(c, deps);
+        upstream = await upstreamOf(c, ask);
         config = c;
         gate.reload(new GatePolicy(c.domains, c.wildcards), gateOptions(c));
         gates = policiesInUse(c) ? perPolicy(c) : null;
@@ -152,8 +188,10 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     proc.on('SIGTERM', resolve);
     proc.on('SIGINT', resolve);
   });
+  clearInterval(statsTimer);
   await server.close();
   admitter.close();
+  pool?.close();
   flushOut();
   await log.close();
   return 0;

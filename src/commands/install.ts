@@ -7,6 +7,7 @@ import { PreconditionError, UsageError } from '../errors.js';
 import { BOOT_FILE, CRON_FILE, HEADER, PACKAGE_HEADER, PACKAGE_UNIT_DIR, renderBootService, renderCron, renderService, SERVICE_FILE, unsafePath, type InstallPaths } from '../schedule/units.js';
 import type { Exec } from '../system/exec.js';
 import { describeSteps, executeSteps, type Step } from '../system/steps.js';
+import { schedulerFile, schedulerText } from '../system/scheduler.js';
 
 export interface InstallOptions {
   config: string;
@@ -109,7 +110,8 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
   if (opts.dockerDns) return installDockerDns(opts, deps);
 
   if (opts.remove) {
-    const steps = await removeInstalledSteps(deps);
+    // no scheduler any more: an unset dns.gate.enabled is off again (plan and status say DNS is open)
+    const steps = [...(await removeInstalledSteps(deps)), { say: '', remove: schedulerFile(path.resolve(opts.stateDir)) }];
     await executeSteps(steps, deps, { dryRun: opts.dryRun, hint: 'Run `egressfw install --remove` again once fixed.' });
     const done = describeSteps(steps);
     deps.out(done.length ? `${opts.dryRun ? 'would' : 'done'}:\n${done.map((d) => `  ${d}\n`).join('')}` : 'nothing to remove: no egressfw cron file or units found\n');
@@ -122,6 +124,10 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
   const config = await loadConfig(paths.config); // a broken config must not be scheduled
   const files: [string, string][] = [];
   if (opts.cron) {
+    // Cron runs no DNS gate: a gate wanted explicitly would leave containers without DNS (their DNS goes to its port).
+    if (config.dns.gate.setting === true) {
+      throw new UsageError(`dns.gate.enabled is true in ${paths.config}, but cron runs no DNS gate (containers would have no DNS at all): use --systemd (the daemon runs the gate), or set dns.gate.enabled: false. Nothing was changed.`);
+    }
     if (config.schedule.refresh.trim().split(/\s+/).length !== 5) throw new UsageError(`schedule.refresh "${config.schedule.refresh}" has a seconds field; cron takes 5 fields: use --systemd (the daemon) or a 5-field expression`);
     files.push([CRON_FILE, renderCron(paths, config.schedule.refresh)]);
   } else {
@@ -140,8 +146,11 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
     if (old !== null && !old.includes(HEADER)) throw new PreconditionError(`${file} exists and was not written by egressfw; move it away and retry. Nothing was changed.`);
   }
   const systemd = opts.systemd && (await deps.systemdRunning());
+  // plan, a hand-run sync and status read how egressfw is scheduled (an unset dns.gate.enabled is on under the daemon only).
+  const stateDirThere = await exists(paths.stateDir);
   const steps: Step[] = [
     ...files.map(([file, text]): Step => ({ say: `wrote ${file}`, write: { file, text } })),
+    ...(stateDirThere ? [{ say: '', write: { file: schedulerFile(paths.stateDir), text: schedulerText(opts.cron ? 'cron' : 'daemon') } }] : []),
     ...(systemd
       ? [
           { say: '', argv: ['systemctl', 'daemon-reload'] },
@@ -151,6 +160,9 @@ export async function runInstall(opts: InstallOptions, deps: InstallDeps): Promi
   ];
   await executeSteps(steps, deps, { dryRun: false, hint: 'Fix that, then run `egressfw install` again.' });
   deps.out(`${describeSteps(steps).join('\n')}\n`);
+  if (opts.cron && config.dns.gate.setting === undefined && config.containers.enabled) {
+    deps.out(`note: cron mode runs no DNS gate: DNS stays an open channel for containers and the host (plan, sync and status say so; status exits 3 until dns.openAcknowledged: true). \`egressfw install --systemd\` closes it.\n`);
+  }
   if (opts.systemd && !systemd) {
     deps.out('systemd is not running here; enable the units with: systemctl daemon-reload && systemctl enable --now egressfw-boot.service egressfw.service\n');
   }

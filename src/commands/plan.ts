@@ -1,4 +1,6 @@
-import { loadConfig } from '../config/load.js';
+import { loadConfig, withScheduler } from '../config/load.js';
+import { dnsOpen, dnsOpenText, type DnsOpen } from '../plan/dns-open.js';
+import { readScheduler } from '../system/scheduler.js';
 import { computeRound, type RoundDeps, type Round } from '../engine.js';
 import type { Family } from '../net/ip.js';
 import { describeOp, renderIpset, renderIptables, renderNft, ufwSteps } from '../plan/render.js';
@@ -32,14 +34,16 @@ export interface PlanDeps {
 
 /** `egressfw plan`: resolve, diff against the kernel, print. Writes nothing anywhere. */
 export async function runPlan(opts: PlanOptions, deps: PlanDeps): Promise<number> {
-  const config = await loadConfig(opts.config);
+  const scheduler = await readScheduler(opts.stateDir, deps.readText);
+  const config = withScheduler(await loadConfig(opts.config), scheduler);
   for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
+  const open = dnsOpen(config, scheduler);
   const now = deps.now();
   const file = stateFile(opts.stateDir);
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
   for (const w of stateNotes(file, loaded)) deps.warn(`warning: ${w}`);
   const round = await computeRound(config, loaded.state, { query: deps.query, readText: deps.readText, observe: deps.observe, inspectDocker: deps.inspectDocker, inventory: deps.inventory, now });
-  deps.out(opts.json ? `${printJson(planJson(round, opts.config), 2)}\n` : planText(round, opts.config, deps.isRoot));
+  deps.out(opts.json ? `${printJson({ ...planJson(round, opts.config), dnsOpen: open }, 2)}\n` : planText(round, opts.config, deps.isRoot, open));
   // Like Terraform: a plan sync could not apply is an error (1), not "changes pending" (3).
   if (opts.detailedExitcode && round.plan.blockers.length) return 1;
   return opts.detailedExitcode && round.plan.ops.length > 0 ? 3 : 0;
@@ -91,7 +95,7 @@ export function planJson(round: Round, configPath: string) {
   };
 }
 
-function planText(round: Round, configPath: string, isRoot: boolean): string {
+function planText(round: Round, configPath: string, isRoot: boolean, open: DnsOpen | null): string {
   const out: string[] = [];
   const { config, plan } = round;
   out.push(`egressfw plan: ${configPath} (${plural(config.domains.length, 'domain')}, ${plural(config.cidrs.length, 'network')}${config.policies.length ? `, ${plural(config.policies.length, 'policy').replace(/policys$/, 'policies')}` : ''}); DNS ${round.dns.map((s) => s.host).join(', ')}`);
@@ -105,6 +109,7 @@ function planText(round: Round, configPath: string, isRoot: boolean): string {
   if (round.scope === 'containers-only') out.push('ufw is not active: only the container part is planned; the host waits for `ufw enable` (egressfw never enables it on its own)');
   out.push(`mode: ${config.mode === 'audit' ? 'AUDIT (what would be refused is recorded and let through)' : 'enforce'}`);
   out.push(...coverageText(round.coverage));
+  out.push(...(open ? dnsOpenText(open) : [`DNS: through the gate (dns.gate${config.dns.gate.setting === undefined ? ', on under the daemon' : '.enabled: true'}): only allowed names resolve`]));
   out.push('', 'Domains');
   const width = Math.max(10, ...round.allowed.map((d) => d.name.length));
   const ports = new Map([...portsOf(config)].map(([n, p]) => [n, p.join(' ')]));

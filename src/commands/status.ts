@@ -1,4 +1,6 @@
-import { loadConfig } from '../config/load.js';
+import { loadConfig, withScheduler } from '../config/load.js';
+import { dnsOpen, dnsOpenText, type DnsOpen } from '../plan/dns-open.js';
+import { readScheduler } from '../system/scheduler.js';
 import { computeRound } from '../engine.js';
 import { PreconditionError } from '../errors.js';
 import { FAMILIES, NFT, NFT_TABLE_REF, SET } from '../plan/kernel-names.js';
@@ -32,6 +34,8 @@ type StatusDoc = {
   ufw: { enabled: boolean; outgoing: string; hooked: boolean } | null;
   domains: { name: string; status: string; lastOk: number | undefined; ips: { ip: string; lastSeen: number; keptUntil: number }[] }[];
   warnings: string[];
+  /** null: DNS goes through the gate */
+  dnsOpen: DnsOpen | null;
 };
 
 /** What the text sections read: the JSON document and the round behind it. */
@@ -118,7 +122,10 @@ const warningsSection: StatusSection = ({ doc }) => doc.warnings.map((w) => `war
  * The text output, in order: a summary first, then details only for what needs attention.
  * A new part of status (a gate health line, policies) is one more section here.
  */
-export const STATUS_SECTIONS: StatusSection[] = [summary, kernel, coverage, domains, policiesSection, gateSection, driftSection, warningsSection];
+/** DNS left open (no gate): said the way a NOT ENFORCED network is (src/plan/dns-open.ts). */
+const dnsOpenSection: StatusSection = ({ doc }) => (doc.dnsOpen ? dnsOpenText(doc.dnsOpen) : []);
+
+export const STATUS_SECTIONS: StatusSection[] = [summary, kernel, coverage, dnsOpenSection, domains, policiesSection, gateSection, driftSection, warningsSection];
 
 /**
  * `egressfw status`: what is enforced now, read from the kernel, against the
@@ -126,7 +133,9 @@ export const STATUS_SECTIONS: StatusSection[] = [summary, kernel, coverage, doma
  */
 export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: GateStatusDeps }): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('status reads the firewall and needs root: run `sudo egressfw status`');
-  const config = await loadConfig(opts.config);
+  const scheduler = await readScheduler(opts.stateDir, deps.readText);
+  const config = withScheduler(await loadConfig(opts.config), scheduler);
+  const open = dnsOpen(config, scheduler);
   const now = deps.now();
   const file = stateFile(opts.stateDir);
   const loaded = parseState(await deps.readText(file), stateCheck(config, now));
@@ -163,6 +172,9 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     docker: round.coverage.docker,
     coverage: round.coverage,
     gate: gate?.doc ?? null,
+    /** null: DNS goes through the gate; else who can resolve any name, why, how to close it */
+    dnsOpen: open,
+    scheduler,
     lastSync: state.lastSync ?? null,
     mode: config.mode,
     sets: { v4: observed.sets[4].entries.length, v6: observed.sets[6].entries.length },
@@ -184,6 +196,7 @@ export async function runStatus(opts: StatusOptions, deps: PlanDeps & { gate?: G
     const view: StatusView = { doc, config, state, now, installed, drift, round, gateLines: gate?.lines ?? null, verbose: opts.verbose ?? false };
     deps.out(printLines(STATUS_SECTIONS.flatMap((section) => section(view))));
   }
-  // A gate that does not answer (containers cannot resolve) or that Docker goes around needs attention: 3.
-  return doc.enforced && (gate?.healthy ?? true) ? 0 : 3;
+  // A gate that does not answer (containers cannot resolve), that Docker goes around, or DNS left open
+  // without dns.openAcknowledged needs attention: 3.
+  return doc.enforced && (gate?.healthy ?? true) && (!open || open.acknowledged) ? 0 : 3;
 }

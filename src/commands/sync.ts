@@ -1,4 +1,6 @@
-import { loadConfig, type Config } from '../config/load.js';
+import { loadConfig, withScheduler, type Config } from '../config/load.js';
+import { dnsOpen, dnsOpenText } from '../plan/dns-open.js';
+import { readScheduler } from '../system/scheduler.js';
 import { computeRound, type RoundDeps, wanted, type Round } from '../engine.js';
 import { PreconditionError, EgressfwError, InterruptedError } from '../errors.js';
 import { diff, type Plan } from '../plan/diff.js';
@@ -141,7 +143,9 @@ export async function syncOnce(config: Config, opts: { stateDir: string; offline
  */
 export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSource = process): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('sync changes the firewall and needs root: run `sudo egressfw sync` (or `egressfw plan` to see what it would do)');
-  const config = await loadConfig(opts.config);
+  const scheduler = await readScheduler(opts.stateDir, deps.readText);
+  const config = withScheduler(await loadConfig(opts.config), scheduler);
+  const open = dnsOpen(config, scheduler);
   const abort = new AbortController();
   let got: 'SIGINT' | 'SIGTERM' | null = null;
   const on = (signal: 'SIGINT' | 'SIGTERM') => () => {
@@ -167,6 +171,8 @@ export async function runSync(opts: SyncOptions, deps: SyncDeps, proc: SignalSou
     if (got) deps.warn(`egressfw sync: ${got} came after the changes were applied and verified; they are in force`);
     for (const w of config.warnings) deps.warn(`warning: ${opts.config}: ${w}`);
     for (const w of r.warnings) deps.warn(`warning: ${printable(w)}`); // names and details come from DNS
+    // acknowledged: known and accepted, so a cron run stays quiet (plan and status still say it)
+    if (open && !open.acknowledged) for (const l of dnsOpenText(open)) deps.warn(l);
     const cut = r.flows.host + r.flows.containers;
     if (opts.json) {
       deps.out(`${JSON.stringify({ applied: r.applied, warnings: [...config.warnings, ...r.warnings], flowsCut: { host: r.flows.host, containers: r.flows.containers, tracked: r.flows.tracked } }, null, 2)}\n`);

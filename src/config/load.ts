@@ -57,7 +57,10 @@ export interface AssignRule {
   match: ContainerMatch;
 }
 export interface GateConfig {
+  /** in force: `setting`, or when unset, whether egressfw runs as the daemon (withScheduler) */
   enabled: boolean;
+  /** dns.gate.enabled as written: undefined = on under the daemon, off otherwise */
+  setting: boolean | undefined;
   listen: string[];
   port: number;
   cacheSize: number;
@@ -81,6 +84,8 @@ export interface Config extends AllowList {
     maxAddresses: number;
     /** overall time for one name, all queries included */
     deadlineMs: number;
+    /** dns.openAcknowledged: DNS being open (gate off) is known and accepted */
+    openAcknowledged: boolean;
   };
   staleGrace: number;
   mode: 'enforce' | 'audit';
@@ -189,10 +194,10 @@ export function parseConfig(text: string, file: string): Config {
   if (problems.length > 0) throw new ConfigError(file, problems);
 
   const wildcardProblems: string[] = [];
-  const top = normaliseAllow(raw.allow, 'allow', raw.dns.gate.enabled, wildcardProblems);
+  const top = normaliseAllow(raw.allow, 'allow', raw.dns.gate.enabled === true, wildcardProblems);
   const { policies, assign, problems: policyProblems, warnings: policyWarnings } = normalisePolicies(raw, wildcardProblems);
   wildcardProblems.push(...policyProblems);
-  if (raw.dns.gate.enabled && !raw.containers.enabled) {
+  if (raw.dns.gate.enabled === true && !raw.containers.enabled) {
     wildcardProblems.push('dns.gate.enabled: the DNS gate judges containers\' DNS in egressfw\'s nft table, which containers.enabled: false turns off; enable both or neither');
   }
   if (wildcardProblems.length > 0) throw new ConfigError(file, wildcardProblems);
@@ -215,9 +220,11 @@ export function parseConfig(text: string, file: string): Config {
       concurrency: raw.dns.concurrency,
       minTtl: raw.dns.minTtl,
       maxTtl: raw.dns.maxTtl,
-      gate: { ...raw.dns.gate, listen: [...new Set(raw.dns.gate.listen)] },
+      // Parsed alone, an unset gate is off: withScheduler() turns it on under the daemon.
+      gate: { ...raw.dns.gate, setting: raw.dns.gate.enabled, enabled: raw.dns.gate.enabled === true, listen: [...new Set(raw.dns.gate.listen)] },
       maxAddresses: raw.dns.maxAddresses,
       deadlineMs: Math.round((raw.dns.deadline ?? Math.max(DEFAULT_DEADLINE_MS / 1000, raw.dns.timeout)) * 1000),
+      openAcknowledged: raw.dns.openAcknowledged,
     },
     staleGrace: raw.staleGrace,
     mode: raw.mode,
@@ -299,7 +306,7 @@ function normalisePolicies(raw: RawConfig, problems: string[]): { policies: Poli
       out.push(`policies.${name}: "${name}" is reserved (containers.default: host means the top-level allow list, none means nothing); pick another name`);
       continue;
     }
-    policies.push({ name, ...normaliseAllow(p.allow, `policies.${name}.allow`, raw.dns.gate.enabled, problems) });
+    policies.push({ name, ...normaliseAllow(p.allow, `policies.${name}.allow`, raw.dns.gate.enabled === true, problems) });
   }
   policies.sort(byName);
   const known = new Set<string>([...RESERVED_POLICIES, ...policies.map((p) => p.name)]);
@@ -375,4 +382,20 @@ export function parseResolvConf(text: string): string[] {
     if (c && !m[1]!.includes('/')) out.push(c.text.split('/')[0]!);
   }
   return [...new Set(out)];
+}
+
+/** How egressfw is scheduled here: `egressfw daemon` (systemd), cron, or not installed (sync by hand). */
+export type Scheduler = 'daemon' | 'cron' | null;
+
+/**
+ * Pure: the config in force under this scheduler. An unset dns.gate.enabled
+ * means on under the daemon (the one that runs the gate) and off otherwise;
+ * plan, sync, status and the daemon all read the same marker, so they render
+ * the same rules (no drift between a hand-run sync and the daemon).
+ */
+export function withScheduler(config: Config, scheduler: Scheduler): Config {
+  const { setting } = config.dns.gate;
+  const enabled = setting ?? (scheduler === 'daemon' && config.containers.enabled);
+  if (enabled === config.dns.gate.enabled) return config;
+  return { ...config, dns: { ...config.dns, gate: { ...config.dns.gate, enabled } } };
 }

@@ -213,12 +213,19 @@ export const configSchema = z
         maxAddresses: z.number().int().min(1, 'dns.maxAddresses must be 1-256').max(256, 'dns.maxAddresses must be 1-256 (256 is the hard cap)').default(256),
         /** overall time for one name (every server, round and CNAME hop); default 20s, or dns.timeout if longer */
         deadline: duration('dns.deadline').optional(),
+        /** the operator knows DNS is an open channel here (gate off): `status` then exits 0 for it */
+        openAcknowledged: z.boolean().default(false),
         /** port of the DNS servers (53; tests and local resolvers may differ) */
         port: z.number().int().min(1).max(65535).default(53),
         /** the DNS gate (`egressfw daemon`): containers resolve only allowed names; see docs/dns-gate.md */
         gate: z
           .object({
-            enabled: z.boolean().default(false),
+            /**
+             * Unset: on when egressfw runs as `egressfw daemon` (what `install --systemd` sets up), off in cron
+             * mode or before it was installed (docs/dns-gate.md, "On by default"). true: wanted everywhere
+             * (wildcards need it); false: off, DNS stays open.
+             */
+            enabled: z.boolean().optional(),
             /**
              * Where the gate listens. Containers never address it directly: their DNS (port 53, any
              * destination) is redirected to this port on the address of the bridge it arrives on, so

@@ -8,6 +8,7 @@ import type { Proto, Port } from '../config/schema.js';
 import type { Family } from '../net/ip.js';
 import type { FailureKind } from '../resolve/resolver.js';
 import { GatePolicy, type Match } from './policy.js';
+import { GateStats } from './stats.js';
 import { addressRdata, buildError, buildResponse, parseQuery, TYPE, typeName, type Query, type Rcode, type WireRecord } from './wire.js';
 
 /** One kernel set element: `ip . proto . port timeout T` in gate4/gate6. */
@@ -34,7 +35,8 @@ export type UpstreamResult =
 /** Resolve one family of an allowed name (rebinding guard applied; TTLs lowered to dns.maxTtl, not raised). */
 export type Upstream = (name: string, family: Family, allowPrivate: boolean) => Promise<UpstreamResult>;
 
-export type Verdict = 'allowed' | 'refused' | 'failed' | 'malformed';
+/** shed: over an in-flight cap, answered SERVFAIL at once (nothing sent upstream) */
+export type Verdict = 'allowed' | 'refused' | 'failed' | 'shed' | 'malformed';
 
 export interface QueryEvent {
   /** unix ms */
@@ -66,7 +68,15 @@ export interface GateOptions {
   ipv6: boolean;
   /** answers kept; 0 = no cache */
   cacheSize: number;
+  /** distinct names being fetched upstream at once (each holds a socket); over it: shed */
+  maxInflight?: number;
+  /** queries of one client waiting on upstream at once; over it that client is shed, the others are not */
+  maxInflightPerClient?: number;
 }
+
+/** Defaults of the in-flight caps: a silent upstream holds each fetch up to 4 s. */
+export const MAX_INFLIGHT = 512;
+export const MAX_INFLIGHT_PER_CLIENT = 64;
 
 export interface GateDeps {
   upstream: Upstream;
@@ -153,6 +163,10 @@ export class Gate {
   private readonly cache = new Map<string, Entry>();
   private readonly inflight = new Map<string, Promise<Outcome>>();
   readonly ledger = new KernelLedger();
+  readonly stats: GateStats;
+  /** queries waiting on upstream, per client (coalesced ones included) */
+  private readonly waiting = new Map<string, number>();
+  private waitingTotal = 0;
   private lastPrune = 0;
 
   constructor(
@@ -161,6 +175,27 @@ export class Gate {
     private readonly deps: GateDeps,
   ) {
     this.policy = policy;
+    this.stats = new GateStats(deps.nowMs());
+  }
+
+  /** For status and metrics: the counters plus what is in flight now. */
+  snapshot() {
+    return this.stats.snapshot(this.deps.nowMs(), {
+      upstream: this.inflight.size,
+      waiting: this.waitingTotal,
+      limit: this.maxInflight,
+      perClientLimit: this.maxPerClient,
+      cacheEntries: this.cache.size,
+      cacheLimit: this.opts.cacheSize,
+    });
+  }
+
+  private get maxInflight(): number {
+    return this.opts.maxInflight ?? MAX_INFLIGHT;
+  }
+
+  private get maxPerClient(): number {
+    return this.opts.maxInflightPerClient ?? MAX_INFLIGHT_PER_CLIENT;
   }
 
   /**
@@ -227,12 +262,27 @@ export class Gate {
       );
     }
     if (hit) this.cache.delete(ck);
+    // Bounded: a client over its share, or a gate at its overall cap, is answered SERVFAIL now (no queue, nothing upstream).
+    const mine = this.waiting.get(client) ?? 0;
     let p = this.inflight.get(ck);
+    if (mine >= this.maxPerClient || (!p && this.inflight.size >= this.maxInflight)) {
+      const why = mine >= this.maxPerClient ? `this client has ${mine} queries waiting on upstream (cap ${this.maxPerClient})` : `${this.inflight.size} names being fetched upstream (cap ${this.maxInflight})`;
+      this.emit(t0, client, transport, q.name, typeName(q.qtype), 'shed', 'SERVFAIL', [], false, match.rules, why);
+      return buildResponse(msg, q, 'SERVFAIL', [], 0, transport === 'udp');
+    }
     if (!p) {
       p = this.fetch(q.name, family, match).finally(() => this.inflight.delete(ck));
       this.inflight.set(ck, p);
     }
-    return p.then((o) => {
+    this.waiting.set(client, mine + 1);
+    this.waitingTotal++;
+    const done = () => {
+      this.waitingTotal--;
+      const n = (this.waiting.get(client) ?? 1) - 1;
+      if (n > 0) this.waiting.set(client, n);
+      else this.waiting.delete(client);
+    };
+    return p.finally(done).then((o) => {
       if ('fail' in o) return this.failed(msg, q, t0, client, transport, o.fail, match.rules);
       if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0) this.store(ck, o.entry);
       return this.respond(msg, q, o.entry, t0, client, transport, false, o.answeredAt, o.kernelMs);
@@ -242,12 +292,15 @@ export class Gate {
   /** Upstream, then the kernel, then (the caller) the answer. */
   private async fetch(name: string, family: Family, match: Match): Promise<Outcome> {
     let r: UpstreamResult;
+    const u0 = this.hr();
     try {
       r = await this.deps.upstream(name, family, match.allowPrivate);
     } catch (e) {
+      this.stats.upstreamDone(this.hr() - u0, false);
       return { fail: `upstream: ${(e as Error).message}` };
     }
     const answeredAt = this.hr();
+    this.stats.upstreamDone(answeredAt - u0, r.ok || r.kind === 'nxdomain');
     const now = this.deps.nowMs();
     const base = { storedAt: now, rules: match.rules, ports: match.ports };
     if (!r.ok) {
@@ -321,6 +374,7 @@ export class Gate {
 
   private emit(t0: number, client: string, transport: 'udp' | 'tcp', name: string, type: string, verdict: Verdict, rcode: Rcode, ips: string[], cached: boolean, rules?: string[], detail?: string, releaseMs?: number, kernelMs?: number): void {
     const now = this.deps.nowMs();
+    this.stats.decision(verdict, client, cached, now);
     this.deps.onQuery({ at: now, client, transport, name, type, verdict, rcode, ips, cached, ...(rules ? { rules } : {}), ms: now - t0, ...(releaseMs !== undefined ? { releaseMs } : {}), ...(kernelMs !== undefined ? { kernelMs } : {}), ...(detail ? { detail } : {}) });
   }
 }

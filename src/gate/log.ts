@@ -91,8 +91,10 @@ export interface GateSummary {
   allowed: number;
   refused: number;
   failed: number;
+  /** over an in-flight cap (only the first lines of each second are logged: gate.json counts them all) */
+  shed: number;
   /** per container (or client IP when no container was known), most refused first */
-  clients: { who: string; container: ContainerRef | null; client: string; allowed: number; refused: number; failed: number }[];
+  clients: { who: string; container: ContainerRef | null; client: string; allowed: number; refused: number; failed: number; shed: number }[];
   /** most refused names, most first */
   topRefused: { name: string; count: number; clients: number }[];
   /** lines that were not query lines (other JSON, cut lines) */
@@ -106,7 +108,7 @@ export function summarise(lines: Iterable<string>, nowMs: number, windowMs = 3_6
   const from = nowMs - windowMs;
   const clients = new Map<string, GateSummary['clients'][number]>();
   const refusedNames = new Map<string, { count: number; clients: Set<string> }>();
-  const s: GateSummary = { from: new Date(from).toISOString(), to: new Date(nowMs).toISOString(), total: 0, allowed: 0, refused: 0, failed: 0, clients: [], topRefused: [], skipped: 0 };
+  const s: GateSummary = { from: new Date(from).toISOString(), to: new Date(nowMs).toISOString(), total: 0, allowed: 0, refused: 0, failed: 0, shed: 0, clients: [], topRefused: [], skipped: 0 };
   for (const raw of lines) {
     if (!raw.trim()) continue;
     const l = parseQueryLine(raw);
@@ -120,7 +122,7 @@ export function summarise(lines: Iterable<string>, nowMs: number, windowMs = 3_6
     s.total++;
     const key = l.container?.id ?? l.client;
     let c = clients.get(key);
-    if (!c) clients.set(key, (c = { who: whoOf(l), container: l.container ?? null, client: l.client, allowed: 0, refused: 0, failed: 0 }));
+    if (!c) clients.set(key, (c = { who: whoOf(l), container: l.container ?? null, client: l.client, allowed: 0, refused: 0, failed: 0, shed: 0 }));
     if (l.verdict === 'allowed') {
       s.allowed++;
       c.allowed++;
@@ -134,6 +136,9 @@ export function summarise(lines: Iterable<string>, nowMs: number, windowMs = 3_6
     } else if (l.verdict === 'failed') {
       s.failed++;
       c.failed++;
+    } else if (l.verdict === 'shed') {
+      s.shed++;
+      c.shed++;
     }
   }
   s.clients = [...clients.values()].sort((a, b) => b.refused - a.refused || b.allowed - a.allowed || (a.who < b.who ? -1 : 1));
@@ -147,9 +152,9 @@ export function summarise(lines: Iterable<string>, nowMs: number, windowMs = 3_6
 /** The summary as `status` prints it. */
 export function renderSummary(s: GateSummary): string[] {
   if (s.total === 0) return ['  no container queries in the last hour'];
-  const out = [`  last hour: ${s.total} queries, ${s.allowed} allowed, ${s.refused} refused${s.failed ? `, ${s.failed} failed (upstream or kernel)` : ''}`];
+  const out = [`  last hour: ${s.total} queries, ${s.allowed} allowed, ${s.refused} refused${s.failed ? `, ${s.failed} failed (upstream or kernel)` : ''}${s.shed ? `, ${s.shed} shed (over a cap; logged sampled)` : ''}`];
   // names are whatever a container asked (any bytes), who comes from Docker's labels
-  for (const c of s.clients) out.push(`    ${printable(c.who)}${c.container ? ` [${printable(c.client)}]` : ''}: ${c.allowed} allowed, ${c.refused} refused${c.failed ? `, ${c.failed} failed` : ''}`);
+  for (const c of s.clients) out.push(`    ${printable(c.who)}${c.container ? ` [${printable(c.client)}]` : ''}: ${c.allowed} allowed, ${c.refused} refused${c.failed ? `, ${c.failed} failed` : ''}${c.shed ? `, ${c.shed} shed` : ''}`);
   if (s.topRefused.length) {
     out.push('  top refused names:');
     for (const n of s.topRefused) out.push(`    ${n.count}x ${printable(n.name)}${n.clients > 1 ? ` (${n.clients} clients)` : ''}`);

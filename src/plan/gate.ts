@@ -69,6 +69,56 @@ export function gateNatChain(i: GateRulesInput): GateChain {
   };
 }
 
+/**
+ * The gate's own upstream queries leave from these source ports (src/system/upstream-pool.ts binds
+ * them): UDP 960-975, TCP 976-987. Below 1024, so only a process with CAP_NET_BIND_SERVICE can use them.
+ */
+export const GATE_SOURCE_PORTS = '960-987';
+
+/**
+ * nat output chain: the host's own DNS to the gate. Every host process (resolv.conf servers,
+ * systemd-resolved's and a local dnsmasq's upstream queries, dockerd's embedded resolver when it asks
+ * from the host's namespace, `dig @8.8.8.8`) is redirected to the gate on loopback, which answers
+ * allowed names only. Except the gate's own upstream queries: a root socket (`meta skuid 0`) on a
+ * reserved port below 1024. An unprivileged process can have neither; root can rewrite the firewall
+ * anyway. DNS to the host itself (127.0.0.53, a dnsmasq on 127.0.0.1) is left to reach that resolver:
+ * its upstream leg is caught here. While no gate listens the redirect meets a closed port: queries
+ * fail at once (port unreachable), nothing hangs and nothing goes upstream.
+ */
+export function gateHostChain(i: Pick<GateRulesInput, 'port'>): GateChain {
+  return {
+    name: 'gate-host',
+    decl: 'type nat hook output priority -105; policy accept;', // ("dstnat" names a priority in prerouting only)
+    spec: { type: 'nat', hook: 'output', prio: -105, policy: 'accept' },
+    rules: [
+      { tag: 'gate-own', text: `meta skuid 0 meta l4proto { tcp, udp } th sport ${GATE_SOURCE_PORTS} th dport 53 return` },
+      { tag: 'gate-host-local', text: 'fib daddr type local return' },
+      { tag: 'gate-host-redirect', text: `${DNS} redirect to :${i.port}` },
+    ],
+  };
+}
+
+/**
+ * nat postrouting chain: a redirected host query leaves its source address as it was (the host's own,
+ * say 198.51.100.2), so the gate, bound to the wildcard address, would answer from that address and
+ * not from loopback: the reply would match no connection and never be turned back into the upstream's
+ * address (the client drops it). Rewriting the query's source to loopback makes the reply go
+ * loopback to loopback, which conntrack maps back. Checked in a throwaway namespace: without it no
+ * host query gets an answer. Redirected queries only (`ct status dnat`); nothing else uses `lo` here.
+ */
+export function gateHostSourceChain(i: Pick<GateRulesInput, 'port'>): GateChain {
+  const to = `oif "lo" meta l4proto { tcp, udp } th dport ${i.port} ct status & dnat != 0`;
+  return {
+    name: 'gate-host-src',
+    decl: 'type nat hook postrouting priority 95; policy accept;',
+    spec: { type: 'nat', hook: 'postrouting', prio: 95, policy: 'accept' },
+    rules: [
+      { tag: 'gate-host-src4', text: `${to} snat ip to 127.0.0.1` },
+      { tag: 'gate-host-src6', text: `${to} snat ip6 to ::1` },
+    ],
+  };
+}
+
 /** input chain: the gate's port answers redirected connections and loopback only. */
 export function gateInputChain(i: Pick<GateRulesInput, 'port'>): GateChain {
   return {
@@ -98,5 +148,13 @@ export function gateForwardRules(): NftRule[] {
  */
 export function gateUfwRules(family: Family, port: number): string[] {
   const chain = family === 4 ? 'ufw-before-input' : 'ufw6-before-input';
-  return (['udp', 'tcp'] as const).map((p) => `-A ${chain} -p ${p} -m ${p} --dport ${port} -m conntrack --ctstate DNAT -m comment --comment "egressfw gate" -j ACCEPT`);
+  const out = family === 4 ? 'ufw-before-output' : 'ufw6-before-output';
+  const lo = family === 4 ? '127.0.0.1' : '::1';
+  return [
+    ...(['udp', 'tcp'] as const).map((p) => `-A ${chain} -p ${p} -m ${p} --dport ${port} -m conntrack --ctstate DNAT -m comment --comment "egressfw gate" -j ACCEPT`),
+    // The host's DNS redirected to the gate (chain gate-host): the OUTPUT hook still names the original
+    // interface after the redirect, so ufw's `-o lo` accept does not match it and its outgoing policy
+    // would reject it (EPERM). Checked in a throwaway namespace.
+    ...(['udp', 'tcp'] as const).map((p) => `-A ${out} -d ${lo} -p ${p} -m ${p} --dport ${port} -m conntrack --ctstate DNAT -m comment --comment "egressfw gate host" -j ACCEPT`),
+  ];
 }

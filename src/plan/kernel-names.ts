@@ -70,7 +70,7 @@ export const NFT = {
   /** the kernel's records of refused connections */
   refused: { 4: 'refused4', 6: 'refused6' },
   /** every chain the gate may own: removed when the gate is turned off */
-  gateChains: ['gate-dns', 'gate-input'],
+  gateChains: ['gate-dns', 'gate-input', 'gate-host', 'gate-host-src'],
 } as const satisfies {
   family: string;
   table: string;
@@ -84,13 +84,17 @@ export const NFT = {
 /** "inet egressfw": how nft commands name the table. */
 export const NFT_TABLE_REF = `${NFT.family} ${NFT.table}`;
 
+/** Elements a gate set holds at most (ip . proto . port each). */
+export const GATE_SET_SIZE = 65536;
+
 /** Each set's declaration (inside `{ }`). */
 export const NFT_SET_TYPES: Record<string, string> = {
   [NFT.allow[4]]: 'type ipv4_addr . inet_proto . inet_service; flags interval;',
   [NFT.allow[6]]: 'type ipv6_addr . inet_proto . inet_service; flags interval;',
   // The DNS gate adds what it answered, each with its own timeout; sync never flushes these.
-  [NFT.gate[4]]: 'type ipv4_addr . inet_proto . inet_service; flags timeout;',
-  [NFT.gate[6]]: 'type ipv6_addr . inet_proto . inet_service; flags timeout;',
+  // Capped: a flood of answers fills the set (the gate then answers SERVFAIL), never the kernel's memory.
+  [NFT.gate[4]]: `type ipv4_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
+  [NFT.gate[6]]: `type ipv6_addr . inet_proto . inet_service; size ${GATE_SET_SIZE}; flags timeout;`,
   // Every refused (or, in audit mode, would-be-refused) new connection: source . destination . proto . port, counted.
   [NFT.refused[4]]: 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',
   [NFT.refused[6]]: 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; size 65536; flags dynamic,timeout; timeout 7d; counter;',

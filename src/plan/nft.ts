@@ -3,7 +3,7 @@ import ipaddr from 'ipaddr.js';
 import type { Config } from '../config/load.js';
 import { parseCidr, REFUSED_V4_CIDRS, type Family } from '../net/ip.js';
 import { FORWARD_PASS, NFT, NFT_CHAIN_SPEC, NFT_SET_TYPES, NFT_TABLE_REF } from './kernel-names.js';
-import { gateForwardRules, gateInputChain, gateNatChain, type GateChain } from './gate.js';
+import { gateForwardRules, gateHostChain, gateHostSourceChain, gateInputChain, gateNatChain, type GateChain } from './gate.js';
 import { policiesInUse } from '../policy/assign.js';
 import { POLICY_FORWARD_RULES, type PolicyDesired } from './policies.js';
 import { POLICY_MAP_TYPE, POLICY_NFT, policySetType } from './kernel-names.js';
@@ -135,7 +135,12 @@ export const nftSetMembers = (ipsetSets: Record<Family, string[]>): Record<Famil
 
 export function buildNftDesired(config: Config, ipsetSets: Record<Family, string[]>, policies: PolicyDesired | null = null): NftDesired {
   const gate = config.dns.gate.enabled
-    ? [gateNatChain({ port: config.dns.gate.port, exemptInterfaces: config.containers.exemptFrom }), gateInputChain({ port: config.dns.gate.port })]
+    ? [
+        gateNatChain({ port: config.dns.gate.port, exemptInterfaces: config.containers.exemptFrom }),
+        gateInputChain({ port: config.dns.gate.port }),
+        // the host's own DNS too, when egressfw restricts the host
+        ...(config.host.enabled ? [gateHostChain({ port: config.dns.gate.port }), gateHostSourceChain({ port: config.dns.gate.port })] : []),
+      ]
     : [];
   return { sets: nftSetMembers(ipsetSets), rules: forwardRules(config, policies !== null), gate, policies };
 }

@@ -80,7 +80,8 @@ SystemCallErrorNumber=EPERM`;
 }
 
 /** Exported for the lab test that runs sync and the daemon confined the same way. */
-export const UNIT_CAPABILITIES = ['CAP_NET_ADMIN', 'CAP_NET_RAW'];
+/** CAP_NET_BIND_SERVICE: the DNS gate's upstream sockets are bound to reserved ports below 1024 (src/system/upstream-pool.ts) */
+export const UNIT_CAPABILITIES = ['CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_NET_BIND_SERVICE'];
 /** '-': optional (ufw is not needed when host.enabled is false) */
 export const UNIT_WRITABLE = ['/run', '-/etc/ufw', '-/etc/default/ufw'];
 export const UNIT_ADDRESS_FAMILIES = ['AF_UNIX', 'AF_INET', 'AF_INET6', 'AF_NETLINK'];

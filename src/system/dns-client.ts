@@ -5,14 +5,14 @@ import * as packet from 'dns-packet';
 import { parseIp } from '../net/ip.js';
 import { QueryError, type Answer, type QueryFn, type QueryResult, type RecordType, type Server } from '../resolve/query.js';
 
-function buildQuery(id: number, name: string, type: RecordType): Buffer {
+export function buildQuery(id: number, name: string, type: RecordType): Buffer {
   return packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });
 }
 
 const lower = (s: string) => s.toLowerCase().replace(/\.$/, '');
 
 /** Decode; null when the bytes are not a DNS message. */
-function tryDecode(buf: Buffer): packet.Packet | null {
+export function tryDecode(buf: Buffer): packet.Packet | null {
   try {
     return packet.decode(buf);
   } catch {
@@ -21,7 +21,7 @@ function tryDecode(buf: Buffer): packet.Packet | null {
 }
 
 /** Does this message answer our question (response, id, one question with our name, type and class)? */
-function matches(p: packet.Packet, id: number, name: string, type: RecordType): boolean {
+export function matches(p: packet.Packet, id: number, name: string, type: RecordType): boolean {
   const q = p.questions?.[0];
   return p.type === 'response' && p.id === id && p.questions?.length === 1 && !!q && lower(q.name) === lower(name) && q.type === type && (q.class ?? 'IN') === 'IN';
 }
@@ -34,7 +34,7 @@ function decodeAnswer(buf: Buffer, id: number, name: string, type: RecordType): 
   return p;
 }
 
-function toResult(p: packet.Packet): QueryResult {
+export function toResult(p: packet.Packet): QueryResult {
   const answers: Answer[] = [];
   for (const a of p.answers ?? []) {
     if (a.type === 'A' || a.type === 'AAAA' || a.type === 'CNAME') {
@@ -90,7 +90,8 @@ function udpQuery(server: Server, name: string, type: RecordType, timeoutMs: num
   });
 }
 
-function tcpQuery(server: Server, name: string, type: RecordType, timeoutMs: number): Promise<packet.Packet> {
+/** localPort: the gate's upstream queries leave from its reserved ports (src/system/upstream-pool.ts). */
+export function tcpQuery(server: Server, name: string, type: RecordType, timeoutMs: number, localPort?: number): Promise<packet.Packet> {
   const id = randomInt(0, 0x10000);
   const msg = packet.streamEncode({
     type: 'query',
@@ -99,7 +100,7 @@ function tcpQuery(server: Server, name: string, type: RecordType, timeoutMs: num
     questions: [{ type, name, class: 'IN' }],
   });
   return new Promise<packet.Packet>((resolve, reject) => {
-    const sock = net.connect({ host: server.host, port: server.port });
+    const sock = net.connect({ host: server.host, port: server.port, ...(localPort ? { localPort } : {}) });
     let buf = Buffer.alloc(0);
     const done = (err: Error | null, p?: packet.Packet) => {
       clearTimeout(timer);
@@ -109,7 +110,7 @@ function tcpQuery(server: Server, name: string, type: RecordType, timeoutMs: num
     };
     const timer = setTimeout(() => done(new QueryError('timeout', `no TCP answer within ${timeoutMs} ms`)), timeoutMs);
     sock.on('connect', () => sock.write(msg));
-    sock.on('error', (e) => done(new QueryError('network', e.message)));
+    sock.on('error', (e) => done(Object.assign(new QueryError('network', e.message), { code: (e as NodeJS.ErrnoException).code })));
     sock.on('data', (chunk) => {
       buf = Buffer.concat([buf, chunk]);
       if (buf.length < 2) return;

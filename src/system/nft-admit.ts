@@ -21,7 +21,7 @@
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Family } from '../net/ip.js';
 import type { AdmitEntry } from '../gate/gate.js';
-import { NFT, NFT_TABLE_REF } from '../plan/kernel-names.js';
+import { GATE_SET_SIZE, NFT, NFT_TABLE_REF } from '../plan/kernel-names.js';
 import { spawnTool, type Exec } from './exec.js';
 
 const GATE_TABLE = NFT_TABLE_REF;
@@ -194,7 +194,9 @@ export class NftAdmitter {
       }
     } else {
       this.stats.failures++;
-      for (const b of batch) b.reject(new Error(error));
+      // nft says ENFILE's text when a set with a size is full
+      const why = /Too many open files/.test(error) ? `a gate set is full (${GATE_SET_SIZE} elements; they expire with their timeouts)` : error;
+      for (const b of batch) b.reject(new Error(why));
     }
   }
 

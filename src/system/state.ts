@@ -20,6 +20,8 @@ export const STATE_FILES: readonly { what: string; name: RegExp }[] = [
   { what: 'the audit history', name: new RegExp(`^${re(HISTORY_FILE)}$`) },
   { what: 'an unfinished write of the audit history', name: new RegExp(`^\\.${re(HISTORY_FILE)}${re(TMP_INFIX)}[0-9a-f]{16}$`) },
   { what: 'the audit history lock', name: new RegExp(`^${re(AUDIT_LOCK)}$`) },
+  { what: 'how egressfw is scheduled (daemon or cron)', name: /^scheduler$/ },
+  { what: 'an unfinished write of the scheduler marker', name: new RegExp(`^\\.scheduler${re(TMP_INFIX)}[0-9a-f]{16}$`) },
 ];
 export const isStateFile = (name: string) => STATE_FILES.some((f) => f.name.test(name));
 

@@ -27,6 +27,14 @@ labDescribe('DNS gate (real kernel, ufw, dockerd)', { docker: true }, () => {
     const ans = r.stdout.split(/\n\s*\n/).filter((b) => /^Name:/m.test(b)).join('\n');
     return [...ans.matchAll(/^Address:\s*(\S+)/gm)].map((m) => m[1]!).sort();
   };
+  /** the same on the lab's Docker host (any user: root, or `nobody` through setpriv) */
+  const hostLookup = async (name: string, server?: string, user?: 'nobody'): Promise<string[] | null> => {
+    const argv = ['timeout', '3', 'busybox', 'nslookup', name, ...(server ? [server] : [])];
+    const r = await lab.host(user ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...argv] : argv, { timeoutMs: 20_000 });
+    if (r.exitCode !== 0) return null;
+    const ans = r.stdout.split(/\n\s*\n/).filter((b) => /^Name:/m.test(b)).join('\n');
+    return [...ans.matchAll(/^Address:\s*(\S+)/gm)].map((m) => m[1]!).sort();
+  };
   const upstreamLog = () => fs.readFileSync(`${lab.dir}/dnsmasq.log`, 'utf8');
   const gateLog = () => (fs.existsSync(`${stateDir}/gate.log`) ? fs.readFileSync(`${stateDir}/gate.log`, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
   const gatePid = () => (JSON.parse(fs.readFileSync(`${stateDir}/gate.json`, 'utf8')) as { pid: number }).pid;
@@ -190,9 +198,10 @@ schedule:
     const marker = upstreamLog().length;
     process.kill(pid, 'SIGSTOP'); // down, but not exited: the supervisor cannot restart it yet
     try {
-      const [a, b] = await Promise.all([lookup('c-user', 'allowed.test'), lookup('c-default', 'allowed.test')]);
+      const [a, b, host] = await Promise.all([lookup('c-user', 'allowed.test'), lookup('c-default', 'allowed.test'), hostLookup('allowed.test')]);
       expect(a).toBeNull();
       expect(b).toBeNull();
+      expect(host).toBeNull(); // the host's DNS goes to the gate too: closed while it is down
       expect(upstreamLog().slice(marker)).not.toMatch(/query\[/);
       const st = await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json']);
       expect(st.exitCode).toBe(3);
@@ -207,4 +216,120 @@ schedule:
     console.log(`gate back ${Date.now() - t0} ms after it was killed (Docker ${lab.dockerVersion})`);
     expect(logs.some((l) => /gate-exited/.test(l))).toBe(true);
   });
+
+  it("the host's DNS goes through the gate: unlisted names refused (root or not, any server), allowed ones resolve, egressfw's own lookups still work", async () => {
+    const marker = upstreamLog().length;
+    const [getentAllowed, getentRefused, direct, nobody, allowedNobody] = await Promise.all([
+      lab.host(['getent', 'hosts', 'allowed.test']),
+      lab.host(['getent', 'hosts', 'exfil-getent.blocked.test']),
+      hostLookup('exfil-direct-host.blocked.test', lab.dnsServer), // like `dig @upstream`: redirected all the same
+      hostLookup('exfil-nobody.blocked.test', undefined, 'nobody'),
+      hostLookup('allowed.test', undefined, 'nobody'),
+    ]);
+    if (getentAllowed.exitCode !== 0) {
+      // what the host sees, to tell a resolver problem from a gate one
+      const [ns, rc, t] = await Promise.all([lab.host(['busybox', 'nslookup', 'allowed.test']), lab.host(['cat', '/etc/resolv.conf']), lab.host(['nft', 'list', 'table', 'inet', 'egressfw'])]);
+      console.log(`getent exit ${getentAllowed.exitCode}\n${ns.stdout}${ns.stderr}\n${rc.stdout}\n${t.stdout.slice(t.stdout.indexOf('chain gate-host'))}`);
+    }
+    expect(getentAllowed.stdout, getentAllowed.stderr).toMatch(/^(203\.0\.113\.10|2001:db8:10::10)\s+allowed\.test/m); // glibc prints the IPv6 answer when there is one
+    expect(getentRefused.exitCode).not.toBe(0);
+    expect(direct).toBeNull();
+    expect(nobody).toBeNull();
+    expect(allowedNobody).toContain('203.0.113.10');
+    expect(upstreamLog().slice(marker)).not.toMatch(/exfil-/);
+    await within(3000, 'refusals of host queries logged', async () => gateLog().some((l) => l.name === 'exfil-getent.blocked.test' && l.verdict === 'refused'));
+    // egressfw's own sync by hand: its lookups are answered through the gate, and it agrees with the daemon's rules
+    const sync = await efw(lab, ['sync', '--config', config, '--state-dir', stateDir]);
+    expect(sync.exitCode, sync.stderr).toBe(0);
+    expect(sync.stdout).toMatch(/no changes/);
+    const st = JSON.parse((await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json'])).stdout) as { dnsOpen: unknown; scheduler: string; domains: { name: string; status: string }[] };
+    expect(st.dnsOpen).toBeNull();
+    expect(st.scheduler).toBe('daemon');
+    expect(st.domains.find((d) => d.name === 'allowed.test')?.status).toBe('ok');
+    const table = (await lab.host(['nft', 'list', 'chain', 'inet', 'egressfw', 'gate-host'])).stdout;
+    expect(table).toMatch(/meta skuid 0 .*th sport 960-987 th dport 53 return/);
+  });
+
+  it('a flood from one container (20,000 unique names in 2 s, upstream silent): the gate stays up, bounded, and the others still resolve', async () => {
+    const pid = gatePid();
+    const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    // warm the others' answers (the upstream goes silent next: only the cache can answer them)
+    expect(await lookup('c-user', 'allowed.test')).toContain('203.0.113.10');
+    expect(await lookup('c-custom', 'allowed.test')).toContain('203.0.113.10');
+    await lab.setDnsUp(false);
+    try {
+      const cpid = (await lab.docker(['inspect', '-f', '{{.State.Pid}}', 'c-default'])).stdout.trim();
+      const flood = spawn('nsenter', [`--net=/proc/${cpid}/ns/net`, process.execPath, 'test/lab/dns-flood.mjs', lab.dnsServer, 'wild.test', '20000', '2000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      flood.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      const done = new Promise<void>((r) => flood.once('exit', () => r()));
+      let maxRss = 0;
+      const during: (string[] | null)[] = [];
+      for (let i = 0; i < 3; i++) {
+        await sleep(500);
+        maxRss = Math.max(maxRss, rssKiB());
+        during.push(await lookup(i % 2 ? 'c-custom' : 'c-user', 'allowed.test'));
+      }
+      await done;
+      maxRss = Math.max(maxRss, rssKiB());
+      const r = JSON.parse(out) as { sent: number; sendMs: number; answers: number; rcodes: Record<string, number> };
+      console.log(`flood: ${JSON.stringify(r)}; gate RSS max ${(maxRss / 1024).toFixed(0)} MiB`);
+      expect(r.sent).toBe(20_000);
+      expect(r.sendMs).toBeLessThan(3000);
+      // shed at once (SERVFAIL), not queued: most queries got an answer although the upstream is silent
+      // (the rest are datagrams a socket buffer dropped on the way, counted in neither direction)
+      expect(r.rcodes['2'] ?? 0).toBeGreaterThan(16_000);
+      expect(Object.keys(r.rcodes)).toEqual(['2']);
+      for (const d of during) expect(d).toContain('203.0.113.10');
+      expect(gatePid()).toBe(pid);
+      expect(maxRss / 1024).toBeLessThan(160);
+      // status counts what was shed (the gate writes its counters every 5 s)
+      const shed = await within(8000, 'shed counted in status', async () => {
+        const st = JSON.parse((await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json'])).stdout) as { gate: { stats: { decisions: { shed: number } } | null } };
+        return (st.gate.stats?.decisions.shed ?? 0) > 16_000 ? st.gate.stats!.decisions.shed : null;
+      });
+      expect(shed).toBeGreaterThan(16_000);
+      const text = (await efw(lab, ['status', '--config', config, '--state-dir', stateDir])).stdout;
+      expect(text).toMatch(/\d+ SHED \(over a cap\)/);
+    } finally {
+      await lab.setDnsUp(true);
+    }
+  });
+
+  it('the example config under the daemon, nothing set about the gate: on, and unlisted names are refused everywhere', async () => {
+    fs.writeFileSync(config, 'allow:\n  - domain: allowed.test\n    ports: [80]\n');
+    const mark = logs.length;
+    daemon!.kill('SIGHUP');
+    await within(10_000, 'config reloaded', async () => logs.slice(mark).some((l) => /config-reloaded/.test(l)) && logs.slice(mark).some((l) => /gate: config reloaded/.test(l)));
+    const marker = upstreamLog().length;
+    const [def, user, other, host, ok] = await Promise.all([
+      lookup('c-default', 'exfil-d2.blocked.test'),
+      lookup('c-user', 'exfil-u2.blocked.test'),
+      lookup('c-otherdns', 'exfil-o2.blocked.test'),
+      hostLookup('exfil-h2.blocked.test'),
+      lookup('c-user', 'allowed.test'),
+    ]);
+    expect([def, user, other, host]).toEqual([null, null, null, null]);
+    expect(ok).toContain('203.0.113.10');
+    expect(upstreamLog().slice(marker)).not.toMatch(/exfil-/);
+    expect(await lookup('c-custom', 'a.wild.test')).toBeNull(); // the wildcard left with the old config
+    // status: DNS closed, the gate answering (polled: the reload's refresh may still hold the lock)
+    const doc = await within(10_000, 'status: gate answering', async () => {
+      const d = JSON.parse((await efw(lab, ['status', '--config', config, '--state-dir', stateDir, '--json'])).stdout) as { dnsOpen: unknown; gate: { answering: { ok: boolean } } | null };
+      return d.gate?.answering.ok ? d : null;
+    });
+    expect(doc.dnsOpen).toBeNull();
+  });
+
+  it('cron mode (the gate off): plan and status name DNS as open', async () => {
+    const cronDir = `${lab.dir}/state-cron`;
+    fs.mkdirSync(cronDir, { recursive: true });
+    fs.writeFileSync(`${cronDir}/scheduler`, 'cron\n'); // as `install --cron` writes it
+    const plan = await efw(lab, ['plan', '--config', config, '--state-dir', cronDir]);
+    expect(plan.stdout).toMatch(/!!! DNS OPEN: containers and the host can resolve ANY name[^\n]*\n!!!   why: egressfw runs from cron, which runs no DNS gate/);
+    const st = await efw(lab, ['status', '--config', config, '--state-dir', cronDir]);
+    expect(st.exitCode).toBe(3);
+    expect(st.stdout).toMatch(/DNS OPEN/);
+  });
 });
+

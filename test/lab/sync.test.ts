@@ -86,7 +86,8 @@ staleGrace: 30s
 
   it('sync applies, verifies and saves state; the second sync changes nothing', async () => {
     const first = await sync();
-    expect(first.stderr).toBe('');
+    // run by hand (no daemon, so no DNS gate): the one warning is that DNS stays open, and how to close it
+    expect(first.stderr).toMatch(/^!!! DNS OPEN: containers and the host can resolve ANY name[^\n]*\n!!!   why: egressfw does not run as `egressfw daemon` here[^\n]*\n!!!   close it: [^\n]*install --systemd[^\n]*dns\.openAcknowledged: true\n$/);
     expect(first.exitCode).toBe(0);
     expect(first.stdout).toMatch(/applied \d+ changes; verified against the kernel/);
     const after1 = canonical(await kernelState(lab));

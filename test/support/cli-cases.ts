@@ -80,7 +80,7 @@ dns:
         const r = await run(['plan', '--config', good(), '--state-dir', path.join(dir, 'none'), '--json']);
         expect(r.exitCode).toBe(0);
         const doc = JSON.parse(r.stdout);
-        expect(Object.keys(doc)).toEqual(['version', 'config', 'configWarnings', 'observed', 'dnsServers', 'domains', 'networks', 'mode', 'docker', 'coverage', 'pending', 'changes', 'scope', 'blockers', 'render']);
+        expect(Object.keys(doc)).toEqual(['version', 'config', 'configWarnings', 'observed', 'dnsServers', 'domains', 'networks', 'mode', 'docker', 'coverage', 'pending', 'changes', 'scope', 'blockers', 'render', 'dnsOpen']);
         expect(doc.domains.map((d: { name: string; status: string }) => `${d.name}=${d.status}`)).toEqual([
           'api.example.com=ok',
           'evil.example.com=refused-private',

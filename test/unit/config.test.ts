@@ -27,7 +27,7 @@ dns:
       { cidr: '2001:db8::/48', family: 6, ports: [{ port: 443, proto: 'tcp' }] },
     ]);
     expect(c.dns).toEqual({ servers: ['1.1.1.1', '2606:4700:4700::1111'], port: 53, timeoutMs: 2000, attempts: 2, concurrency: 32, minTtl: 30, maxTtl: 86400, maxAddresses: 256, deadlineMs: 20000,
-      gate: { enabled: false, listen: ['0.0.0.0', '::'], port: 5300, cacheSize: 20000, logMaxBytes: 10485760, logFiles: 2 } });
+      gate: { enabled: false, setting: undefined, listen: ['0.0.0.0', '::'], port: 5300, cacheSize: 20000, logMaxBytes: 10485760, logFiles: 2 }, openAcknowledged: false });
     expect(c.wildcards).toEqual([]);
     expect(c.staleGrace).toBe(300);
     expect(c.containers).toEqual({ enabled: true, exemptFrom: [], default: 'host', assign: [], policyLabel: true });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gateStatus } from '../../src/commands/gate-status.js';
 import { parseConfig } from '../../src/config/load.js';
+import { GateStats } from '../../src/gate/stats.js';
 import { gateLogLine } from '../support/gate-log.js';
 
 describe('status: the DNS gate section', () => {
@@ -24,6 +25,20 @@ describe('status: the DNS gate section', () => {
     const down = await gateStatus(config, '/state', deps({ dockerVersion: async () => '20.10.24', probe: async () => ({ ok: false, ms: 500, detail: 'no answer within 500 ms' }) }));
     expect(down!.healthy).toBe(false);
     expect(down!.lines.join('\n')).toMatch(/NOT ANSWERING/);
+  });
+
+  it("shows the running gate's counters: shed queries and per-client rates of the last minute", async () => {
+    const st = new GateStats(Date.parse('2026-11-30T11:58:00Z'));
+    for (let i = 0; i < 600; i++) st.decision('shed', '172.17.0.9', false, Date.parse('2026-11-30T11:58:30Z'));
+    st.decision('allowed', '172.17.0.2', true, Date.parse('2026-11-30T11:58:31Z'));
+    const stats = st.snapshot(Date.parse('2026-11-30T11:59:58Z'), { upstream: 3, waiting: 64, limit: 512, perClientLimit: 64, cacheEntries: 10, cacheLimit: 20000 });
+    const text = JSON.stringify({ pid: 42, since: '2026-11-30T10:00:00.000Z', bound: [], stats });
+    const r = await gateStatus(config, '/state', deps({ readText: async (f: string) => (f.endsWith('gate.json') ? text : null) }));
+    expect(r!.doc.stats?.decisions.shed).toBe(600);
+    const lines = r!.lines.join('\n');
+    expect(lines).toMatch(/1 answered \(1 from cache\), 0 refused, 0 failed, 600 SHED/);
+    expect(lines).toMatch(/in flight: 3 names upstream \(cap 512\), 64 queries waiting/);
+    expect(lines).toMatch(/172\.17\.0\.9: 10\.0 q\/s, 0 refused, 600 SHED/);
   });
 
   it('nothing when the gate is off', async () => {

@@ -4,6 +4,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { Gate, NEGATIVE_TTL, type AdmitEntry, type GateDeps, type QueryEvent, type UpstreamResult } from '../../src/gate/gate.js';
 import { GatePolicy } from '../../src/gate/policy.js';
 import { parseQuery } from '../../src/gate/wire.js';
+import { GateStats } from '../../src/gate/stats.js';
 
 const q = (name: string, type: packet.RecordType = 'A', opts: { id?: number; edns?: boolean; flags?: number } = {}) =>
   packet.encode({
@@ -288,5 +289,87 @@ describe('gate', () => {
     expect(h.gate.cached).toBe(2);
     await h.run(q('a.cdn.example.net'));
     expect(h.asked.filter((a) => a.startsWith('a.'))).toHaveLength(2);
+  });
+});
+
+describe('gate under abuse (bounded)', () => {
+  /** A gate whose upstream never answers until `release()`: every fetch stays in flight. */
+  function silent(caps: { maxInflight: number; maxInflightPerClient: number }) {
+    const c = config();
+    const asked: string[] = [];
+    const held: (() => void)[] = [];
+    const events: QueryEvent[] = [];
+    const gate = new Gate(new GatePolicy(c.domains, c.wildcards), { minTtl: 30, maxTtl: 3600, staleGrace: 300, ipv6: true, cacheSize: 100, ...caps }, {
+      upstream: (name) => {
+        asked.push(name);
+        return new Promise<UpstreamResult>((resolve) => held.push(() => resolve({ ok: true, addresses: [{ ip: '203.0.113.9', ttl: 60 }], refused: [] })));
+      },
+      admit: async () => {},
+      nowMs: () => 1_700_000_000_000,
+      onQuery: (e) => events.push(e),
+    });
+    const release = async () => {
+      for (const r of held.splice(0)) r();
+      await new Promise((r) => setTimeout(r, 0));
+    };
+    return { gate, asked, events, release };
+  }
+
+  it('sheds a client over its in-flight share at once (SERVFAIL, nothing upstream), while another client still gets through', async () => {
+    const s = silent({ maxInflight: 100, maxInflightPerClient: 3 });
+    const flood = [0, 1, 2, 3, 4].map((i) => s.gate.handle(q(`n${i}.cdn.example.net`), '198.51.100.130', 'udp'));
+    // the 4th and 5th are answered synchronously: no promise, no queue
+    expect(flood[3]).toBeInstanceOf(Buffer);
+    expect(rcodeOf(flood[4] as Buffer)).toBe('SERVFAIL');
+    expect(s.asked).toEqual(['n0.cdn.example.net', 'n1.cdn.example.net', 'n2.cdn.example.net']);
+    expect(s.events.filter((e) => e.verdict === 'shed')).toHaveLength(2);
+    expect(s.events.find((e) => e.verdict === 'shed')?.detail).toMatch(/cap 3/);
+    const other = s.gate.handle(q('api.example.com'), '198.51.100.131', 'udp');
+    expect(other).toBeInstanceOf(Promise);
+    expect(s.asked).toContain('api.example.com');
+    // a coalesced query of the flooding client counts against its share too
+    expect(rcodeOf(s.gate.handle(q('api.example.com'), '198.51.100.130', 'udp') as Buffer)).toBe('SERVFAIL');
+    await s.release();
+    expect(rcodeOf((await other)!)).toBe('NOERROR');
+    for (const r of flood.slice(0, 3)) expect(rcodeOf((await r)!)).toBe('NOERROR');
+    // the share is given back once the answers are out
+    expect(s.gate.handle(q('n9.cdn.example.net'), '198.51.100.130', 'udp')).toBeInstanceOf(Promise);
+    const snap = s.gate.snapshot();
+    expect(snap.decisions.shed).toBe(3);
+    expect(snap.inflight).toMatchObject({ upstream: 1, waiting: 1, limit: 100, perClientLimit: 3 });
+  });
+
+  it('sheds new names over the overall cap; a name already in flight is still shared', async () => {
+    const s = silent({ maxInflight: 2, maxInflightPerClient: 100 });
+    const a = s.gate.handle(q('a.cdn.example.net'), '198.51.100.130', 'udp');
+    s.gate.handle(q('b.cdn.example.net'), '198.51.100.131', 'udp');
+    expect(rcodeOf(s.gate.handle(q('c.cdn.example.net'), '198.51.100.132', 'udp') as Buffer)).toBe('SERVFAIL');
+    const shared = s.gate.handle(q('a.cdn.example.net'), '198.51.100.132', 'udp');
+    expect(shared).toBeInstanceOf(Promise);
+    expect(s.asked).toEqual(['a.cdn.example.net', 'b.cdn.example.net']);
+    await s.release();
+    expect(rcodeOf((await a)!)).toBe('NOERROR');
+    expect(rcodeOf((await shared)!)).toBe('NOERROR');
+  });
+
+  it('stats: per-client counts of the last full minute, busiest first', () => {
+    const st = new GateStats(0);
+    for (let i = 0; i < 5; i++) st.decision('refused', '198.51.100.130', false, 1000);
+    st.decision('shed', '198.51.100.130', false, 2000);
+    st.decision('allowed', '198.51.100.131', true, 3000);
+    st.upstreamDone(3, true);
+    st.upstreamDone(4000, false);
+    const live = { upstream: 0, waiting: 0, limit: 1, perClientLimit: 1, cacheEntries: 0, cacheLimit: 1 };
+    expect(st.snapshot(30_000, live).clients.list).toEqual([]); // the minute is not over yet
+    const snap = st.snapshot(61_000, live);
+    expect(snap.clients.list).toEqual([
+      { client: '198.51.100.130', queries: 6, refused: 5, shed: 1 },
+      { client: '198.51.100.131', queries: 1, refused: 0, shed: 0 },
+    ]);
+    expect(snap.decisions).toMatchObject({ refused: 5, shed: 1, allowed: 1 });
+    expect(snap.cached).toBe(1);
+    expect(snap.upstream.buckets.find((b) => b.leMs === 5)?.count).toBe(1);
+    expect(snap.upstream.buckets.find((b) => b.leMs === 5000)?.count).toBe(1);
+    expect(st.snapshot(200_000, live).clients.list).toEqual([]); // a quiet gap
   });
 });

@@ -105,7 +105,7 @@ describe('daemon metrics', () => {
     const dir = dirs.current();
     const config = path.join(dir, 'egressfw.yml');
     const textfile = path.join(dir, 'node-exporter', 'egressfw.prom');
-    writeFileSync(config, `allow: [{ domain: api.example.com }, { domain: gone.example.com }]\ndns: { servers: [198.51.100.53] }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\nmetrics: { textfile: ${textfile}, interval: 1s }\n`);
+    writeFileSync(config, `allow: [{ domain: api.example.com }, { domain: gone.example.com }]\ndns: { servers: [198.51.100.53], gate: { enabled: false } }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\nmetrics: { textfile: ${textfile}, interval: 1s }\n`); // no gate child here (on by default under the daemon)
     const { deps, out } = fakeSyncDeps(k, dir, exec, query);
     const written: string[] = [];
     const metricsDeps: DaemonMetricsDeps = {

@@ -98,7 +98,9 @@ describe('ufw switched off after egressfw enforced: one scope for plan, sync, st
     const observe = s.deps.observe;
     const deps = { ...s.deps, timers, observe: (w: Parameters<typeof observe>[0]) => (observed++, observe(w)) };
     const proc = new EventEmitter();
-    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, deps, proc as never);
+    // the config leaves dns.gate.enabled unset: on under the daemon (the sync before ran without it)
+    const gate = { start: () => {}, signal: () => {}, restart: async () => {}, stop: async () => {} };
+    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, deps, proc as never, undefined, gate);
     const events = () => s.out.map((l) => JSON.parse(l) as { event: string; changes?: number });
     await until(() => events().length >= 2, 'the first refresh');
     // the first refresh puts the chain back
@@ -133,7 +135,7 @@ describe('daemon and the DNS gate', () => {
     const count = (event: string) => s.out.filter((l) => (JSON.parse(l) as { event: string }).event === event).length;
     await until(() => count('refresh') === 1, 'the first refresh');
     expect(calls).toEqual(['start']);
-    expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual(['gate-dns', 'gate-input']); // the first refresh put its chains in
+    expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual(['gate-dns', 'gate-input', 'gate-host', 'gate-host-src']); // the first refresh put its chains in
     const reload = async (text: string) => {
       const [reloads, refreshes] = [count('config-reloaded'), count('refresh')];
       writeFileSync(s.config, text);
@@ -143,11 +145,51 @@ describe('daemon and the DNS gate', () => {
     };
     await reload(yaml('enabled: true'));
     await reload(yaml('enabled: true, port: 5301'));
+    // unset: still on under the daemon (its port back to 5300: restart); a hand-run plan agrees with the daemon's rules
     await reload('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
-    expect(calls).toEqual(['start', 'SIGHUP', 'restart', 'stop']);
+    expect(calls).toEqual(['start', 'SIGHUP', 'restart', 'restart']);
+    s.out.length = 0;
+    expect(await runPlan({ config: s.config, stateDir: s.stateDir, json: false, detailedExitcode: true }, s.deps)).toBe(0);
+    expect(s.out.join('')).toMatch(/DNS: through the gate \(dns\.gate, on under the daemon\)/);
+    s.out.length = 0; // the plan's text: the daemon's log lines are counted from here
+    await reload('allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53], gate: { enabled: false } }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
+    expect(calls).toEqual(['start', 'SIGHUP', 'restart', 'restart', 'stop']);
     proc.emit('SIGTERM');
     await running;
     expect(calls.at(-1)).toBe('stop');
     expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual([]); // the refresh after the last reload took them out
+  });
+});
+
+describe('DNS open or closed, by default', () => {
+  it('not under the daemon (by hand, cron): plan, sync and status say DNS is open; status exits 3 until it is acknowledged', async () => {
+    const s = setup();
+    await syncOnce(await loadConfig(s.config), { stateDir: s.stateDir }, s.deps);
+    await runPlan({ config: s.config, stateDir: s.stateDir, json: false, detailedExitcode: false }, s.deps);
+    expect(s.out.join('')).toMatch(/!!! DNS OPEN: containers and the host can resolve ANY name[^\n]*\n!!!   why: egressfw does not run as `egressfw daemon`[^\n]*\n!!!   close it: run egressfw as the daemon: `sudo egressfw install --systemd`/);
+    s.out.length = 0;
+    expect(await runStatus({ config: s.config, stateDir: s.stateDir, json: true }, s.deps)).toBe(3);
+    const doc = JSON.parse(s.out.join(''));
+    expect(doc.dnsOpen).toMatchObject({ who: ['containers', 'the host'], acknowledged: false });
+    expect(doc.enforced).toBe(true); // the rules are as planned: only DNS is open
+    writeFileSync(s.config, 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53], openAcknowledged: true }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n');
+    s.out.length = 0;
+    expect(await runStatus({ config: s.config, stateDir: s.stateDir, json: false }, s.deps)).toBe(0);
+    expect(s.out.join('')).toMatch(/DNS open \(acknowledged by dns\.openAcknowledged\)/);
+  });
+
+  it('cron marker: DNS open, named as cron; daemon marker: a hand-run plan renders the gate (the daemon\'s rules)', async () => {
+    const s = setup();
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(s.stateDir, { recursive: true });
+    writeFileSync(path.join(s.stateDir, 'scheduler'), 'cron\n');
+    await runPlan({ config: s.config, stateDir: s.stateDir, json: true, detailedExitcode: false }, s.deps);
+    expect(JSON.parse(s.out.join('')).dnsOpen.why).toMatch(/runs from cron, which runs no DNS gate/);
+    writeFileSync(path.join(s.stateDir, 'scheduler'), 'daemon\n');
+    s.out.length = 0;
+    await runPlan({ config: s.config, stateDir: s.stateDir, json: true, detailedExitcode: false }, s.deps);
+    const doc = JSON.parse(s.out.join(''));
+    expect(doc.dnsOpen).toBeNull();
+    expect(doc.render.nft).toMatch(/add chain inet egressfw gate-dns/);
   });
 });

@@ -91,7 +91,7 @@ describe('sync: SIGINT/SIGTERM mid-apply roll back like a failed step', () => {
 
 describe('daemon: SIGTERM/SIGINT during a refresh roll it back like sync, then exit 143/130', () => {
   // the cron tick and drift checks never come during the test: the only job is the refresh at start
-  const yaml = 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53] }\nschedule: { refresh: "0 0 1 1 *", driftCheck: 1h }\n';
+  const yaml = 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53], gate: { enabled: false } }\nschedule: { refresh: "0 0 1 1 *", driftCheck: 1h }\n';
   for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     it(`${signal} while the refresh's iptables-restore runs: undone, exit ${code}`, async () => {
       const s = setup('iptables-restore', yaml);

@@ -119,3 +119,42 @@ describe('install --remove / uninstall with the units the .deb ships', () => {
     await expect(runInstall({ config: 'examples/egressfw.yml', stateDir: '/nonexistent/egressfw', cron: false, systemd: true, remove: false, dryRun: false }, d)).rejects.toThrow(/does not exist; create it/);
   });
 });
+
+describe('install --cron and the DNS gate', () => {
+  async function install(yaml: string, cron: boolean) {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(path.join(tmpdir(), 'efw-install-'));
+    writeFileSync(path.join(dir, 'egressfw.yml'), yaml);
+    const written = new Map<string, string>();
+    const out: string[] = [];
+    const d: InstallDeps = {
+      exec: async () => ({ stdout: '', stderr: '', exitCode: 0 }),
+      readText: async () => null,
+      writeFileAtomic: async (f, t) => void written.set(f, t),
+      isRoot: true,
+      systemdRunning: async () => false,
+      cli: '/usr/bin/egressfw',
+      out: (t) => void out.push(t),
+      removeFile: async () => {},
+    };
+    const run = runInstall({ config: path.join(dir, 'egressfw.yml'), stateDir: dir, cron, systemd: !cron, remove: false, dryRun: false }, d);
+    return { run, written, out, dir };
+  }
+
+  it('refuses dns.gate.enabled: true (cron runs no gate: containers would have no DNS), writing nothing', async () => {
+    const r = await install('dns: { gate: { enabled: true } }\n', true);
+    await expect(r.run).rejects.toThrow(/cron runs no DNS gate \(containers would have no DNS at all\): use --systemd/);
+    expect(r.written.size).toBe(0);
+  });
+
+  it('unset: installs, marks the scheduler as cron and says DNS stays open; --systemd marks it daemon', async () => {
+    const c = await install('allow: [{ domain: api.example.com }]\n', true);
+    expect(await c.run).toBe(0);
+    expect(c.written.get(path.join(c.dir, 'scheduler'))).toBe('cron\n');
+    expect(c.out.join('')).toMatch(/cron mode runs no DNS gate: DNS stays an open channel/);
+    const s = await install('allow: [{ domain: api.example.com }]\n', false);
+    expect(await s.run).toBe(0);
+    expect(s.written.get(path.join(s.dir, 'scheduler'))).toBe('daemon\n');
+  });
+});
