@@ -114,6 +114,8 @@ Type=simple
 Environment=NODE_OPTIONS=--max-semi-space-size=1
 ExecStart=${cmd(p, 'daemon')}
 ExecReload=/bin/kill -HUP $MAINPID
+# A stop that lands in a refresh rolls that refresh back and exits 143 (SIGTERM), like sync: still a clean stop.
+SuccessExitStatus=143
 Restart=always
 RestartSec=5
 ${sandbox(p)}

@@ -184,8 +184,9 @@ schedule:
   });
 
   it('simulated boot: ufw loads with nothing of egressfw in the kernel, the host is closed, then the boot re-apply enforces', async () => {
-    expect(await stopDaemon()).toBe(0);
-    expect(logs.at(-1)).toMatch(/ stopped$/);
+    // 0, or 143 when the stop landed in a refresh (every 2 s here), which it aborts and rolls back
+    expect([0, 143]).toContain(await stopDaemon());
+    expect(logs.at(-1)).toMatch(/ stopped$| interrupted /);
     // what a reboot leaves: no egressfw sets, chains or jumps in the kernel (files and state survive)
     await lab.host([
       'sh',
@@ -222,7 +223,7 @@ schedule:
   });
 
   it('uninstall after all of the above: kernel and ufw files as before the first sync', async () => {
-    expect(await stopDaemon()).toBe(0);
+    expect([0, 143]).toContain(await stopDaemon());
     writeConfig(lab, 'egressfw.yml', configText);
     const units = await efw(lab, ['install', '--systemd', '--config', config, '--state-dir', stateDir]);
     expect(units.exitCode, units.stderr).toBe(0);

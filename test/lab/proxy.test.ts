@@ -133,7 +133,7 @@ labDescribe('egressfw proxy (real containers, docker-compose 1.29)', { docker: t
           expect(deep.stdout, deep.stderr).toMatch(/site=203\.0\.113\.30 port=80/);
           expect(verifiedChain.ok, verifiedChain.stderr).toBe(true);
           expect(sibling.ok).toBe(false);
-          expect(fwRule.stdout).toMatch(/iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .* \} tcp dport \{ 80, 443 \} accept/);
+          expect(fwRule.stdout).toMatch(/iifname "br-egressfw" ip daddr != \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, .* \} tcp dport \{ 80, 443 \} meta mark set meta mark \| 0x10000000 accept/);
           // nothing left to change after sync
           const plan = await efw(lab, ['plan', '--config', configs.sni, '--state-dir', `${lab.dir}/state`, '--detailed-exitcode']);
           expect(plan.exitCode, plan.stdout).toBe(0);
