@@ -181,6 +181,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
           else gate.signal('SIGHUP');
         }
         daemon.reschedule(scheduleOf(c));
+        startFollower();
         log('config-reloaded', { domains: c.domains.length });
         if (JSON.stringify(c.metrics) !== JSON.stringify(m0)) log('warning', { message: 'metrics.* changed: it takes effect when the daemon restarts (`systemctl restart egressfw`)' });
       },
@@ -202,8 +203,10 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
   // Records of refused connections: Docker snapshots and collections (issue 12), beside the sync jobs.
   const auditLoop = audit ? startAuditLoop({ ...auditLoopDeps(opts.stateDir, audit, log), timers }) : null;
   const stopAudit = auditLoop ?? (async () => {});
-  // Policies: follow Docker's events between syncs (started whatever the config says now: a SIGHUP may turn policies on).
-  if (follow && config.containers.enabled) {
+  // Policies: follow Docker's events between syncs, only while policies are in use (a SIGHUP may turn them
+  // on): an open /events stream holds up dockerd's shutdown (seen on 26.1), and nothing needs it otherwise.
+  const startFollower = () => {
+    if (!follow || follower || !perPolicy()) return;
     const w = (writer = follow.writer());
     follower = new PolicyFollower({
       watch: follow.watch,
@@ -219,7 +222,8 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
       clearTimer: (t) => timers.clearTimeout(t),
     });
     follower.start();
-  }
+  };
+  startFollower();
   if (config.dns.gate.enabled) {
     if (!gate) throw new PreconditionError('dns.gate.enabled is true but this build cannot start the gate');
     gate.start();
