@@ -248,7 +248,10 @@ ls /tmp | wc -l`;
     await within(30_000, 'traced daemon refreshed', async () => logs.some((l) => / refresh changes=\d+/.test(l)));
     expect((await lab.host(['ufw', 'reload'])).exitCode).toBe(0);
     await within(10_000, 'traced daemon repaired', async () => repairs() > 0);
+    expect(await enforced()).toEqual(ALL); // the daemon runs the DNS gate (on by default under it): names resolve through it
     expect(await stopDaemon()).toBe(0);
+    // stopped for good, the host stays closed: the scheduler marker and the redirects to the gate stay, nothing answers (docs/dns-gate.md)
+    expect(await enforced()).toEqual({ ...ALL, containerAllowed: false, hostAllowed: false });
     const log = (await lab.host(['sh', '-c', 'cat /run/efw-sync.strace /run/efw-daemon.strace; rm -f /run/efw-*.strace'])).stdout;
     const t = traced(log);
     console.log(`traced: ${t.syscalls.size} distinct syscalls; programs ${[...t.programs].sort().join(' ')}; socket families ${[...t.families].sort().join(' ')}`);
@@ -256,9 +259,12 @@ ls /tmp | wc -l`;
     expect([...t.syscalls].filter((s) => !allowed.has(s)).sort()).toEqual([]);
     expect([...t.families].filter((f) => !service.addressFamilies.includes(f)).sort()).toEqual([]);
     expect(t.namespaces).toEqual([]); // RestrictNamespaces=yes
-    expect(await enforced()).toEqual(ALL);
   });
   it('dpkg -i, then remove and purge (what apt runs), inside the lab: man page and completion installed; remove and purge take the files, leave the firewall, the config and the state, as the README says', async () => {
+    // a host synced by hand, no daemon (uninstall takes the daemon's scheduler marker: DNS open again, no gate to answer)
+    expect((await egressfw(['uninstall'])).exitCode).toBe(0);
+    const s = await egressfw(['sync', '--config', CONFIG], service);
+    expect(s.exitCode, s.stderr).toBe(0);
     expect(await enforced()).toEqual(ALL);
     const firewall = await kernelState(lab);
     // /usr on an overlay (writes to the lab dir) and a private /var/cache (man-db's trigger): nothing on the machine changes;
