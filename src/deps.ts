@@ -138,12 +138,14 @@ export async function gateSupervisor(o: { config: string; stateDir: string; json
   // The gate's modules load only where they run (the daemon, the gate): not on every sync.
   const { GATE_NODE_FLAGS } = await import('./commands/gate.js');
   const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields, o.journal)}\n`);
-  return new Supervisor({
+  const supervisor = new Supervisor({
     argv: [process.execPath, ...GATE_NODE_FLAGS, self, 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
     // the query log: one line per query, informational (journald files it under info)
     onLine: o.journal ? (line) => out(`<${PRIORITY.info}>${line}\n`) : (line) => out(`${line}\n`),
     onEvent: log,
   });
+  // the daemon's refresh waits for the gate to answer (its lookups are redirected to it)
+  return Object.assign(supervisor, { probe: (port: number) => probeGate(port).then((r) => r.ok) });
 }
 
 /** The daemon follows Docker's events for the policy map (src/schedule/policy-follow.ts). */

@@ -46,7 +46,12 @@ export interface GateControl {
   readonly state?: { running: boolean; starts: number };
   /** also hand each of the child's stdout lines (the query log) to fn (metrics: DNS decisions) */
   tap?(fn: (line: string) => void): void;
+  /** one loopback query to the gate on this port: does it answer? (src/gate/probe.ts in production) */
+  probe?(port: number): Promise<boolean>;
 }
+
+/** How long a refresh waits for a gate that does not answer yet (it starts in about 0.5-1 s). */
+export const GATE_WAIT_MS = 5000;
 
 /** What the metrics outputs need from the system (src/deps.ts in production). */
 export interface DaemonMetricsDeps {
@@ -126,15 +131,29 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
       throw e;
     }
   };
+  // The refresh's own lookups are host DNS, redirected to the gate (chain gate-host): a refresh that ran
+  // before the gate answers (the first one, while the gate starts) would fail every name and keep the
+  // last-known-good addresses until the next refresh. So it waits for the gate, GATE_WAIT_MS at most.
+  const gateAnswers = async () => {
+    if (!config.dns.gate.enabled || !gate?.probe) return;
+    const until = timers.monoMs() + GATE_WAIT_MS;
+    while (!abort.signal.aborted && !(await gate.probe(config.dns.gate.port).catch(() => false))) {
+      if (timers.monoMs() >= until) return;
+      await new Promise<void>((r) => timers.setTimeout(r, 100));
+    }
+  };
   const daemon = new Daemon(scheduleOf(config), {
-    refresh: () =>
-      exclusive(async () => {
+    // the wait outside `exclusive`: the policy follower's map updates do not wait for the gate
+    refresh: async () => {
+      await gateAnswers();
+      return exclusive(async () => {
         const r = await synced(false);
         metrics?.round(r.round, { installed: true, synced: true });
         const next = nextRefreshAt(r.round.allowed);
         const flowsCut = r.flows.host + r.flows.containers;
         return { changes: r.applied, warnings: r.warnings, ...(flowsCut ? { flowsCut } : {}), ...(next !== undefined ? { nextRefreshAt: next } : {}) };
-      }),
+      });
+    },
     detectDrift: async () => {
       const now = deps.now();
       const { state } = parseState(await deps.readText(stateFile(opts.stateDir)), stateCheck(config, now));

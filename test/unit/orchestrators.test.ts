@@ -1,11 +1,11 @@
 // The orchestrators (syncOnce, runPlan, runStatus, the daemon) on the fake kernel, through the
 // same argv they spawn: verify-after-apply, the ufw-off scope and drift repair are load-bearing.
 import { EventEmitter } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { runDaemon } from '../../src/commands/daemon.js';
+import { GATE_WAIT_MS, runDaemon } from '../../src/commands/daemon.js';
 import { runPlan } from '../../src/commands/plan.js';
 import { runStatus } from '../../src/commands/status.js';
 import { syncOnce } from '../../src/commands/sync.js';
@@ -158,6 +158,39 @@ describe('daemon and the DNS gate', () => {
     await running;
     expect(calls.at(-1)).toBe('stop');
     expect([...(s.k.nft?.gate?.keys() ?? [])]).toEqual([]); // the refresh after the last reload took them out
+  });
+  it('a refresh waits for the gate to answer (its lookups are host DNS, redirected to the gate), GATE_WAIT_MS at most', async () => {
+    const s = setup({ yaml: 'allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53], gate: { enabled: true } }\nschedule: { driftCheck: 1s, refresh: "0 0 1 1 *" }\n' });
+    const timers = new FakeTimers();
+    const seen: string[] = [];
+    let answering = false;
+    const gate = { start: () => {}, signal: () => {}, restart: async () => {}, stop: async () => {}, probe: async (port: number) => (seen.push(`probe ${port} ${answering}`), answering) };
+    const q: QueryFn = (...a) => (seen.push('query'), query(...a));
+    const proc = new EventEmitter();
+    const running = runDaemon({ config: s.config, stateDir: s.stateDir, json: true }, { ...s.deps, query: q, timers }, proc as never, undefined, gate);
+    const refreshes = () => s.out.filter((l) => (JSON.parse(l) as { event: string }).event === 'refresh').length;
+    await until(() => seen.length === 1, 'the first probe');
+    await timers.advance(100);
+    expect(seen).toEqual(['probe 5300 false', 'probe 5300 false']); // nothing asked, no refresh yet
+    expect(refreshes()).toBe(0);
+    answering = true;
+    await timers.advance(100);
+    await until(() => refreshes() === 1, 'the first refresh');
+    expect(seen.slice(0, 3)).toEqual(['probe 5300 false', 'probe 5300 false', 'probe 5300 true']);
+    expect(seen.slice(3)).toContain('query');
+    expect(JSON.parse(s.out.find((l) => l.includes('"refresh"'))!)).not.toHaveProperty('warnings'); // the name resolved
+    // a gate that does not answer holds a refresh back GATE_WAIT_MS, then it runs (and keeps what it cannot resolve)
+    answering = false;
+    seen.length = 0;
+    writeFileSync(s.config, readFileSync(s.config, 'utf8'));
+    proc.emit('SIGHUP');
+    await until(() => seen.length === 1, 'the reload\'s first probe');
+    await timers.advance(GATE_WAIT_MS - 100);
+    expect(refreshes()).toBe(1);
+    await timers.advance(200);
+    await until(() => refreshes() === 2, 'the refresh after the wait');
+    proc.emit('SIGTERM');
+    await running;
   });
 });
 
