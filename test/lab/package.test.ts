@@ -230,7 +230,7 @@ ls /tmp | wc -l`;
     expect((await lab.host(['ufw', 'reload'])).exitCode).toBe(0);
     await within(10_000, 'repaired after ufw reload', async () => repairs() > n && reaches('http://allowed.test/'));
     expect(await enforced()).toEqual(ALL);
-    expect(await stopDaemon()).toBe(0);
+    expect([0, 143]).toContain(await stopDaemon()); // 143: the stop landed in a refresh, which it rolled back
     expect(logs.join('\n')).toMatch(/ stopped/);
     // (a refresh may fail once when the ufw reload lands in its middle: retried; the sandbox must never be the cause)
     expect(logs.join('\n')).not.toMatch(/EROFS|EACCES|EPERM|Read-only file system|Permission denied|Operation not permitted/);
@@ -249,7 +249,7 @@ ls /tmp | wc -l`;
     expect((await lab.host(['ufw', 'reload'])).exitCode).toBe(0);
     await within(10_000, 'traced daemon repaired', async () => repairs() > 0);
     expect(await enforced()).toEqual(ALL); // the daemon runs the DNS gate (on by default under it): names resolve through it
-    expect(await stopDaemon()).toBe(0);
+    expect([0, 143]).toContain(await stopDaemon()); // 143: the stop landed in a refresh, which it rolled back
     // stopped for good, the host stays closed: the scheduler marker and the redirects to the gate stay, nothing answers (docs/dns-gate.md)
     expect(await enforced()).toEqual({ ...ALL, containerAllowed: false, hostAllowed: false });
     const log = (await lab.host(['sh', '-c', 'cat /run/efw-sync.strace /run/efw-daemon.strace; rm -f /run/efw-*.strace'])).stdout;
