@@ -267,6 +267,16 @@ export function toNetwork(n: Json): DockerNetwork {
 }
 
 /** GET /containers/ID/json -> the list entry's shape (labels under Config, state under State). */
+/** NetworkSettings.Networks (list and inspect answers alike) -> name and addresses, sorted by name. */
+function networksOf(nets: Json): DockerContainer['networks'] {
+  return Object.entries(nets)
+    .map(([name, v]) => {
+      const e = obj(v);
+      return { name, ipv4: str(e.IPAddress) || null, ipv6: str(e.GlobalIPv6Address) || null };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
 export function toInspected(c: Json): DockerContainer {
   const nets = obj(obj(c.NetworkSettings).Networks);
   return {
@@ -275,12 +285,7 @@ export function toInspected(c: Json): DockerContainer {
     image: str(obj(c.Config).Image),
     labels: labels(obj(c.Config).Labels),
     networkMode: str(obj(c.HostConfig).NetworkMode),
-    networks: Object.entries(nets)
-      .map(([name, v]) => {
-        const e = obj(v);
-        return { name, ipv4: str(e.IPAddress) || null, ipv6: str(e.GlobalIPv6Address) || null };
-      })
-      .sort((a, b) => a.name.localeCompare(b.name)),
+    networks: networksOf(nets),
     state: str(obj(c.State).Status),
   };
 }
@@ -294,12 +299,7 @@ export function toContainer(c: Json): DockerContainer {
     image: str(c.Image),
     labels: labels(c.Labels),
     networkMode: str(obj(c.HostConfig).NetworkMode),
-    networks: Object.entries(nets)
-      .map(([name, v]) => {
-        const e = obj(v);
-        return { name, ipv4: str(e.IPAddress) || null, ipv6: str(e.GlobalIPv6Address) || null };
-      })
-      .sort((a, b) => a.name.localeCompare(b.name)),
+    networks: networksOf(nets),
     state: str(c.State),
   };
 }
