@@ -4,6 +4,8 @@
 //                                                   ADDR (so a reply leaves from the address the client sent to)
 //   node flow-peer.mjs client tcp|udp HOST PORT OUT  one connection (or one UDP socket, one source port)
 //                                                   sending a line every 100 ms; OUT holds how many replies came
+//   node flow-peer.mjs probe HOST PORT              until a TCP echo answers (10 s at most): a server that a
+//                                                   client reaches before it listens closes that client for good
 // Prints "ready" once listening (server) or connected (client).
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -25,6 +27,26 @@ if (mode === 'server') {
     udp.on('message', (m, r) => udp.send(m, r.port, r.address));
     udp.bind(port + 1, a, ready);
   }
+} else if (mode === 'probe') {
+  const [host, portText] = args;
+  const deadline = Date.now() + 9_000;
+  const attempt = () => {
+    const s = net.connect(Number(portText), host, () => s.write('probe\n'));
+    const retry = () => {
+      s.destroy();
+      if (Date.now() > deadline) process.exit(1);
+      setTimeout(attempt, 100);
+    };
+    s.setTimeout(1000, retry);
+    s.on('data', () => {
+      console.log('ready');
+      s.destroy();
+      process.exit(0);
+    });
+    s.on('error', retry);
+    s.on('end', retry);
+  };
+  attempt();
 } else if (mode === 'client') {
   const [proto, host, portText, out] = args;
   const port = Number(portText);
@@ -41,6 +63,7 @@ if (mode === 'server') {
     });
     s.on('data', (d) => count(d.toString().split('\n').length - 1));
     s.on('error', (e) => fs.appendFileSync(`${out}.log`, `${e.message}\n`));
+    s.on('close', () => fs.appendFileSync(`${out}.log`, 'connection closed\n'));
   } else {
     const u = dgram.createSocket('udp4');
     u.on('message', () => count(1));

@@ -29,6 +29,8 @@ labDescribe('connections opened before a sync (real kernel, conntrack, ufw, dock
   const containerNetns = async (name: string) => `/proc/${(await lab.docker(['inspect', '-f', '{{.State.Pid}}', name])).stdout.trim()}/ns/net`;
   const out = (name: string) => path.join(lab.dir, `flow-${name}`);
   const replies = (name: string) => Number(fs.readFileSync(out(name), 'utf8') || '0');
+  /** What a client logged (errors, a closed connection): in the assertion, so a failure says why. */
+  const clientLog = (name: string) => (fs.existsSync(`${out(name)}.log`) ? fs.readFileSync(`${out(name)}.log`, 'utf8').trim() : '');
   const growing = async (names: string[], ms = 1500) => {
     const before = names.map(replies);
     await new Promise((r) => setTimeout(r, ms));
@@ -44,6 +46,8 @@ labDescribe('connections opened before a sync (real kernel, conntrack, ufw, dock
     await lab.runContainer({ name: 'c-echo', args: ['-p', '8000:80'], cmd: ['nc', '-ll', '-p', '80', '-e', 'cat'] });
     await peer(lab.inetNetns, ['server', String(TCP), ALLOWED, BLOCKED]);
     const c1 = await containerNetns('c1');
+    // the echo container's nc must listen before the long-lived client connects through the published port
+    await peer(lab.inetNetns, ['probe', ADDR.hostUplink4, '8000']);
     // Before egressfw: every flow is open and gets replies.
     await Promise.all([
       peer(lab.hostNetns, ['client', 'tcp', BLOCKED, String(TCP), out('host-tcp-blocked')]),
@@ -73,7 +77,7 @@ labDescribe('connections opened before a sync (real kernel, conntrack, ufw, dock
       fs.writeFileSync(`${process.env.EFW_CAPTURE}/lab-conntrack-save.txt`, (await lab.host(['conntrack', '-L', '-o', 'save'])).stdout);
       fs.writeFileSync(`${process.env.EFW_CAPTURE}/lab-ip-addr.json`, (await lab.host(['ip', '-j', '-d', 'addr', 'show'])).stdout);
     }
-    for (const n of ALL) expect([n, g[n]! > 3]).toEqual([n, true]);
+    for (const n of ALL) expect([n, g[n]! > 3, clientLog(n)]).toEqual([n, true, '']);
   });
 
   it('sync cuts the refused host and container flows and says how many; allowed flows and the published port go on', async () => {
