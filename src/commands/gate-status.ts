@@ -5,6 +5,7 @@
 import path from 'node:path';
 import type { Config } from '../config/load.js';
 import { DAEMON_JSON, dockerDnsStatus } from '../gate/docker-dns.js';
+import { policiesInUse } from '../policy/assign.js';
 import { renderSummary, summarise, type GateSummary } from '../gate/log.js';
 import type { GateStatsSnapshot } from '../gate/stats.js';
 import { printable } from '../text.js';
@@ -44,7 +45,7 @@ export async function gateStatus(config: Config, stateDir: string, deps: GateSta
     /* unreadable: as never started */
   }
   const [answering, version, logs] = await Promise.all([deps.probe(config.dns.gate.port), deps.dockerVersion().catch(() => null), deps.readLogs(stateDir)]);
-  const docker = { version, ...dockerDnsStatus(await deps.readText(DAEMON_JSON), version) };
+  const docker = { version, ...dockerDnsStatus(await deps.readText(DAEMON_JSON), version, { hostRedirect: config.host.enabled, policies: policiesInUse(config) }) };
   const lastHour = summarise(logs, deps.nowMs());
   const doc: GateStatus = { enabled: true, process: proc, stats, answering, docker, lastHour };
   const healthy = answering.ok && docker.throughGate;

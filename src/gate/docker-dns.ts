@@ -81,14 +81,35 @@ export function undoDockerDns(current: string | null, backup: string | null): { 
   return { text: `${JSON.stringify(doc, null, 2)}\n` };
 }
 
+/** What decides for Docker's embedded resolver besides daemon.json and the engine's version. */
+export interface DockerDnsContext {
+  /** the host's DNS goes to the gate (chain gate-host; host.enabled with the gate on) */
+  hostRedirect: boolean;
+  /** per-workload policies are in use: the gate judges a container's query by its own policy */
+  policies: boolean;
+}
+
 /** `status`: does Docker's embedded resolver go through the gate? (version: the engine's, null when unknown) */
-export function dockerDnsStatus(daemonJson: string | null, version: string | null): { throughGate: boolean; detail: string } {
+export function dockerDnsStatus(daemonJson: string | null, version: string | null, ctx: DockerDnsContext): { throughGate: boolean; detail: string } {
   const set = containerNsServers(daemonJson);
   if (set.length) return { throughGate: true, detail: `daemon.json dns ${JSON.stringify(set)}: asked from the containers, redirected to the gate` };
   const major = version ? Number(/^(\d+)/.exec(version)?.[1]) : NaN;
   if (Number.isFinite(major) && major < 27) return { throughGate: true, detail: `Docker ${version} asks upstream from the containers' namespaces: redirected to the gate` };
+  const engine = `Docker ${version ?? '(version unknown)'}`;
+  // 27+ may forward user-network DNS from the host's namespace: the host's redirect (gate-host) brings
+  // it to the gate too, but as the host's query, judged by the host's list and admitted into the host's
+  // sets. Without policies that list is the containers' list as well; with policies it is not.
+  if (ctx.hostRedirect && !ctx.policies) {
+    return { throughGate: true, detail: `${engine} may forward user-network DNS from the host's namespace, where the host's redirect brings it to the gate (judged by the top-level list, which containers get too)` };
+  }
+  if (ctx.hostRedirect) {
+    return {
+      throughGate: false,
+      detail: `${engine} may forward user-network DNS from the host's namespace: the gate then judges it by the host's list, not by each container's policy. Run \`sudo egressfw install --docker-dns\` and restart Docker`,
+    };
+  }
   return {
     throughGate: false,
-    detail: `Docker ${version ?? '(version unknown)'} may forward user-network DNS from the host's namespace, around the gate: run \`sudo egressfw install --docker-dns\` and restart Docker`,
+    detail: `${engine} may forward user-network DNS from the host's namespace, around the gate (host.enabled is false: the host's DNS is not redirected): run \`sudo egressfw install --docker-dns\` and restart Docker`,
   };
 }

@@ -29,10 +29,17 @@ describe('daemon.json dns for the gate', () => {
   });
 
   it('status: through the gate with daemon.json dns or Docker before 27', () => {
-    expect(dockerDnsStatus('{"dns": ["192.0.2.53"]}', '28.5.2')).toMatchObject({ throughGate: true });
-    expect(dockerDnsStatus(null, '20.10.24')).toMatchObject({ throughGate: true });
-    expect(dockerDnsStatus(null, '28.5.2+dfsg4')).toMatchObject({ throughGate: false, detail: expect.stringMatching(/install --docker-dns/) });
-    expect(dockerDnsStatus(null, null)).toMatchObject({ throughGate: false });
+    const plain = { hostRedirect: true, policies: false };
+    expect(dockerDnsStatus('{"dns": ["192.0.2.53"]}', '28.5.2', plain)).toMatchObject({ throughGate: true });
+    expect(dockerDnsStatus(null, '20.10.24', plain)).toMatchObject({ throughGate: true });
+    // 27+ from the host's namespace: the host's redirect catches it; that is the containers' list too without policies
+    expect(dockerDnsStatus(null, '28.5.2+dfsg4', plain)).toMatchObject({ throughGate: true, detail: expect.stringMatching(/host's redirect/) });
+    // with policies the host's list is not the container's: not good enough
+    expect(dockerDnsStatus(null, '29.7.2', { hostRedirect: true, policies: true })).toMatchObject({ throughGate: false, detail: expect.stringMatching(/not by each container's policy.*install --docker-dns/) });
+    expect(dockerDnsStatus('{"dns": ["192.0.2.53"]}', '29.7.2', { hostRedirect: true, policies: true })).toMatchObject({ throughGate: true });
+    // no host redirect (host.enabled false): around the gate
+    expect(dockerDnsStatus(null, '28.5.2+dfsg4', { hostRedirect: false, policies: false })).toMatchObject({ throughGate: false, detail: expect.stringMatching(/around the gate.*install --docker-dns/) });
+    expect(dockerDnsStatus(null, null, { hostRedirect: false, policies: false })).toMatchObject({ throughGate: false });
   });
 
   it('install --docker-dns writes once, then says nothing to change (exit 0)', async () => {

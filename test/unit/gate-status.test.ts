@@ -16,9 +16,15 @@ describe('status: the DNS gate section', () => {
   });
 
   it('healthy only when the gate answers and Docker goes through it', async () => {
-    const around = await gateStatus(config, '/state', deps());
-    expect(around!.healthy).toBe(false); // Docker 28 without daemon.json dns
+    // Docker 28 without daemon.json dns, host not managed: nothing redirects its host-side queries
+    const hostOff = parseConfig('host: {enabled: false}\ndns: {gate: {enabled: true, port: 5300}}\n', 'x.yml');
+    const around = await gateStatus(hostOff, '/state', deps());
+    expect(around!.healthy).toBe(false);
     expect(around!.lines.join('\n')).toMatch(/AROUND THE GATE .*install --docker-dns/);
+    // the same with the host's redirect: caught, judged by the top-level list (no policies)
+    const caught = await gateStatus(config, '/state', deps());
+    expect(caught!.healthy).toBe(true);
+    expect(caught!.lines.join('\n')).toMatch(/through the gate .*host's redirect/);
     const ok = await gateStatus(config, '/state', deps({ dockerVersion: async () => '20.10.24' }));
     expect(ok!.healthy).toBe(true);
     expect(ok!.doc.lastHour.refused).toBe(1);
