@@ -40,7 +40,7 @@ interface Step {
 
 /**
  * The only code that writes to the kernel and the ufw files. Steps run in
- * order (sets, ufw, nft, iptables, ip6tables); if one fails, the ones before it
+ * order (sets, nft, ufw, iptables, ip6tables); if one fails, the ones before it
  * (and any partial work of the failing one) are undone in reverse order, so
  * the previous rules stay in force, and the error names the failed step.
  */
@@ -67,6 +67,19 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
     });
   }
 
+  // Containers: one nft transaction (all or nothing). Before the iptables step, so the pre-0.2
+  // chain it removes is only gone once the table enforces; before ufw, whose reload takes a second
+  // or more: after a ruleset flush the containers are judged again at once, not after the reload.
+  const nft = renderNft(plan);
+  if (nft) {
+    steps.push({
+      name: 'nft',
+      partial: false,
+      run: () => run(exec, ['nft', '-f', '-'], nft),
+      undo: () => nftJsonFile(exec, restoreBatch(before.nft?.raw ?? null)),
+    });
+  }
+
   const ufwOps = plan.ops.filter((o) => o.kind.startsWith('ufw-'));
   if (ufwOps.length) {
     steps.push({
@@ -89,18 +102,6 @@ export async function applyPlan(plan: Plan, before: Observed, deps: ApplyDeps): 
         for (const argv of u.commands) await run(exec, argv);
         for (const f of [4, 6] as Family[]) if (u.refill[f]) await run(exec, [RESTORE[f], '--noflush'], u.refill[f]);
       },
-    });
-  }
-
-  // Containers: one nft transaction (all or nothing). Before the iptables step, so the pre-0.2
-  // chain it removes is only gone once the table enforces.
-  const nft = renderNft(plan);
-  if (nft) {
-    steps.push({
-      name: 'nft',
-      partial: false,
-      run: () => run(exec, ['nft', '-f', '-'], nft),
-      undo: () => nftJsonFile(exec, restoreBatch(before.nft?.raw ?? null)),
     });
   }
 

@@ -66,17 +66,19 @@ describe('rollback (applyPlan on the fake kernel)', () => {
     const before = k.observe();
     const plan = diff(buildDesired(later, allowed('203.0.113.2'), [...dns, { host: '198.51.100.54', port: 53 }]), before);
     expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'ufw-block', 'ufw-reload', 'nft', 'chain', 'chain']);
-    const { exec, calls: log } = failing(k, (argv) => argv[0] === 'ip6tables-restore' && !log.some((l) => l.startsWith('nft -j')));
+    // the forward step's ip6tables-restore fails; the undo's own runs work
+    let failed = false;
+    const { exec, calls: log } = failing(k, (argv) => argv[0] === 'ip6tables-restore' && !failed && (failed = true));
     await expect(applyPlan(plan, before, { exec, ...files(k) })).rejects.toThrow(/ip6tables-restore failed.*\n.*rolled back/);
-    // Undo runs newest first: iptables, nft, ufw, then the sets.
+    // Applied in the order sets, nft, ufw, iptables: undo runs newest first: iptables, ufw, nft, then the sets.
     const undo = log.slice(log.findIndex((l) => l.startsWith('ip6tables-restore')) + 1);
     // ufw's reload re-declares EGRESSFW-HOST (DNS only): its old rules are put back after it.
     expect(undo.map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual([
       'iptables-restore --noflush',
-      'nft -j',
       'ufw reload',
       'iptables-restore --noflush',
       'ip6tables-restore --noflush',
+      'nft -j',
       'ipset destroy',
       'ipset destroy',
       'ipset restore',
