@@ -159,7 +159,7 @@ describe('the follower', () => {
 
   describe('batches: events that arrive while a read is in flight go together', () => {
     // ids of 64 hex digits for many containers
-    const big = (k: number) => k.toString(16).padStart(64, 'b');
+    const big = (k: number) => `b${k.toString(16).padStart(63, '0')}`;
     const job = (k: number, policy = 'ci', addr = `198.51.100.${k}`): InventoryContainer => ({ id: big(k), name: `job${k}`, labels: { 'egressfw.policy': policy }, addresses: [addr] });
 
     it('a burst of 100 starts: one list call and one nft transaction for the 99 that came during the first read', async () => {
