@@ -9,12 +9,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { policiesSection, renderPoliciesBench, type PoliciesPart } from './bench/policies.js';
+import { policiesSection, renderPoliciesBench, renderPoliciesTargets, type PoliciesPart } from './bench/policies.js';
 import { progress, run } from './bench/util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
 const DOC = path.join(ROOT, 'docs', 'bench-policies.md');
+const SUMMARY = path.join(ROOT, 'docs', 'benchmarks.md');
+const BEGIN = '<!-- policies: written by `npm run bench:policies` from the run in bench-policies.md -->';
+const END = '<!-- /policies -->';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const flag = (name: string) => {
@@ -33,19 +36,27 @@ async function main(): Promise<void> {
   const load0 = os.loadavg();
   const result = await policiesSection({ quick, cli, ...(parts ? { parts } : {}) });
   const nft = (await run(['nft', '--version'])).stdout.trim();
+  const stamp = new Date().toISOString();
   const head = [
     '# Per-workload policies: cost',
     '',
     '<!-- Written by `npm run bench:policies` (scripts/bench-policies.ts); the next run replaces it. -->',
     '',
-    `Run ${new Date().toISOString()}${cliFlag ? ` of ${cli}` : ''} on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Linux ${os.release()}, ${nft}; load average ${load0.map((l) => l.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s. Figures from one run, side by side.`,
+    `Run ${stamp}${cliFlag ? ` of ${cli}` : ''} on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Linux ${os.release()}, ${nft}; load average ${load0.map((l) => l.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the end; ${((Date.now() - t0) / 1000).toFixed(0)} s. Figures from one run, side by side.`,
     '',
   ].join('\n');
-  const text = `${head}\n${renderPoliciesBench(result)}\n`;
+  const text = `${head}\n## Targets\n\n${renderPoliciesTargets(result)}\n\n${renderPoliciesBench(result)}\n`;
   process.stdout.write(text);
   if (write) {
     fs.writeFileSync(DOC, text);
     progress(`wrote ${path.relative(process.cwd(), DOC)}`);
+    // the targets beside the others in docs/benchmarks.md, from this same run (replaced between the markers)
+    const section = `${BEGIN}\n## Per-workload policies (issue 18)\n\nFrom the run of ${stamp} ([bench-policies.md](bench-policies.md): method, every figure, the spread).\n\n${renderPoliciesTargets(result)}\n${END}`;
+    const old = fs.readFileSync(SUMMARY, 'utf8');
+    const a = old.indexOf(BEGIN);
+    const b = old.indexOf(END);
+    fs.writeFileSync(SUMMARY, a >= 0 && b > a ? `${old.slice(0, a)}${section}${old.slice(b + END.length)}` : `${old.trimEnd()}\n\n${section}\n`);
+    progress(`wrote the policies section of ${path.relative(process.cwd(), SUMMARY)}`);
   }
 }
 
