@@ -61,6 +61,8 @@ export class PolicyFollower {
   private stopped = false;
   /** events received, not yet taken by a batch */
   private pending: MapEvent[] = [];
+  /** when each pending event came off the stream (its delay after Docker's own stamp is dockerd's, or the CPU's) */
+  private received = new WeakMap<MapEvent, number>();
   /** a batch job is queued that has not started yet: later events join it */
   private queued = false;
   /** start event -> map entry, ms (status, bench) */
@@ -113,6 +115,7 @@ export class PolicyFollower {
         if (e.action.startsWith('network') && !this.model.has(e.id)) return;
         if (e.action === 'container start') this.deps.onStart?.(e.id);
         this.pending.push(e);
+        this.received.set(e, this.deps.nowMs());
         if (this.queued) return;
         this.queued = true;
         this.enqueue(() => {
@@ -169,6 +172,7 @@ export class PolicyFollower {
   private async batch(events: MapEvent[]): Promise<void> {
     if (!events.length) return;
     this.counts.batches++;
+    const t0 = this.deps.nowMs();
     let now: Map<string, InventoryContainer | null>;
     try {
       now = await this.read(events);
@@ -200,6 +204,7 @@ export class PolicyFollower {
       if (who?.unknown !== undefined) this.deps.log('warning', { container: who.name, by: who.by, unknown: who.unknown, gets: 'nothing' });
     }
     if (emptyDelta(delta)) return;
+    const t1 = this.deps.nowMs();
     try {
       this.counts.writes++;
       await this.deps.write(mapLine(delta));
@@ -222,6 +227,7 @@ export class PolicyFollower {
       if (!nAdded && !nRemoved) continue;
       const a = e.kind === 'remove' ? undefined : assigned.get(id)?.assignments[0];
       const ms = e.atMs ? Math.max(0, doneMs - e.atMs) : undefined;
+      const got = this.received.get(e) ?? t0;
       if (ms !== undefined && e.kind === 'inspect' && nAdded) {
         this.latencies.push(ms);
         if (this.latencies.length > 10_000) this.latencies.splice(0, 5000);
@@ -235,6 +241,11 @@ export class PolicyFollower {
         removed: nRemoved,
         ...(events.length > 1 ? { batch: events.length } : {}),
         ...(ms !== undefined ? { ms } : {}),
+        // where the time went: Docker's stamp to the stream, waiting for the batch, reading, writing (and the rest)
+        ...(ms !== undefined ? { streamMs: Math.max(0, got - e.atMs) } : {}),
+        waitMs: t0 - got,
+        readMs: t1 - t0,
+        writeMs: doneMs - t1,
       });
     }
   }

@@ -57,6 +57,8 @@ describe('the follower', () => {
     const lists: string[][] = [];
     /** ids the list leaves out (a dockerd whose snapshot lags) */
     const hidden = new Set<string>();
+    /** ms a read and a write take on the fake clock */
+    const cost = { read: 0, write: 0 };
     /** while set, list answers wait for it: events that arrive meanwhile form the next batch */
     let gate: { promise: Promise<void>; open: () => void } | undefined;
     const deps: FollowDeps = {
@@ -66,15 +68,18 @@ describe('the follower', () => {
       },
       inspect: async (id) => {
         inspected.push(id);
+        now += cost.read;
         return containers[id] ?? null;
       },
       list: async (ids) => {
         lists.push(ids);
+        now += cost.read;
         await gate?.promise;
         return ids.flatMap((id) => (containers[id] && !hidden.has(id) ? [containers[id]] : []));
       },
       write: async (cmds) => {
         if (failWrites-- > 0) throw new Error('Error: Could not process rule: No such file or directory');
+        now += cost.write;
         written.push(cmds);
       },
       resync: async () => {
@@ -102,21 +107,24 @@ describe('the follower', () => {
       gate?.open();
       gate = undefined;
     };
-    return { f, h: () => h!, written, logs, resyncs: () => resyncs, tick: (ms: number) => (now += ms), inspected, lists, hidden, hold, release };
+    return { f, h: () => h!, written, logs, resyncs: () => resyncs, tick: (ms: number) => (now += ms), inspected, lists, hidden, hold, release, cost };
   }
 
   it('maps a started container by its label, removes it when it dies, and logs the time from Docker\'s event', async () => {
     const c = { id: ID(1), name: 'job', labels: { 'egressfw.policy': 'ci' }, addresses: ['198.51.100.9'] };
     const t = harness({ [ID(1)]: c });
     t.h().onOpen();
+    t.cost.read = 4;
+    t.cost.write = 2;
     t.h().onEvent(containerEvent('start', ID(1), 1_700_000_000_000 * 1e6));
     await t.f.idle();
     expect(t.written).toEqual(['add element inet egressfw policy4 { 198.51.100.9 : jump pol-ci }']);
-    expect(t.logs.find(([e, f]) => e === 'policy-map' && f?.container === 'job')?.[1]).toMatchObject({ policy: 'ci', by: 'label egressfw.policy', ms: 20 });
+    // 20 ms from Docker's stamp to the stream, then 4 reading and 2 writing
+    expect(t.logs.find(([e, f]) => e === 'policy-map' && f?.container === 'job')?.[1]).toMatchObject({ policy: 'ci', by: 'label egressfw.policy', ms: 26, streamMs: 20, waitMs: 0, readMs: 4, writeMs: 2 });
     t.h().onEvent(containerEvent('die', ID(1)));
     await t.f.idle();
     expect(t.written[1]).toBe('delete element inet egressfw policy4 { 198.51.100.9 }');
-    expect(t.f.latencies).toEqual([20]);
+    expect(t.f.latencies).toEqual([26]);
   });
 
   it('a network connect of a container not mapped yet is left to its start event (no inspect while dockerd starts it)', async () => {
