@@ -158,6 +158,7 @@ export async function followSystem() {
       const c = await client.container(id);
       return c && c.state === 'running' ? inventoryOf([c])[0]! : null;
     },
+    list: async (ids: string[]) => inventoryOf(await client.running(ids)),
     writer: () => new NftAdmitter({ onProblem: (w) => warn(`daemon: policy map writer: ${w}`) }),
   };
 }

@@ -19,6 +19,7 @@ import type { EventStream, EventStreamHandlers } from '../system/docker-events.j
 export interface FollowSystem {
   watch: (h: EventStreamHandlers) => EventStream;
   inspect: (id: string) => Promise<InventoryContainer | null>;
+  list: (ids: string[]) => Promise<InventoryContainer[]>;
   writer: () => { command(cmds: string): Promise<void>; close(): void };
 }
 import { Metrics, type BuildInfo } from '../metrics/metrics.js';
@@ -230,6 +231,7 @@ export async function runDaemon(opts: DaemonOptions, deps: SyncDeps & { timers?:
     follower = new PolicyFollower({
       watch: follow.watch,
       inspect: follow.inspect,
+      list: follow.list,
       write: (cmds) => (perPolicy() ? w.command(cmds) : Promise.resolve()),
       resync: async () => (perPolicy() ? (await locked(() => syncOnce(config, { stateDir: opts.stateDir, offline: true }, deps))).round.policies : null),
       exclusive,

@@ -96,8 +96,46 @@ export class MapModel {
     return d;
   }
 
+  /**
+   * A batch of updates in their order, as one net change: what each touched address maps to before
+   * the batch against after it. A die and a start that reuses its address in one batch end as a
+   * delete and an add of that address (one transaction, delete first); a start and a die of one
+   * container cancel out. Applying the updates one by one and concatenating their deltas would not
+   * do: an add followed by a delete of one address would be written delete-first, leaving it mapped.
+   */
+  apply(updates: readonly (readonly [id: string, next: string[]])[]): MapDelta {
+    const before = new Map<string, string | undefined>();
+    const touch = (k: string) => {
+      if (!before.has(k)) before.set(k, this.elementOf(k));
+    };
+    for (const [id, next] of updates) {
+      for (const e of this.byContainer.get(id) ?? []) touch(keyOf(e));
+      for (const e of next) touch(keyOf(e));
+      this.update(id, next);
+    }
+    const d: MapDelta = { delete: { 4: [], 6: [] }, add: { 4: [], 6: [] } };
+    for (const [k, was] of before) {
+      const now = this.elementOf(k);
+      if (was === now) continue;
+      if (was !== undefined) d.delete[familyOf(was)].push(k);
+      if (now !== undefined) d.add[familyOf(now)].push(now);
+    }
+    return d;
+  }
+
+  /** the member the model holds for an address */
+  private elementOf(k: string): string | undefined {
+    const id = this.owner.get(k);
+    return id === undefined ? undefined : this.byContainer.get(id)?.find((e) => keyOf(e) === k);
+  }
+
   get size(): number {
     return this.owner.size;
+  }
+
+  /** the container's members now (a copy) */
+  membersOf(id: string): string[] {
+    return [...(this.byContainer.get(id) ?? [])];
   }
 
   /** the container holds members now */

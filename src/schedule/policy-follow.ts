@@ -1,18 +1,28 @@
 /**
  * The daemon's share of per-workload policies: it follows Docker's events and keeps the source ->
- * policy map right between syncs, one small nft transaction per event over the long-lived `nft -i`
- * writer. After a gap (the stream broke, dockerd restarted) it has a full inventory read again
- * (an offline sync). Events are handled one at a time and never while a sync runs (`exclusive`).
+ * policy map right between syncs over the long-lived `nft -i` writer. After a gap (the stream broke,
+ * dockerd restarted) it has a full inventory read again (an offline sync). Never while a sync runs
+ * (`exclusive`).
+ *
+ * Events are coalesced: those that arrive while a batch is read and written wait, and go together
+ * as the next batch: one Docker API call for every container started in it (the list, filtered by
+ * id: served from dockerd's snapshot, without waiting on each container's lock as an inspect does),
+ * then one nft transaction for the batch's net change. 100 containers started at once were 100
+ * inspects and 100 transactions one after another (p99 215 ms); see docs/bench-policies.md.
  */
 import type { Config } from '../config/load.js';
 import { assignContainers, type InventoryContainer, type PolicyDesired } from '../plan/policies.js';
 import { emptyDelta, mapLine, MapModel, parseEvent, type MapEvent } from '../policy/follow.js';
+
+const keyOf = (member: string) => member.slice(0, member.indexOf(' : '));
 import type { EventStream, EventStreamHandlers } from '../system/docker-events.js';
 
 export interface FollowDeps {
   watch: (h: EventStreamHandlers) => EventStream;
-  /** the container now (null: gone or not running) */
+  /** the container now (null: gone or not running); for network events, and a start the list did not show running */
   inspect: (id: string) => Promise<InventoryContainer | null>;
+  /** the running containers among these ids, in one API call (GET /containers/json filtered by id) */
+  list: (ids: string[]) => Promise<InventoryContainer[]>;
   /** run nft commands as one transaction (NftAdmitter.command) */
   write: (cmds: string) => Promise<void>;
   /** full inventory and offline sync; returns what it mapped (null: it failed) */
@@ -39,6 +49,9 @@ export function membersByContainer(p: PolicyDesired): Map<string, string[]> {
   return out;
 }
 
+/** ids per list call: 256 full ids keep the request line near 20 KB, well inside dockerd's header limit */
+const LIST_IDS = 256;
+
 export class PolicyFollower {
   private readonly model = new MapModel();
   private stream: EventStream | null = null;
@@ -46,8 +59,16 @@ export class PolicyFollower {
   private retryMs = 500;
   private timer: unknown;
   private stopped = false;
+  /** events received, not yet taken by a batch */
+  private pending: MapEvent[] = [];
+  /** when each pending event came off the stream (its delay after Docker's own stamp is dockerd's, or the CPU's) */
+  private received = new WeakMap<MapEvent, number>();
+  /** a batch job is queued that has not started yet: later events join it */
+  private queued = false;
   /** start event -> map entry, ms (status, bench) */
   readonly latencies: number[] = [];
+  /** batches handled, and Docker API calls they made (bench, tests) */
+  readonly counts = { batches: 0, lists: 0, inspects: 0, writes: 0 };
 
   constructor(private readonly deps: FollowDeps) {}
 
@@ -70,8 +91,12 @@ export class PolicyFollower {
   }
 
   /** Resolves when every event received so far is handled (tests). */
-  idle(): Promise<void> {
-    return this.chain;
+  async idle(): Promise<void> {
+    let c: Promise<void>;
+    do {
+      c = this.chain;
+      await c;
+    } while (c !== this.chain);
   }
 
   private open(): void {
@@ -89,9 +114,14 @@ export class PolicyFollower {
         // then waits for the start to finish): only containers already mapped are read again; the start event maps the rest.
         if (e.action.startsWith('network') && !this.model.has(e.id)) return;
         if (e.action === 'container start') this.deps.onStart?.(e.id);
-        // read the container at once, in parallel with the others; changes are applied one at a time, in order
-        const read = e.kind === 'inspect' ? this.deps.inspect(e.id).then((c) => ({ c }), (err: Error) => ({ err })) : Promise.resolve({ c: null });
-        this.enqueue(() => this.handle(e, read));
+        this.pending.push(e);
+        this.received.set(e, this.deps.nowMs());
+        if (this.queued) return;
+        this.queued = true;
+        this.enqueue(() => {
+          this.queued = false;
+          return this.batch(this.pending.splice(0));
+        });
       },
       onClose: (why) => {
         this.stream = null;
@@ -113,18 +143,70 @@ export class PolicyFollower {
     this.deps.log('policy-map', { resync: why, addresses: this.model.size });
   }
 
-  private async handle(e: MapEvent, read: Promise<{ c: InventoryContainer | null } | { err: Error }>): Promise<void> {
-    const r = await read;
-    if ('err' in r) throw r.err;
-    const c = r.c;
-    const next = c ? assignContainers(this.deps.config(), [c]) : null;
-    const members = next ? [...next.map[4], ...next.map[6]] : [];
-    const delta = this.model.update(e.id, members);
-    const who = next?.assignments[0];
-    // said at every start, like sync says it: an unknown policy name leaves the container with nothing
-    if (who?.unknown !== undefined && e.action === 'container start') this.deps.log('warning', { container: who.name, by: who.by, unknown: who.unknown, gets: 'nothing' });
-    if (emptyDelta(delta)) return;
+  /** The containers the batch must read, as they are now (null: gone or not running). */
+  private async read(events: MapEvent[]): Promise<Map<string, InventoryContainer | null>> {
+    // the list takes full ids only (events carry them); anything else is inspected
+    const started = [...new Set(events.filter((e) => e.action === 'container start' && e.id.length === 64).map((e) => e.id))];
+    const others = [...new Set(events.filter((e) => e.kind === 'inspect' && !started.includes(e.id)).map((e) => e.id))];
+    const inspect = (id: string) => {
+      this.counts.inspects++;
+      return this.deps.inspect(id);
+    };
+    const out = new Map<string, InventoryContainer | null>();
+    const lists: Promise<InventoryContainer[]>[] = [];
+    for (let i = 0; i < started.length; i += LIST_IDS) {
+      this.counts.lists++;
+      lists.push(this.deps.list(started.slice(i, i + LIST_IDS)));
+    }
+    const [listed, inspected] = await Promise.all([Promise.all(lists), Promise.all(others.map(inspect))]);
+    for (const c of listed.flat()) out.set(c.id, c);
+    others.forEach((id, i) => out.set(id, inspected[i]!));
+    // The list shows a container from dockerd's snapshot, saved before the start event is sent; one not
+    // shown running has died since (or a dockerd saves later): its inspect says which, under its lock.
+    const missing = started.filter((id) => !out.has(id));
+    const late = await Promise.all(missing.map(inspect));
+    missing.forEach((id, i) => out.set(id, late[i]!));
+    return out;
+  }
+
+  private async batch(events: MapEvent[]): Promise<void> {
+    if (!events.length) return;
+    this.counts.batches++;
+    const t0 = this.deps.nowMs();
+    let now: Map<string, InventoryContainer | null>;
     try {
+      now = await this.read(events);
+    } catch (err) {
+      // events of this batch are lost with the answer: only a full inventory brings the map right again
+      this.deps.log('error', { job: 'policy-map', error: (err as Error).message.split('\n')[0], then: 'full inventory' });
+      await this.resync('a container read failed');
+      return;
+    }
+    // each event in order: a die removes the container's members; the others give it what it has now
+    const config = this.deps.config();
+    const assigned = new Map<string, ReturnType<typeof assignContainers> | null>();
+    const assign = (id: string) => {
+      if (!assigned.has(id)) {
+        const c = now.get(id) ?? null;
+        assigned.set(id, c ? assignContainers(config, [c]) : null);
+      }
+      return assigned.get(id)!;
+    };
+    const updates = events.map((e) => {
+      const next = e.kind === 'remove' ? null : assign(e.id);
+      return [e.id, next ? [...next.map[4], ...next.map[6]] : []] as const;
+    });
+    const held = new Map(events.map((e) => [e.id, this.model.membersOf(e.id)]));
+    const delta = this.model.apply(updates);
+    for (const e of events) {
+      const who = e.action === 'container start' ? assign(e.id)?.assignments[0] : undefined;
+      // said at every start, like sync says it: an unknown policy name leaves the container with nothing
+      if (who?.unknown !== undefined) this.deps.log('warning', { container: who.name, by: who.by, unknown: who.unknown, gets: 'nothing' });
+    }
+    if (emptyDelta(delta)) return;
+    const t1 = this.deps.nowMs();
+    try {
+      this.counts.writes++;
       await this.deps.write(mapLine(delta));
     } catch (err) {
       // the kernel differs from the model (a hand edit, a flushed table): rebuild from scratch
@@ -132,20 +214,39 @@ export class PolicyFollower {
       await this.resync('a map update failed');
       return;
     }
-    const ms = e.atMs ? Math.max(0, this.deps.nowMs() - e.atMs) : undefined;
-    if (ms !== undefined && e.kind === 'inspect') {
-      this.latencies.push(ms);
-      if (this.latencies.length > 10_000) this.latencies.splice(0, 5000);
+    const doneMs = this.deps.nowMs();
+    const added = new Set([...delta.add[4], ...delta.add[6]]);
+    const deleted = new Set([...delta.delete[4], ...delta.delete[6]]);
+    const lastOf = new Map(events.map((e, i) => [e.id, i]));
+    // one line per container the change moved, from its last event in the batch
+    for (const [id, i] of lastOf) {
+      const e = events[i]!;
+      const members = updates[i]![1];
+      const nAdded = members.filter((m) => added.has(m)).length;
+      const nRemoved = held.get(id)!.filter((m) => deleted.has(keyOf(m)) && !members.includes(m)).length;
+      if (!nAdded && !nRemoved) continue;
+      const a = e.kind === 'remove' ? undefined : assigned.get(id)?.assignments[0];
+      const ms = e.atMs ? Math.max(0, doneMs - e.atMs) : undefined;
+      const got = this.received.get(e) ?? t0;
+      if (ms !== undefined && e.kind === 'inspect' && nAdded) {
+        this.latencies.push(ms);
+        if (this.latencies.length > 10_000) this.latencies.splice(0, 5000);
+      }
+      this.deps.log('policy-map', {
+        docker: e.action,
+        container: a?.name ?? id.slice(0, 12),
+        ...(a ? { policy: a.policy, by: a.by } : {}),
+        ...(a?.unknown !== undefined ? { unknown: a.unknown } : {}),
+        added: nAdded,
+        removed: nRemoved,
+        ...(events.length > 1 ? { batch: events.length } : {}),
+        ...(ms !== undefined ? { ms } : {}),
+        // where the time went: Docker's stamp to the stream, waiting for the batch, reading, writing (and the rest)
+        ...(ms !== undefined ? { streamMs: Math.max(0, got - e.atMs) } : {}),
+        waitMs: t0 - got,
+        readMs: t1 - t0,
+        writeMs: doneMs - t1,
+      });
     }
-    const a = next?.assignments[0];
-    this.deps.log('policy-map', {
-      docker: e.action,
-      container: a?.name ?? e.id.slice(0, 12),
-      ...(a ? { policy: a.policy, by: a.by } : {}),
-      ...(a?.unknown !== undefined ? { unknown: a.unknown } : {}),
-      added: delta.add[4].length + delta.add[6].length,
-      removed: delta.delete[4].length + delta.delete[6].length,
-      ...(ms !== undefined ? { ms } : {}),
-    });
   }
 }

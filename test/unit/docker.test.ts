@@ -123,6 +123,34 @@ describe('Docker API client: recorded answers', () => {
   }
 });
 
+describe('Docker API client: running containers by id (the daemon\'s batched read of started containers)', () => {
+  it('asks once, filtered by the full ids, and keeps only those asked that run', async () => {
+    const answers = load('20.10');
+    const all = answers['GET /containers/json?all=true'] as { Id: string; Names: string[] }[];
+    const id = (name: string) => all.find((c) => c.Names[0] === `/${name}`)!.Id;
+    // the fake answers the whole list (created container included): the client must not trust the filter alone
+    const { socket, asked } = await fakeDockerd((req, res) => res.end(JSON.stringify(req.url!.startsWith('/containers/json?filters=') ? all : [])));
+    const got = await dockerClient({ socket }).running([id('onuser'), id('stopped'), id('onbridge')]);
+    expect(got.map((c) => c.name).sort()).toEqual(['onbridge', 'onuser']);
+    expect(got.find((c) => c.name === 'onuser')!.networks).toEqual([
+      { name: 'internalnet', ipv4: '198.51.100.146', ipv6: null },
+      { name: 'usernet', ipv4: '198.51.100.130', ipv6: '2001:db8:1:1::2' },
+    ]);
+    expect(asked).toHaveLength(1);
+    const filters = JSON.parse(decodeURIComponent(asked[0]!.slice('GET /containers/json?filters='.length))) as { id: string[] };
+    expect(filters).toEqual({ id: [id('onuser'), id('stopped'), id('onbridge')] });
+  });
+
+  it('a value that is not a full id never reaches dockerd (a filter value is a pattern there); none asked, nothing asked', async () => {
+    const { socket, asked } = await fakeDockerd((_req, res) => res.end('[]'));
+    const client = dockerClient({ socket });
+    await expect(client.running(['abc.*'])).rejects.toThrow(/not a full container id/);
+    await expect(client.running(['a'.repeat(12)])).rejects.toThrow(DockerUnavailableError);
+    expect(await client.running([])).toEqual([]);
+    expect(asked).toEqual([]);
+  });
+});
+
 describe('Docker API client: edge cases', () => {
   it('reads firewalld from the driver name, and keeps an unknown driver verbatim with no backend', async () => {
     const answers = load('28.5');
