@@ -113,6 +113,8 @@ interface Entry {
   checkAfter: number;
 }
 
+const RELOADED = 'the config was reloaded meanwhile and no longer opens this name';
+
 /** How often a cached answer re-checks whether its kernel elements need a refresh. */
 const CHECK_EVERY_MS = 1000;
 
@@ -128,7 +130,7 @@ export type StillAllowed = (name: string, proto: Proto, port: number) => boolean
  * takes out the elements no name the new config allows holds any more (`release`).
  */
 export class KernelLedger {
-  private readonly seen = new Map<string, { expiresAt: number; writtenAt: number; names?: Map<string, number> }>();
+  private readonly seen = new Map<string, { expiresAt: number; writtenAt: number; names?: Names }>();
 
   /** entries of `want` whose kernel element would expire before `now + timeout` (minus slack), or was last written long ago */
   stale(want: AdmitEntry[], now: number): AdmitEntry[] {
@@ -158,8 +160,7 @@ export class KernelLedger {
       const k = key(e);
       const prev = this.seen.get(k);
       const expiresAt = now + e.timeoutSec * 1000;
-      const names = prev?.names ?? (name !== undefined ? new Map<string, number>() : undefined);
-      if (name !== undefined) names!.set(name, Math.max(names!.get(name) ?? 0, expiresAt));
+      const names = name !== undefined ? withName(prev?.names, name, expiresAt) : prev?.names;
       // the kernel's timeout is the one written last (a re-add sets it anew), so is this expiry
       this.seen.set(k, { expiresAt, writtenAt: now, ...(names ? { names } : {}) });
     }
@@ -172,8 +173,8 @@ export class KernelLedger {
       const k = key(e);
       const s = this.seen.get(k);
       if (!s?.names) continue;
-      s.names.delete(name);
-      if (s.names.size === 0) {
+      s.names = keepNames(s.names, (n) => n !== name);
+      if (!s.names) {
         this.seen.delete(k);
         out.push(e);
       }
@@ -191,8 +192,8 @@ export class KernelLedger {
     for (const [k, s] of this.seen) {
       if (!s.names) continue;
       const [ip, proto, port] = k.split('|') as [string, Proto, string];
-      for (const [n, until] of s.names) if (until <= now || !allowed(n, proto, Number(port))) s.names.delete(n);
-      if (s.names.size === 0) {
+      s.names = keepNames(s.names, (n, until) => until > now && allowed(n, proto, Number(port)));
+      if (!s.names) {
         this.seen.delete(k);
         if (s.expiresAt > now) out.push({ ip, proto, port: Number(port) });
       }
@@ -219,6 +220,31 @@ export class KernelLedger {
   }
 }
 const key = (e: AdmitEntry) => `${e.ip}|${e.proto}|${e.port}`;
+
+/** The names an element was admitted for, each with its own expiry: one name (the common case, kept small) or several. */
+type Names = { name: string; until: number } | Map<string, number>;
+
+function withName(names: Names | undefined, name: string, until: number): Names {
+  if (!names) return { name, until };
+  if (!(names instanceof Map)) {
+    if (names.name === name) return { name, until: Math.max(names.until, until) };
+    return new Map([[names.name, names.until], [name, until]]);
+  }
+  names.set(name, Math.max(names.get(name) ?? 0, until));
+  return names;
+}
+
+/** the names `keep` accepts; undefined when none is left */
+function keepNames(names: Names, keep: (name: string, until: number) => boolean): Names | undefined {
+  if (!(names instanceof Map)) return keep(names.name, names.until) ? names : undefined;
+  for (const [n, until] of names) if (!keep(n, until)) names.delete(n);
+  if (names.size === 0) return undefined;
+  if (names.size === 1) {
+    const [[name, until]] = [...names] as [[string, number]];
+    return { name, until };
+  }
+  return names;
+}
 
 export class Gate {
   private policy: GatePolicy;
@@ -295,6 +321,18 @@ export class Gate {
     return { removed, cacheDropped };
   }
 
+  /**
+   * A reload came while this admission was in flight: what the new config does not open for the name
+   * is taken back out (unless another name holds it). True: the answer must not be released.
+   */
+  private async undoIfRemoved(name: string, admitted: AdmitEntry[]): Promise<boolean> {
+    const gone = admitted.filter((e) => !this.opensPort(name, e.proto, e.port));
+    if (!gone.length) return false;
+    const orphans = this.ledger.drop(gone, name);
+    if (orphans.length && this.deps.remove) await this.deps.remove(orphans).catch(() => {});
+    return true;
+  }
+
   /** the current config answers this name and opens its addresses on this port */
   private opensPort(name: string, proto: Proto, port: number): boolean {
     return this.policy.match(name)?.ports.some((p) => p.proto === proto && p.port === port) ?? false;
@@ -343,9 +381,11 @@ export class Gate {
       const stale = this.ledger.stale(this.entriesOf(hit, remaining), t0);
       hit.checkAfter = t0 + CHECK_EVERY_MS;
       if (stale.length === 0) return this.respond(msg, q, hit, t0, client, transport, true);
+      const gen = this.generation;
       return this.deps.admit(stale).then(
-        () => {
+        async () => {
           this.ledger.record(stale, this.deps.nowMs(), q.name);
+          if (gen !== this.generation && (await this.undoIfRemoved(q.name, stale))) return this.failed(msg, q, t0, client, transport, RELOADED, match.rules);
           return this.respond(msg, q, hit, t0, client, transport, true);
         },
         (e: Error) => this.failed(msg, q, t0, client, transport, `kernel: ${e.message}`, match.rules),
@@ -421,16 +461,7 @@ export class Gate {
       }
       kernelMs = Math.round((this.hr() - k0) * 1000) / 1000;
       this.ledger.record(want, this.deps.nowMs(), name);
-      // A reload came while this was in flight, and the new config does not open what it admitted:
-      // take it back out (unless another name holds it) and answer nothing.
-      if (gen !== this.generation) {
-        const gone = want.filter((e) => !this.opensPort(name, e.proto, e.port));
-        if (gone.length) {
-          const orphans = this.ledger.drop(gone, name);
-          if (orphans.length && this.deps.remove) await this.deps.remove(orphans).catch(() => {});
-          return { fail: 'the config was reloaded meanwhile and no longer opens this name' };
-        }
-      }
+      if (gen !== this.generation && (await this.undoIfRemoved(name, want))) return { fail: RELOADED };
     }
     return { entry, answeredAt, ...(kernelMs !== undefined ? { kernelMs } : {}) };
   }
