@@ -238,6 +238,7 @@ schedule:
       if (Date.now() - t0 > 10_000) throw new Error(`the gate did not reload:\n${logs.join('\n')}`);
     }
     const reloaded = logs.filter((l) => /gate: config reloaded/.test(l)).at(-1)!;
+    console.log(`reload: ${reloaded}`);
     expect(reloaded).toMatch(/took \d+ address(es)? of names no longer allowed out of the gate sets, cut [1-9]\d* connection/);
     const table = (await lab.host(['nft', 'list', 'set', 'inet', 'egressfw', 'allow4'])).stdout;
     expect(table).not.toMatch(/203\.0\.113\.10 /);
