@@ -183,6 +183,11 @@ export async function gateDeps(): Promise<GateDeps> {
     readText,
     writeFileAtomic,
     admitter: () => new NftAdmitter({ reAdd: reAddRefreshes(release()), onProblem: (w) => warn(`gate: kernel writer: ${w}`) }),
+    cutFlows: async (config, closed) => {
+      const [{ readNft }, { cutRefusedFlows }, { kernelContainerRules, toElements }] = await Promise.all([import('./system/observe.js'), import('./system/flows.js'), import('./plan/flows.js')]);
+      const containers = kernelContainerRules(config, await readNft(realExec));
+      return cutRefusedFlows(realExec, { host: null, containers }, toElements(closed));
+    },
     ...(reAddRefreshes(release()) ? {} : { presentElements: () => readGateSets(realExec) }),
     containers: () => dockerClient().containers(),
     sources: {

@@ -3,7 +3,8 @@ import { loadConfig, parseResolvConf, withScheduler, type Config } from '../conf
 import { dnsServers, resolverOptions } from '../resolve/upstream.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
-import { Gate, type Admit, type GateOptions, type QueryEvent } from '../gate/gate.js';
+import { Gate, type Admit, type AdmitEntry, type GateOptions, type QueryEvent, type Remove } from '../gate/gate.js';
+import type { FlowCut } from '../system/flows.js';
 import { GATE_LOG, queryLine } from '../gate/log.js';
 import { GatePolicy } from '../gate/policy.js';
 import { PROBE_NAME } from '../gate/probe.js';
@@ -26,8 +27,13 @@ export interface GateDeps {
   upstreamPool?: () => Promise<{ query: QueryFn; close(): void }>;
   readText: (file: string) => Promise<string | null>;
   writeFileAtomic: (file: string, text: string) => Promise<void>;
-  /** the kernel writer (NftAdmitter in production) */
-  admitter: () => { admit: Admit; close(): void };
+  /** the kernel writer (NftAdmitter in production); `remove`: take elements out (a reload), absent: they time out */
+  admitter: () => { admit: Admit; remove?: Remove; close(): void };
+  /**
+   * After a reload took elements out: cut the connections to them that the kernel now refuses
+   * (src/system/flows.ts, judged against egressfw's table as it is then); absent: they run on
+   */
+  cutFlows?: (config: Config, closed: { ip: string; proto: string; port: number }[]) => Promise<FlowCut>;
   /** kernels before 6.12: what the gate sets hold now, so the ledger knows which elements need delete + add to refresh */
   presentElements?: () => Promise<{ ip: string; proto: 'tcp' | 'udp'; port: number; expiresInSec: number }[]>;
   /** per-workload policies: the kernel's source -> policy maps (`nft -j list map` of policy4, policy6) and this host's addresses */
@@ -134,6 +140,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     },
     // a policy's answers go into its own gate sets
     admit: set ? (entries: Parameters<Admit>[0]) => admitter.admit(entries.map((e) => ({ ...e, set: set(e.family) }))) : admitter.admit,
+    ...(admitter.remove ? { remove: (entries: AdmitEntry[]) => admitter.remove!(set ? entries.map((e) => ({ ...e, set: set(e.family) })) : entries) } : {}),
     nowMs: Date.now,
     hrMs: () => performance.now(),
     onQuery: emit,
@@ -148,6 +155,27 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
       [HOST_POLICY, gate],
       ...c.policies.map((p) => [p.name, new Gate(new GatePolicy(p.domains, p.wildcards), gateOptions(c), gateDeps((f) => POLICY_NFT.gate(p.name, f)))] as const),
     ]);
+  /**
+   * A reload: every gate that stays (the top-level one, each policy still defined) keeps its cache and
+   * its record of what it admitted for which name, and takes out what the new config no longer opens.
+   * A policy taken out of the config loses its gate sets with its chain at the next sync.
+   */
+  const reloadGates = async (c: Config): Promise<{ removed: AdmitEntry[]; cacheDropped: number }> => {
+    const jobs: Promise<{ removed: AdmitEntry[]; cacheDropped: number }>[] = [gate.reload(new GatePolicy(c.domains, c.wildcards), gateOptions(c))];
+    if (!policiesInUse(c)) gates = null;
+    else {
+      const next = perPolicy(c);
+      for (const p of c.policies) {
+        const old = gates?.get(p.name);
+        if (!old) continue;
+        next.set(p.name, old);
+        jobs.push(old.reload(new GatePolicy(p.domains, p.wildcards), gateOptions(c)));
+      }
+      gates = next;
+    }
+    const done = await Promise.all(jobs);
+    return { removed: done.flatMap((d) => d.removed), cacheDropped: done.reduce((n, d) => n + d.cacheDropped, 0) };
+  };
   let gates = policiesInUse(config) ? perPolicy(config) : null;
   const refuser = new Gate(new GatePolicy([], []), gateOptions(config), gateDeps());
   const sources = deps.sources ? new SourcePolicies({ ...deps.sources, nowMs: Date.now }) : null;
@@ -177,9 +205,17 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
         }
         upstream = await upstreamOf(c, ask);
         config = c;
-        gate.reload(new GatePolicy(c.domains, c.wildcards), gateOptions(c));
-        gates = policiesInUse(c) ? perPolicy(c) : null;
-        deps.warn(`gate: config reloaded: ${c.domains.length} names, ${c.wildcards.length} wildcards`);
+        const { removed } = await reloadGates(c).catch((e: Error) => {
+          deps.warn(`gate: could not take the addresses of names no longer allowed out of the gate sets (they time out): ${e.message}`);
+          return { removed: [] as AdmitEntry[] };
+        });
+        // what those elements carried: connections opened while the name was allowed (ct state established is accepted first)
+        const cut = removed.length && deps.cutFlows
+          ? await deps.cutFlows(c, removed).catch((e: Error): FlowCut => ({ host: 0, containers: 0, tracked: 0, notes: [`connections to them were not checked: ${e.message.split('\n')[0]}`] }))
+          : null;
+        for (const n of cut?.notes ?? []) deps.warn(`gate: ${n}`);
+        const closed = removed.length ? `; took ${removed.length} address${removed.length === 1 ? '' : 'es'} of names no longer allowed out of the gate sets${cut ? `, cut ${cut.containers} connection${cut.containers === 1 ? '' : 's'} to them` : ''}` : '';
+        deps.warn(`gate: config reloaded: ${c.domains.length} names, ${c.wildcards.length} wildcards${closed}`);
       },
       (e: Error) => deps.warn(`gate: config not reloaded (kept the previous one): ${e.message.replace(/\n\s*/g, ' ')}`),
     );

@@ -78,9 +78,14 @@ export interface GateOptions {
 export const MAX_INFLIGHT = 512;
 export const MAX_INFLIGHT_PER_CLIENT = 64;
 
+/** Takes elements out of the kernel (a reload: no name the config allows holds them any more). */
+export type Remove = (entries: AdmitEntry[]) => Promise<void>;
+
 export interface GateDeps {
   upstream: Upstream;
   admit: Admit;
+  /** absent: nothing is taken out at a reload (the elements time out) */
+  remove?: Remove;
   nowMs: () => number;
   onQuery: (e: QueryEvent) => void;
   /** a monotonic clock in ms with sub-ms resolution (performance.now); default nowMs */
@@ -102,19 +107,30 @@ interface Entry {
   expiresAt: number;
   rules: string[];
   ports: Port[];
+  allowPrivate: boolean;
   detail?: string;
   /** until then a cache hit needs no look at the kernel ledger (checked at most once a second per answer) */
   checkAfter: number;
 }
+
+const RELOADED = 'the config was reloaded meanwhile and no longer opens this name';
 
 /** How often a cached answer re-checks whether its kernel elements need a refresh. */
 const CHECK_EVERY_MS = 1000;
 
 type Outcome = { entry: Entry; answeredAt: number; kernelMs?: number } | { fail: string };
 
-/** Kernel elements the gate has written, with their expiry: skips redundant writes, keeps the promise of T. */
+/** Does the config (now) open this name on this port? (a reload asks it of every name on record) */
+export type StillAllowed = (name: string, proto: Proto, port: number) => boolean;
+
+/**
+ * Kernel elements the gate has written, with their expiry: skips redundant writes, keeps the promise of T.
+ * And for which names: the elements themselves record only `ip . proto . port`, so this is the one
+ * record of which names opened an element (each name with the expiry its own answer asked). A reload
+ * takes out the elements no name the new config allows holds any more (`release`).
+ */
 export class KernelLedger {
-  private readonly seen = new Map<string, { expiresAt: number; writtenAt: number }>();
+  private readonly seen = new Map<string, { expiresAt: number; writtenAt: number; names?: Names }>();
 
   /** entries of `want` whose kernel element would expire before `now + timeout` (minus slack), or was last written long ago */
   stale(want: AdmitEntry[], now: number): AdmitEntry[] {
@@ -139,8 +155,55 @@ export class KernelLedger {
     for (const p of present) this.seen.set(`${p.ip}|${p.proto}|${p.port}`, { expiresAt: now + p.expiresInSec * 1000, writtenAt: -Infinity });
   }
 
-  record(done: AdmitEntry[], now: number): void {
-    for (const e of done) this.seen.set(key(e), { expiresAt: now + e.timeoutSec * 1000, writtenAt: now });
+  record(done: AdmitEntry[], now: number, name?: string): void {
+    for (const e of done) {
+      const k = key(e);
+      const prev = this.seen.get(k);
+      const expiresAt = now + e.timeoutSec * 1000;
+      const names = name !== undefined ? withName(prev?.names, name, expiresAt) : prev?.names;
+      // the kernel's timeout is the one written last (a re-add sets it anew), so is this expiry
+      this.seen.set(k, { expiresAt, writtenAt: now, ...(names ? { names } : {}) });
+    }
+  }
+
+  /** Note that `name` no longer holds these (its admission was overtaken by a reload); returns the elements nobody holds now. */
+  drop(entries: AdmitEntry[], name: string): AdmitEntry[] {
+    const out: AdmitEntry[] = [];
+    for (const e of entries) {
+      const k = key(e);
+      const s = this.seen.get(k);
+      if (!s?.names) continue;
+      s.names = keepNames(s.names, (n) => n !== name);
+      if (!s.names) {
+        this.seen.delete(k);
+        out.push(e);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * After a reload: forget the names the config no longer opens (and the ones whose own answer expired);
+   * the elements left with none are forgotten and returned, to be taken out of the kernel. Elements
+   * with no names on record (written by an earlier gate process) are kept: they time out as before.
+   */
+  release(allowed: StillAllowed, now: number): { ip: string; proto: Proto; port: number }[] {
+    const out: { ip: string; proto: Proto; port: number }[] = [];
+    for (const [k, s] of this.seen) {
+      if (!s.names) continue;
+      const [ip, proto, port] = k.split('|') as [string, Proto, string];
+      s.names = keepNames(s.names, (n, until) => until > now && allowed(n, proto, Number(port)));
+      if (!s.names) {
+        this.seen.delete(k);
+        if (s.expiresAt > now) out.push({ ip, proto, port: Number(port) });
+      }
+    }
+    return out;
+  }
+
+  /** Every element is written again at its next answer (the table may have been re-created meanwhile); names and expiries stay. */
+  rewriteAll(): void {
+    for (const s of this.seen.values()) s.writtenAt = -Infinity;
   }
 
   clear(): void {
@@ -158,6 +221,31 @@ export class KernelLedger {
 }
 const key = (e: AdmitEntry) => `${e.ip}|${e.proto}|${e.port}`;
 
+/** The names an element was admitted for, each with its own expiry: one name (the common case, kept small) or several. */
+type Names = { name: string; until: number } | Map<string, number>;
+
+function withName(names: Names | undefined, name: string, until: number): Names {
+  if (!names) return { name, until };
+  if (!(names instanceof Map)) {
+    if (names.name === name) return { name, until: Math.max(names.until, until) };
+    return new Map([[names.name, names.until], [name, until]]);
+  }
+  names.set(name, Math.max(names.get(name) ?? 0, until));
+  return names;
+}
+
+/** the names `keep` accepts; undefined when none is left */
+function keepNames(names: Names, keep: (name: string, until: number) => boolean): Names | undefined {
+  if (!(names instanceof Map)) return keep(names.name, names.until) ? names : undefined;
+  for (const [n, until] of names) if (!keep(n, until)) names.delete(n);
+  if (names.size === 0) return undefined;
+  if (names.size === 1) {
+    const [[name, until]] = [...names] as [[string, number]];
+    return { name, until };
+  }
+  return names;
+}
+
 export class Gate {
   private policy: GatePolicy;
   private readonly cache = new Map<string, Entry>();
@@ -168,6 +256,8 @@ export class Gate {
   private readonly waiting = new Map<string, number>();
   private waitingTotal = 0;
   private lastPrune = 0;
+  /** bumped by each reload: a fetch that began before one checks its name again before answering */
+  private generation = 0;
 
   constructor(
     policy: GatePolicy,
@@ -199,15 +289,53 @@ export class Gate {
   }
 
   /**
-   * New allowlist (SIGHUP): cached answers of names no longer allowed are never
-   * served again, and the ledger is forgotten (the table may have been
-   * re-created: every element is written again at its next answer).
+   * New allowlist (SIGHUP). Cached answers stay only for names the new config opens exactly as before
+   * (same entries, ports and rebinding guard), so an allowed name keeps its answer and its addresses.
+   * Kernel elements no allowed name holds any more are taken out (deps.remove) and returned: until
+   * then they would have stayed open for up to their timeout (max(TTL, minTtl) + staleGrace). Every
+   * element is written again at its next answer (the table may have been re-created meanwhile).
    */
-  reload(policy: GatePolicy, opts: GateOptions): void {
+  async reload(policy: GatePolicy, opts: GateOptions): Promise<{ removed: AdmitEntry[]; cacheDropped: number }> {
     this.policy = policy;
     this.opts = opts;
-    this.cache.clear();
-    this.ledger.clear();
+    this.generation++;
+    let cacheDropped = 0;
+    for (const [ck, e] of this.cache) {
+      const m = policy.match(ck.slice(ck.indexOf(':') + 1));
+      const same = m && m.allowPrivate === e.allowPrivate && m.rules.join() === e.rules.join() && JSON.stringify(m.ports) === JSON.stringify(e.ports);
+      if (!same || (!opts.ipv6 && ck.startsWith(`${TYPE.AAAA}:`))) {
+        this.cache.delete(ck);
+        cacheDropped++;
+      }
+    }
+    while (this.cache.size > opts.cacheSize) {
+      this.cache.delete(this.cache.keys().next().value as string);
+      cacheDropped++;
+    }
+    this.ledger.rewriteAll();
+    const now = this.deps.nowMs();
+    const removed: AdmitEntry[] = this.ledger
+      .release((name, proto, port) => this.opensPort(name, proto, port), now)
+      .map((e) => ({ ...e, family: e.ip.includes(':') ? 6 : 4, timeoutSec: 0 }));
+    if (removed.length && this.deps.remove) await this.deps.remove(removed);
+    return { removed, cacheDropped };
+  }
+
+  /**
+   * A reload came while this admission was in flight: what the new config does not open for the name
+   * is taken back out (unless another name holds it). True: the answer must not be released.
+   */
+  private async undoIfRemoved(name: string, admitted: AdmitEntry[]): Promise<boolean> {
+    const gone = admitted.filter((e) => !this.opensPort(name, e.proto, e.port));
+    if (!gone.length) return false;
+    const orphans = this.ledger.drop(gone, name);
+    if (orphans.length && this.deps.remove) await this.deps.remove(orphans).catch(() => {});
+    return true;
+  }
+
+  /** the current config answers this name and opens its addresses on this port */
+  private opensPort(name: string, proto: Proto, port: number): boolean {
+    return this.policy.match(name)?.ports.some((p) => p.proto === proto && p.port === port) ?? false;
   }
 
   get cached(): number {
@@ -253,9 +381,11 @@ export class Gate {
       const stale = this.ledger.stale(this.entriesOf(hit, remaining), t0);
       hit.checkAfter = t0 + CHECK_EVERY_MS;
       if (stale.length === 0) return this.respond(msg, q, hit, t0, client, transport, true);
+      const gen = this.generation;
       return this.deps.admit(stale).then(
-        () => {
-          this.ledger.record(stale, this.deps.nowMs());
+        async () => {
+          this.ledger.record(stale, this.deps.nowMs(), q.name);
+          if (gen !== this.generation && (await this.undoIfRemoved(q.name, stale))) return this.failed(msg, q, t0, client, transport, RELOADED, match.rules);
           return this.respond(msg, q, hit, t0, client, transport, true);
         },
         (e: Error) => this.failed(msg, q, t0, client, transport, `kernel: ${e.message}`, match.rules),
@@ -291,6 +421,7 @@ export class Gate {
 
   /** Upstream, then the kernel, then (the caller) the answer. */
   private async fetch(name: string, family: Family, match: Match): Promise<Outcome> {
+    const gen = this.generation;
     let r: UpstreamResult;
     const u0 = this.hr();
     try {
@@ -302,7 +433,7 @@ export class Gate {
     const answeredAt = this.hr();
     this.stats.upstreamDone(answeredAt - u0, r.ok || r.kind === 'nxdomain');
     const now = this.deps.nowMs();
-    const base = { storedAt: now, rules: match.rules, ports: match.ports };
+    const base = { storedAt: now, rules: match.rules, ports: match.ports, allowPrivate: match.allowPrivate };
     if (!r.ok) {
       if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', records: [], ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000, checkAfter: Infinity } };
       return { fail: `upstream ${r.kind}: ${r.detail}` };
@@ -329,7 +460,8 @@ export class Gate {
         return { fail: `kernel: ${(e as Error).message}` };
       }
       kernelMs = Math.round((this.hr() - k0) * 1000) / 1000;
-      this.ledger.record(want, this.deps.nowMs());
+      this.ledger.record(want, this.deps.nowMs(), name);
+      if (gen !== this.generation && (await this.undoIfRemoved(name, want))) return { fail: RELOADED };
     }
     return { entry, answeredAt, ...(kernelMs !== undefined ? { kernelMs } : {}) };
   }

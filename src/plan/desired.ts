@@ -92,15 +92,26 @@ export function ufwForwardRule(family: Family): string {
 }
 
 /**
+ * ufw's before6.rules accepts outgoing ICMPv6 echo-request in ufw6-before-output, ahead of the jump
+ * to EGRESSFW-HOST at the end of that chain: the host could ping any IPv6 address (a data channel).
+ * Inserted at the top of the chain instead (`-I ... 1`, ip6tables-restore keeps the order of the file),
+ * enforce mode only, it refuses them as IPv4 already is (ufw's before.rules accepts no echo-request
+ * out). Only type 128: neighbour discovery, router solicitation, MLD and echo replies are other types,
+ * and loopback (`-o lo`, the host's own addresses too) stays ufw's to accept.
+ */
+export const UFW_PING6_RULE = `-I ${UFW_OUTPUT[6]} 1 ! -o lo -p ipv6-icmp -m icmp6 --icmpv6-type 128 ${comment('ping6')} -j REJECT --reject-with icmp6-adm-prohibited`;
+
+/**
  * The marked block for before.rules. It only declares EGRESSFW-HOST, lets DNS
  * through and hooks the chain: it references no ipset, so ufw always loads it
  * (at boot before egressfw ran, too) and the host is closed, not open, until
  * egressfw fills the chain. `containers`: egressfw's table judges forwarded traffic (see ufwForwardRule).
  */
-export function ufwBlock(family: Family, dns: DnsServer[], gatePort?: number, containers = false): string {
+export function ufwBlock(family: Family, dns: DnsServer[], gatePort?: number, containers = false, mode: Mode = 'enforce'): string {
   return [
     `${BLOCK_BEGIN} (written by egressfw: change the egressfw config and run \`egressfw sync\`, not this block)`,
     `:${HOST_CHAIN} - [0:0]`,
+    ...(family === 6 && mode === 'enforce' ? [UFW_PING6_RULE] : []),
     ...hostDnsRules(family, dns),
     // DNS gate: containers' redirected DNS reaches it through ufw's INPUT (only redirected connections).
     ...(gatePort !== undefined ? gateUfwRules(family, gatePort) : []),
@@ -128,6 +139,6 @@ export function buildDesired(config: Config, allowed: AllowedDomain[], dns: DnsS
     sets,
     nft: config.containers.enabled ? buildNftDesired(config, sets, policies) : null,
     hostRules: config.host.enabled ? per((f) => hostRules(f, dnsFor(f), config.mode)) : null,
-    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f), config.dns.gate.enabled && config.containers.enabled ? config.dns.gate.port : undefined, config.containers.enabled)), enable: config.host.enableUfw } : null,
+    ufw: config.host.enabled ? { outgoing: config.host.outgoing, blocks: per((f) => ufwBlock(f, dnsFor(f), config.dns.gate.enabled && config.containers.enabled ? config.dns.gate.port : undefined, config.containers.enabled, config.mode)), enable: config.host.enableUfw } : null,
   };
 }

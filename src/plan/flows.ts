@@ -3,7 +3,8 @@ import { parseCidr, parseIp, REFUSED_V4_CIDRS, type Family } from '../net/ip.js'
 import type { Config } from '../config/load.js';
 import { hostModeOf } from './audit-rules.js';
 import type { Desired, DnsServer } from './desired.js';
-import { HOST_CHAIN, NFT } from './kernel-names.js';
+import { HOST_CHAIN, NFT, POLICY_NFT } from './kernel-names.js';
+import type { NftObserved } from './nft.js';
 import { policyObjects } from './policies.js';
 import { HOST_POLICY } from '../policy/assign.js';
 import type { Observed } from './observed.js';
@@ -476,3 +477,37 @@ function policySources(desired: Desired, after: Observed): ContainerRules['bySou
   }
   return out;
 }
+
+/**
+ * Pure: what the forward chain accepts now, read from egressfw's table alone (no plan, no DNS): for the
+ * DNS gate's reload, which takes elements out of the gate sets and then cuts what they carried. With
+ * policies, every policy's sets count for every source (a flow that any of them allows is kept: the
+ * cut is only ever narrower than the kernel's judgement). null: nothing to judge (audit mode, no table).
+ */
+export function kernelContainerRules(config: Config, nft: NftObserved | null): ContainerRules | null {
+  if (config.mode !== 'enforce' || !config.containers.enabled || !nft) return null;
+  const sets: Record<Family, string[]> = { 4: [], 6: [] };
+  const gate: Record<Family, string[]> = { 4: [], 6: [] };
+  const pol = POLICY_NFT.chainPrefix;
+  for (const [name, members] of nft.sets) {
+    for (const f of [4, 6] as Family[]) {
+      if (name === NFT.allow[f] || (name.startsWith(pol) && name.endsWith(`-allow${f}`))) sets[f].push(...members);
+      if (name === NFT.gate[f] || (name.startsWith(pol) && name.endsWith(`-gate${f}`))) gate[f].push(...members);
+    }
+  }
+  const p = config.proxy;
+  return {
+    sets,
+    gate,
+    gateOn: config.dns.gate.enabled,
+    exemptFrom: config.containers.exemptFrom,
+    proxy: p.wildcards.length ? { bridge: p.egressBridge, ports: [...new Set([...p.tlsPorts, ...p.httpPorts])] } : null,
+    bySource: null,
+  };
+}
+
+/** A flow to one of these `ip . proto . port` (the elements a reload took out), by destination. */
+export const toElements = (elements: { ip: string; proto: string; port: number }[]) => {
+  const keys = new Set(elements.map((e) => `${parseIp(e.ip)?.text ?? e.ip}|${e.proto}|${e.port}`));
+  return (f: Flow) => f.dport !== undefined && keys.has(`${f.dst}|${f.proto}|${f.dport}`);
+};

@@ -1,5 +1,5 @@
 import { parseCidr, type Family } from '../net/ip.js';
-import { setEntry, sortEntries } from './desired.js';
+import { setEntry, sortEntries, UFW_PING6_RULE } from './desired.js';
 import { PreconditionError } from '../errors.js';
 import { BLOCK_BEGIN, BLOCK_END, HOST_CHAIN, REFUSED_HOST_SET, SET, TMP_SET, UFW_FORWARD, UFW_OUTPUT } from './kernel-names.js';
 import type { NftObserved } from './nft.js';
@@ -96,6 +96,8 @@ const UFW_FORWARD_CHAINS = new Set<string>(Object.values(UFW_FORWARD));
 /** A line egressfw writes inside its block: the chain declaration or a rule carrying our comment. */
 function ourLine(line: string): boolean {
   if (line === `:${HOST_CHAIN} - [0:0]`) return true;
+  // the one insert: the ping6 refusal at the top of ufw6-before-output (src/plan/desired.ts UFW_PING6_RULE)
+  if (line === UFW_PING6_RULE) return true;
   const m = /^-A (\S+) .*-m comment --comment "?egressfw[ "]/.exec(line);
   return m !== null && (m[1] === HOST_CHAIN || UFW_OUTPUT_CHAINS.has(m[1] as never) || UFW_INPUT_CHAINS.has(m[1]!) || UFW_FORWARD_CHAINS.has(m[1]!));
 }

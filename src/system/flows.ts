@@ -1,4 +1,4 @@
-import { conntrackDeleteBatch, parseConntrackSave, parseIpAddrJson, refusedFlows, type ContainerRules, type HostRules } from '../plan/flows.js';
+import { conntrackDeleteBatch, parseConntrackSave, parseIpAddrJson, refusedFlows, type ContainerRules, type Flow, type HostRules } from '../plan/flows.js';
 import type { Exec } from './exec.js';
 import { withPrivateFile } from './files.js';
 
@@ -19,7 +19,7 @@ const firstLine = (s: string) => s.trim().split('\n')[0] ?? '';
  * `conntrack -R FILE` batch. Never throws: the rules are in force either way,
  * so a problem here is a note (the flows then end on their own).
  */
-export async function cutRefusedFlows(exec: Exec, rules: { host: HostRules | null; containers: ContainerRules | null }): Promise<FlowCut> {
+export async function cutRefusedFlows(exec: Exec, rules: { host: HostRules | null; containers: ContainerRules | null }, only: (f: Flow) => boolean = () => true): Promise<FlowCut> {
   const cut: FlowCut = { host: 0, containers: 0, tracked: 0, notes: [] };
   if (!rules.host && !rules.containers) return cut;
   const list = await exec(['conntrack', '-L', '-o', 'save']);
@@ -45,7 +45,8 @@ export async function cutRefusedFlows(exec: Exec, rules: { host: HostRules | nul
     cut.notes.push('`ip -j addr show` printed no JSON: connections opened before this sync were not checked');
     return cut;
   }
-  const refused = refusedFlows({ flows, ifaces, ...rules });
+  const judged = refusedFlows({ flows, ifaces, ...rules });
+  const refused = { host: judged.host.filter(only), containers: judged.containers.filter(only) };
   const all = [...refused.host, ...refused.containers];
   if (!all.length) return cut;
   const del = await withPrivateFile('delete.conntrack', conntrackDeleteBatch(all), (file) => exec(['conntrack', '-R', file]));

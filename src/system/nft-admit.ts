@@ -86,6 +86,29 @@ export function admitLine(entries: readonly AdmitEntry[], reAdd = true): string 
   return cmds.join('; ');
 }
 
+/**
+ * Pure: the nft line (one transaction) that takes these elements out of their gate sets. Each is
+ * added (no timeout) and then deleted: an element that timed out meanwhile is no error, and the
+ * net effect is the same either way (nft has no `destroy element` before 1.0.8 / Linux 6.3).
+ */
+export function removeLine(entries: readonly AdmitEntry[]): string {
+  const bySet = new Map<string, Set<string>>();
+  for (const e of entries) {
+    const set = `${GATE_TABLE} ${e.set ?? GATE_SET[e.family]}`;
+    let s = bySet.get(set);
+    if (!s) bySet.set(set, (s = new Set()));
+    s.add(`${e.ip} . ${e.proto} . ${e.port}`);
+  }
+  const cmds: string[] = [];
+  for (const [set, elems] of [...bySet].sort(([a], [b]) => a.localeCompare(b))) {
+    const all = [...elems];
+    for (let i = 0; i < all.length; i += 500) {
+      const list = all.slice(i, i + 500).join(', ');
+      cmds.push(`add element ${set} { ${list} }`, `delete element ${set} { ${list} }`);
+    }
+  }
+  return cmds.join('; ');
+}
 
 export class NftAdmitter {
   private proc: ChildProcessWithoutNullStreams | null = null;
@@ -134,6 +157,9 @@ export class NftAdmitter {
       }
     });
   };
+
+  /** Take gate elements out (a reload: no allowed name holds them), in the same pipeline as the inserts. */
+  remove = (entries: AdmitEntry[]): Promise<void> => this.command(entries.length ? removeLine(entries) : '');
 
   close(): void {
     this.closed = true;

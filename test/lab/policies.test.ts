@@ -255,6 +255,31 @@ dns:
     expect((await gateLog()).some((l) => l.client === ciAddr && l.name === 'allowed.test' && l.verdict === 'allowed')).toBe(false);
   });
 
+  it('a reload takes out of a policy\'s gate set what that policy no longer opens, and only that (the other policy\'s answers stay)', async () => {
+    const gateSet = async (p: string) => (await lab.host(['nft', 'list', 'set', 'inet', 'egressfw', `pol-${p}-gate4`])).stdout;
+    expect(await gateSet('payments')).toContain(`${PAY.v4} . tcp . 80`);
+    expect(await gateSet('ci')).toContain(`${CI.v4} . tcp . 80`);
+    const text = fs.readFileSync(config, 'utf8');
+    const reloaded = async () => {
+      const n = logs.filter((l) => /gate: config reloaded/.test(l)).length;
+      daemon!.kill('SIGHUP');
+      await within(10_000, 'the gate reloaded', async () => logs.filter((l) => /gate: config reloaded/.test(l)).length > n);
+      return logs.filter((l) => /gate: config reloaded/.test(l)).at(-1)!;
+    };
+    try {
+      // payments keeps its name, on another port: its port-80 answers go, ci's stay
+      fs.writeFileSync(config, text.replace(/(- domain: allowed\.test\n\s+ports: )\[80\]/, '$1[8080]'));
+      expect(await reloaded()).toMatch(/took [1-9]\d* address/);
+      expect(await gateSet('payments')).not.toContain(`${PAY.v4} . tcp . 80`);
+      expect(await gateSet('ci')).toContain(`${CI.v4} . tcp . 80`);
+    } finally {
+      fs.writeFileSync(config, text);
+      await reloaded();
+      // the tests below use payments' static set: back after the reload's refresh
+      await within(15_000, 'payments allowed again', async () => (await lab.host(['nft', 'list', 'set', 'inet', 'egressfw', 'pol-payments-allow4'])).stdout.includes(`${PAY.v4} . tcp . 80`));
+    }
+  });
+
   it('the daemon: an address a dead container held goes to a container of another policy with that policy only', async () => {
     const old = await addressOf('shop_ci_1');
     expect((await lab.docker(['stop', '-t', '0', 'shop_ci_1'])).exitCode).toBe(0);

@@ -55,7 +55,7 @@ describe('host recording in the plan (spliced into desired/diff/render/rollback/
     return k;
   };
 
-  it('creates the record sets once, in the ipset step; switching mode rewrites only the chains', () => {
+  it('creates the record sets once, in the ipset step; switching mode rewrites the chains and the IPv6 block (its ping6 refusal is enforce only)', () => {
     const k = kernel();
     const first = diff(buildDesired(cfg('audit'), [], dns), k.observe());
     expect(first.ops.filter((o) => o.kind === 'record-set').map(describeOp)).toEqual([
@@ -66,7 +66,8 @@ describe('host recording in the plan (spliced into desired/diff/render/rollback/
     expect(k.tables[4].get('EGRESSFW-HOST')!.slice(-2)).toEqual(hostAuditRules(4, 'audit'));
     expect(diff(buildDesired(cfg('audit'), [], dns), k.observe()).ops).toEqual([]);
     const toEnforce = diff(buildDesired(cfg('enforce'), [], dns), k.observe());
-    expect(toEnforce.ops.map((o) => o.kind).sort()).toEqual(['chain', 'chain', 'nft']);
+    expect(toEnforce.ops.map((o) => o.kind).sort()).toEqual(['chain', 'chain', 'nft', 'ufw-block', 'ufw-reload']);
+    expect(toEnforce.ops.find((o) => o.kind === 'ufw-block')).toMatchObject({ family: 6, after: expect.stringContaining('--icmpv6-type 128') });
     k.apply(toEnforce);
     expect(k.tables[6].get('EGRESSFW-HOST')!.at(-1)).toBe(hostAuditRules(6, 'enforce')[0]);
     expect(k.sets.has('egressfw-refused-host-v4')).toBe(true);

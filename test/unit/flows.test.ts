@@ -8,7 +8,8 @@ import type { QueryFn } from '../../src/resolve/query.js';
 import { fakeSyncDeps, kernelExec, tempDirs } from '../support/fake-exec.js';
 import { FakeKernel } from '../support/fake-kernel.js';
 import { buildDesired } from '../../src/plan/desired.js';
-import { appliedRules, conntrackDeleteBatch, parseConntrackSave, parseIpAddrJson, refusedFlows, ruleMayAccept, type ContainerRules, type Flow, type HostRules } from '../../src/plan/flows.js';
+import { appliedRules, conntrackDeleteBatch, kernelContainerRules, parseConntrackSave, parseIpAddrJson, refusedFlows, ruleMayAccept, toElements, type ContainerRules, type Flow, type HostRules } from '../../src/plan/flows.js';
+import type { NftObserved } from '../../src/plan/nft.js';
 import { nothingInstalled } from '../../src/plan/observed.js';
 import { fixture, golden } from '../support/files.js';
 
@@ -220,5 +221,27 @@ describe('sync cuts what it refuses (fake kernel, the argv sync spawns)', () => 
     const missing = setup(YAML, { missing: true });
     expect(await runSync({ config: missing.config, stateDir: path.join(dirs.current(), 'state2'), quiet: true }, missing.deps, new EventEmitter())).toBe(0);
     expect(missing.warn.join('\n')).toMatch(/conntrack is not installed: .*`apt-get install conntrack`/);
+  });
+});
+
+describe('after the gate\'s reload: flows to the elements it took out, judged against the table as it is', () => {
+  const table = (sets: Record<string, string[]>): NftObserved => ({ chain: null, ruleComments: [], gateChains: new Map(), sets: new Map(Object.entries(sets)), policyChains: new Map(), maps: new Map(), raw: [] });
+  const cfg = (extra = '') => parseConfig(`allow: [{ domain: api.example.com }]\ndns: { servers: [198.51.100.53], gate: { enabled: true } }\n${extra}`, 'x');
+  it('every allow and gate set counts, a policy\'s too (a flow one of them allows is kept); audit mode and no table: nothing judged', () => {
+    const r = kernelContainerRules(cfg(), table({ allow4: ['203.0.113.10 . tcp . 443'], gate4: ['203.0.113.40 . tcp . 443'], 'pol-ci-gate4': ['203.0.113.41 . tcp . 443'], 'pol-ci-allow6': ['2001:db8::1 . tcp . 443'], refused4: [] }))!;
+    expect(r.sets).toEqual({ 4: ['203.0.113.10 . tcp . 443'], 6: ['2001:db8::1 . tcp . 443'] });
+    expect(r.gate).toEqual({ 4: ['203.0.113.40 . tcp . 443', '203.0.113.41 . tcp . 443'], 6: [] });
+    expect(r).toMatchObject({ gateOn: true, bySource: null, proxy: null });
+    expect(kernelContainerRules(cfg('mode: audit'), table({}))).toBeNull();
+    expect(kernelContainerRules(cfg(), null)).toBeNull();
+  });
+  it('only flows to the elements taken out are cut, and only those the table refuses', () => {
+    const rules = containerRules({ gate: { 4: [], 6: [] } });
+    const refused = refusedFlows({ flows, ifaces, host: null, containers: rules }).containers;
+    const only = toElements([{ ip: '203.0.113.40', proto: 'tcp', port: 443 }]);
+    const picked = refused.filter(only);
+    expect(picked.length).toBeGreaterThan(0);
+    expect(picked.every((f) => f.dst === '203.0.113.40' && f.dport === 443)).toBe(true);
+    expect(refused.length).toBeGreaterThan(picked.length);
   });
 });

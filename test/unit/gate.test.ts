@@ -43,6 +43,8 @@ interface Harness {
   gate: Gate;
   asked: string[];
   admitted: AdmitEntry[][];
+  /** what reloads took out of the kernel */
+  removed: AdmitEntry[][];
   events: QueryEvent[];
   clock: { now: number };
   answers: Map<string, UpstreamResult>;
@@ -55,6 +57,7 @@ function harness(cacheSize = 100): Harness {
   const clock = { now: 1_700_000_000_000 };
   const asked: string[] = [];
   const admitted: AdmitEntry[][] = [];
+  const removed: AdmitEntry[][] = [];
   const events: QueryEvent[] = [];
   const answers = new Map<string, UpstreamResult>();
   const admitFails = { on: false };
@@ -70,6 +73,9 @@ function harness(cacheSize = 100): Harness {
       if (admitFails.on) throw new Error('nft: No such file or directory');
       admitted.push(entries);
     },
+    remove: async (entries) => {
+      removed.push(entries);
+    },
     nowMs: () => clock.now,
     onQuery: (e) => events.push(e),
   };
@@ -78,6 +84,7 @@ function harness(cacheSize = 100): Harness {
     gate,
     asked,
     admitted,
+    removed,
     events,
     clock,
     answers,
@@ -278,6 +285,77 @@ describe('gate', () => {
     h.gate.reload(new GatePolicy(c.domains, c.wildcards), { minTtl: 30, maxTtl: 3600, staleGrace: 300, ipv6: true, cacheSize: 100 });
     expect(rcodeOf(await h.run(q('api.example.com')))).toBe('REFUSED');
     expect(h.gate.cached).toBe(0);
+  });
+
+  describe('a reload takes out what no allowed name holds any more (the elements record only ip . proto . port)', () => {
+    const opts = { minTtl: 30, maxTtl: 3600, staleGrace: 300, ipv6: true, cacheSize: 100 };
+    const policyOf = (yml: string) => {
+      const c = parseConfig(`allow:\n${yml}\ndns: {gate: {enabled: true}}\n`, 'x.yml');
+      return new GatePolicy(c.domains, c.wildcards);
+    };
+    const elems = (l: AdmitEntry[][]) => l.flat().map((e) => `${e.ip} . ${e.proto} . ${e.port}`).sort();
+    const answer = (h: Harness, name: string, ip: string) => h.answers.set(`${name}/4`, { ok: true, addresses: [{ ip, ttl: 60 }], refused: [] });
+
+    it('a removed name: its elements go; an allowed name keeps its elements and its cached answer (no new upstream query)', async () => {
+      const h = harness();
+      answer(h, 'api.example.com', '203.0.113.7');
+      answer(h, 'a.cdn.example.net', '203.0.113.30');
+      await h.run(q('api.example.com'));
+      await h.run(q('a.cdn.example.net'));
+      const r = await h.gate.reload(policyOf('  - domain: "*.cdn.example.net"\n    ports: [443, 80]'), opts);
+      expect(elems(h.removed)).toEqual(['203.0.113.7 . tcp . 443']);
+      expect(r).toMatchObject({ cacheDropped: 1 });
+      expect(rcodeOf(await h.run(q('api.example.com')))).toBe('REFUSED');
+      expect(answersOf(await h.run(q('a.cdn.example.net'))).map((a) => a.data)).toEqual(['203.0.113.30']);
+      expect(h.asked.filter((a) => a.startsWith('a.cdn'))).toHaveLength(1);
+      // a second reload with the same config takes nothing more out
+      await h.gate.reload(policyOf('  - domain: "*.cdn.example.net"\n    ports: [443, 80]'), opts);
+      expect(h.removed).toHaveLength(1);
+    });
+
+    it('an address two names share stays while one of them is allowed; a port taken off an entry goes alone', async () => {
+      const h = harness();
+      answer(h, 'api.example.com', '203.0.113.7');
+      answer(h, 'a.cdn.example.net', '203.0.113.7');
+      await h.run(q('api.example.com'));
+      await h.run(q('a.cdn.example.net'));
+      // api.example.com removed, the wildcard keeps 443 only
+      await h.gate.reload(policyOf('  - domain: "*.cdn.example.net"\n    ports: [443]'), opts);
+      expect(elems(h.removed)).toEqual(['203.0.113.7 . tcp . 80']);
+      // the wildcard's changed ports: its cached answer is fetched again, under the new ports
+      await h.run(q('a.cdn.example.net'));
+      expect(h.asked.filter((a) => a.startsWith('a.cdn'))).toHaveLength(2);
+      expect(elems([h.admitted.at(-1)!])).toEqual(['203.0.113.7 . tcp . 443']);
+    });
+
+    it('an element whose names all expired, or written before this process started (no name on record), is left to time out', async () => {
+      const h = harness();
+      h.gate.ledger.seed([{ ip: '203.0.113.9', proto: 'tcp', port: 443, expiresInSec: 600 }], h.clock.now);
+      answer(h, 'api.example.com', '203.0.113.7');
+      await h.run(q('api.example.com'));
+      h.clock.now += 400_000; // past max(60, minTtl 30) + staleGrace 300
+      await h.gate.reload(policyOf('  - domain: other.example.com'), opts);
+      expect(h.removed).toEqual([]);
+    });
+
+    it('a query in flight when the reload comes, for a name it removes: SERVFAIL, and what it admitted is taken out again', async () => {
+      const h = harness();
+      let release!: () => void;
+      const upstream = new Promise<void>((r) => (release = r));
+      const deps = (h.gate as unknown as { deps: GateDeps }).deps;
+      const ask = deps.upstream;
+      deps.upstream = async (...a) => {
+        await upstream;
+        return ask(...a);
+      };
+      answer(h, 'api.example.com', '203.0.113.7');
+      const pending = h.run(q('api.example.com'));
+      await h.gate.reload(policyOf('  - domain: other.example.com'), opts);
+      release();
+      expect(rcodeOf(await pending)).toBe('SERVFAIL');
+      expect(elems(h.admitted)).toEqual(['203.0.113.7 . tcp . 443']);
+      expect(elems(h.removed)).toEqual(['203.0.113.7 . tcp . 443']);
+    });
   });
 
   it('keeps at most cacheSize answers, dropping the oldest', async () => {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SYSTEM_PATH } from '../../src/system/exec.js';
-import { admitLine, NftAdmitter, parseGateSet, reAddRefreshes } from '../../src/system/nft-admit.js';
+import { admitLine, NftAdmitter, parseGateSet, reAddRefreshes, removeLine } from '../../src/system/nft-admit.js';
 
 const e = (ip: string, port: number, timeoutSec: number, exists = false) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, ip, proto: 'tcp' as const, port, timeoutSec, ...(exists ? { exists } : {}) });
 
@@ -114,5 +114,17 @@ process.stdin.on('data', (d) => { for (const l of String(d).split('\\n')) if (l.
     await expect(w.admit([e('203.0.113.7', 443, 60)])).rejects.toThrow(/nft: not installed/);
     expect(problems).toEqual([expect.stringMatching(/^cannot run nft: nft: not installed/)]);
     w.close();
+  });
+});
+
+describe('removeLine (a reload takes elements out)', () => {
+  it('per set, add then delete in one transaction: an element that timed out meanwhile is no error', () => {
+    const e = (ip: string, port: number, set?: string) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, ip, proto: 'tcp' as const, port, timeoutSec: 0, ...(set ? { set } : {}) });
+    expect(removeLine([e('203.0.113.7', 443), e('2001:db8::7', 443), e('203.0.113.7', 443), e('203.0.113.8', 80, 'pol-ci-gate4')])).toBe(
+      'add element inet egressfw gate4 { 203.0.113.7 . tcp . 443 }; delete element inet egressfw gate4 { 203.0.113.7 . tcp . 443 }; ' +
+        'add element inet egressfw gate6 { 2001:db8::7 . tcp . 443 }; delete element inet egressfw gate6 { 2001:db8::7 . tcp . 443 }; ' +
+        'add element inet egressfw pol-ci-gate4 { 203.0.113.8 . tcp . 80 }; delete element inet egressfw pol-ci-gate4 { 203.0.113.8 . tcp . 80 }',
+    );
+    expect(removeLine([])).toBe('');
   });
 });

@@ -65,7 +65,8 @@ describe('rollback (applyPlan on the fake kernel)', () => {
     await applyPlan(first, k.observe(), { exec: kernelExec(k).exec, ...files(k) });
     const before = k.observe();
     const plan = diff(buildDesired(later, allowed('203.0.113.2'), [...dns, { host: '198.51.100.54', port: 53 }]), before);
-    expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'ufw-block', 'ufw-reload', 'nft', 'chain', 'chain']);
+    // two blocks: the new resolver (IPv4), and audit mode drops the ping6 refusal (IPv6)
+    expect(plan.ops.map((o) => o.kind)).toEqual(['set', 'ufw-block', 'ufw-block', 'ufw-reload', 'nft', 'chain', 'chain']);
     // the forward step's ip6tables-restore fails; the undo's own runs work
     let failed = false;
     const { exec, calls: log } = failing(k, (argv) => argv[0] === 'ip6tables-restore' && !failed && (failed = true));

@@ -72,3 +72,26 @@ describe('ufw before.rules: exactly one well-formed egressfw block', () => {
     expect(plan.ops.some((o) => o.kind === 'ufw-block' && o.family === 4)).toBe(false);
   });
 });
+
+describe('the ping6 refusal (ufw before6.rules accepts echo-request out, ahead of our jump)', () => {
+  const block = (mode: 'enforce' | 'audit', f: 4 | 6 = 6) => ufwBlock(f, dns, undefined, true, mode).split('\n');
+  it('enforce: inserted at the top of ufw6-before-output, echo-request only, loopback left to ufw', () => {
+    const ping = block('enforce').filter((l) => l.startsWith('-I '));
+    expect(ping).toEqual(['-I ufw6-before-output 1 ! -o lo -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m comment --comment "egressfw ping6" -j REJECT --reject-with icmp6-adm-prohibited']);
+    // what sync writes reads back as its own block (the observer accepts this one insert)
+    const text = upsertBlock(fixture('before6.rules'), block('enforce').join('\n'))!;
+    expect(extractBlock(text, 'before6.rules')).toBe(block('enforce').join('\n'));
+  });
+  it('audit mode and IPv4 have none (audit refuses nothing; ufw before.rules accepts no echo-request out)', () => {
+    expect(block('audit').some((l) => l.startsWith('-I '))).toBe(false);
+    expect(block('enforce', 4).some((l) => l.startsWith('-I '))).toBe(false);
+    expect(fixture('before.rules')).not.toMatch(/ufw-before-output.*echo-request/);
+    expect(fixture('before6.rules')).toMatch(/-A ufw6-before-output -p icmpv6 --icmpv6-type echo-request -j ACCEPT/);
+  });
+  it('any other insert inside the block is a hand edit: refused', () => {
+    const b = block('enforce');
+    const other = b.map((l) => (l.startsWith('-I ') ? l.replace('--icmpv6-type 128', '--icmpv6-type 135') : l)).join('\n');
+    const text = upsertBlock(fixture('before6.rules'), other)!;
+    expect(() => extractBlock(text, 'before6.rules')).toThrow(/not written by egressfw/);
+  });
+});
