@@ -4,7 +4,7 @@ import { dnsServers, resolverOptions } from '../resolve/upstream.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
 import { Gate, type Admit, type GateOptions, type QueryEvent } from '../gate/gate.js';
-import { GATE_LOG, queryLine } from '../gate/log.js';
+import { GATE_LOG, queryLine, ShedSampler } from '../gate/log.js';
 import { GatePolicy } from '../gate/policy.js';
 import { PROBE_NAME } from '../gate/probe.js';
 import { startGateServer } from '../gate/server.js';
@@ -55,7 +55,7 @@ export const GATE_NODE_FLAGS = ['--max-old-space-size=128'];
 /** Written when the gate listens, then with fresh counters every STATS_EVERY_MS; `status` reads it. */
 export const GATE_STATE = 'gate.json';
 const STATS_EVERY_MS = 5000;
-/** query log lines for shed queries, at most, per second (the rest are only counted) */
+/** query log lines for shed queries, one each, per second (the rest: one line a second with their count) */
 const SHED_LINES_PER_SEC = 20;
 
 export const gateOptions = (c: Config): GateOptions => ({ minTtl: c.dns.minTtl, maxTtl: c.dns.maxTtl, staleGrace: c.staleGrace, ipv6: c.ipv6, cacheSize: c.dns.gate.cacheSize });
@@ -107,25 +107,30 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     if (pending.length) deps.out(`${pending.join('\n')}\n`);
     pending = [];
   };
-  // A flood is shed by the thousand a second: log the first few each second, count all of them (gate.json stats).
-  let shedSecond = 0;
-  let shedLogged = 0;
+  // A flood is shed by the thousand a second: the first few each second logged one by one, the rest as one counted line.
+  const shed = new ShedSampler(SHED_LINES_PER_SEC);
+  let shedTimer: NodeJS.Timeout | undefined;
+  const flushShed = () => {
+    clearTimeout(shedTimer);
+    shedTimer = undefined;
+    const h = shed.take();
+    if (h) write(h.event, undefined, h.count);
+  };
+  const write = (e: QueryEvent, c: Awaited<ReturnType<Attribution['lookup']>>, count = 1) => {
+    const line = queryLine(e, c, count);
+    pending.push(line);
+    if (pending.length >= 256) flushOut();
+    else outTimer ??= setTimeout(flushOut, 100);
+    log.write(line);
+  };
   const emit = (e: QueryEvent) => {
     if (e.name === PROBE_NAME && isLoopback(e.client)) return;
-    if (e.verdict === 'shed') {
-      const sec = Math.floor(e.at / 1000);
-      if (sec !== shedSecond) [shedSecond, shedLogged] = [sec, 0];
-      if (++shedLogged > SHED_LINES_PER_SEC) return;
+    if (e.verdict === 'shed' && !shed.admit(e)) {
+      shedTimer ??= setTimeout(flushShed, 1000);
+      return;
     }
-    const write = (c: Awaited<ReturnType<Attribution['lookup']>>) => {
-      const line = queryLine(e, c);
-      pending.push(line);
-      if (pending.length >= 256) flushOut();
-      else outTimer ??= setTimeout(flushOut, 100);
-      log.write(line);
-    };
-    if (!attribution || isLoopback(e.client)) write(undefined);
-    else attribution.lookup(e.client).then(write, () => write(undefined));
+    if (!attribution || isLoopback(e.client)) write(e, undefined);
+    else attribution.lookup(e.client).then((c) => write(e, c), () => write(e, undefined));
   };
   const gateDeps = (set?: (f: 4 | 6) => string) => ({
     upstream: async (name: string, family: 4 | 6, allowPrivate: boolean) => {
@@ -192,6 +197,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   await server.close();
   admitter.close();
   pool?.close();
+  flushShed();
   flushOut();
   await log.close();
   return 0;

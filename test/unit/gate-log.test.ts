@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { namesFor, parseGateLog } from '../../src/audit/destination-names.js';
 import type { QueryEvent } from '../../src/gate/gate.js';
-import { GATE_LOG, parseQueryLine, queryLine, renderSummary, summarise } from '../../src/gate/log.js';
+import { GATE_LOG, parseQueryLine, queryLine, renderSummary, ShedSampler, summarise } from '../../src/gate/log.js';
 import { readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
 
 const line = (at: string, client: string, name: string, verdict: string, container: object | null = null) =>
@@ -91,5 +91,29 @@ describe('gate log', () => {
     for (const bad of [{ time: 'yesterday' }, { ips: undefined, answers: ['203.0.113.7'] }, { ips: [1] }, { verdict: 'denied' }, { name: 7 }, { client: undefined }, { container: 'x' }]) expect(variant(bad), JSON.stringify(bad)).toBeNull();
     expect(parseQueryLine('{"time": "cut')).toBeNull();
     expect(parseQueryLine('[]')).toBeNull();
+  });
+
+  it('shed queries: the first of each second one line each, the rest one line with their count; every one counted in the summary', () => {
+    const sampler = new ShedSampler(2);
+    const at = Date.parse('2026-11-30T11:59:00Z');
+    const shedAt = (ms: number): QueryEvent => ({ at: at + ms, client: '172.17.0.9', transport: 'udp', name: `n${ms}.flood.test`, type: 'A', verdict: 'shed', rcode: 'SERVFAIL', ips: [], cached: false, ms: 0, detail: 'cap' });
+    const lines: string[] = [];
+    for (let ms = 0; ms < 10; ms++) {
+      const e = shedAt(ms);
+      if (sampler.admit(e)) lines.push(queryLine(e, undefined));
+    }
+    const held = sampler.take();
+    expect(held?.count).toBe(8);
+    expect(sampler.take()).toBeNull();
+    lines.push(queryLine(held!.event, undefined, held!.count));
+    // a new second logs its first ones again
+    expect(sampler.admit(shedAt(1000))).toBe(true);
+    const parsed = lines.map(parseQueryLine);
+    expect(parsed.map((l) => l?.count)).toEqual([undefined, undefined, 8]);
+    const s = summarise(lines, at + 2000);
+    expect(s).toMatchObject({ total: 10, shed: 10, clients: [{ client: '172.17.0.9', shed: 10 }] });
+    expect(renderSummary(s)[0]).toMatch(/10 shed \(over a cap\)/);
+    // a count is a whole number >= 1 or absent
+    for (const bad of [0, 1.5, -2, '3']) expect(parseQueryLine(JSON.stringify({ ...JSON.parse(lines[0]!), count: bad }))).toBeNull();
   });
 });
