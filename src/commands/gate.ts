@@ -163,7 +163,13 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     return (p !== null && gates.get(p)) || refuser;
   };
   if (deps.presentElements) gate.ledger.seed(await deps.presentElements(), Date.now());
-  const server = await startGateServer({ listen: config.dns.gate.listen, port: config.dns.gate.port, handle: (m, c, t) => gateFor(c).then((g) => g.handle(m, c, t)), warn: (w) => deps.warn(`gate: ${w}`) });
+  const server = await startGateServer({
+    listen: config.dns.gate.listen,
+    port: config.dns.gate.port,
+    // one allowlist (no policies): straight to the gate, so a warm answer goes out in the same turn
+    handle: (m, c, t) => (gates && sources ? gateFor(c).then((g) => g.handle(m, c, t)) : gate.handle(m, c, t)),
+    warn: (w) => deps.warn(`gate: ${w}`),
+  });
   const listening = { pid: proc.pid, since: new Date().toISOString(), port: config.dns.gate.port, bound: server.bound };
   const writeState = () => deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify({ ...listening, stats: gate.snapshot() })}\n`);
   await writeState();
