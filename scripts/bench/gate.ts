@@ -59,7 +59,9 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
   const config = path.join(dir, 'egressfw.yml');
   fs.writeFileSync(config, `allow:\n  - domain: "*.${ZONE}"\n    ports: [443]\ndns:\n  servers: [${BENCH_DNS}]\n  timeout: 2s\n  gate:\n    enabled: true\n    listen: [127.0.0.1]\n    port: ${GATE_PORT}\n`);
   // NODE_OPTIONS as the systemd unit sets it for the daemon (the gate inherits it)
-  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
+  // EFW_BENCH_GATE_PROF=dir: a CPU profile of the gate over the whole section (node --cpu-prof), to see where its time goes
+  const prof = process.env.EFW_BENCH_GATE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.EFW_BENCH_GATE_PROF)}`] : [];
+  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, ...prof, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
   const dnsmasq = spawnLogged(host([
     'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--group=root',
     `--server=${BENCH_DNS}`, '--cache-size=30000', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${DNSMASQ_PORT}`,
