@@ -10,7 +10,7 @@ import { PROBE_NAME } from '../gate/probe.js';
 import { startGateServer } from '../gate/server.js';
 import type { QueryFn } from '../resolve/query.js';
 import { resolveOneFamily, type ResolverOptions } from '../resolve/resolver.js';
-import { RotatingLog } from '../system/gate-log.js';
+import { LineBatch, RotatingLog } from '../system/gate-log.js';
 import { HOST_POLICY, policiesInUse } from '../policy/assign.js';
 import { POLICY_NFT } from '../plan/kernel-names.js';
 import { SourcePolicies } from '../gate/sources.js';
@@ -98,14 +98,16 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   const admitter = deps.admitter();
   const log = new RotatingLog(path.join(opts.stateDir, GATE_LOG), config.dns.gate.logMaxBytes, config.dns.gate.logFiles, (e) => deps.warn(`gate: cannot write ${GATE_LOG}: ${e.message}`));
   const attribution = deps.containers ? new Attribution(deps.containers, Date.now) : null;
-  // stdout in batches: thousands of queries a second must not mean thousands of blocking pipe writes.
-  let pending: string[] = [];
+  // stdout and gate.log in batches: thousands of queries a second must not mean thousands of blocking pipe writes.
+  const batch = new LineBatch();
   let outTimer: NodeJS.Timeout | undefined;
   const flushOut = () => {
     clearTimeout(outTimer);
     outTimer = undefined;
-    if (pending.length) deps.out(`${pending.join('\n')}\n`);
-    pending = [];
+    const text = batch.take();
+    if (!text) return;
+    deps.out(`${text}\n`);
+    log.write(text); // several lines: the log joins its writes with newlines
   };
   // A flood is shed by the thousand a second: the first few each second logged one by one, the rest as one counted line.
   const shed = new ShedSampler(SHED_LINES_PER_SEC);
@@ -117,11 +119,8 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     if (h) write(h.event, undefined, h.count);
   };
   const write = (e: QueryEvent, c: Awaited<ReturnType<Attribution['lookup']>>, count = 1) => {
-    const line = queryLine(e, c, count);
-    pending.push(line);
-    if (pending.length >= 256) flushOut();
+    if (!batch.push(queryLine(e, c, count))) flushOut();
     else outTimer ??= setTimeout(flushOut, 100);
-    log.write(line);
   };
   const emit = (e: QueryEvent) => {
     if (e.name === PROBE_NAME && isLoopback(e.client)) return;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { namesFor, parseGateLog } from '../../src/audit/destination-names.js';
 import type { QueryEvent } from '../../src/gate/gate.js';
 import { GATE_LOG, parseQueryLine, queryLine, renderSummary, ShedSampler, summarise } from '../../src/gate/log.js';
-import { readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
+import { LineBatch, readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
 import { printJson } from '../../src/text.js';
 
 const line = (at: string, client: string, name: string, verdict: string, container: object | null = null) =>
@@ -136,5 +136,22 @@ describe('gate log', () => {
       [{ at, client: '172.18.0.4', transport: 'udp', name: 'n.flood.test', type: 'A', verdict: 'shed', rcode: 'SERVFAIL', ips: [], cached: false, ms: 0, rules: ['*.flood.test'], detail: 'cap 64' }, undefined, 37],
     ];
     for (const [e, c, n] of events) expect(queryLine(e, c as never, n)).toBe(reference(e, c, n));
+  });
+
+  it('LineBatch: lines in, the same text out (UTF-8 intact), full before it overflows, grows for a line larger than itself', () => {
+    const b = new LineBatch(2048);
+    expect(b.take()).toBe('');
+    const lines = ['{"name":"a"}', '{"name":"\u00e9\u00ff x"}', '{"name":"\ud83d\ude00"}'];
+    for (const l of lines) expect(b.push(l)).toBe(true);
+    expect(b.take()).toBe(lines.join('\n'));
+    let n = 0;
+    while (b.push('x'.repeat(100))) n++;
+    expect(n).toBeGreaterThan(5);
+    expect(b.take().split('\n')).toHaveLength(n + 1);
+    const huge = 'y'.repeat(10_000);
+    b.push('z');
+    expect(b.push(huge)).toBe(false);
+    expect(b.take()).toBe(`z\n${huge}`);
+    expect(b.take()).toBe('');
   });
 });
