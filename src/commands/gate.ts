@@ -50,7 +50,7 @@ export interface GateProcess {
  * dns.gate.cacheSize; its live heap stays far below). Measured with 10,000
  * names cached: about 130 MiB RSS without the cap, 115 with it.
  */
-export const GATE_NODE_FLAGS = ['--max-old-space-size=128'];
+export const GATE_NODE_FLAGS = ['--max-old-space-size=96'];
 
 /** Written when the gate listens, then with fresh counters every STATS_EVERY_MS; `status` reads it. */
 export const GATE_STATE = 'gate.json';
