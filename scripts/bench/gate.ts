@@ -27,9 +27,10 @@ export interface GateResult {
   /** CPU time (user + system, from /proc) per answered query during the rate rounds: what load on a shared machine does not distort */
   cpuUsPerQuery: { gate: number; dnsmasq: number };
   /** new-IP release at a moderate rate of new names, and under stress */
-  release: Pctl & { rate: number };
+  /** new-IP release at the target rate; kernel: the share waiting for the kernel insert (the gate's kernelMs) */
+  release: Pctl & { rate: number; kernel: { p50: number; p99: number } };
   /** at twice the target rate of new answers: also how many were shed (SERVFAIL over a cap) and whether the gate lived */
-  releaseStress: Pctl & { rate: number; shed: number; alive: boolean };
+  releaseStress: Pctl & { rate: number; kernel: { p50: number; p99: number }; shed: number; alive: boolean };
   /** cached names offered at twice the gate's measured rate: what came back, what was lost (the socket buffer overflows), SERVFAIL */
   overload: { offered: number; qps: number; completedPct: number; lost: number; servfail: number; alive: boolean; rssMiB: number };
   rss: { idleMiB: number; cachedMiB: number; cachedAnswers: number };
@@ -98,9 +99,11 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
       const out = await dnsperf(GATE_PORT, file, ['-n', '1', '-Q', String(qps), '-q', '50', '-t', '5'], 300_000);
       await dnsperf(DNSMASQ_PORT, file, ['-n', '1', '-Q', String(qps), '-q', '50', '-t', '5'], 300_000);
       await sleep(500); // the log is written in batches
-      const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(skip).map((l) => JSON.parse(l) as { releaseMs?: number; ips: string[]; verdict: string; count?: number });
+      const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(skip).map((l) => JSON.parse(l) as { releaseMs?: number; kernelMs?: number; ips: string[]; verdict: string; count?: number });
       const shed = lines.filter((l) => l.verdict === 'shed').reduce((n, l) => n + (l.count ?? 1), 0);
-      return { ...pctl(lines.filter((l) => l.releaseMs !== undefined && l.ips.length > 0).map((l) => l.releaseMs!)), rate: qpsOf(out.stdout), shed, alive: alive(gate.pid!) };
+      const fresh = lines.filter((l) => l.releaseMs !== undefined && l.ips.length > 0);
+      const kernel = pctl(fresh.filter((l) => l.kernelMs !== undefined).map((l) => l.kernelMs!));
+      return { ...pctl(fresh.map((l) => l.releaseMs!)), kernel: { p50: kernel.p50, p99: kernel.p99 }, rate: qpsOf(out.stdout), shed, alive: alive(gate.pid!) };
     };
     const { shed: _s, alive: _a, ...release } = await releases(0, moderate, 1000);
     const releaseStress = await releases(moderate, o.names, 2000);
@@ -207,8 +210,8 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
         [`cached name, latency at ${g.latency.qps} q/s (p50 / p99, ${g.latency.gate.n} queries)`, `${ms(g.latency.gate.p50)} / ${ms(g.latency.gate.p99)}`, `${ms(g.latency.dnsmasq.p50)} / ${ms(g.latency.dnsmasq.p99)}`],
         [`cached names, sustained rate (median of ${g.rate.gate.length} x ${g.rate.seconds} s; 4 clients, 100 outstanding)`, `${gq.toFixed(0)} q/s`, `${dq.toFixed(0)} q/s`],
         [`CPU per cached answer during those rounds (user + system; load on the machine does not change it much)`, `${g.cpuUsPerQuery.gate.toFixed(1)} µs`, `${g.cpuUsPerQuery.dnsmasq.toFixed(1)} µs`],
-        [`new IPs: upstream answer -> released, kernel insert included (p50 / p99 of ${g.release.n} answers, at ${g.release.rate.toFixed(0)} q/s)`, `${ms(g.release.p50)} / ${ms(g.release.p99)}`, 'no kernel insert'],
-        [`the same at twice that (${g.releaseStress.n} answers at ${g.releaseStress.rate.toFixed(0)} q/s, all new; shed: ${g.releaseStress.shed}, gate ${g.releaseStress.alive ? 'up' : 'DOWN'})`, `${ms(g.releaseStress.p50)} / ${ms(g.releaseStress.p99)}`, 'no kernel insert'],
+        [`new IPs: upstream answer -> released, kernel insert included (p50 / p99 of ${g.release.n} answers, at ${g.release.rate.toFixed(0)} q/s)`, `${ms(g.release.p50)} / ${ms(g.release.p99)} (kernel ${ms(g.release.kernel.p50)} / ${ms(g.release.kernel.p99)})`, 'no kernel insert'],
+        [`the same at twice that (${g.releaseStress.n} answers at ${g.releaseStress.rate.toFixed(0)} q/s, all new; shed: ${g.releaseStress.shed}, gate ${g.releaseStress.alive ? 'up' : 'DOWN'})`, `${ms(g.releaseStress.p50)} / ${ms(g.releaseStress.p99)} (kernel ${ms(g.releaseStress.kernel.p50)} / ${ms(g.releaseStress.kernel.p99)})`, 'no kernel insert'],
         [`cached names offered at ${g.overload.offered} q/s (twice the gate's rate), ${g.rate.seconds} s: answered q/s, completed, lost, SERVFAIL`, `${g.overload.qps.toFixed(0)} q/s, ${g.overload.completedPct} %, ${g.overload.lost} lost, ${g.overload.servfail} SERVFAIL; ${g.overload.alive ? 'up' : 'DOWN'}, ${g.overload.rssMiB.toFixed(0)} MiB after`, '–'],
         [`RSS: idle / ${g.names.toLocaleString('en-US')} names cached (${g.rss.cachedAnswers.toLocaleString('en-US')} answers)`, `${g.rss.idleMiB.toFixed(0)} / ${g.rss.cachedMiB.toFixed(0)} MiB`, '–'],
       ],
