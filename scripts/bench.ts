@@ -24,7 +24,8 @@ import { flowsSection, renderFlowsBench, type FlowsResult } from './bench/flows.
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+// EFW_BENCH_CLI: another build's dist/cli.js (a before/after comparison on the same machine, same run conditions)
+const CLI = process.env.EFW_BENCH_CLI ? path.resolve(process.env.EFW_BENCH_CLI) : path.join(ROOT, 'dist', 'cli.js');
 const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
 
 const args = process.argv.slice(2);

@@ -24,9 +24,15 @@ export interface GateResult {
   names: number;
   latency: { gate: Pctl; dnsmasq: Pctl; qps: number };
   rate: { gate: number[]; dnsmasq: number[]; seconds: number };
+  /** CPU time (user + system, from /proc) per answered query during the rate rounds: what load on a shared machine does not distort */
+  cpuUsPerQuery: { gate: number; dnsmasq: number };
   /** new-IP release at a moderate rate of new names, and under stress */
-  release: Pctl & { rate: number };
-  releaseStress: Pctl & { rate: number };
+  /** new-IP release at the target rate; kernel: the share waiting for the kernel insert (the gate's kernelMs) */
+  release: Pctl & { rate: number; kernel: { p50: number; p99: number } };
+  /** at twice the target rate of new answers: also how many were shed (SERVFAIL over a cap) and whether the gate lived */
+  releaseStress: Pctl & { rate: number; kernel: { p50: number; p99: number }; shed: number; alive: boolean };
+  /** cached names offered at twice the gate's measured rate: what came back, what was lost (the socket buffer overflows), SERVFAIL */
+  overload: { offered: number; qps: number; completedPct: number; lost: number; servfail: number; alive: boolean; rssMiB: number };
   rss: { idleMiB: number; cachedMiB: number; cachedAnswers: number };
   writer: { spawn: Pctl; persistent: Pctl };
   versions: { dnsperf: string; dnsmasq: string };
@@ -46,6 +52,11 @@ export function pctl(xs: number[]): Pctl {
 function latencies(out: string): number[] {
   return [...out.matchAll(/^> NOERROR \S+ \S+ ([0-9.]+)$/gm)].map((m) => Number(m[1]) * 1000);
 }
+/** user + system CPU of a process so far, ms (/proc/PID/stat fields 14 and 15, in clock ticks of 10 ms) */
+function cpuMs(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
 const qpsOf = (out: string) => Number(/Queries per second:\s+([0-9.]+)/.exec(out)?.[1] ?? NaN);
 
 export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { names: number; rateSeconds: number; rounds: number; latencySeconds: number; writerN: number }): Promise<GateResult> {
@@ -59,7 +70,9 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
   const config = path.join(dir, 'egressfw.yml');
   fs.writeFileSync(config, `allow:\n  - domain: "*.${ZONE}"\n    ports: [443]\ndns:\n  servers: [${BENCH_DNS}]\n  timeout: 2s\n  gate:\n    enabled: true\n    listen: [127.0.0.1]\n    port: ${GATE_PORT}\n`);
   // NODE_OPTIONS as the systemd unit sets it for the daemon (the gate inherits it)
-  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
+  // EFW_BENCH_GATE_PROF=dir: a CPU profile of the gate over the whole section (node --cpu-prof), to see where its time goes
+  const prof = process.env.EFW_BENCH_GATE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.EFW_BENCH_GATE_PROF)}`] : [];
+  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, ...prof, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
   const dnsmasq = spawnLogged(host([
     'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--group=root',
     `--server=${BENCH_DNS}`, '--cache-size=30000', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${DNSMASQ_PORT}`,
@@ -74,8 +87,8 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
     const idleMiB = await rssMiB();
     const dnsperf = (port: number, file: string, args: string[], timeoutMs = 120_000) => run(host(['dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', file, ...args]), { timeoutMs });
 
-    // 1. new-IP release: every name once (A and AAAA), each answer carrying new IPs: the first 30 % at a moderate
-    //    rate of new names, the rest under stress (2,000 new names a second, dnsperf and the upstream on the same 2 cores)
+    // 1. new-IP release: every name once (A and AAAA), each answer carrying new IPs: the first 30 % at the target
+    //    rate of new answers (1,000 a second), the rest at twice that (dnsperf and the upstream on the same 2 cores)
     const moderate = Math.round(o.names * 0.3);
     const releases = async (from: number, to: number, qps: number) => {
       const file = path.join(dir, `new-${from}.txt`);
@@ -86,10 +99,13 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
       const out = await dnsperf(GATE_PORT, file, ['-n', '1', '-Q', String(qps), '-q', '50', '-t', '5'], 300_000);
       await dnsperf(DNSMASQ_PORT, file, ['-n', '1', '-Q', String(qps), '-q', '50', '-t', '5'], 300_000);
       await sleep(500); // the log is written in batches
-      const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(skip).map((l) => JSON.parse(l) as { releaseMs?: number; ips: string[] });
-      return { ...pctl(lines.filter((l) => l.releaseMs !== undefined && l.ips.length > 0).map((l) => l.releaseMs!)), rate: qpsOf(out.stdout) };
+      const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(skip).map((l) => JSON.parse(l) as { releaseMs?: number; kernelMs?: number; ips: string[]; verdict: string; count?: number });
+      const shed = lines.filter((l) => l.verdict === 'shed').reduce((n, l) => n + (l.count ?? 1), 0);
+      const fresh = lines.filter((l) => l.releaseMs !== undefined && l.ips.length > 0);
+      const kernel = pctl(fresh.filter((l) => l.kernelMs !== undefined).map((l) => l.kernelMs!));
+      return { ...pctl(fresh.map((l) => l.releaseMs!)), kernel: { p50: kernel.p50, p99: kernel.p99 }, rate: qpsOf(out.stdout), shed, alive: alive(gate.pid!) };
     };
-    const release = await releases(0, moderate, 300);
+    const { shed: _s, alive: _a, ...release } = await releases(0, moderate, 1000);
     const releaseStress = await releases(moderate, o.names, 2000);
     const cachedMiB = await rssMiB();
 
@@ -104,15 +120,36 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
 
     // 3. sustained rate, cached, alternating rounds
     const rate = { gate: [] as number[], dnsmasq: [] as number[], seconds: o.rateSeconds };
+    const cpu = { gate: { ms: 0, queries: 0 }, dnsmasq: { ms: 0, queries: 0 } };
+    const pids = { gate: gate.pid!, dnsmasq: dnsmasq.pid! };
     for (let r = 0; r < o.rounds; r++) {
       for (const [which, port] of [['gate', GATE_PORT], ['dnsmasq', DNSMASQ_PORT]] as const) {
+        const c0 = cpuMs(pids[which]);
         const out = await dnsperf(port, hot, ['-l', String(o.rateSeconds), '-q', '100', '-c', '4']);
+        cpu[which].ms += cpuMs(pids[which]) - c0;
+        cpu[which].queries += Number(/Queries completed:\s+(\d+)/.exec(out.stdout)?.[1] ?? NaN);
         rate[which].push(qpsOf(out.stdout));
       }
       progress(`gate: rate round ${r + 1}/${o.rounds}: gate ${rate.gate.at(-1)?.toFixed(0)} q/s, dnsmasq ${rate.dnsmasq.at(-1)?.toFixed(0)} q/s`);
     }
 
-    // 4. the kernel writer: spawn per answer vs the gate's long-lived nft (same set, same element shape)
+    // 4. overload: cached names offered at twice the rate the gate sustained; it must answer what it can and live
+    const gq = [...rate.gate].sort((a, b) => a - b)[Math.floor(rate.gate.length / 2)] ?? 10_000;
+    const offered = Math.round(2 * gq);
+    progress(`gate: overload, cached names offered at ${offered} q/s (twice its rate)`);
+    const over = (await dnsperf(GATE_PORT, hot, ['-l', String(o.rateSeconds), '-Q', String(offered), '-q', '500', '-c', '4', '-t', '2'])).stdout;
+    const num = (re: RegExp) => Number(re.exec(over)?.[1] ?? NaN);
+    const overload = {
+      offered,
+      qps: qpsOf(over),
+      completedPct: num(/Queries completed:\s+\d+ \(([0-9.]+)%\)/),
+      lost: num(/Queries lost:\s+(\d+)/),
+      servfail: num(/SERVFAIL (\d+)/) || 0,
+      alive: alive(gate.pid!),
+      rssMiB: await rssMiB(),
+    };
+
+    // 5. the kernel writer: spawn per answer vs the gate's long-lived nft (same set, same element shape)
     progress(`gate: kernel writer, ${o.writerN} single inserts each way`);
     const spawnMs: number[] = [];
     for (let i = 0; i < o.writerN; i++) {
@@ -138,8 +175,10 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
       names: o.names,
       latency: { gate: latGate, dnsmasq: latDnsmasq, qps: latQps },
       rate,
+      cpuUsPerQuery: { gate: (cpu.gate.ms * 1000) / cpu.gate.queries, dnsmasq: (cpu.dnsmasq.ms * 1000) / cpu.dnsmasq.queries },
       release,
       releaseStress,
+      overload,
       rss: { idleMiB, cachedMiB, cachedAnswers: o.names * 2 },
       writer: { spawn: pctl(spawnMs), persistent: pctl(persistentMs) },
       versions: { dnsperf: await first(['dnsperf', '-h']), dnsmasq: await first(['dnsmasq', '--version']) },
@@ -170,8 +209,10 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
       [
         [`cached name, latency at ${g.latency.qps} q/s (p50 / p99, ${g.latency.gate.n} queries)`, `${ms(g.latency.gate.p50)} / ${ms(g.latency.gate.p99)}`, `${ms(g.latency.dnsmasq.p50)} / ${ms(g.latency.dnsmasq.p99)}`],
         [`cached names, sustained rate (median of ${g.rate.gate.length} x ${g.rate.seconds} s; 4 clients, 100 outstanding)`, `${gq.toFixed(0)} q/s`, `${dq.toFixed(0)} q/s`],
-        [`new IPs: upstream answer -> released, kernel insert included (p50 / p99 of ${g.release.n} answers, at ${g.release.rate.toFixed(0)} q/s)`, `${ms(g.release.p50)} / ${ms(g.release.p99)}`, 'no kernel insert'],
-        [`the same under stress (${g.releaseStress.n} answers at ${g.releaseStress.rate.toFixed(0)} q/s, all new)`, `${ms(g.releaseStress.p50)} / ${ms(g.releaseStress.p99)}`, 'no kernel insert'],
+        [`CPU per cached answer during those rounds (user + system; load on the machine does not change it much)`, `${g.cpuUsPerQuery.gate.toFixed(1)} µs`, `${g.cpuUsPerQuery.dnsmasq.toFixed(1)} µs`],
+        [`new IPs: upstream answer -> released, kernel insert included (p50 / p99 of ${g.release.n} answers, at ${g.release.rate.toFixed(0)} q/s)`, `${ms(g.release.p50)} / ${ms(g.release.p99)} (kernel ${ms(g.release.kernel.p50)} / ${ms(g.release.kernel.p99)})`, 'no kernel insert'],
+        [`the same at twice that (${g.releaseStress.n} answers at ${g.releaseStress.rate.toFixed(0)} q/s, all new; shed: ${g.releaseStress.shed}, gate ${g.releaseStress.alive ? 'up' : 'DOWN'})`, `${ms(g.releaseStress.p50)} / ${ms(g.releaseStress.p99)} (kernel ${ms(g.releaseStress.kernel.p50)} / ${ms(g.releaseStress.kernel.p99)})`, 'no kernel insert'],
+        [`cached names offered at ${g.overload.offered} q/s (twice the gate's rate), ${g.rate.seconds} s: answered q/s, completed, lost, SERVFAIL`, `${g.overload.qps.toFixed(0)} q/s, ${g.overload.completedPct} %, ${g.overload.lost} lost, ${g.overload.servfail} SERVFAIL; ${g.overload.alive ? 'up' : 'DOWN'}, ${g.overload.rssMiB.toFixed(0)} MiB after`, '–'],
         [`RSS: idle / ${g.names.toLocaleString('en-US')} names cached (${g.rss.cachedAnswers.toLocaleString('en-US')} answers)`, `${g.rss.idleMiB.toFixed(0)} / ${g.rss.cachedMiB.toFixed(0)} MiB`, '–'],
       ],
     ),
@@ -191,9 +232,10 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
     { what: 'gate: cached name latency p50 ≤ 0.5 ms', measured: ms(g.latency.gate.p50), met: g.latency.gate.p50 <= 0.5 },
     { what: 'gate: cached name latency p99 ≤ 2 ms', measured: ms(g.latency.gate.p99), met: g.latency.gate.p99 <= 2 },
     { what: 'gate: cached rate ≥ 20,000 q/s', measured: `${gq.toFixed(0)} q/s`, met: gq >= 20_000 },
-    { what: "gate: cached rate ≥ 40 % of dnsmasq's", measured: `${((gq / dq) * 100).toFixed(0)} % (${dq.toFixed(0)} q/s)`, met: gq >= 0.4 * dq },
-    { what: `gate: new IP released ≤ 5 ms p99 after the upstream answer (${g.release.rate.toFixed(0)} new answers/s)`, measured: ms(g.release.p99), met: g.release.p99 <= 5 },
-    { what: `gate: the same under stress (${g.releaseStress.rate.toFixed(0)} new answers/s)`, measured: ms(g.releaseStress.p99), met: g.releaseStress.p99 <= 5 },
+    { what: "gate: cached rate ≥ dnsmasq's (issue 22)", measured: `${((gq / dq) * 100).toFixed(0)} % (${dq.toFixed(0)} q/s)`, met: gq >= dq },
+    { what: `gate: new IP released ≤ 2 ms p99 after the upstream answer (${g.release.rate.toFixed(0)} new answers/s)`, measured: ms(g.release.p99), met: g.release.p99 <= 2 },
+    { what: `gate: at twice that (${g.releaseStress.rate.toFixed(0)} new answers/s): sheds or answers, stays up`, measured: `p99 ${ms(g.releaseStress.p99)}, ${g.releaseStress.shed} shed, ${g.releaseStress.alive ? 'up' : 'down'}`, met: g.releaseStress.alive },
+    { what: "gate: cached names at twice its rate: stays up", measured: `${g.overload.completedPct} % answered, ${g.overload.alive ? 'up' : 'down'}`, met: g.overload.alive },
     { what: `gate: RSS < 120 MB with ${g.names.toLocaleString('en-US')} names cached`, measured: `${g.rss.cachedMiB.toFixed(0)} MiB`, met: g.rss.cachedMiB * 1.048576 < 120 },
   ];
   return { text, targets };

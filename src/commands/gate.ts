@@ -5,13 +5,13 @@ import { PreconditionError, UsageError } from '../errors.js';
 import { Attribution, type ContainerInfo } from '../gate/attribution.js';
 import { Gate, type Admit, type AdmitEntry, type GateOptions, type QueryEvent, type Remove } from '../gate/gate.js';
 import type { FlowCut } from '../system/flows.js';
-import { GATE_LOG, queryLine } from '../gate/log.js';
+import { GATE_LOG, queryLine, ShedSampler } from '../gate/log.js';
 import { GatePolicy } from '../gate/policy.js';
 import { PROBE_NAME } from '../gate/probe.js';
 import { startGateServer } from '../gate/server.js';
 import type { QueryFn } from '../resolve/query.js';
 import { resolveOneFamily, type ResolverOptions } from '../resolve/resolver.js';
-import { RotatingLog } from '../system/gate-log.js';
+import { LineBatch, RotatingLog } from '../system/gate-log.js';
 import { HOST_POLICY, policiesInUse } from '../policy/assign.js';
 import { POLICY_NFT } from '../plan/kernel-names.js';
 import { SourcePolicies } from '../gate/sources.js';
@@ -52,16 +52,17 @@ export interface GateProcess {
 
 /**
  * Node flags for the gate process (the daemon starts it with these): a capped
- * old space makes V8 collect before it grows (the cache is bounded by
- * dns.gate.cacheSize; its live heap stays far below). Measured with 10,000
- * names cached: about 130 MiB RSS without the cap, 115 with it.
+ * old space makes V8 collect before it grows. The live heap stays far below it:
+ * the cache is bounded by dns.gate.cacheSize (20,000 compact entries) and the
+ * kernel ledger by the gate sets' size; the lab's flood peaks at 95 MiB RSS.
+ * Measured with 10,000 names cached: 131 MiB RSS at 96 MiB (docs/dns-gate.md).
  */
-export const GATE_NODE_FLAGS = ['--max-old-space-size=128'];
+export const GATE_NODE_FLAGS = ['--max-old-space-size=96'];
 
 /** Written when the gate listens, then with fresh counters every STATS_EVERY_MS; `status` reads it. */
 export const GATE_STATE = 'gate.json';
 const STATS_EVERY_MS = 5000;
-/** query log lines for shed queries, at most, per second (the rest are only counted) */
+/** query log lines for shed queries, one each, per second (the rest: one line a second with their count) */
 const SHED_LINES_PER_SEC = 20;
 
 export const gateOptions = (c: Config): GateOptions => ({ minTtl: c.dns.minTtl, maxTtl: c.dns.maxTtl, staleGrace: c.staleGrace, ipv6: c.ipv6, cacheSize: c.dns.gate.cacheSize });
@@ -104,34 +105,38 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   const admitter = deps.admitter();
   const log = new RotatingLog(path.join(opts.stateDir, GATE_LOG), config.dns.gate.logMaxBytes, config.dns.gate.logFiles, (e) => deps.warn(`gate: cannot write ${GATE_LOG}: ${e.message}`));
   const attribution = deps.containers ? new Attribution(deps.containers, Date.now) : null;
-  // stdout in batches: thousands of queries a second must not mean thousands of blocking pipe writes.
-  let pending: string[] = [];
+  // stdout and gate.log in batches: thousands of queries a second must not mean thousands of blocking pipe writes.
+  const batch = new LineBatch();
   let outTimer: NodeJS.Timeout | undefined;
   const flushOut = () => {
     clearTimeout(outTimer);
     outTimer = undefined;
-    if (pending.length) deps.out(`${pending.join('\n')}\n`);
-    pending = [];
+    const text = batch.take();
+    if (!text) return;
+    deps.out(`${text}\n`);
+    log.write(text); // several lines: the log joins its writes with newlines
   };
-  // A flood is shed by the thousand a second: log the first few each second, count all of them (gate.json stats).
-  let shedSecond = 0;
-  let shedLogged = 0;
+  // A flood is shed by the thousand a second: the first few each second logged one by one, the rest as one counted line.
+  const shed = new ShedSampler(SHED_LINES_PER_SEC);
+  let shedTimer: NodeJS.Timeout | undefined;
+  const flushShed = () => {
+    clearTimeout(shedTimer);
+    shedTimer = undefined;
+    const h = shed.take();
+    if (h) write(h.event, undefined, h.count);
+  };
+  const write = (e: QueryEvent, c: Awaited<ReturnType<Attribution['lookup']>>, count = 1) => {
+    if (!batch.push(queryLine(e, c, count))) flushOut();
+    else outTimer ??= setTimeout(flushOut, 100);
+  };
   const emit = (e: QueryEvent) => {
     if (e.name === PROBE_NAME && isLoopback(e.client)) return;
-    if (e.verdict === 'shed') {
-      const sec = Math.floor(e.at / 1000);
-      if (sec !== shedSecond) [shedSecond, shedLogged] = [sec, 0];
-      if (++shedLogged > SHED_LINES_PER_SEC) return;
+    if (e.verdict === 'shed' && !shed.admit(e)) {
+      shedTimer ??= setTimeout(flushShed, 1000);
+      return;
     }
-    const write = (c: Awaited<ReturnType<Attribution['lookup']>>) => {
-      const line = queryLine(e, c);
-      pending.push(line);
-      if (pending.length >= 256) flushOut();
-      else outTimer ??= setTimeout(flushOut, 100);
-      log.write(line);
-    };
-    if (!attribution || isLoopback(e.client)) write(undefined);
-    else attribution.lookup(e.client).then(write, () => write(undefined));
+    if (!attribution || isLoopback(e.client)) write(e, undefined);
+    else attribution.lookup(e.client).then((c) => write(e, c), () => write(e, undefined));
   };
   const gateDeps = (set?: (f: 4 | 6) => string) => ({
     upstream: async (name: string, family: 4 | 6, allowPrivate: boolean) => {
@@ -186,7 +191,13 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     return (p !== null && gates.get(p)) || refuser;
   };
   if (deps.presentElements) gate.ledger.seed(await deps.presentElements(), Date.now());
-  const server = await startGateServer({ listen: config.dns.gate.listen, port: config.dns.gate.port, handle: (m, c, t) => gateFor(c).then((g) => g.handle(m, c, t)), warn: (w) => deps.warn(`gate: ${w}`) });
+  const server = await startGateServer({
+    listen: config.dns.gate.listen,
+    port: config.dns.gate.port,
+    // one allowlist (no policies): straight to the gate, so a warm answer goes out in the same turn
+    handle: (m, c, t) => (gates && sources ? gateFor(c).then((g) => g.handle(m, c, t)) : gate.handle(m, c, t)),
+    warn: (w) => deps.warn(`gate: ${w}`),
+  });
   const listening = { pid: proc.pid, since: new Date().toISOString(), port: config.dns.gate.port, bound: server.bound };
   const writeState = () => deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify({ ...listening, stats: gate.snapshot() })}\n`);
   await writeState();
@@ -228,6 +239,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   await server.close();
   admitter.close();
   pool?.close();
+  flushShed();
   flushOut();
   await log.close();
   return 0;

@@ -9,7 +9,7 @@ import type { Family } from '../net/ip.js';
 import type { FailureKind } from '../resolve/resolver.js';
 import { GatePolicy, type Match } from './policy.js';
 import { GateStats } from './stats.js';
-import { addressRdata, buildError, buildResponse, parseQuery, TYPE, typeName, type Query, type Rcode, type WireRecord } from './wire.js';
+import { addressRdata, answerBlock, buildError, buildResponse, parseQuery, respondBlock, TYPE, typeName, type Query, type Rcode, type WireRecord } from './wire.js';
 
 /** One kernel set element: `ip . proto . port timeout T` in gate4/gate6. */
 export interface AdmitEntry {
@@ -97,10 +97,15 @@ export const NEGATIVE_TTL = 5;
 /** A cache hit re-writes its kernel elements when their last write is older than this (a flushed set heals). */
 const REWRITE_AFTER_MS = 30_000;
 
+/** A cached answer, compact (10,000 names are 20,000 of these): the records as wire bytes, the IPs as text. */
 interface Entry {
   rcode: Rcode;
-  records: WireRecord[];
-  ips: { ip: string; family: Family }[];
+  /** answerBlock of the records (TTLs written per answer) */
+  answers: Buffer;
+  count: number;
+  family: Family;
+  /** the addresses in the answer (shared by every hit's log line: never mutated) */
+  ips: string[];
   /** the TTL as answered upstream (lowered to maxTtl) */
   ttl: number;
   storedAt: number;
@@ -256,7 +261,10 @@ export class Gate {
   private readonly waiting = new Map<string, number>();
   private waitingTotal = 0;
   private lastPrune = 0;
-  /** bumped by each reload: a fetch that began before one checks its name again before answering */
+  /**
+   * bumped by each reload: a fetch that began before one checks its name again before answering, and
+   * its answer is not cached (a warm hit skips the policy: the cache holds only what the current one allows)
+   */
   private generation = 0;
 
   constructor(
@@ -360,6 +368,9 @@ export class Gate {
       return buildError(msg, parsed.id, parsed.questionEnd, parsed.rcode);
     }
     const q = parsed.q;
+    // Only answers this gate's policy allowed are in its cache (and reload empties it): a warm hit needs no policy look-up.
+    const fast = q.qclass === 1 && !q.oddName && (q.qtype === TYPE.A || q.qtype === TYPE.AAAA) ? this.cache.get(`${q.qtype}:${q.name}`) : undefined;
+    if (fast && fast.expiresAt > t0 && t0 < fast.checkAfter) return this.respond(msg, q, fast, t0, client, transport, true);
     const match = q.qclass === 1 && !q.oddName ? this.policy.match(q.name) : null;
     if (!match) {
       // Not allowed: answered here, nothing goes upstream.
@@ -412,9 +423,10 @@ export class Gate {
       if (n > 0) this.waiting.set(client, n);
       else this.waiting.delete(client);
     };
+    const generation = this.generation;
     return p.finally(done).then((o) => {
       if ('fail' in o) return this.failed(msg, q, t0, client, transport, o.fail, match.rules);
-      if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0) this.store(ck, o.entry);
+      if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0 && generation === this.generation) this.store(ck, o.entry);
       return this.respond(msg, q, o.entry, t0, client, transport, false, o.answeredAt, o.kernelMs);
     });
   }
@@ -435,21 +447,21 @@ export class Gate {
     const now = this.deps.nowMs();
     const base = { storedAt: now, rules: match.rules, ports: match.ports, allowPrivate: match.allowPrivate };
     if (!r.ok) {
-      if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', records: [], ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000, checkAfter: Infinity } };
+      if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', answers: answerBlock([]), count: 0, family, ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000, checkAfter: Infinity } };
       return { fail: `upstream ${r.kind}: ${r.detail}` };
     }
     const ttl = Math.min(this.opts.maxTtl, ...r.addresses.map((a) => a.ttl), r.addresses.length ? Infinity : NEGATIVE_TTL);
     const records: WireRecord[] = [];
-    const ips: Entry['ips'] = [];
+    const ips: string[] = [];
     for (const a of r.addresses) {
       const rec = addressRdata(a.ip);
       if (rec) {
         records.push(rec);
-        ips.push({ ip: a.ip, family });
+        ips.push(a.ip);
       }
     }
     const detail = r.refused.length ? `dropped (rebinding guard): ${r.refused.map((x) => `${x.ip} ${x.reason}`).join(', ')}` : undefined;
-    const entry: Entry = { ...base, rcode: 'NOERROR', records, ips, ttl, expiresAt: now + ttl * 1000, checkAfter: ips.length ? now + CHECK_EVERY_MS : Infinity, ...(detail ? { detail } : {}) };
+    const entry: Entry = { ...base, rcode: 'NOERROR', answers: answerBlock(records), count: records.length, family, ips, ttl, expiresAt: now + ttl * 1000, checkAfter: ips.length ? now + CHECK_EVERY_MS : Infinity, ...(detail ? { detail } : {}) };
     const want = this.ledger.mark(this.entriesOf(entry, ttl), now);
     let kernelMs: number | undefined;
     if (want.length) {
@@ -469,7 +481,7 @@ export class Gate {
   private entriesOf(e: Entry, ttl: number): AdmitEntry[] {
     const timeoutSec = this.timeoutFor(ttl);
     const out: AdmitEntry[] = [];
-    for (const a of e.ips) for (const p of e.ports) out.push({ family: a.family, ip: a.ip, proto: p.proto, port: p.port, timeoutSec });
+    for (const ip of e.ips) for (const p of e.ports) out.push({ family: e.family, ip, proto: p.proto, port: p.port, timeoutSec });
     return out;
   }
 
@@ -488,9 +500,9 @@ export class Gate {
   private respond(msg: Buffer, q: Query, e: Entry, t0: number, client: string, transport: 'udp' | 'tcp', cached: boolean, answeredAt?: number, kernelMs?: number): Buffer {
     const now = this.deps.nowMs();
     const ttl = Math.max(0, Math.ceil((e.expiresAt - now) / 1000));
-    const res = buildResponse(msg, q, e.rcode, e.records, ttl, transport === 'udp');
+    const res = respondBlock(msg, q, e.rcode, e.answers, e.count, ttl, transport === 'udp');
     const releaseMs = answeredAt === undefined ? undefined : Math.round((this.hr() - answeredAt) * 1000) / 1000;
-    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips.map((i) => i.ip), cached, e.rules, e.detail, releaseMs, kernelMs);
+    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips, cached, e.rules, e.detail, releaseMs, kernelMs);
     return res;
   }
 
@@ -507,6 +519,11 @@ export class Gate {
   private emit(t0: number, client: string, transport: 'udp' | 'tcp', name: string, type: string, verdict: Verdict, rcode: Rcode, ips: string[], cached: boolean, rules?: string[], detail?: string, releaseMs?: number, kernelMs?: number): void {
     const now = this.deps.nowMs();
     this.stats.decision(verdict, client, cached, now);
-    this.deps.onQuery({ at: now, client, transport, name, type, verdict, rcode, ips, cached, ...(rules ? { rules } : {}), ms: now - t0, ...(releaseMs !== undefined ? { releaseMs } : {}), ...(kernelMs !== undefined ? { kernelMs } : {}), ...(detail ? { detail } : {}) });
+    const e: QueryEvent = { at: now, client, transport, name, type, verdict, rcode, ips, cached, ms: now - t0 };
+    if (rules) e.rules = rules;
+    if (releaseMs !== undefined) e.releaseMs = releaseMs;
+    if (kernelMs !== undefined) e.kernelMs = kernelMs;
+    if (detail) e.detail = detail;
+    this.deps.onQuery(e);
   }
 }

@@ -40,17 +40,15 @@ function bindUdp(host: string, port: number, handle: Handle): Promise<dgram.Sock
       }
       sock.on('error', () => {}); // per-datagram send errors (client gone): nothing to do
       sock.on('message', (msg, rinfo) => {
-        const send = (res: Buffer | null) => {
-          if (res) sock.send(res, rinfo.port, rinfo.address);
-        };
         let r: ReturnType<Handle>;
         try {
           r = handle(msg, rinfo.address, 'udp');
         } catch {
           return;
         }
-        if (r instanceof Promise) r.then(send, () => {});
-        else send(r);
+        // a warm answer is a Buffer here: sent without a closure per query (the hot path allocates little)
+        if (r instanceof Promise) r.then((res) => res && sock.send(res, rinfo.port, rinfo.address), () => {});
+        else if (r) sock.send(r, rinfo.port, rinfo.address);
       });
       resolve(sock);
     });

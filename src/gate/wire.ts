@@ -47,6 +47,9 @@ for (let c = 0; c < 256; c++) {
   OK_BYTE[c] = /[A-Za-z0-9_-]/.test(ch) ? 1 : 0;
 }
 
+/** a name is at most 255 bytes on the wire (checked while reading it) */
+const NAME = Buffer.alloc(320);
+
 /** Parse a query (header, exactly one question, an optional OPT record right after it). */
 export function parseQuery(buf: Buffer): ParseResult {
   if (buf.length < 12) return { ok: false, rcode: 'FORMERR', id: null, questionEnd: null };
@@ -57,8 +60,9 @@ export function parseQuery(buf: Buffer): ParseResult {
   if (((flags >> 11) & 0xf) !== 0) return fail('NOTIMP');
   if (buf.readUInt16BE(4) !== 1) return fail('FORMERR');
   let off = 12;
-  let name = '';
   let odd = false;
+  // the name, lowercased (ASCII) with dots, in one pass into a scratch buffer: one string per query
+  let n = 0;
   for (;;) {
     if (off >= buf.length) return fail('FORMERR');
     const len = buf[off]!;
@@ -68,11 +72,17 @@ export function parseQuery(buf: Buffer): ParseResult {
     }
     if (len > 63) return fail('FORMERR'); // compression pointers have no place in a question
     if (off + 1 + len > buf.length) return fail('FORMERR');
-    for (let i = off + 1; i <= off + len; i++) if (!OK_BYTE[buf[i]!]) odd = true;
-    name += (name ? '.' : '') + buf.toString('latin1', off + 1, off + 1 + len);
+    if (n) NAME[n++] = 0x2e;
+    for (let i = off + 1; i <= off + len; i++) {
+      const c = buf[i]!;
+      if (!OK_BYTE[c]) odd = true;
+      NAME[n++] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+    }
     off += 1 + len;
     if (off - 12 > 255) return fail('FORMERR');
   }
+  // bytes outside [A-Za-z0-9_-]: lowercased as latin1 text, as such a name is logged (it is never allowed)
+  const name = odd ? NAME.toString('latin1', 0, n).toLowerCase() : NAME.toString('latin1', 0, n);
   if (off + 4 > buf.length) return fail('FORMERR');
   const qtype = buf.readUInt16BE(off);
   const qclass = buf.readUInt16BE(off + 2);
@@ -82,7 +92,7 @@ export function parseQuery(buf: Buffer): ParseResult {
   if (buf.readUInt16BE(6) === 0 && buf.readUInt16BE(8) === 0 && buf.readUInt16BE(10) >= 1 && questionEnd + 11 <= buf.length) {
     if (buf[questionEnd] === 0 && buf.readUInt16BE(questionEnd + 1) === TYPE.OPT) ednsUdp = buf.readUInt16BE(questionEnd + 3);
   }
-  return { ok: true, q: { id, rd: (flags & FLAG_RD) !== 0, name: name.toLowerCase(), oddName: odd, qtype, qclass, questionEnd, ednsUdp } };
+  return { ok: true, q: { id, rd: (flags & FLAG_RD) !== 0, name, oddName: odd, qtype, qclass, questionEnd, ednsUdp } };
 }
 
 export interface WireRecord {
@@ -101,40 +111,65 @@ export function addressRdata(ip: string): WireRecord | null {
 export const EDNS_UDP = 1232;
 
 /**
+ * Answer records as they go on the wire, TTL 0: each one names the question
+ * (pointer to offset 12). A cache entry keeps this block and only the TTLs are
+ * written per answer (respondBlock), so a hit encodes nothing.
+ */
+export function answerBlock(records: readonly WireRecord[]): Buffer {
+  let size = 0;
+  for (const r of records) size += 12 + r.rdata.length;
+  const out = Buffer.alloc(size);
+  let off = 0;
+  for (const r of records) {
+    out.writeUInt16BE(0xc00c, off);
+    out.writeUInt16BE(r.type, off + 2);
+    out.writeUInt16BE(1, off + 4);
+    out.writeUInt16BE(r.rdata.length, off + 10);
+    r.rdata.copy(out, off + 12);
+    off += 12 + r.rdata.length;
+  }
+  return out;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
  * A response to `query` (its question bytes echoed): records answer the
  * question's name (pointer to offset 12) with one TTL. Over UDP an answer
  * larger than the client accepts is sent empty with TC set (the client
  * retries over TCP).
  */
 export function buildResponse(query: Buffer, q: Pick<Query, 'id' | 'rd' | 'questionEnd' | 'ednsUdp'>, rcode: Rcode, records: readonly WireRecord[], ttl: number, udp: boolean): Buffer {
-  const qlen = q.questionEnd - 12;
+  return respondBlock(query, q, rcode, records.length ? answerBlock(records) : EMPTY, records.length, ttl, udp);
+}
+
+/** buildResponse from an answerBlock of `count` records (the cached path): header, question, records with `ttl`, OPT. */
+export function respondBlock(query: Buffer, q: Pick<Query, 'id' | 'rd' | 'questionEnd' | 'ednsUdp'>, rcode: Rcode, block: Buffer, count: number, ttl: number, udp: boolean): Buffer {
   const opt = q.ednsUdp !== null ? 11 : 0;
-  let size = 12 + qlen + opt;
-  for (const r of records) size += 12 + r.rdata.length;
+  let size = q.questionEnd + block.length + opt;
   const limit = q.ednsUdp !== null ? Math.max(512, Math.min(q.ednsUdp, EDNS_UDP)) : 512;
   const truncate = udp && size > limit;
   if (truncate) {
-    size = 12 + qlen + opt;
-    records = [];
+    size = q.questionEnd + opt;
+    count = 0;
   }
   const out = Buffer.allocUnsafe(size);
   out.writeUInt16BE(q.id, 0);
   out.writeUInt16BE(FLAG_QR | (truncate ? FLAG_TC : 0) | (q.rd ? FLAG_RD : 0) | FLAG_RA | RCODE[rcode], 2);
   out.writeUInt16BE(1, 4);
-  out.writeUInt16BE(records.length, 6);
+  out.writeUInt16BE(count, 6);
   out.writeUInt16BE(0, 8);
   out.writeUInt16BE(opt ? 1 : 0, 10);
   query.copy(out, 12, 12, q.questionEnd);
   let off = q.questionEnd;
-  const t = Math.max(0, Math.min(0x7fffffff, Math.floor(ttl)));
-  for (const r of records) {
-    out.writeUInt16BE(0xc00c, off);
-    out.writeUInt16BE(r.type, off + 2);
-    out.writeUInt16BE(1, off + 4);
-    out.writeUInt32BE(t, off + 6);
-    out.writeUInt16BE(r.rdata.length, off + 10);
-    r.rdata.copy(out, off + 12);
-    off += 12 + r.rdata.length;
+  if (count) {
+    block.copy(out, off);
+    const t = Math.max(0, Math.min(0x7fffffff, Math.floor(ttl)));
+    const end = off + block.length;
+    while (off < end) {
+      out.writeUInt32BE(t, off + 6);
+      off += 12 + out.readUInt16BE(off + 10);
+    }
   }
   if (opt) {
     out[off] = 0;

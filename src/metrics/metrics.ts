@@ -13,7 +13,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Round } from '../engine.js';
 import { NFT, SET } from '../plan/kernel-names.js';
 import { HOST, type KernelRecord } from '../audit/records.js';
-import { parseQueryLine } from '../gate/log.js';
+import { countOf, parseQueryLine } from '../gate/log.js';
 import type { Family } from '../net/ip.js';
 
 export interface BuildInfo {
@@ -160,11 +160,10 @@ export class Metrics {
   gateLine(raw: string): void {
     const l = parseQueryLine(raw);
     if (!l) return;
-    // 'shed' (dropped under load) counts once the gate logs such a verdict
     const verdict: string = l.verdict;
     const decision = verdict === 'allowed' ? 'answered' : verdict === 'refused' ? 'refused' : verdict === 'failed' ? 'failed' : verdict === 'shed' ? 'shed' : null;
     if (!decision) return;
-    this.dns.inc({ decision });
+    this.dns.inc({ decision }, countOf(l)); // a shed line may stand for many
     // Fresh answers: time in the gate less the release (kernel insert and answer) is the upstream's share.
     if (decision === 'answered' && !l.cached && typeof l.ms === 'number') this.upstream.observe(Math.max(0, l.ms - (l.releaseMs ?? 0)) / 1000);
   }

@@ -4,8 +4,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { namesFor, parseGateLog } from '../../src/audit/destination-names.js';
 import type { QueryEvent } from '../../src/gate/gate.js';
-import { GATE_LOG, parseQueryLine, queryLine, renderSummary, summarise } from '../../src/gate/log.js';
-import { readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
+import { GATE_LOG, parseQueryLine, queryLine, renderSummary, ShedSampler, summarise } from '../../src/gate/log.js';
+import { LineBatch, readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
+import { printJson } from '../../src/text.js';
 
 const line = (at: string, client: string, name: string, verdict: string, container: object | null = null) =>
   JSON.stringify({ time: at, client, container, name, type: 'A', verdict, rcode: verdict === 'refused' ? 'REFUSED' : 'NOERROR', ips: [], cached: false, ms: 0, transport: 'udp' });
@@ -91,5 +92,66 @@ describe('gate log', () => {
     for (const bad of [{ time: 'yesterday' }, { ips: undefined, answers: ['203.0.113.7'] }, { ips: [1] }, { verdict: 'denied' }, { name: 7 }, { client: undefined }, { container: 'x' }]) expect(variant(bad), JSON.stringify(bad)).toBeNull();
     expect(parseQueryLine('{"time": "cut')).toBeNull();
     expect(parseQueryLine('[]')).toBeNull();
+  });
+
+  it('shed queries: the first of each second one line each, the rest one line with their count; every one counted in the summary', () => {
+    const sampler = new ShedSampler(2);
+    const at = Date.parse('2026-11-30T11:59:00Z');
+    const shedAt = (ms: number): QueryEvent => ({ at: at + ms, client: '172.17.0.9', transport: 'udp', name: `n${ms}.flood.test`, type: 'A', verdict: 'shed', rcode: 'SERVFAIL', ips: [], cached: false, ms: 0, detail: 'cap' });
+    const lines: string[] = [];
+    for (let ms = 0; ms < 10; ms++) {
+      const e = shedAt(ms);
+      if (sampler.admit(e)) lines.push(queryLine(e, undefined));
+    }
+    const held = sampler.take();
+    expect(held?.count).toBe(8);
+    expect(sampler.take()).toBeNull();
+    lines.push(queryLine(held!.event, undefined, held!.count));
+    // a new second logs its first ones again
+    expect(sampler.admit(shedAt(1000))).toBe(true);
+    const parsed = lines.map(parseQueryLine);
+    expect(parsed.map((l) => l?.count)).toEqual([undefined, undefined, 8]);
+    const s = summarise(lines, at + 2000);
+    expect(s).toMatchObject({ total: 10, shed: 10, clients: [{ client: '172.17.0.9', shed: 10 }] });
+    expect(renderSummary(s)[0]).toMatch(/10 shed \(over a cap\)/);
+    // a count is a whole number >= 1 or absent
+    for (const bad of [0, 1.5, -2, '3']) expect(parseQueryLine(JSON.stringify({ ...JSON.parse(lines[0]!), count: bad }))).toBeNull();
+  });
+
+  it('queryLine, built field by field, is the same text as printJson of the whole line (order, escapes, optional fields)', () => {
+    // the reference: the object in QueryLine's order, escaped as one document
+    const reference = (e: QueryEvent, container: object | undefined, count = 1) =>
+      printJson({
+        time: new Date(e.at).toISOString(), client: e.client, container: container ?? null, name: e.name, type: e.type, verdict: e.verdict, rcode: e.rcode, ips: e.ips, cached: e.cached, ms: e.ms,
+        ...(e.releaseMs !== undefined ? { releaseMs: e.releaseMs } : {}), ...(e.kernelMs !== undefined ? { kernelMs: e.kernelMs } : {}), transport: e.transport,
+        ...(e.rules ? { rules: e.rules } : {}), ...(e.detail ? { detail: e.detail } : {}), ...(count > 1 ? { count } : {}),
+      });
+    const at = Date.parse('2026-11-30T11:59:00.123Z');
+    const ips = ['203.0.113.7', '2001:db8::1'];
+    const events: [QueryEvent, object | undefined, number][] = [
+      [{ at, client: '172.18.0.2', transport: 'udp', name: 'api.example.com', type: 'A', verdict: 'allowed', rcode: 'NOERROR', ips, cached: true, rules: ['*.example.com', 'api.example.com'], ms: 0 }, undefined, 1],
+      [{ at, client: '172.18.0.2', transport: 'udp', name: 'api.example.com', type: 'A', verdict: 'allowed', rcode: 'NOERROR', ips, cached: true, rules: ['*.example.com', 'api.example.com'], ms: 1 }, undefined, 1], // the memoised arrays again
+      [{ at: at + 1, client: '2001:db8:1::2', transport: 'tcp', name: 'a"b\\c\n\x7f\x9b[31m\u202e.test', type: 'TYPE65280', verdict: 'refused', rcode: 'REFUSED', ips: [], cached: false, ms: 12 }, { id: 'aaaaaaaaaaaa', name: 'web\u2028x', service: 's', project: 'p' }, 1],
+      [{ at, client: '172.18.0.3', transport: 'udp', name: 'x.test', type: 'AAAA', verdict: 'allowed', rcode: 'NOERROR', ips: ['2001:db8::5'], cached: false, ms: 3, releaseMs: 0.125, kernelMs: 0.07, rules: ['x.test'], detail: 'dropped (rebinding guard): 10.0.0.1 private\u200b' }, undefined, 1],
+      [{ at, client: '172.18.0.4', transport: 'udp', name: 'n.flood.test', type: 'A', verdict: 'shed', rcode: 'SERVFAIL', ips: [], cached: false, ms: 0, rules: ['*.flood.test'], detail: 'cap 64' }, undefined, 37],
+    ];
+    for (const [e, c, n] of events) expect(queryLine(e, c as never, n)).toBe(reference(e, c, n));
+  });
+
+  it('LineBatch: lines in, the same text out (UTF-8 intact), full before it overflows, grows for a line larger than itself', () => {
+    const b = new LineBatch(2048);
+    expect(b.take()).toBe('');
+    const lines = ['{"name":"a"}', '{"name":"\u00e9\u00ff x"}', '{"name":"\ud83d\ude00"}'];
+    for (const l of lines) expect(b.push(l)).toBe(true);
+    expect(b.take()).toBe(lines.join('\n'));
+    let n = 0;
+    while (b.push('x'.repeat(100))) n++;
+    expect(n).toBeGreaterThan(5);
+    expect(b.take().split('\n')).toHaveLength(n + 1);
+    const huge = 'y'.repeat(10_000);
+    b.push('z');
+    expect(b.push(huge)).toBe(false);
+    expect(b.take()).toBe(`z\n${huge}`);
+    expect(b.take()).toBe('');
   });
 });

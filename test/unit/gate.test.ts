@@ -358,6 +358,48 @@ describe('gate', () => {
     });
   });
 
+  it('a cached answer (the warm path, no re-encode): the asker\'s ID, RD and question bytes (case as sent), TTLs counted down by the injected clock, EDNS as asked', async () => {
+    const h = harness();
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 600 }, { ip: '203.0.113.8', ttl: 300 }], refused: [] });
+    await h.run(q('api.example.com', 'A', { id: 1 }));
+    h.clock.now += 2_000; // past the once-a-second ledger check: hits after it are the warm path
+    await h.run(q('api.example.com', 'A', { id: 2 }));
+    h.clock.now += 100_500;
+    const query = q('API.Example.COM', 'A', { id: 0xbeef, flags: 0, edns: true });
+    const res = (await h.gate.handle(query, '198.51.100.66', 'udp')) as Buffer;
+    expect(res).toBeInstanceOf(Buffer); // answered in the same turn
+    const d = packet.decode(res);
+    expect(d.id).toBe(0xbeef);
+    expect(d.flags! & packet.RECURSION_DESIRED).toBe(0);
+    expect(res.subarray(12, 12 + 17)).toEqual(query.subarray(12, 12 + 17)); // the question as the client wrote it
+    // 300 s (the lowest TTL) less 102.5 s, rounded up
+    expect(answersOf(res).map((a) => [a.name.toLowerCase(), a.data, a.ttl])).toEqual([['api.example.com', '203.0.113.7', 198], ['api.example.com', '203.0.113.8', 198]]);
+    expect((d.additionals ?? []).map((a) => a.type)).toEqual(['OPT']);
+    expect(h.asked).toEqual(['api.example.com/4']);
+    expect(h.events.at(-1)).toMatchObject({ name: 'api.example.com', cached: true, verdict: 'allowed', ips: ['203.0.113.7', '203.0.113.8'], rules: ['api.example.com'] });
+  });
+
+  it('never answers from the cache a name the policy no longer allows, even one whose fetch was in flight across the reload', async () => {
+    const h = harness();
+    let release!: () => void;
+    const gateOpen = new Promise<void>((r) => (release = r));
+    h.answers.set('api.example.com/4', { ok: true, addresses: [{ ip: '203.0.113.7', ttl: 600 }], refused: [] });
+    const up = (h.gate as unknown as { deps: GateDeps }).deps;
+    const plain = up.upstream;
+    up.upstream = async (...a) => {
+      await gateOpen;
+      return plain(...a);
+    };
+    const pending = h.run(q('api.example.com'));
+    const c = parseConfig('allow: [{domain: other.example.com}]\ndns: {gate: {enabled: true}}\n', 'x.yml');
+    await h.gate.reload(new GatePolicy(c.domains, c.wildcards), { minTtl: 30, maxTtl: 3600, staleGrace: 300, ipv6: true, cacheSize: 100 });
+    release();
+    expect(rcodeOf(await pending)).toBe('SERVFAIL'); // asked while allowed, answered after: not released (its IPs taken out again)
+    expect(h.gate.cached).toBe(0); // and not kept
+    h.clock.now += 2_000;
+    expect(rcodeOf(await h.run(q('api.example.com')))).toBe('REFUSED');
+  });
+
   it('keeps at most cacheSize answers, dropping the oldest', async () => {
     const h = harness(2);
     for (const n of ['a', 'b', 'c']) {

@@ -68,13 +68,15 @@ describe('Metrics', () => {
     m.gateLine(line('allowed', true, 0));
     m.gateLine(line('refused', false, 0));
     m.gateLine(line('failed', false, 4000));
+    m.gateLine(line('shed', false, 0));
+    m.gateLine(JSON.stringify({ ...JSON.parse(line('shed', false, 0)), count: 40 })); // the held ones of a second, one line
     m.gateLine('gate: listening on 0.0.0.0'); // not a query line
     m.gateLine('{"cut');
     const s = parseExposition(await m.render());
     expect(s.get('egressfw_dns_queries_total{decision="answered"}')).toBe(2);
     expect(s.get('egressfw_dns_queries_total{decision="refused"}')).toBe(1);
     expect(s.get('egressfw_dns_queries_total{decision="failed"}')).toBe(1);
-    expect(s.get('egressfw_dns_queries_total{decision="shed"}')).toBe(0);
+    expect(s.get('egressfw_dns_queries_total{decision="shed"}')).toBe(41);
     expect(s.get('egressfw_dns_upstream_duration_seconds_count')).toBe(1);
     expect(s.get('egressfw_dns_upstream_duration_seconds_bucket{le="0.025"}')).toBe(0);
     expect(s.get('egressfw_dns_upstream_duration_seconds_bucket{le="0.05"}')).toBe(1);
