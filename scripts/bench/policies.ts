@@ -204,7 +204,9 @@ async function windowPart(lab: Lab, cli: string, n: number, notes: string[]): Pr
   const stateDir = path.join(lab.dir, 'pol-window-state');
   fs.writeFileSync(config, `dns:\n  servers: [${lab.dnsServer}]\nhost:\n  enabled: false\nallow: []\ncontainers:\n  default: none\npolicies:\n${Array.from({ length: POLICIES }, (_, i) => `  p${i}:\n    allow:\n      - { cidr: "203.0.113.${i + 1}", ports: [80] }\n`).join('')}`);
   const log = path.join(lab.dir, 'pol-daemon.log');
-  const daemon = spawnLogged(lab.hostArgv(['env', UNIT_ENV, process.execPath, cli, 'daemon', '--json', '--config', config, '--state-dir', stateDir]), log, true);
+  // EFW_BENCH_DAEMON_NICE=N: the daemon at that nice value (as a unit's Nice= would set it), to see what scheduling costs the window
+  const nice = process.env.EFW_BENCH_DAEMON_NICE ? ['nice', '-n', String(Number(process.env.EFW_BENCH_DAEMON_NICE))] : [];
+  const daemon = spawnLogged(lab.hostArgv([...nice, 'env', UNIT_ENV, process.execPath, cli, 'daemon', '--json', '--config', config, '--state-dir', stateDir]), log, true);
   const lines: string[] = [];
   daemon.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().trim().split('\n')));
   try {
