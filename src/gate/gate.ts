@@ -211,10 +211,6 @@ export class KernelLedger {
     for (const s of this.seen.values()) s.writtenAt = -Infinity;
   }
 
-  clear(): void {
-    this.seen.clear();
-  }
-
   /** forget expired elements (bounded memory) */
   prune(now: number): void {
     for (const [k, s] of this.seen) if (s.expiresAt <= now) this.seen.delete(k);
@@ -368,7 +364,8 @@ export class Gate {
       return buildError(msg, parsed.id, parsed.questionEnd, parsed.rcode);
     }
     const q = parsed.q;
-    // Only answers this gate's policy allowed are in its cache (and reload empties it): a warm hit needs no policy look-up.
+    // Only answers the current policy allows are in the cache (a reload keeps only those it opens exactly as
+    // before): a warm hit needs no policy look-up.
     const fast = q.qclass === 1 && !q.oddName && (q.qtype === TYPE.A || q.qtype === TYPE.AAAA) ? this.cache.get(`${q.qtype}:${q.name}`) : undefined;
     if (fast && fast.expiresAt > t0 && t0 < fast.checkAfter) return this.respond(msg, q, fast, t0, client, transport, true);
     const match = q.qclass === 1 && !q.oddName ? this.policy.match(q.name) : null;

@@ -44,7 +44,8 @@ export interface MapDelta {
   add: Record<Family, string[]>;
 }
 
-const keyOf = (element: string) => element.slice(0, element.indexOf(' : '));
+/** a map element's key: the address before ` : jump ...` */
+export const keyOf = (element: string) => element.slice(0, element.indexOf(' : '));
 const familyOf = (element: string): Family => parseIp(keyOf(element))?.family ?? 4;
 
 export const emptyDelta = (d: MapDelta) => !d.delete[4].length && !d.delete[6].length && !d.add[4].length && !d.add[6].length;

@@ -12,9 +12,7 @@
  */
 import type { Config } from '../config/load.js';
 import { assignContainers, type InventoryContainer, type PolicyDesired } from '../plan/policies.js';
-import { emptyDelta, mapLine, MapModel, parseEvent, type MapEvent } from '../policy/follow.js';
-
-const keyOf = (member: string) => member.slice(0, member.indexOf(' : '));
+import { emptyDelta, keyOf, mapLine, MapModel, parseEvent, type MapEvent } from '../policy/follow.js';
 import type { EventStream, EventStreamHandlers } from '../system/docker-events.js';
 
 export interface FollowDeps {

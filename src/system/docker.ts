@@ -285,7 +285,6 @@ export function toNetwork(n: Json): DockerNetwork {
   return { id, name, driver, scope: str(n.Scope), internal: n.Internal === true, bridge, parent, subnets, enableIPv6: n.EnableIPv6 === true, containers };
 }
 
-/** GET /containers/ID/json -> the list entry's shape (labels under Config, state under State). */
 /** NetworkSettings.Networks (list and inspect answers alike) -> name and addresses, sorted by name. */
 function networksOf(nets: Json): DockerContainer['networks'] {
   return Object.entries(nets)
@@ -296,6 +295,7 @@ function networksOf(nets: Json): DockerContainer['networks'] {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** GET /containers/ID/json -> the list entry's shape (labels under Config, state under State). */
 export function toInspected(c: Json): DockerContainer {
   const nets = obj(obj(c.NetworkSettings).Networks);
   return {

@@ -91,7 +91,6 @@ export class RotatingLog {
 export class LineBatch {
   private buf: Buffer;
   private len = 0;
-  lines = 0;
 
   constructor(private readonly bytes = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(bytes);
@@ -107,7 +106,6 @@ export class LineBatch {
     }
     this.len += this.buf.write(line, this.len, 'utf8');
     this.buf[this.len++] = 0x0a;
-    this.lines++;
     return this.len < this.bytes - 1024;
   }
 
@@ -115,7 +113,6 @@ export class LineBatch {
   take(): string {
     const text = this.len ? this.buf.toString('utf8', 0, this.len - 1) : '';
     this.len = 0;
-    this.lines = 0;
     if (this.buf.length > this.bytes) this.buf = Buffer.allocUnsafe(this.bytes); // a grown batch does not stay grown
     return text;
   }
