@@ -72,7 +72,9 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
   // NODE_OPTIONS as the systemd unit sets it for the daemon (the gate inherits it)
   // EFW_BENCH_GATE_PROF=dir: a CPU profile of the gate over the whole section (node --cpu-prof), to see where its time goes
   const prof = process.env.EFW_BENCH_GATE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.EFW_BENCH_GATE_PROF)}`] : [];
-  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, ...prof, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
+  // EFW_BENCH_GATE_FLAGS: more node flags for the gate (e.g. --trace-gc, to see its pauses in gate.out)
+  const extra = (process.env.EFW_BENCH_GATE_FLAGS ?? '').split(/\s+/).filter((f) => /^--[a-z0-9-]+(=[\w.-]+)?$/.test(f));
+  const gate = spawnLogged(host(['env', `NODE_OPTIONS=${NODE_OPTIONS}`, process.execPath, ...GATE_NODE_FLAGS, ...prof, ...extra, cli, 'gate', '--config', config, '--state-dir', path.join(dir, 'state')]), path.join(dir, 'gate.out'));
   const dnsmasq = spawnLogged(host([
     'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--group=root',
     `--server=${BENCH_DNS}`, '--cache-size=30000', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${DNSMASQ_PORT}`,
@@ -186,6 +188,12 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
   } finally {
     await killPid(gate.pid);
     await killPid(dnsmasq.pid);
+    // EFW_BENCH_GATE_KEEP=dir: the gate's output and log are copied there (the lab's dir goes)
+    const keep = process.env.EFW_BENCH_GATE_KEEP;
+    if (keep) {
+      fs.mkdirSync(keep, { recursive: true });
+      for (const f of ['gate.out', 'state/gate.log']) if (fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(dir, f), path.join(keep, path.basename(f)));
+    }
     void dns;
   }
 }

@@ -4,10 +4,11 @@
  * No sockets, no processes, no clock of its own: upstream, admit (the kernel
  * insert) and the clock are injected, so it is unit-tested with fakes.
  */
-import type { Proto, Port } from '../config/schema.js';
+import type { Proto } from '../config/schema.js';
 import type { Family } from '../net/ip.js';
 import type { FailureKind } from '../resolve/resolver.js';
 import { GatePolicy, type Match } from './policy.js';
+import { AnswerCache } from './answer-cache.js';
 import { GateStats } from './stats.js';
 import { addressRdata, answerBlock, buildError, buildResponse, parseQuery, respondBlock, TYPE, typeName, type Query, type Rcode, type WireRecord } from './wire.js';
 
@@ -97,25 +98,30 @@ export const NEGATIVE_TTL = 5;
 /** A cache hit re-writes its kernel elements when their last write is older than this (a flushed set heals). */
 const REWRITE_AFTER_MS = 30_000;
 
-/** A cached answer, compact (10,000 names are 20,000 of these): the records as wire bytes, the IPs as text. */
-interface Entry {
-  rcode: Rcode;
-  /** answerBlock of the records (TTLs written per answer) */
-  answers: Buffer;
-  count: number;
-  family: Family;
-  /** the addresses in the answer (shared by every hit's log line: never mutated) */
-  ips: string[];
-  /** the TTL as answered upstream (lowered to maxTtl) */
-  ttl: number;
-  storedAt: number;
-  expiresAt: number;
-  rules: string[];
-  ports: Port[];
-  allowPrivate: boolean;
-  detail?: string;
-  /** until then a cache hit needs no look at the kernel ledger (checked at most once a second per answer) */
-  checkAfter: number;
+/**
+ * A cached answer, compact (10,000 names are 20,000 of these): the records as wire bytes, the IPs as
+ * text; rules and ports are the policy's own Match (shared by every answer it opened). A class, so
+ * every answer has one shape: object literals spread from a base each got a hidden class of their own
+ * (8 MiB of maps and descriptors at 20,000 answers).
+ */
+class Entry {
+  constructor(
+    readonly rcode: Rcode,
+    /** answerBlock of the records (TTLs written per answer) */
+    readonly answers: string,
+    readonly count: number,
+    readonly family: Family,
+    /** the addresses in the answer (shared by every hit's log line: never mutated) */
+    readonly ips: string[],
+    /** the TTL as answered upstream (lowered to maxTtl) */
+    readonly ttl: number,
+    readonly storedAt: number,
+    readonly expiresAt: number,
+    readonly match: Match,
+    readonly detail: string | undefined,
+    /** until then a cache hit needs no look at the kernel ledger (checked at most once a second per answer) */
+    public checkAfter: number,
+  ) {}
 }
 
 const RELOADED = 'the config was reloaded meanwhile and no longer opens this name';
@@ -135,12 +141,17 @@ export type StillAllowed = (name: string, proto: Proto, port: number) => boolean
  * takes out the elements no name the new config allows holds any more (`release`).
  */
 export class KernelLedger {
-  private readonly seen = new Map<string, { expiresAt: number; writtenAt: number; names?: Names }>();
+  /**
+   * By address (the answer's own IP string, shared with the cache: no key string per element), then
+   * one slot per proto and port (one, mostly). 20,000 answers' elements were 9 MiB as `ip|proto|port` keys.
+   */
+  private readonly seen = new Map<string, Slot | Slot[]>();
+  private count = 0;
 
   /** entries of `want` whose kernel element would expire before `now + timeout` (minus slack), or was last written long ago */
   stale(want: AdmitEntry[], now: number): AdmitEntry[] {
     return this.mark(want, now).filter((e) => {
-      const s = this.seen.get(key(e));
+      const s = this.find(e.ip, e.proto, e.port);
       if (!s) return true;
       const slack = Math.max(1000, Math.min(60_000, e.timeoutSec * 100));
       return s.expiresAt < now + e.timeoutSec * 1000 - slack || s.writtenAt < now - REWRITE_AFTER_MS;
@@ -150,24 +161,24 @@ export class KernelLedger {
   /** `exists` set on entries the kernel may hold (written before and not expired) */
   mark(want: AdmitEntry[], now: number): AdmitEntry[] {
     return want.map((e) => {
-      const s = this.seen.get(key(e));
+      const s = this.find(e.ip, e.proto, e.port);
       return s && s.expiresAt > now ? { ...e, exists: true } : e;
     });
   }
 
   /** What the set holds at start (a previous gate's elements): their expiry, so refreshes treat them as existing. */
   seed(present: { ip: string; proto: Proto; port: number; expiresInSec: number }[], now: number): void {
-    for (const p of present) this.seen.set(`${p.ip}|${p.proto}|${p.port}`, { expiresAt: now + p.expiresInSec * 1000, writtenAt: -Infinity });
+    for (const p of present) this.put(p.ip, p.proto, p.port, now + p.expiresInSec * 1000, -Infinity, undefined);
   }
 
   record(done: AdmitEntry[], now: number, name?: string): void {
     for (const e of done) {
-      const k = key(e);
-      const prev = this.seen.get(k);
+      const prev = this.find(e.ip, e.proto, e.port);
       const expiresAt = now + e.timeoutSec * 1000;
       const names = name !== undefined ? withName(prev?.names, name, expiresAt) : prev?.names;
       // the kernel's timeout is the one written last (a re-add sets it anew), so is this expiry
-      this.seen.set(k, { expiresAt, writtenAt: now, ...(names ? { names } : {}) });
+      if (prev) [prev.expiresAt, prev.writtenAt, prev.names] = [expiresAt, now, names];
+      else this.put(e.ip, e.proto, e.port, expiresAt, now, names);
     }
   }
 
@@ -175,12 +186,11 @@ export class KernelLedger {
   drop(entries: AdmitEntry[], name: string): AdmitEntry[] {
     const out: AdmitEntry[] = [];
     for (const e of entries) {
-      const k = key(e);
-      const s = this.seen.get(k);
+      const s = this.find(e.ip, e.proto, e.port);
       if (!s?.names) continue;
       s.names = keepNames(s.names, (n) => n !== name);
       if (!s.names) {
-        this.seen.delete(k);
+        this.remove(e.ip, s);
         out.push(e);
       }
     }
@@ -194,13 +204,12 @@ export class KernelLedger {
    */
   release(allowed: StillAllowed, now: number): { ip: string; proto: Proto; port: number }[] {
     const out: { ip: string; proto: Proto; port: number }[] = [];
-    for (const [k, s] of this.seen) {
+    for (const [ip, s] of this.all()) {
       if (!s.names) continue;
-      const [ip, proto, port] = k.split('|') as [string, Proto, string];
-      s.names = keepNames(s.names, (n, until) => until > now && allowed(n, proto, Number(port)));
+      s.names = keepNames(s.names, (n, until) => until > now && allowed(n, s.proto, s.port));
       if (!s.names) {
-        this.seen.delete(k);
-        if (s.expiresAt > now) out.push({ ip, proto, port: Number(port) });
+        this.remove(ip, s);
+        if (s.expiresAt > now) out.push({ ip, proto: s.proto, port: s.port });
       }
     }
     return out;
@@ -208,19 +217,68 @@ export class KernelLedger {
 
   /** Every element is written again at its next answer (the table may have been re-created meanwhile); names and expiries stay. */
   rewriteAll(): void {
-    for (const s of this.seen.values()) s.writtenAt = -Infinity;
+    for (const [, s] of this.all()) s.writtenAt = -Infinity;
   }
 
   /** forget expired elements (bounded memory) */
   prune(now: number): void {
-    for (const [k, s] of this.seen) if (s.expiresAt <= now) this.seen.delete(k);
+    for (const [ip, s] of this.all()) if (s.expiresAt <= now) this.remove(ip, s);
   }
 
   get size(): number {
-    return this.seen.size;
+    return this.count;
+  }
+
+  private find(ip: string, proto: Proto, port: number): Slot | undefined {
+    const v = this.seen.get(ip);
+    if (!v) return undefined;
+    if (!Array.isArray(v)) return v.proto === proto && v.port === port ? v : undefined;
+    return v.find((s) => s.proto === proto && s.port === port);
+  }
+
+  private put(ip: string, proto: Proto, port: number, expiresAt: number, writtenAt: number, names: Names | undefined): void {
+    const old = this.find(ip, proto, port);
+    if (old) {
+      [old.expiresAt, old.writtenAt, old.names] = [expiresAt, writtenAt, names];
+      return;
+    }
+    const slot = new Slot(proto, port, expiresAt, writtenAt, names);
+    const v = this.seen.get(ip);
+    this.seen.set(ip, v === undefined ? slot : Array.isArray(v) ? [...v, slot] : [v, slot]);
+    this.count++;
+  }
+
+  private remove(ip: string, slot: Slot): void {
+    const v = this.seen.get(ip);
+    if (v === slot) this.seen.delete(ip);
+    else if (Array.isArray(v) && v.includes(slot)) {
+      const rest = v.filter((s) => s !== slot);
+      this.seen.set(ip, rest.length === 1 ? rest[0]! : rest);
+    } else return;
+    this.count--;
+  }
+
+  /** a snapshot of every slot (removing while iterating it is safe) */
+  private all(): [string, Slot][] {
+    const out: [string, Slot][] = [];
+    for (const [ip, v] of this.seen) {
+      if (Array.isArray(v)) for (const s of v) out.push([ip, s]);
+      else out.push([ip, v]);
+    }
+    return out;
   }
 }
-const key = (e: AdmitEntry) => `${e.ip}|${e.proto}|${e.port}`;
+
+/** One kernel element on record: one shape for all (a class). */
+class Slot {
+  constructor(
+    readonly proto: Proto,
+    readonly port: number,
+    public expiresAt: number,
+    public writtenAt: number,
+    public names: Names | undefined,
+  ) {}
+}
 
 /** The names an element was admitted for, each with its own expiry: one name (the common case, kept small) or several. */
 type Names = { name: string; until: number } | Map<string, number>;
@@ -249,7 +307,7 @@ function keepNames(names: Names, keep: (name: string, until: number) => boolean)
 
 export class Gate {
   private policy: GatePolicy;
-  private readonly cache = new Map<string, Entry>();
+  private readonly cache = new AnswerCache<Entry>();
   private readonly inflight = new Map<string, Promise<Outcome>>();
   readonly ledger = new KernelLedger();
   readonly stats: GateStats;
@@ -304,18 +362,16 @@ export class Gate {
     this.opts = opts;
     this.generation++;
     let cacheDropped = 0;
-    for (const [ck, e] of this.cache) {
-      const m = policy.match(ck.slice(ck.indexOf(':') + 1));
-      const same = m && m.allowPrivate === e.allowPrivate && m.rules.join() === e.rules.join() && JSON.stringify(m.ports) === JSON.stringify(e.ports);
-      if (!same || (!opts.ipv6 && ck.startsWith(`${TYPE.AAAA}:`))) {
-        this.cache.delete(ck);
+    for (const [qtype, name, e] of this.cache.entries()) {
+      const m = policy.match(name);
+      const was = e.match;
+      const same = m && m.allowPrivate === was.allowPrivate && m.rules.join() === was.rules.join() && JSON.stringify(m.ports) === JSON.stringify(was.ports);
+      if (!same || (!opts.ipv6 && qtype === TYPE.AAAA)) {
+        this.cache.delete(qtype, name);
         cacheDropped++;
       }
     }
-    while (this.cache.size > opts.cacheSize) {
-      this.cache.delete(this.cache.keys().next().value as string);
-      cacheDropped++;
-    }
+    cacheDropped += this.cache.trim(opts.cacheSize);
     this.ledger.rewriteAll();
     const now = this.deps.nowMs();
     const removed: AdmitEntry[] = this.ledger
@@ -366,7 +422,7 @@ export class Gate {
     const q = parsed.q;
     // Only answers the current policy allows are in the cache (a reload keeps only those it opens exactly as
     // before): a warm hit needs no policy look-up.
-    const fast = q.qclass === 1 && !q.oddName && (q.qtype === TYPE.A || q.qtype === TYPE.AAAA) ? this.cache.get(`${q.qtype}:${q.name}`) : undefined;
+    const fast = q.qclass === 1 && !q.oddName && (q.qtype === TYPE.A || q.qtype === TYPE.AAAA) ? this.cache.get(q.qtype, q.name) : undefined;
     if (fast && fast.expiresAt > t0 && t0 < fast.checkAfter) return this.respond(msg, q, fast, t0, client, transport, true);
     const match = q.qclass === 1 && !q.oddName ? this.policy.match(q.name) : null;
     if (!match) {
@@ -381,8 +437,7 @@ export class Gate {
       this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', 'NOERROR', [], false, match.rules, detail);
       return buildResponse(msg, q, 'NOERROR', [], 0, transport === 'udp');
     }
-    const ck = `${q.qtype}:${q.name}`;
-    const hit = this.cache.get(ck);
+    const hit = this.cache.get(q.qtype, q.name);
     if (hit && hit.expiresAt > t0) {
       if (t0 < hit.checkAfter) return this.respond(msg, q, hit, t0, client, transport, true);
       const remaining = Math.ceil((hit.expiresAt - t0) / 1000);
@@ -399,7 +454,8 @@ export class Gate {
         (e: Error) => this.failed(msg, q, t0, client, transport, `kernel: ${e.message}`, match.rules),
       );
     }
-    if (hit) this.cache.delete(ck);
+    if (hit) this.cache.delete(q.qtype, q.name);
+    const ck = `${q.qtype}:${q.name}`;
     // Bounded: a client over its share, or a gate at its overall cap, is answered SERVFAIL now (no queue, nothing upstream).
     const mine = this.waiting.get(client) ?? 0;
     let p = this.inflight.get(ck);
@@ -423,7 +479,7 @@ export class Gate {
     const generation = this.generation;
     return p.finally(done).then((o) => {
       if ('fail' in o) return this.failed(msg, q, t0, client, transport, o.fail, match.rules);
-      if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0 && generation === this.generation) this.store(ck, o.entry);
+      if (o.entry.expiresAt > o.entry.storedAt && this.opts.cacheSize > 0 && generation === this.generation) this.store(q.qtype, q.name, o.entry);
       return this.respond(msg, q, o.entry, t0, client, transport, false, o.answeredAt, o.kernelMs);
     });
   }
@@ -442,9 +498,8 @@ export class Gate {
     const answeredAt = this.hr();
     this.stats.upstreamDone(answeredAt - u0, r.ok || r.kind === 'nxdomain');
     const now = this.deps.nowMs();
-    const base = { storedAt: now, rules: match.rules, ports: match.ports, allowPrivate: match.allowPrivate };
     if (!r.ok) {
-      if (r.kind === 'nxdomain') return { answeredAt, entry: { ...base, rcode: 'NXDOMAIN', answers: answerBlock([]), count: 0, family, ips: [], ttl: NEGATIVE_TTL, expiresAt: now + NEGATIVE_TTL * 1000, checkAfter: Infinity } };
+      if (r.kind === 'nxdomain') return { answeredAt, entry: new Entry('NXDOMAIN', answerBlock([]), 0, family, [], NEGATIVE_TTL, now, now + NEGATIVE_TTL * 1000, match, undefined, Infinity) };
       return { fail: `upstream ${r.kind}: ${r.detail}` };
     }
     const ttl = Math.min(this.opts.maxTtl, ...r.addresses.map((a) => a.ttl), r.addresses.length ? Infinity : NEGATIVE_TTL);
@@ -458,7 +513,7 @@ export class Gate {
       }
     }
     const detail = r.refused.length ? `dropped (rebinding guard): ${r.refused.map((x) => `${x.ip} ${x.reason}`).join(', ')}` : undefined;
-    const entry: Entry = { ...base, rcode: 'NOERROR', answers: answerBlock(records), count: records.length, family, ips, ttl, expiresAt: now + ttl * 1000, checkAfter: ips.length ? now + CHECK_EVERY_MS : Infinity, ...(detail ? { detail } : {}) };
+    const entry = new Entry('NOERROR', answerBlock(records), records.length, family, ips, ttl, now, now + ttl * 1000, match, detail, ips.length ? now + CHECK_EVERY_MS : Infinity);
     const want = this.ledger.mark(this.entriesOf(entry, ttl), now);
     let kernelMs: number | undefined;
     if (want.length) {
@@ -478,19 +533,16 @@ export class Gate {
   private entriesOf(e: Entry, ttl: number): AdmitEntry[] {
     const timeoutSec = this.timeoutFor(ttl);
     const out: AdmitEntry[] = [];
-    for (const ip of e.ips) for (const p of e.ports) out.push({ family: e.family, ip, proto: p.proto, port: p.port, timeoutSec });
+    for (const ip of e.ips) for (const p of e.match.ports) out.push({ family: e.family, ip, proto: p.proto, port: p.port, timeoutSec });
     return out;
   }
 
-  private store(ck: string, e: Entry): void {
-    this.cache.delete(ck);
-    this.cache.set(ck, e);
-    // Map keeps insertion order: the first key is the oldest answer.
-    while (this.cache.size > this.opts.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
+  private store(qtype: number, name: string, e: Entry): void {
+    this.cache.set(qtype, name, e, this.opts.cacheSize);
     if (e.storedAt - this.lastPrune > 60_000) {
       this.lastPrune = e.storedAt;
       this.ledger.prune(e.storedAt);
-      for (const [k, v] of this.cache) if (v.expiresAt <= e.storedAt) this.cache.delete(k);
+      this.cache.prune(e.storedAt);
     }
   }
 
@@ -499,7 +551,7 @@ export class Gate {
     const ttl = Math.max(0, Math.ceil((e.expiresAt - now) / 1000));
     const res = respondBlock(msg, q, e.rcode, e.answers, e.count, ttl, transport === 'udp');
     const releaseMs = answeredAt === undefined ? undefined : Math.round((this.hr() - answeredAt) * 1000) / 1000;
-    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips, cached, e.rules, e.detail, releaseMs, kernelMs);
+    this.emit(t0, client, transport, q.name, typeName(q.qtype), 'allowed', e.rcode, e.ips, cached, e.match.rules, e.detail, releaseMs, kernelMs);
     return res;
   }
 

@@ -4,7 +4,7 @@ import { sortPorts } from '../config/load.js';
 import type { Port } from '../config/schema.js';
 
 export interface Match {
-  /** the config entries that allow the name ("api.example.com", "*.example.com"), sorted */
+  /** the config entries that allow the name ("api.example.com", "*.example.com"), sorted; shared (never mutated) */
   rules: string[];
   /** union of their ports */
   ports: Port[];
@@ -21,6 +21,8 @@ export class GatePolicy {
   private readonly exact = new Map<string, DomainRule>();
   private readonly zones = new Map<string, DomainRule>();
   private readonly deepest: number;
+  /** bounded by the combinations of entries a name can match (an exact entry and the zones above it) */
+  private readonly matches = new Map<string, Match>();
 
   constructor(exact: readonly DomainRule[], wildcards: readonly DomainRule[]) {
     for (const r of exact) this.exact.set(r.name, r);
@@ -50,11 +52,16 @@ export class GatePolicy {
       }
     }
     if (found.length === 0) return null;
-    if (found.length === 1) return { rules: [found[0]!.name], ports: found[0]!.ports, allowPrivate: found[0]!.allowPrivate };
-    return {
-      rules: found.map((r) => r.name).sort(),
-      ports: sortPorts(found.flatMap((r) => r.ports)),
-      allowPrivate: found.some((r) => r.allowPrivate),
-    };
+    // One Match per set of entries, shared by every name it opens (cached answers keep it: no copy each)
+    const key = found.length === 1 ? found[0]!.name : found.map((r) => r.name).sort().join(' ');
+    let m = this.matches.get(key);
+    if (!m) {
+      m =
+        found.length === 1
+          ? { rules: [found[0]!.name], ports: found[0]!.ports, allowPrivate: found[0]!.allowPrivate }
+          : { rules: found.map((r) => r.name).sort(), ports: sortPorts(found.flatMap((r) => r.ports)), allowPrivate: found.some((r) => r.allowPrivate) };
+      this.matches.set(key, m);
+    }
+    return m;
   }
 }
