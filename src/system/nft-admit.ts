@@ -11,6 +11,8 @@
  * `nft -f -`. Not `nft -e` (--echo) as the ack: echo makes nft fetch every
  * element of the set first, 300 ms per line at 50,000 elements.
  * Requests that arrive while a line is in flight share the next line.
+ * After LINES_PER_NFT lines a fresh nft (started ahead) takes over: nft -i
+ * keeps every line in its history, and its cost per line grows with it.
  *
  * Timeouts: since Linux 6.12 adding an element that exists refreshes its
  * timeout. Before, it keeps the old one: an element the gate may already
@@ -46,6 +48,8 @@ export interface NftAdmitterOptions {
   timeoutMs?: number;
   /** nft stopped or failed: told once per restart */
   onProblem?: (what: string) => void;
+  /** lines one nft process runs before a fresh one takes over (default LINES_PER_NFT; Infinity: never) */
+  linesPerProcess?: number;
 }
 
 /** Does adding an existing element refresh its timeout on this kernel (`uname -r`)? Linux 6.12 and later. */
@@ -110,18 +114,44 @@ export function removeLine(entries: readonly AdmitEntry[]): string {
   return cmds.join('; ');
 }
 
+/**
+ * Lines one `nft -i` runs before a fresh one takes over. nft keeps every line it reads in its
+ * editline history, and looks the last one up by walking that list before each line: its CPU per
+ * line grows with the lines behind it (measured: 0.18 ms per line and ack over the first 3,000,
+ * 0.55 ms averaged over 20,000) and so does its memory, without end in a long-lived gate.
+ */
+export const LINES_PER_NFT = 1000;
+
+/**
+ * nft -i reads its history from $HOME/.nft.history at start and writes it back at exit. /dev/null
+ * is no directory, so both fail and nothing is written: egressfw's answers never land in a file
+ * (with no HOME at all, nft wrote /.nft.history) and a start reads nothing (a 7 MB history took 0.3 s).
+ */
+const NFT_HOME = '/dev/null';
+
+/** One `nft -i` process and the lines it has been sent and not yet acknowledged (oldest first: nft runs them in order). */
+interface NftChild {
+  proc: ChildProcessWithoutNullStreams;
+  err: string;
+  inflight: { seq: number; batch: Pending[]; sentAt: number }[];
+  /** lines written to it so far */
+  lines: number;
+  timer?: NodeJS.Timeout;
+}
+
 export class NftAdmitter {
-  private proc: ChildProcessWithoutNullStreams | null = null;
+  /** the child new lines go to */
+  private cur: NftChild | null = null;
+  /** started ahead, so a hand-over never waits for nft to start */
+  private spare: NftChild | null = null;
+  /** handed over: finishing its last lines, then gone (stdin ended) */
+  private readonly retiring = new Set<NftChild>();
   private queue: Pending[] = [];
-  /** lines written and not yet acknowledged, oldest first (nft runs them in order) */
-  private inflight: { seq: number; batch: Pending[]; sentAt: number }[] = [];
   private flushing = false;
-  private err = '';
   private seq = 0;
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** lines committed and failed since start (status, bench) */
-  readonly stats = { lines: 0, elements: 0, failures: 0, restarts: 0 };
+  /** lines committed and failed since start, nft processes restarted after a failure and handed over after LINES_PER_NFT (status, bench) */
+  readonly stats = { lines: 0, elements: 0, failures: 0, restarts: 0, handovers: 0 };
 
   constructor(private readonly opts: NftAdmitterOptions = {}) {}
 
@@ -133,13 +163,7 @@ export class NftAdmitter {
   admit = (entries: AdmitEntry[]): Promise<void> => {
     if (this.closed) return Promise.reject(new Error('the kernel writer is closed'));
     if (!entries.length) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ entries, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        queueMicrotask(() => this.flush());
-      }
-    });
+    return this.enqueue({ entries });
   };
 
   /**
@@ -149,13 +173,7 @@ export class NftAdmitter {
   command = (cmds: string): Promise<void> => {
     if (this.closed) return Promise.reject(new Error('the kernel writer is closed'));
     if (!cmds) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ entries: [], raw: cmds, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        queueMicrotask(() => this.flush());
-      }
-    });
+    return this.enqueue({ entries: [], raw: cmds });
   };
 
   /** Take gate elements out (a reload: no allowed name holds them), in the same pipeline as the inserts. */
@@ -163,52 +181,59 @@ export class NftAdmitter {
 
   close(): void {
     this.closed = true;
-    this.failAll(new Error('the kernel writer is closed'));
+    for (const c of [this.cur, this.spare, ...this.retiring]) if (c) this.end(c, new Error('the kernel writer is closed'));
+    this.cur = this.spare = null;
+    this.retiring.clear();
     for (const p of this.queue.splice(0)) p.reject(new Error('the kernel writer is closed'));
-    this.stop();
   }
 
-  private start(): ChildProcessWithoutNullStreams {
+  private enqueue(p: Omit<Pending, 'resolve' | 'reject'>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ ...p, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        queueMicrotask(() => this.flush());
+      }
+    });
+  }
+
+  private spawn(): NftChild {
     // through the one door: nft from the fixed dirs, a clean environment (no PATH, LD_PRELOAD of the caller)
-    const p = spawnTool(['nft', '-i'], { stdio: ['pipe', 'pipe', 'pipe'], ...(this.opts.toolDirs ? { dirs: this.opts.toolDirs } : {}) }) as ChildProcessWithoutNullStreams;
-    p.stdout.resume(); // nothing is printed there without --echo; never let it fill up
-    p.stderr.setEncoding('utf8');
-    p.stderr.on('data', (d: string) => {
-      if (p !== this.proc) return;
-      this.err += d;
-      this.scan();
+    const proc = spawnTool(['nft', '-i'], { stdio: ['pipe', 'pipe', 'pipe'], env: { HOME: NFT_HOME }, ...(this.opts.toolDirs ? { dirs: this.opts.toolDirs } : {}) }) as ChildProcessWithoutNullStreams;
+    const c: NftChild = { proc, err: '', inflight: [], lines: 0 };
+    proc.stdout.resume(); // nothing is printed there without --echo; never let it fill up
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (d: string) => {
+      c.err += d;
+      this.scan(c);
     });
-    p.on('error', (e) => {
-      if (p === this.proc) this.failed(`cannot run nft: ${e.message}`);
-    });
-    p.on('exit', (code, signal) => {
-      if (p === this.proc) this.failed(`nft exited (${signal ?? code})`);
-    });
-    p.stdin.on('error', () => {}); // reported through 'exit'
-    this.proc = p;
-    return p;
+    proc.on('error', (e) => this.failed(c, `cannot run nft: ${e.message}`));
+    proc.on('exit', (code, signal) => this.failed(c, `nft exited (${signal ?? code})`));
+    proc.stdin.on('error', () => {}); // reported through 'exit'
+    return c;
   }
 
   /** Each "ack <seq>" on stderr closes the oldest line in flight: its own errors, if any, come before the ack's. */
-  private scan(): void {
+  private scan(c: NftChild): void {
     for (;;) {
-      const head = this.inflight[0];
+      const head = c.inflight[0];
       if (!head) {
-        if (this.err.length > 1 << 16) this.err = this.err.slice(-4096);
-        return;
+        if (c.err.length > 1 << 16) c.err = c.err.slice(-4096);
+        break;
       }
-      const m = new RegExp(`^ack ${head.seq}$`, 'm').exec(this.err);
-      if (!m) return;
-      const before = this.err.slice(0, m.index);
-      const nl = this.err.indexOf('\n', m.index);
-      this.err = nl < 0 ? '' : this.err.slice(nl + 1);
+      const m = new RegExp(`^ack ${head.seq}$`, 'm').exec(c.err);
+      if (!m) break;
+      const before = c.err.slice(0, m.index);
+      const nl = c.err.indexOf('\n', m.index);
+      c.err = nl < 0 ? '' : c.err.slice(nl + 1);
       const errors = before.split('\n').filter((l) => l.startsWith('Error:'));
-      this.inflight.shift();
+      c.inflight.shift();
       // the last "Error:" is the ack's own syntax error; one before it is the line's
       this.settle(head.batch, errors.length > 1 ? errors[0]! : null);
-      if (this.queue.length && !this.flushing) this.flush();
     }
-    this.arm();
+    this.arm(c);
+    if (this.retiring.has(c) && !c.inflight.length) this.retire(c);
+    if (this.queue.length && !this.flushing) this.flush();
   }
 
   private settle(batch: Pending[], error: string | null): void {
@@ -227,36 +252,42 @@ export class NftAdmitter {
   }
 
   /** The oldest line in flight must be answered within timeoutMs. */
-  private arm(): void {
-    clearTimeout(this.timer);
-    const head = this.inflight[0];
+  private arm(c: NftChild): void {
+    clearTimeout(c.timer);
+    const head = c.inflight[0];
     if (!head) return;
     const ms = this.opts.timeoutMs ?? 2000;
-    this.timer = setTimeout(() => this.failed(`nft did not answer within ${ms} ms`), Math.max(0, head.sentAt + ms - Date.now()));
-  }
-
-  private stop(): void {
-    clearTimeout(this.timer);
-    const p = this.proc;
-    this.proc = null;
-    this.err = '';
-    if (p && p.exitCode === null && p.signalCode === null) {
-      p.stdin.end();
-      p.kill('SIGTERM');
-    }
+    c.timer = setTimeout(() => this.failed(c, `nft did not answer within ${ms} ms`), Math.max(0, head.sentAt + ms - Date.now()));
   }
 
   private flush(): void {
     this.flushing = false;
     if (!this.queue.length || this.closed) return;
+    // Lines run in the order written (a map update after an earlier one): a child that has had its
+    // lines hands over once all of them are acknowledged, and only then does the next child get one.
+    if (this.cur && this.cur.lines >= (this.opts.linesPerProcess ?? LINES_PER_NFT)) {
+      if (this.cur.inflight.length) return;
+      this.retiring.add(this.cur);
+      this.retire(this.cur);
+      this.cur = null;
+      this.stats.handovers++;
+    }
+    for (const c of this.retiring) if (c.inflight.length) return;
     // Bounded pipelining: further requests wait (and share a line) until an ack frees a slot.
-    if (this.inflight.length >= (this.opts.maxInflight ?? 2)) return;
+    if (this.cur && this.cur.inflight.length >= (this.opts.maxInflight ?? 2)) return;
     const batch = this.queue.splice(0);
     const entries = batch.flatMap((b) => b.entries);
     const line = [entries.length ? admitLine(entries, this.opts.reAdd ?? true) : '', ...batch.map((b) => b.raw ?? '')].filter(Boolean).join('; ');
-    let p: ChildProcessWithoutNullStreams;
+    let c: NftChild;
     try {
-      p = this.proc ?? this.start();
+      if (!this.cur) {
+        const ready = this.spare && this.spare.proc.exitCode === null && this.spare.proc.signalCode === null ? this.spare : null;
+        this.spare = null;
+        this.cur = ready ?? this.spawn();
+        // the next hand-over's child starts now, off the path of the line after it
+        if (this.cur.lines === 0 && (this.opts.linesPerProcess ?? LINES_PER_NFT) < Infinity) this.spare = this.spawn();
+      }
+      c = this.cur;
     } catch (e) {
       // nft not installed (or not executable): these answers fail, the next ones try again
       this.opts.onProblem?.(`cannot run nft: ${(e as Error).message}`);
@@ -265,25 +296,49 @@ export class NftAdmitter {
       return;
     }
     const seq = ++this.seq;
-    this.inflight.push({ seq, batch, sentAt: Date.now() });
-    if (this.inflight.length === 1) this.arm();
-    p.stdin.write(`${line}\nack ${seq}\n`);
+    c.inflight.push({ seq, batch, sentAt: Date.now() });
+    c.lines++;
+    if (c.inflight.length === 1) this.arm(c);
+    c.proc.stdin.write(`${line}\nack ${seq}\n`);
   }
 
-  /** nft gone or stuck: fail everything in flight; the next line starts a fresh nft (no stale output). */
-  private failed(why: string): void {
-    this.opts.onProblem?.(why);
-    this.stop();
-    this.stats.restarts++;
-    this.failAll(new Error(why));
+  /** A handed-over child with nothing in flight: its stdin ends and nft exits (writing no history: NFT_HOME). */
+  private retire(c: NftChild): void {
+    if (c.inflight.length) return;
+    this.retiring.delete(c);
+    this.end(c, null);
   }
 
-  private failAll(e: Error): void {
-    const lines = this.inflight.splice(0);
+  /** Stop a child; what it still had in flight fails with `why`. */
+  private end(c: NftChild, why: Error | null): void {
+    clearTimeout(c.timer);
+    c.proc.removeAllListeners('exit');
+    c.proc.removeAllListeners('error');
+    c.proc.on('error', () => {});
+    c.proc.stderr.removeAllListeners('data');
+    if (c.proc.exitCode === null && c.proc.signalCode === null) {
+      c.proc.stdin.end();
+      c.proc.kill('SIGTERM');
+    }
+    const lines = c.inflight.splice(0);
     for (const l of lines) {
       this.stats.failures++;
-      for (const b of l.batch) b.reject(e);
+      for (const b of l.batch) b.reject(why ?? new Error('nft was stopped'));
     }
+  }
+
+  /** A child gone or stuck: what it had in flight fails; the next line starts a fresh nft (no stale output). */
+  private failed(c: NftChild, why: string): void {
+    if (this.closed) return;
+    const wasUsed = c === this.cur || this.retiring.has(c);
+    if (c === this.cur) this.cur = null;
+    if (c === this.spare) this.spare = null;
+    this.retiring.delete(c);
+    this.end(c, new Error(why));
+    if (!wasUsed) return; // an idle spare: the next hand-over starts another
+    this.opts.onProblem?.(why);
+    this.stats.restarts++;
+    if (this.queue.length && !this.flushing) this.flush();
   }
 }
 

@@ -105,6 +105,58 @@ process.stdin.on('data', (d) => { for (const l of String(d).split('\\n')) if (l.
     expect(env.LD_PRELOAD).toBeUndefined();
     expect(env.PATH).toBe(SYSTEM_PATH);
     expect(env.LC_ALL).toBe('C');
+    // no history file: nft -i reads and writes $HOME/.nft.history (with no HOME at all: /.nft.history)
+    expect(env.HOME).toBe('/dev/null');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('hands over to a fresh nft after linesPerProcess lines, in order: the next child gets a line only once the last one\'s are acknowledged', async () => {
+    // a stand-in that logs "<pid> <line>" and acks after a delay; with two lines per process, six lines take three processes
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efw-nft-hand-'));
+    const log = path.join(dir, 'lines');
+    fs.writeFileSync(
+      path.join(dir, 'nft'),
+      `#!${process.execPath}
+const fs = require('fs');
+process.stdin.on('data', (d) => { for (const l of String(d).split('\\n')) { if (!l) continue; fs.appendFileSync(${JSON.stringify(log)}, process.pid + ' ' + l + '\\n'); if (l.startsWith('ack ')) setTimeout(() => process.stderr.write('Error: syntax error\\n' + l + '\\n'), 10); } });
+process.stdin.on('end', () => { fs.appendFileSync(${JSON.stringify(log)}, process.pid + ' EOF\\n'); process.exit(0); });
+`,
+      { mode: 0o755 },
+    );
+    const w = new NftAdmitter({ toolDirs: [dir], linesPerProcess: 2 });
+    const done: number[] = [];
+    const jobs: Promise<void>[] = [];
+    for (let i = 1; i <= 6; i++) {
+      jobs.push(w.command(`add element inet egressfw policy4 { 172.18.0.${i} : jump pol-a }`).then(() => void done.push(i)));
+      await new Promise((r) => setImmediate(r)); // each its own line
+    }
+    await Promise.all(jobs);
+    expect(done).toEqual([1, 2, 3, 4, 5, 6]);
+    // requests that came while a hand-over waited for the last acks shared a line
+    expect(w.stats).toMatchObject({ failures: 0, restarts: 0 });
+    expect(w.stats.handovers).toBeGreaterThanOrEqual(1);
+    w.close();
+    await new Promise((r) => setTimeout(r, 200));
+    const rows = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' '));
+    const adds = rows.filter((r) => r[1] === 'add');
+    const elements = adds.flatMap((r) => r.join(' ').match(/172\.18\.0\.\d/g) ?? []);
+    // the elements went in in the order asked; each process ran at most two lines, one after the other
+    expect(elements).toEqual(['172.18.0.1', '172.18.0.2', '172.18.0.3', '172.18.0.4', '172.18.0.5', '172.18.0.6']);
+    const pids = [...new Set(adds.map((r) => r[0]))];
+    expect(pids.length).toBe(w.stats.handovers + 1);
+    const order = adds.map((r) => pids.indexOf(r[0]!));
+    expect(order).toEqual([...order].sort((x, y) => x - y));
+    for (const pid of pids) expect(adds.filter((r) => r[0] === pid).length).toBeLessThanOrEqual(2);
+    // every process it started is gone (the handed-over ones after their last ack, the rest at close)
+    const alive = (pid: string) => {
+      try {
+        process.kill(Number(pid), 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(pids.filter(alive)).toEqual([]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
