@@ -26,9 +26,19 @@ const TCP_IDLE_MS = 10_000;
 const TCP_MAX_CONNECTIONS = 512;
 const TCP_MAX_PIPELINED = 64;
 
+/**
+ * Every answer goes back to the address the kernel gave us (rinfo.address): no name to resolve.
+ * dgram's default lookup is dns.lookup, which for an address still parses it and defers to the
+ * next tick, on every send.
+ */
+const literalAddress =
+  (family: 4 | 6) =>
+  (address: string, _options: unknown, callback: (err: Error | null, address: string, family: number) => void): void =>
+    callback(null, address, family);
+
 function bindUdp(host: string, port: number, handle: Handle): Promise<dgram.Socket> {
   const v6 = net.isIPv6(host);
-  const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, reuseAddr: false });
+  const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, reuseAddr: false, lookup: literalAddress(v6 ? 6 : 4) });
   return new Promise((resolve, reject) => {
     sock.once('error', reject);
     sock.bind(port, host, () => {
