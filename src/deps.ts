@@ -136,12 +136,16 @@ export function statusDeps() {
 /** The daemon runs the gate as a supervised child: this CLI again, `gate`, with the gate's node flags. */
 export async function gateSupervisor(o: { config: string; stateDir: string; json: boolean; journal?: boolean }, self: string) {
   // The gate's modules load only where they run (the daemon, the gate): not on every sync.
-  const { GATE_NODE_FLAGS } = await import('./commands/gate.js');
+  const [{ GATE_NODE_FLAGS }, { isQueryLineText }] = await Promise.all([import('./commands/gate.js'), import('./gate/log.js')]);
   const log = (event: string, fields: Record<string, unknown>) => out(`${formatLog(o.json, new Date(), event, fields, o.journal)}\n`);
   const supervisor = new Supervisor({
     argv: [process.execPath, ...GATE_NODE_FLAGS, self, 'gate', '--config', path.resolve(o.config), '--state-dir', path.resolve(o.stateDir)],
-    // the query log: one line per query, informational (journald files it under info)
-    onLine: o.journal ? (line) => out(`<${PRIORITY.info}>${line}\n`) : (line) => out(`${line}\n`),
+    // The journal gets the gate's line a minute and anything else it prints, never its query lines (they
+    // are in gate.log; metrics count them through a tap): a container flooding queries would flood the
+    // journal, and journald's rate limit would then drop the daemon's own warnings with them.
+    onLine: (line) => {
+      if (!isQueryLineText(line)) out(o.journal ? `<${PRIORITY.info}>${line}\n` : `${line}\n`);
+    },
     onEvent: log,
   });
   // the daemon's refresh waits for the gate to answer (its lookups are redirected to it)

@@ -210,7 +210,7 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
     '',
     `Both on loopback in the Docker host's namespace, both forwarding to the bench resolver (dnsmasq, TTL 3600 s) in the internet namespace; ` +
       `dnsmasq \`--cache-size=30000\`, the gate with one \`*.${ZONE}\` entry, NODE_OPTIONS=${NODE_OPTIONS} and ${GATE_NODE_FLAGS.join(' ')} (as the daemon runs it); load from dnsperf (${g.versions.dnsperf}). ` +
-      'The gate writes one JSON line per query to stdout and to gate.log during all of it.',
+      'The gate writes one JSON line per query to stdout (the daemon\'s metrics read it) and to gate.log during all of it.',
     '',
     table(
       ['measure', 'gate', 'dnsmasq'],

@@ -15,6 +15,7 @@ import { LineBatch, RotatingLog } from '../system/gate-log.js';
 import { HOST_POLICY, policiesInUse } from '../policy/assign.js';
 import { POLICY_NFT } from '../plan/kernel-names.js';
 import { SourcePolicies } from '../gate/sources.js';
+import { GateStats, minuteLine } from '../gate/stats.js';
 
 export interface GateCommandOptions {
   config: string;
@@ -62,6 +63,8 @@ export const GATE_NODE_FLAGS = ['--max-old-space-size=128'];
 /** Written when the gate listens, then with fresh counters every STATS_EVERY_MS; `status` reads it. */
 export const GATE_STATE = 'gate.json';
 const STATS_EVERY_MS = 5000;
+/** The journal's summary line comes this often. */
+const MINUTE_MS = 60_000;
 /** query log lines for shed queries, one each, per second (the rest: one line a second with their count) */
 const SHED_LINES_PER_SEC = 20;
 
@@ -92,7 +95,8 @@ async function upstreamOf(c: Config, deps: Pick<GateDeps, 'query' | 'readText'>)
 /**
  * `egressfw gate`: the DNS gate in the foreground. `egressfw daemon` runs it
  * as a child and restarts it; run by hand only to debug. One JSON line per
- * query on stdout and in <state dir>/gate.log.
+ * query on stdout and in <state dir>/gate.log, and a summary a minute on
+ * stdout (the only gate lines the daemon puts in its journal).
  */
 export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: GateProcess): Promise<number> {
   if (!deps.isRoot) throw new PreconditionError('the DNS gate writes kernel sets and needs root (it is started by `egressfw daemon`)');
@@ -105,8 +109,11 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   const admitter = deps.admitter();
   const log = new RotatingLog(path.join(opts.stateDir, GATE_LOG), config.dns.gate.logMaxBytes, config.dns.gate.logFiles, (e) => deps.warn(`gate: cannot write ${GATE_LOG}: ${e.message}`));
   const attribution = deps.containers ? new Attribution(deps.containers, Date.now) : null;
-  // stdout and gate.log in batches: thousands of queries a second must not mean thousands of blocking pipe writes.
+  // stdout (the daemon's metrics read it) and gate.log in batches: thousands of queries a second must not
+  // mean thousands of blocking pipe writes. The daemon's journal gets the line a minute (minuteLine), not these.
   const batch = new LineBatch();
+  const tally = new GateStats(Date.now());
+  let tallied = { ...tally.decisions };
   let outTimer: NodeJS.Timeout | undefined;
   const flushOut = () => {
     clearTimeout(outTimer);
@@ -131,6 +138,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   };
   const emit = (e: QueryEvent) => {
     if (e.name === PROBE_NAME && isLoopback(e.client)) return;
+    tally.decision(e.verdict, e.client, e.cached, e.at);
     if (e.verdict === 'shed' && !shed.admit(e)) {
       shedTimer ??= setTimeout(flushShed, 1000);
       return;
@@ -204,6 +212,13 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
   // status reads the counters from here (every few seconds: cheap, and never on the query path)
   const statsTimer = setInterval(() => void writeState().catch((e: Error) => deps.warn(`gate: cannot write ${GATE_STATE}: ${e.message}`)), STATS_EVERY_MS);
   statsTimer.unref?.();
+  const minuteTimer = setInterval(() => {
+    const now = Date.now();
+    const line = minuteLine(now, tallied, tally.snapshot(now, { upstream: 0, waiting: 0, limit: 0, perClientLimit: 0, cacheEntries: 0, cacheLimit: 0 }));
+    tallied = { ...tally.decisions };
+    if (line) deps.out(`${line}\n`);
+  }, MINUTE_MS);
+  minuteTimer.unref?.();
   deps.warn(`gate: listening on ${server.bound.join(', ')}; ${config.domains.length} names, ${config.wildcards.length} wildcards`);
   void attribution?.refresh();
 
@@ -236,6 +251,7 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     proc.on('SIGINT', resolve);
   });
   clearInterval(statsTimer);
+  clearInterval(minuteTimer);
   await server.close();
   admitter.close();
   pool?.close();

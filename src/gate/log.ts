@@ -92,6 +92,13 @@ export function queryLine(e: QueryEvent, container: ContainerRef | undefined, co
   return `${line}}`;
 }
 
+/**
+ * Is this text a query line as queryLine writes it (time first, client second)? Cheap, no parse: the
+ * daemon asks it of every line of the gate's stdout, to keep query lines out of its journal.
+ */
+export const isQueryLineText = (raw: string): boolean => QUERY_LINE_START.test(raw);
+const QUERY_LINE_START = /^\{"time":"[^"]*","client":/;
+
 export interface GateSummary {
   /** ISO times of the window */
   from: string;

@@ -106,3 +106,20 @@ export class GateStats {
     };
   }
 }
+
+/**
+ * The gate's line for the journal, once a minute (on its stdout; the daemon puts it in the journal,
+ * and leaves the query lines out): how many queries of each verdict since the last line, and the
+ * clients refused or shed most in the last full minute. Never a line per query in the journal: a
+ * container flooding queries must not flood it (journald's rate limit would then drop the daemon's
+ * own warnings). Each query is in gate.log. null: nothing was asked.
+ */
+export function minuteLine(now: number, previous: Readonly<Record<Verdict, number>>, snap: GateStatsSnapshot): string | null {
+  const d = Object.fromEntries(Object.entries(snap.decisions).map(([v, n]) => [v, n - (previous[v as Verdict] ?? 0)])) as Record<Verdict, number>;
+  if (Object.values(d).every((n) => n === 0)) return null;
+  const top = snap.clients.list
+    .filter((c) => c.refused > 0 || c.shed > 0)
+    .sort((a, b) => b.refused + b.shed - (a.refused + a.shed) || (a.client < b.client ? -1 : 1))
+    .slice(0, 5);
+  return JSON.stringify({ time: new Date(now).toISOString(), event: 'dns-minute', ...d, ...(top.length ? { refusedMost: top } : {}) });
+}

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { namesFor, parseGateLog } from '../../src/audit/destination-names.js';
 import type { QueryEvent } from '../../src/gate/gate.js';
-import { GATE_LOG, parseQueryLine, queryLine, renderSummary, ShedSampler, summarise } from '../../src/gate/log.js';
+import { GATE_LOG, isQueryLineText, parseQueryLine, queryLine, renderSummary, ShedSampler, summarise } from '../../src/gate/log.js';
+import { GateStats, minuteLine } from '../../src/gate/stats.js';
 import { LineBatch, readGateLogs, RotatingLog } from '../../src/system/gate-log.js';
 import { printJson } from '../../src/text.js';
 
@@ -92,6 +93,16 @@ describe('gate log', () => {
     for (const bad of [{ time: 'yesterday' }, { ips: undefined, answers: ['203.0.113.7'] }, { ips: [1] }, { verdict: 'denied' }, { name: 7 }, { client: undefined }, { container: 'x' }]) expect(variant(bad), JSON.stringify(bad)).toBeNull();
     expect(parseQueryLine('{"time": "cut')).toBeNull();
     expect(parseQueryLine('[]')).toBeNull();
+  });
+
+  it('tells query lines (kept out of the journal) from the gate\'s other stdout lines without parsing them', () => {
+    const e = { at: 0, client: '172.18.0.2', transport: 'udp' as const, name: 'a.test', type: 'A', verdict: 'shed' as const, rcode: 'SERVFAIL' as const, ips: [], cached: false, ms: 0 };
+    expect(isQueryLineText(queryLine(e, undefined))).toBe(true);
+    expect(isQueryLineText(queryLine({ ...e, name: '","client":x' }, { id: 'c1', name: 'web' }, 9))).toBe(true);
+    const st = new GateStats(0);
+    st.decision('refused', '172.18.0.2', false, 1);
+    expect(isQueryLineText(minuteLine(61_000, { allowed: 0, refused: 0, failed: 0, shed: 0, malformed: 0 }, st.snapshot(61_000, { upstream: 0, waiting: 0, limit: 0, perClientLimit: 0, cacheEntries: 0, cacheLimit: 0 }))!)).toBe(false);
+    expect(isQueryLineText('gate: listening on 127.0.0.1:53/udp')).toBe(false);
   });
 
   it('shed queries: the first of each second one line each, the rest one line with their count; every one counted in the summary', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gateStatus } from '../../src/commands/gate-status.js';
 import { parseConfig } from '../../src/config/load.js';
-import { GateStats } from '../../src/gate/stats.js';
+import { GateStats, minuteLine } from '../../src/gate/stats.js';
 import { gateLogLine } from '../support/gate-log.js';
 
 describe('status: the DNS gate section', () => {
@@ -49,5 +49,26 @@ describe('status: the DNS gate section', () => {
 
   it('nothing when the gate is off', async () => {
     expect(await gateStatus(parseConfig('{}', 'x.yml'), '/state', deps())).toBeNull();
+  });
+});
+
+describe("the gate's line a minute for the journal", () => {
+  const live = { upstream: 0, waiting: 0, limit: 0, perClientLimit: 0, cacheEntries: 0, cacheLimit: 0 };
+  it('counts since the last line and names the clients refused or shed most; nothing when nothing was asked', () => {
+    const t0 = Date.parse('2026-11-30T11:58:00Z');
+    const st = new GateStats(t0);
+    for (let i = 0; i < 30; i++) st.decision('refused', '172.17.0.9', false, t0 + 1000);
+    for (let i = 0; i < 5; i++) st.decision('shed', '172.17.0.7', false, t0 + 1000);
+    for (let i = 0; i < 50; i++) st.decision('allowed', '172.17.0.2', true, t0 + 1000);
+    const first = minuteLine(t0 + 61_000, { allowed: 0, refused: 0, failed: 0, shed: 0, malformed: 0 }, st.snapshot(t0 + 61_000, live));
+    expect(JSON.parse(first!)).toEqual({
+      time: '2026-11-30T11:59:01.000Z', event: 'dns-minute', allowed: 50, refused: 30, failed: 0, shed: 5, malformed: 0,
+      refusedMost: [{ client: '172.17.0.9', queries: 30, refused: 30, shed: 0 }, { client: '172.17.0.7', queries: 5, refused: 0, shed: 5 }],
+    });
+    // the next minute: only what came since; a quiet minute writes nothing
+    const seen = { ...st.decisions };
+    st.decision('allowed', '172.17.0.2', false, t0 + 70_000);
+    expect(JSON.parse(minuteLine(t0 + 121_000, seen, st.snapshot(t0 + 121_000, live))!)).toMatchObject({ allowed: 1, refused: 0, shed: 0 });
+    expect(minuteLine(t0 + 181_000, { ...st.decisions }, st.snapshot(t0 + 181_000, live))).toBeNull();
   });
 });

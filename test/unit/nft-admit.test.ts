@@ -148,7 +148,7 @@ process.stdin.on('end', () => { fs.appendFileSync(${JSON.stringify(log)}, proces
     expect(order).toEqual([...order].sort((x, y) => x - y));
     for (const pid of pids) expect(adds.filter((r) => r[0] === pid).length).toBeLessThanOrEqual(2);
     // every process it started is gone (the handed-over ones after their last ack, the rest at close)
-    const alive = (pid: string) => {
+    const alive = (pid: string | undefined) => {
       try {
         process.kill(Number(pid), 0);
         return true;
