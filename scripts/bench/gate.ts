@@ -23,9 +23,9 @@ export interface Pctl {
 export interface GateResult {
   names: number;
   latency: { gate: Pctl; dnsmasq: Pctl; qps: number };
-  rate: { gate: number[]; dnsmasq: number[]; seconds: number };
+  rate: { gate: number[]; dnsmasq: number[]; echo: number[]; seconds: number };
   /** CPU time (user + system, from /proc) per answered query during the rate rounds: what load on a shared machine does not distort */
-  cpuUsPerQuery: { gate: number; dnsmasq: number };
+  cpuUsPerQuery: { gate: number; dnsmasq: number; echo: number };
   /** new-IP release at a moderate rate of new names, and under stress */
   /** new-IP release at the target rate; kernel: the share waiting for the kernel insert (the gate's kernelMs) */
   release: Pctl & { rate: number; kernel: { p50: number; p99: number } };
@@ -41,6 +41,14 @@ export interface GateResult {
 const GATE_PORT = 5300;
 const NODE_OPTIONS = '--max-semi-space-size=1';
 const DNSMASQ_PORT = 5301;
+const ECHO_PORT = 5302;
+/**
+ * The floor for any gate written for Node: a UDP server on the same dgram path that answers each
+ * query with itself (QR set), with no parse, no cache and no log.
+ */
+const ECHO_SERVER = `const s = require('dgram').createSocket({ type: 'udp4', lookup: (a, _o, cb) => cb(null, a, 4) });
+s.on('message', (m, r) => { const o = Buffer.from(m); o[2] |= 0x80; s.send(o, r.port, r.address); });
+s.bind(${ECHO_PORT}, '127.0.0.1');`;
 
 export function pctl(xs: number[]): Pctl {
   const s = [...xs].sort((a, b) => a - b);
@@ -79,6 +87,7 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
     'dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--group=root',
     `--server=${BENCH_DNS}`, '--cache-size=30000', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${DNSMASQ_PORT}`,
   ]), path.join(dir, 'dnsmasq.out'));
+  const echo = spawnLogged(host([process.execPath, '-e', ECHO_SERVER]), path.join(dir, 'echo.out'));
   try {
     for (let i = 0; ; i++) {
       if (fs.existsSync(path.join(dir, 'state', 'gate.json'))) break;
@@ -121,18 +130,18 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
     const latDnsmasq = pctl(await lat(DNSMASQ_PORT));
 
     // 3. sustained rate, cached, alternating rounds
-    const rate = { gate: [] as number[], dnsmasq: [] as number[], seconds: o.rateSeconds };
-    const cpu = { gate: { ms: 0, queries: 0 }, dnsmasq: { ms: 0, queries: 0 } };
-    const pids = { gate: gate.pid!, dnsmasq: dnsmasq.pid! };
+    const rate = { gate: [] as number[], dnsmasq: [] as number[], echo: [] as number[], seconds: o.rateSeconds };
+    const cpu = { gate: { ms: 0, queries: 0 }, dnsmasq: { ms: 0, queries: 0 }, echo: { ms: 0, queries: 0 } };
+    const pids = { gate: gate.pid!, dnsmasq: dnsmasq.pid!, echo: echo.pid! };
     for (let r = 0; r < o.rounds; r++) {
-      for (const [which, port] of [['gate', GATE_PORT], ['dnsmasq', DNSMASQ_PORT]] as const) {
+      for (const [which, port] of [['gate', GATE_PORT], ['dnsmasq', DNSMASQ_PORT], ['echo', ECHO_PORT]] as const) {
         const c0 = cpuMs(pids[which]);
         const out = await dnsperf(port, hot, ['-l', String(o.rateSeconds), '-q', '100', '-c', '4']);
         cpu[which].ms += cpuMs(pids[which]) - c0;
         cpu[which].queries += Number(/Queries completed:\s+(\d+)/.exec(out.stdout)?.[1] ?? NaN);
         rate[which].push(qpsOf(out.stdout));
       }
-      progress(`gate: rate round ${r + 1}/${o.rounds}: gate ${rate.gate.at(-1)?.toFixed(0)} q/s, dnsmasq ${rate.dnsmasq.at(-1)?.toFixed(0)} q/s`);
+      progress(`gate: rate round ${r + 1}/${o.rounds}: gate ${rate.gate.at(-1)?.toFixed(0)} q/s, dnsmasq ${rate.dnsmasq.at(-1)?.toFixed(0)} q/s, Node UDP echo ${rate.echo.at(-1)?.toFixed(0)} q/s`);
     }
 
     // 4. overload: cached names offered at twice the rate the gate sustained; it must answer what it can and live
@@ -177,7 +186,7 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
       names: o.names,
       latency: { gate: latGate, dnsmasq: latDnsmasq, qps: latQps },
       rate,
-      cpuUsPerQuery: { gate: (cpu.gate.ms * 1000) / cpu.gate.queries, dnsmasq: (cpu.dnsmasq.ms * 1000) / cpu.dnsmasq.queries },
+      cpuUsPerQuery: { gate: (cpu.gate.ms * 1000) / cpu.gate.queries, dnsmasq: (cpu.dnsmasq.ms * 1000) / cpu.dnsmasq.queries, echo: (cpu.echo.ms * 1000) / cpu.echo.queries },
       release,
       releaseStress,
       overload,
@@ -188,6 +197,7 @@ export async function gateSection(lab: Lab, cli: string, dns: BenchDns, o: { nam
   } finally {
     await killPid(gate.pid);
     await killPid(dnsmasq.pid);
+    await killPid(echo.pid);
     // EFW_BENCH_GATE_KEEP=dir: the gate's output and log are copied there (the lab's dir goes)
     const keep = process.env.EFW_BENCH_GATE_KEEP;
     if (keep) {
@@ -205,6 +215,7 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
   const gq = med(g.rate.gate);
   const dq = med(g.rate.dnsmasq);
+  const eq = med(g.rate.echo);
   const text = [
     `### DNS gate, side by side with dnsmasq`,
     '',
@@ -218,6 +229,7 @@ export function gateTables(g: GateResult, table: (head: string[], rows: string[]
         [`cached name, latency at ${g.latency.qps} q/s (p50 / p99, ${g.latency.gate.n} queries)`, `${ms(g.latency.gate.p50)} / ${ms(g.latency.gate.p99)}`, `${ms(g.latency.dnsmasq.p50)} / ${ms(g.latency.dnsmasq.p99)}`],
         [`cached names, sustained rate (median of ${g.rate.gate.length} x ${g.rate.seconds} s; 4 clients, 100 outstanding)`, `${gq.toFixed(0)} q/s`, `${dq.toFixed(0)} q/s`],
         [`CPU per cached answer during those rounds (user + system; load on the machine does not change it much)`, `${g.cpuUsPerQuery.gate.toFixed(1)} µs`, `${g.cpuUsPerQuery.dnsmasq.toFixed(1)} µs`],
+        [`the floor in Node, same rounds: a UDP server on the gate's dgram path answering each query with itself (no parse, cache or log): rate, CPU per answer`, `${eq.toFixed(0)} q/s (${((gq / eq) * 100).toFixed(0)} % of it), ${g.cpuUsPerQuery.echo.toFixed(1)} µs`, `${((dq / eq) * 100).toFixed(0)} % of it`],
         [`new IPs: upstream answer -> released, kernel insert included (p50 / p99 of ${g.release.n} answers, at ${g.release.rate.toFixed(0)} q/s)`, `${ms(g.release.p50)} / ${ms(g.release.p99)} (kernel ${ms(g.release.kernel.p50)} / ${ms(g.release.kernel.p99)})`, 'no kernel insert'],
         [`the same at twice that (${g.releaseStress.n} answers at ${g.releaseStress.rate.toFixed(0)} q/s, all new; shed: ${g.releaseStress.shed}, gate ${g.releaseStress.alive ? 'up' : 'DOWN'})`, `${ms(g.releaseStress.p50)} / ${ms(g.releaseStress.p99)} (kernel ${ms(g.releaseStress.kernel.p50)} / ${ms(g.releaseStress.kernel.p99)})`, 'no kernel insert'],
         [`cached names offered at ${g.overload.offered} q/s (twice the gate's rate), ${g.rate.seconds} s: answered q/s, completed, lost, SERVFAIL`, `${g.overload.qps.toFixed(0)} q/s, ${g.overload.completedPct} %, ${g.overload.lost} lost, ${g.overload.servfail} SERVFAIL; ${g.overload.alive ? 'up' : 'DOWN'}, ${g.overload.rssMiB.toFixed(0)} MiB after`, '–'],

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SYSTEM_PATH } from '../../src/system/exec.js';
-import { admitLine, NftAdmitter, parseGateSet, reAddRefreshes, removeLine } from '../../src/system/nft-admit.js';
+import { admitLine, lineErrorOf, NftAdmitter, parseGateSet, reAddRefreshes, removeLine } from '../../src/system/nft-admit.js';
 
 const e = (ip: string, port: number, timeoutSec: number, exists = false) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, ip, proto: 'tcp' as const, port, timeoutSec, ...(exists ? { exists } : {}) });
 
@@ -17,6 +17,14 @@ describe('gate kernel writer', () => {
       'add element inet egressfw gate4 { 203.0.113.8 . tcp . 80 }; delete element inet egressfw gate4 { 203.0.113.8 . tcp . 80 }; ' +
         'add element inet egressfw gate4 { 203.0.113.7 . tcp . 443 timeout 90s, 203.0.113.8 . tcp . 80 timeout 30s }; add element inet egressfw gate6 { 2001:db8::1 . tcp . 443 timeout 60s }',
     );
+  });
+
+  it("reads a line's own error from what nft printed before the ack's", () => {
+    const ack = 'Error: syntax error, unexpected number, expecting string\nack 7\n^^^\n';
+    expect(lineErrorOf('^^^\nError: syntax error, unexpected number\n')).toBeNull();
+    expect(lineErrorOf('Error: Could not process rule: No such file or directory\nadd element inet egressfw gate4 { 203.0.113.66 . tcp . 443 }\n^^^^\n' + ack.split('ack')[0])).toBe('Error: Could not process rule: No such file or directory');
+    expect(lineErrorOf('^^^\nError: a\nx\nError: b\n')).toBe('Error: a');
+    expect(lineErrorOf('xError: a\nError: b\n')).toBeNull(); // "Error:" only at the start of a line
   });
 
   it('re-adding refreshes timeouts from Linux 6.12', () => {
