@@ -56,7 +56,7 @@ export interface GateProcess {
  * old space makes V8 collect before it grows. The live heap stays far below it:
  * the cache is bounded by dns.gate.cacheSize (20,000 compact entries) and the
  * kernel ledger by the gate sets' size; the lab's flood peaks at 95 MiB RSS.
- * Measured with 10,000 names cached: 128 MiB RSS (96 measured the same within noise: docs/dns-gate.md).
+ * Measured with 10,000 names cached: 108 MiB RSS (bench --only gate, docs/dns-gate.md).
  */
 export const GATE_NODE_FLAGS = ['--max-old-space-size=128'];
 
