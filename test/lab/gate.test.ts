@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { snapshotMachineNetwork, startLab, type Lab } from './lab.js';
 import { labDescribe } from './requirements.js';
 import { CLI, efw, writeConfig } from './efw.js';
+import { NftAdmitter } from '../../src/system/nft-admit.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -331,6 +332,43 @@ schedule:
     const st = await efw(lab, ['status', '--config', config, '--state-dir', cronDir]);
     expect(st.exitCode).toBe(3);
     expect(st.stdout).toMatch(/DNS OPEN/);
+  });
+
+  it("the kernel writer hands over to a fresh nft -i every few lines with every line applied in order, and nft writes no history file", async () => {
+    // real nft in the lab's namespaces (a wrapper as the writer's "nft"), on a table of this test's own
+    const dir = fs.mkdtempSync(`${lab.dir}/nft-handover-`);
+    fs.writeFileSync(`${dir}/nft`, `#!/bin/sh\nexec ${lab.hostArgv(['nft']).join(' ')} "$@"\n`, { mode: 0o755 });
+    expect((await lab.host(['nft', 'add table inet efwhand; add set inet efwhand s { type ipv4_addr . inet_proto . inet_service; }'])).exitCode).toBe(0);
+    const rootHistory = fs.existsSync('/.nft.history');
+    const w = new NftAdmitter({ toolDirs: [dir], linesPerProcess: 5 });
+    try {
+      // adds, and deletes of the one added before: applied out of order across a hand-over, a delete
+      // would fail (nothing to delete) or an element would be left over. Not awaited one by one: lines
+      // pile up while a hand-over waits for the old process's last acks.
+      // first one line at a time: 12 lines, two processes' worth and more
+      for (let i = 101; i <= 112; i++) await w.command(`add element inet efwhand s { 203.0.113.${i} . tcp . 9 }`);
+      const jobs: Promise<void>[] = [];
+      for (let i = 1; i <= 23; i++) {
+        jobs.push(w.command(`add element inet efwhand s { 203.0.113.${i} . tcp . 9 }`));
+        await new Promise((r) => setImmediate(r));
+        if (i % 2 === 0) jobs.push(w.command(`delete element inet efwhand s { 203.0.113.${i - 1} . tcp . 9 }`));
+        await new Promise((r) => setImmediate(r));
+      }
+      await Promise.all(jobs);
+      // a line nft refuses fails alone, on whatever process runs it, and the next one works
+      await expect(w.command('delete element inet efwhand s { 203.0.113.200 . tcp . 9 }')).rejects.toThrow(/^Error:/);
+      await w.command('add element inet efwhand s { 203.0.113.201 . tcp . 9 }');
+    } finally {
+      w.close();
+    }
+    expect(w.stats.handovers).toBeGreaterThanOrEqual(2);
+    expect(w.stats.restarts).toBe(0);
+    const list = await lab.host(['nft', '-j', 'list', 'set', 'inet', 'efwhand', 's']);
+    const ips = [...list.stdout.matchAll(/"(203\.0\.113\.\d+)"/g)].map((m) => Number(m[1]!.split('.')[3])).sort((a, b) => a - b);
+    // every odd one but the last was deleted by the line after it
+    expect(ips).toEqual([2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 23, ...Array.from({ length: 12 }, (_, k) => 101 + k), 201]);
+    expect(fs.existsSync('/.nft.history')).toBe(rootHistory);
+    await lab.host(['nft', 'delete table inet efwhand']);
   });
 });
 
