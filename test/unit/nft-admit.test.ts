@@ -89,9 +89,13 @@ process.stdin.on('data', (d) => {
     const planted = path.join(dir, 'planted');
     fs.mkdirSync(tools);
     fs.mkdirSync(planted);
-    // the stand-in records its environment, then acks every line
+    // the stand-in records its environment, then acks every line; one file per process, written whole by a rename,
+    // because the writer starts a spare nft ahead and close() may kill it mid-write
     const standIn = (mark: string) => `#!${process.execPath}
-require('fs').writeFileSync(${JSON.stringify(dir + '/')} + ${JSON.stringify(mark)}, JSON.stringify(process.env));
+const fs = require('fs');
+const file = ${JSON.stringify(dir + '/')} + ${JSON.stringify(mark)} + '.' + process.pid;
+fs.writeFileSync(file + '.tmp', JSON.stringify(process.env));
+fs.renameSync(file + '.tmp', file);
 process.stdin.on('data', (d) => { for (const l of String(d).split('\\n')) if (l.startsWith('ack ')) process.stderr.write('Error: syntax error\\n' + l + '\\n'); });
 `;
     fs.writeFileSync(path.join(tools, 'nft'), standIn('env-tools'), { mode: 0o755 });
@@ -108,13 +112,19 @@ process.stdin.on('data', (d) => { for (const l of String(d).split('\\n')) if (l.
       if (saved.LD_PRELOAD === undefined) delete process.env.LD_PRELOAD;
       else process.env.LD_PRELOAD = saved.LD_PRELOAD;
     }
-    expect(fs.existsSync(path.join(dir, 'env-planted'))).toBe(false);
-    const env = JSON.parse(fs.readFileSync(path.join(dir, 'env-tools'), 'utf8')) as Record<string, string>;
-    expect(env.LD_PRELOAD).toBeUndefined();
-    expect(env.PATH).toBe(SYSTEM_PATH);
-    expect(env.LC_ALL).toBe('C');
-    // no history file: nft -i reads and writes $HOME/.nft.history (with no HOME at all: /.nft.history)
-    expect(env.HOME).toBe('/dev/null');
+    const written = fs.readdirSync(dir);
+    expect(written.filter((f) => f.startsWith('env-planted'))).toEqual([]);
+    // the child that acked the line wrote its file before reading stdin
+    const envFiles = written.filter((f) => /^env-tools\.\d+$/.test(f));
+    expect(envFiles.length).toBeGreaterThanOrEqual(1);
+    for (const f of envFiles) {
+      const env = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Record<string, string>;
+      expect(env.LD_PRELOAD).toBeUndefined();
+      expect(env.PATH).toBe(SYSTEM_PATH);
+      expect(env.LC_ALL).toBe('C');
+      // no history file: nft -i reads and writes $HOME/.nft.history (with no HOME at all: /.nft.history)
+      expect(env.HOME).toBe('/dev/null');
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
