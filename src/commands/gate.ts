@@ -15,7 +15,8 @@ import { LineBatch, RotatingLog } from '../system/gate-log.js';
 import { HOST_POLICY, policiesInUse } from '../policy/assign.js';
 import { POLICY_NFT } from '../plan/kernel-names.js';
 import { SourcePolicies } from '../gate/sources.js';
-import { GateStats, minuteLine } from '../gate/stats.js';
+import { GateShare } from '../gate/share.js';
+import { GateStats, mergeSnapshots, minuteLine } from '../gate/stats.js';
 
 export interface GateCommandOptions {
   config: string;
@@ -158,39 +159,40 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     hrMs: () => performance.now(),
     onQuery: emit,
   });
-  const gate = new Gate(new GatePolicy(config.domains, config.wildcards), gateOptions(config), gateDeps());
+  // One set of caps (answers cached, names fetched upstream) for the process, however many policies it serves.
+  const share = new GateShare();
+  const gate = new Gate(new GatePolicy(config.domains, config.wildcards), gateOptions(config), gateDeps(), share);
+  const policyGate = (c: Config, p: Config['policies'][number]) => new Gate(new GatePolicy(p.domains, p.wildcards), gateOptions(c), gateDeps((f) => POLICY_NFT.gate(p.name, f)), share);
   /**
    * Per-workload policies: one gate per policy (its names, its cache, its gate sets), chosen by the
    * asking source through the kernel's own map; a source no policy holds gets the refusing gate.
    */
-  const perPolicy = (c: Config) =>
-    new Map<string, Gate>([
-      [HOST_POLICY, gate],
-      ...c.policies.map((p) => [p.name, new Gate(new GatePolicy(p.domains, p.wildcards), gateOptions(c), gateDeps((f) => POLICY_NFT.gate(p.name, f)))] as const),
-    ]);
+  const perPolicy = (c: Config) => new Map<string, Gate>([[HOST_POLICY, gate], ...c.policies.map((p) => [p.name, policyGate(c, p)] as const)]);
   /**
    * A reload: every gate that stays (the top-level one, each policy still defined) keeps its cache and
    * its record of what it admitted for which name, and takes out what the new config no longer opens.
-   * A policy taken out of the config loses its gate sets with its chain at the next sync.
+   * A policy taken out of the config loses its gate sets with its chain at the next sync, and its
+   * gate's answers stop counting against the process's cache cap.
    */
   const reloadGates = async (c: Config): Promise<{ removed: AdmitEntry[]; cacheDropped: number }> => {
     const jobs: Promise<{ removed: AdmitEntry[]; cacheDropped: number }>[] = [gate.reload(new GatePolicy(c.domains, c.wildcards), gateOptions(c))];
+    const before = gates;
     if (!policiesInUse(c)) gates = null;
     else {
-      const next = perPolicy(c);
+      const next = new Map<string, Gate>([[HOST_POLICY, gate]]);
       for (const p of c.policies) {
-        const old = gates?.get(p.name);
-        if (!old) continue;
-        next.set(p.name, old);
-        jobs.push(old.reload(new GatePolicy(p.domains, p.wildcards), gateOptions(c)));
+        const old = before?.get(p.name);
+        next.set(p.name, old ?? policyGate(c, p));
+        if (old) jobs.push(old.reload(new GatePolicy(p.domains, p.wildcards), gateOptions(c)));
       }
       gates = next;
     }
+    for (const [name, g] of before ?? []) if (g !== gate && gates?.get(name) !== g) g.retire();
     const done = await Promise.all(jobs);
     return { removed: done.flatMap((d) => d.removed), cacheDropped: done.reduce((n, d) => n + d.cacheDropped, 0) };
   };
   let gates = policiesInUse(config) ? perPolicy(config) : null;
-  const refuser = new Gate(new GatePolicy([], []), gateOptions(config), gateDeps());
+  const refuser = new Gate(new GatePolicy([], []), gateOptions(config), gateDeps(), share);
   const sources = deps.sources ? new SourcePolicies({ ...deps.sources, nowMs: Date.now }) : null;
   if (gates && !sources) throw new PreconditionError('policies are in use but this build of the gate cannot read the kernel\'s source -> policy map');
   const gateFor = async (client: string): Promise<Gate> => {
@@ -207,7 +209,9 @@ export async function runGate(opts: GateCommandOptions, deps: GateDeps, proc: Ga
     warn: (w) => deps.warn(`gate: ${w}`),
   });
   const listening = { pid: proc.pid, since: new Date().toISOString(), port: config.dns.gate.port, bound: server.bound };
-  const writeState = () => deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify({ ...listening, stats: gate.snapshot() })}\n`);
+  // every gate's counters: with policies, the top-level gate answers the host only
+  const snapshot = () => mergeSnapshots([...new Set([gate, refuser, ...(gates?.values() ?? [])])].map((g) => g.snapshot()));
+  const writeState = () => deps.writeFileAtomic(path.join(opts.stateDir, GATE_STATE), `${JSON.stringify({ ...listening, stats: snapshot() })}\n`);
   await writeState();
   // status reads the counters from here (every few seconds: cheap, and never on the query path)
   const statsTimer = setInterval(() => void writeState().catch((e: Error) => deps.warn(`gate: cannot write ${GATE_STATE}: ${e.message}`)), STATS_EVERY_MS);

@@ -1,6 +1,6 @@
 /**
  * The gate's cached answers: one map per record type keyed by the name as parsed (a flat string, no
- * per-query key to build), oldest first. Bounded by `limit` across both; the oldest answer goes first.
+ * per-query key to build), oldest first. Bounded by the gates' GateShare: the oldest answer goes first.
  */
 export class AnswerCache<E extends { storedAt: number; expiresAt: number }> {
   private readonly byType = new Map<number, Map<string, E>>();
@@ -19,30 +19,25 @@ export class AnswerCache<E extends { storedAt: number; expiresAt: number }> {
     this.byType.get(qtype)?.delete(name);
   }
 
-  /** stored as the newest; then the oldest go until `limit` are left */
-  set(qtype: number, name: string, e: E, limit: number): void {
+  /** stored as the newest (the caller trims: the cap is the process's, across gates; see share.ts) */
+  set(qtype: number, name: string, e: E): void {
     let m = this.byType.get(qtype);
     if (!m) this.byType.set(qtype, (m = new Map()));
     m.delete(name);
     m.set(name, e);
-    this.trim(limit);
   }
 
-  /** the oldest answers go (Map keeps insertion order: each map's first key is its oldest) until `limit` are left */
-  trim(limit: number): number {
-    let dropped = 0;
-    while (this.size > limit) {
-      let oldest: Map<string, E> | undefined;
-      let at = Infinity;
-      for (const m of this.byType.values()) {
-        const first = m.values().next();
-        if (!first.done && first.value.storedAt < at) [oldest, at] = [m, first.value.storedAt];
-      }
-      if (!oldest) break;
-      oldest.delete(oldest.keys().next().value as string);
-      dropped++;
+  /** the oldest answer goes (Map keeps insertion order: each map's first key is its oldest); false: empty */
+  dropOldest(): boolean {
+    let oldest: Map<string, E> | undefined;
+    let at = Infinity;
+    for (const m of this.byType.values()) {
+      const first = m.values().next();
+      if (!first.done && first.value.storedAt < at) [oldest, at] = [m, first.value.storedAt];
     }
-    return dropped;
+    if (!oldest) return false;
+    oldest.delete(oldest.keys().next().value as string);
+    return true;
   }
 
   /** every answer with its type and name (deleting the current one while iterating is safe) */

@@ -9,6 +9,7 @@ import type { Family } from '../net/ip.js';
 import type { FailureKind } from '../resolve/resolver.js';
 import { GatePolicy, type Match } from './policy.js';
 import { AnswerCache } from './answer-cache.js';
+import { GateShare } from './share.js';
 import { GateStats } from './stats.js';
 import { addressRdata, answerBlock, buildError, buildResponse, parseQuery, respondBlock, TYPE, typeName, type Query, type Rcode, type WireRecord } from './wire.js';
 
@@ -67,9 +68,9 @@ export interface GateOptions {
   maxTtl: number;
   staleGrace: number;
   ipv6: boolean;
-  /** answers kept; 0 = no cache */
+  /** answers kept, by all the gates of the process together (GateShare); 0 = no cache */
   cacheSize: number;
-  /** distinct names being fetched upstream at once (each holds a socket); over it: shed */
+  /** distinct names being fetched upstream at once, by all the gates of the process together; over it: shed */
   maxInflight?: number;
   /** queries of one client waiting on upstream at once; over it that client is shed, the others are not */
   maxInflightPerClient?: number;
@@ -321,13 +322,23 @@ export class Gate {
    */
   private generation = 0;
 
+  /**
+   * share: the caps of the process (the gates of every policy use one); a gate alone has its own.
+   */
   constructor(
     policy: GatePolicy,
     private opts: GateOptions,
     private readonly deps: GateDeps,
+    private readonly share: GateShare = new GateShare(),
   ) {
     this.policy = policy;
     this.stats = new GateStats(deps.nowMs());
+    share.join(this.cache);
+  }
+
+  /** No longer used (its policy left the config): its answers stop counting against the process's cap. */
+  retire(): void {
+    this.share.leave(this.cache);
   }
 
   /** For status and metrics: the counters plus what is in flight now. */
@@ -371,7 +382,7 @@ export class Gate {
         cacheDropped++;
       }
     }
-    cacheDropped += this.cache.trim(opts.cacheSize);
+    cacheDropped += this.share.trim(opts.cacheSize);
     this.ledger.rewriteAll();
     const now = this.deps.nowMs();
     const removed: AdmitEntry[] = this.ledger
@@ -459,14 +470,18 @@ export class Gate {
     // Bounded: a client over its share, or a gate at its overall cap, is answered SERVFAIL now (no queue, nothing upstream).
     const mine = this.waiting.get(client) ?? 0;
     let p = this.inflight.get(ck);
-    if (mine >= this.maxPerClient || (!p && this.inflight.size >= this.maxInflight)) {
-      const why = mine >= this.maxPerClient ? `this client has ${mine} queries waiting on upstream (cap ${this.maxPerClient})` : `${this.inflight.size} names being fetched upstream (cap ${this.maxInflight})`;
+    if (mine >= this.maxPerClient || (!p && this.share.inflight >= this.maxInflight)) {
+      const why = mine >= this.maxPerClient ? `this client has ${mine} queries waiting on upstream (cap ${this.maxPerClient})` : `${this.share.inflight} names being fetched upstream (cap ${this.maxInflight})`;
       this.emit(t0, client, transport, q.name, typeName(q.qtype), 'shed', 'SERVFAIL', [], false, match.rules, why);
       return buildResponse(msg, q, 'SERVFAIL', [], 0, transport === 'udp');
     }
     if (!p) {
-      p = this.fetch(q.name, family, match).finally(() => this.inflight.delete(ck));
+      p = this.fetch(q.name, family, match).finally(() => {
+        this.inflight.delete(ck);
+        this.share.inflight--;
+      });
       this.inflight.set(ck, p);
+      this.share.inflight++;
     }
     this.waiting.set(client, mine + 1);
     this.waitingTotal++;
@@ -538,7 +553,8 @@ export class Gate {
   }
 
   private store(qtype: number, name: string, e: Entry): void {
-    this.cache.set(qtype, name, e, this.opts.cacheSize);
+    this.cache.set(qtype, name, e);
+    this.share.trim(this.opts.cacheSize);
     if (e.storedAt - this.lastPrune > 60_000) {
       this.lastPrune = e.storedAt;
       this.ledger.prune(e.storedAt);

@@ -108,6 +108,50 @@ export class GateStats {
 }
 
 /**
+ * The counters of several gates as one (the gate process with per-workload policies: one gate per
+ * policy, the top-level one and the refusing one). Counts add up; the caps are the process's own
+ * (GateShare: every gate has the same), so they are taken once; the client list is the busiest 20 of
+ * the gates' lists (a client asks one gate: its policy's). Pure.
+ */
+export function mergeSnapshots(snaps: GateStatsSnapshot[]): GateStatsSnapshot {
+  const [first, ...rest] = snaps;
+  if (!first) throw new Error('mergeSnapshots: no snapshot');
+  if (!rest.length) return first;
+  const decisions = { ...first.decisions };
+  for (const s of rest) for (const v of Object.keys(decisions) as Verdict[]) decisions[v] += s.decisions[v] ?? 0;
+  const clients = new Map<string, ClientCounts>();
+  for (const s of snaps) {
+    for (const c of s.clients.list) {
+      const had = clients.get(c.client) ?? { queries: 0, refused: 0, shed: 0 };
+      clients.set(c.client, { queries: had.queries + c.queries, refused: had.refused + c.refused, shed: had.shed + c.shed });
+    }
+  }
+  const sum = (f: (s: GateStatsSnapshot) => number) => snaps.reduce((n, s) => n + f(s), 0);
+  const max = (f: (s: GateStatsSnapshot) => number) => Math.max(...snaps.map(f));
+  return {
+    at: max((s) => s.at),
+    decisions,
+    cached: sum((s) => s.cached),
+    upstream: {
+      queries: sum((s) => s.upstream.queries),
+      failures: sum((s) => s.upstream.failures),
+      sumMs: sum((s) => s.upstream.sumMs),
+      buckets: first.upstream.buckets.map((b, i) => ({ leMs: b.leMs, count: sum((s) => s.upstream.buckets[i]?.count ?? 0) })),
+    },
+    inflight: { upstream: sum((s) => s.inflight.upstream), waiting: sum((s) => s.inflight.waiting), limit: max((s) => s.inflight.limit), perClientLimit: max((s) => s.inflight.perClientLimit) },
+    cache: { entries: sum((s) => s.cache.entries), limit: max((s) => s.cache.limit) },
+    clients: {
+      from: Math.min(...snaps.map((s) => s.clients.from)),
+      to: max((s) => s.clients.to),
+      list: [...clients]
+        .map(([client, c]) => ({ client, ...c }))
+        .sort((a, b) => b.queries - a.queries || (a.client < b.client ? -1 : 1))
+        .slice(0, 20),
+    },
+  };
+}
+
+/**
  * The gate's line for the journal, once a minute (on its stdout; the daemon puts it in the journal,
  * and leaves the query lines out): how many queries of each verdict since the last line, and the
  * clients refused or shed most in the last full minute. Never a line per query in the journal: a

@@ -4,7 +4,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { Gate, NEGATIVE_TTL, type AdmitEntry, type GateDeps, type QueryEvent, type UpstreamResult } from '../../src/gate/gate.js';
 import { GatePolicy } from '../../src/gate/policy.js';
 import { parseQuery } from '../../src/gate/wire.js';
-import { GateStats } from '../../src/gate/stats.js';
+import { GateShare } from '../../src/gate/share.js';
+import { GateStats, mergeSnapshots } from '../../src/gate/stats.js';
 
 const q = (name: string, type: packet.RecordType = 'A', opts: { id?: number; edns?: boolean; flags?: number } = {}) =>
   packet.encode({
@@ -470,6 +471,81 @@ describe('gate under abuse (bounded)', () => {
     await s.release();
     expect(rcodeOf((await a)!)).toBe('NOERROR');
     expect(rcodeOf((await shared)!)).toBe('NOERROR');
+  });
+
+  /** Gates of two policies and the top-level one in one process, as `egressfw gate` runs them: one GateShare. */
+  function policyGates(caps: { cacheSize: number; maxInflight?: number }, upstreamSilent = false) {
+    const c = config();
+    const share = new GateShare();
+    const asked: string[] = [];
+    const held: (() => void)[] = [];
+    const clock = { now: 1_700_000_000_000 };
+    const mk = () =>
+      new Gate(new GatePolicy(c.domains, c.wildcards), { minTtl: 30, maxTtl: 3600, staleGrace: 300, ipv6: true, maxInflightPerClient: 1000, ...caps }, {
+        upstream: (name) => {
+          asked.push(name);
+          const answer: UpstreamResult = { ok: true, addresses: [{ ip: '203.0.113.9', ttl: 600 }], refused: [] };
+          return upstreamSilent ? new Promise<UpstreamResult>((resolve) => held.push(() => resolve(answer))) : Promise.resolve(answer);
+        },
+        admit: async () => {},
+        nowMs: () => clock.now++,
+        onQuery: () => {},
+      }, share);
+    return { share, asked, held, a: mk(), b: mk(), host: mk() };
+  }
+
+  it('the cache cap is the process\'s, across the gates of every policy: a flood under one policy evicts its own answers, not the others\'', async () => {
+    const g = policyGates({ cacheSize: 10 });
+    for (let i = 0; i < 3; i++) await g.b.handle(q(`keep${i}.cdn.example.net`), '198.51.100.131', 'udp');
+    await g.host.handle(q('api.example.com'), '198.51.100.2', 'udp');
+    for (let i = 0; i < 200; i++) await g.a.handle(q(`flood${i}.cdn.example.net`), '198.51.100.130', 'udp');
+    // never more than cacheSize in all (per gate, three gates would hold 30)
+    expect(g.share.cacheEntries).toBe(10);
+    expect([g.a.cached, g.b.cached, g.host.cached]).toEqual([6, 3, 1]);
+    // the others' answers are still served from their caches: nothing goes upstream for them
+    const before = g.asked.length;
+    for (let i = 0; i < 3; i++) expect(rcodeOf((await g.b.handle(q(`keep${i}.cdn.example.net`), '198.51.100.131', 'udp'))!)).toBe('NOERROR');
+    await g.host.handle(q('api.example.com'), '198.51.100.2', 'udp');
+    expect(g.asked.length).toBe(before);
+    // as the others grow they take their share back: the largest cache gives
+    for (let i = 0; i < 10; i++) await g.b.handle(q(`more${i}.cdn.example.net`), '198.51.100.131', 'udp');
+    expect(g.share.cacheEntries).toBe(10);
+    expect(Math.abs(g.a.cached - g.b.cached)).toBeLessThanOrEqual(1);
+    // a gate whose policy left the config no longer counts
+    g.a.retire();
+    expect(g.share.cacheEntries).toBe(g.b.cached + g.host.cached);
+  });
+
+  it('the fetch cap is the process\'s too: names in flight at one policy\'s gate count at another\'s', async () => {
+    const g = policyGates({ cacheSize: 100, maxInflight: 2 }, true);
+    const first = g.a.handle(q('a.cdn.example.net'), '198.51.100.130', 'udp');
+    g.b.handle(q('b.cdn.example.net'), '198.51.100.131', 'udp');
+    expect(g.share.inflight).toBe(2);
+    expect(rcodeOf(g.host.handle(q('api.example.com'), '198.51.100.2', 'udp') as Buffer)).toBe('SERVFAIL');
+    expect(g.asked).toEqual(['a.cdn.example.net', 'b.cdn.example.net']);
+    for (const r of g.held.splice(0)) r();
+    expect(rcodeOf((await first)!)).toBe('NOERROR');
+    await new Promise((r) => setTimeout(r, 0));
+    expect(g.share.inflight).toBe(0);
+    expect(g.host.handle(q('api.example.com'), '198.51.100.2', 'udp')).toBeInstanceOf(Promise);
+  });
+
+  it('gate.json\'s counters are every gate\'s: decisions and caches add up, the caps are taken once, clients merge', async () => {
+    const g = policyGates({ cacheSize: 100 });
+    await g.a.handle(q('x.cdn.example.net'), '198.51.100.130', 'udp');
+    await g.a.handle(q('x.cdn.example.net'), '198.51.100.130', 'udp');
+    await g.b.handle(q('not-allowed.example.org'), '198.51.100.131', 'udp');
+    await g.host.handle(q('api.example.com'), '198.51.100.2', 'udp');
+    const merged = mergeSnapshots([g.host, g.a, g.b].map((x) => x.snapshot()));
+    expect(merged.decisions).toMatchObject({ allowed: 3, refused: 1 });
+    expect(merged.cached).toBe(1);
+    expect(merged.upstream.queries).toBe(2);
+    expect(merged.upstream.buckets.reduce((n, b) => n + b.count, 0)).toBe(2);
+    expect(merged.cache).toEqual({ entries: 2, limit: 100 });
+    expect(merged.inflight).toMatchObject({ upstream: 0, waiting: 0 });
+    // one snapshot is itself
+    const one = g.a.snapshot();
+    expect(mergeSnapshots([one])).toBe(one);
   });
 
   it('stats: per-client counts of the last full minute, busiest first', () => {
